@@ -1,0 +1,1 @@
+"""clickstream-engine: streaming personalization."""
