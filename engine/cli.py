@@ -1,0 +1,138 @@
+"""The `clickstream` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from engine.errors import SettingsError
+from engine.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [f"CLICKSTREAM_{n.upper()}" for n in names if getattr(settings, n) is None]
+    if missing:
+        print(f"configuration error: {', '.join(missing)} must be set for this command", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_up(args) -> int:
+    from engine.embedded import up
+
+    return up(_settings(), args.host, args.port, workers=args.workers)
+
+
+def _serve(args, roles: set[str]) -> int:
+    import uvicorn
+
+    from engine.app import create_app
+
+    settings = _settings()
+    _logging(settings)
+    if "collector" in roles:
+        _require(settings, "kafka")
+    if "api" in roles:
+        _require(settings, "redis")
+    # No access log: it would write every visitor's IP address.
+    uvicorn.run(create_app(settings, roles), host=args.host, port=args.port, log_level="warning",
+                access_log=False, proxy_headers=True, lifespan="on")
+    return 0
+
+
+def cmd_api(args) -> int:
+    roles = {"api"} if args.api_only else {"collector", "api"}
+    return _serve(args, roles)
+
+
+def cmd_collector(args) -> int:
+    return _serve(args, {"collector"})
+
+
+def cmd_worker(args) -> int:
+    from engine.worker import run_worker
+
+    settings = _settings()
+    _require(settings, "kafka", "redis")
+    run_worker(settings, loglevel=settings.log_level)
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from engine.replay import replay
+
+    settings = _settings()
+    _require(settings, "kafka", "redis")
+    _logging(settings)
+    count = asyncio.run(replay(settings, progress=not args.quiet))
+    print(f"replayed {count} events")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from engine.simulate import simulate
+
+    sent = asyncio.run(simulate(args.url, visitors=args.visitors, events=args.events, batch=args.batch, seed=args.seed))
+    print(f"sent {sent} events to {args.url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clickstream", description="Streaming personalization engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def http_options(p, port=8080):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=port)
+
+    p = sub.add_parser("up", help="run everything on this machine (embedded broker and Redis unless configured)")
+    http_options(p)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("api", help="run the HTTP app (collector and API; --api-only for the API alone)")
+    http_options(p)
+    p.add_argument("--api-only", action="store_true")
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("collector", help="run the HTTP collector alone")
+    http_options(p)
+    p.set_defaults(func=cmd_collector)
+
+    p = sub.add_parser("worker", help="run a stream worker (faust)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("replay", help="rebuild Redis state from the start of the topic")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("simulate", help="send synthetic shop traffic to a running collector")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--visitors", type=int, default=100)
+    p.add_argument("--events", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

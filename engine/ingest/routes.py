@@ -1,0 +1,81 @@
+"""HTTP routes of the collector: POST /v1/events and GET /v1/pixel.gif."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.api.http import OPTOUT_COOKIE, new_visitor_id, read_body, set_visitor_cookie, visitor_cookie
+from engine.ingest.collector import RequestInfo, collect, parse_body
+from engine.ingest.publisher import Publisher
+from engine.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
+from engine.settings import Settings
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL_INT_FIELDS = ("ts",)
+
+
+def _new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _request_info(request: Request, settings: Settings, visitor_id: str) -> RequestInfo:
+    return RequestInfo(
+        received_at=int(time.time() * 1000),
+        visitor_id=visitor_id,
+        user_agent=request.headers.get("user-agent"),
+        ip=request.client.host if request.client else None,
+        country=request.headers.get(settings.country_header),
+    )
+
+
+def collector_routes(settings: Settings, publisher: Publisher) -> list[Route]:
+    async def ingest(request: Request, raw_events: list, respond) -> Response:
+        known = visitor_cookie(request)
+        visitor_id = known or new_visitor_id()
+        if request.cookies.get(OPTOUT_COOKIE):
+            response = respond({"accepted": 0, "rejected": [], "opted_out": True})
+        else:
+            batch = collect(raw_events, _request_info(request, settings, visitor_id),
+                            max_events=settings.max_events, new_id=_new_event_id)
+            await publisher.publish(batch)
+            EVENTS_ACCEPTED.inc(len(batch.accepted))
+            EVENTS_REJECTED.inc(len(batch.rejected))
+            response = respond({"accepted": len(batch.accepted), "rejected": batch.rejected})
+        if known is None:
+            set_visitor_cookie(response, request, visitor_id, settings.cookie_domain)
+        return response
+
+    async def post_events(request: Request) -> Response:
+        body = await read_body(request, settings.max_body_bytes)
+        return await ingest(request, parse_body(body), lambda payload: JSONResponse(payload, status_code=202))
+
+    async def pixel(request: Request) -> Response:
+        event: dict = {}
+        props: dict = {}
+        for key, value in request.query_params.items():
+            if key in PIXEL_INT_FIELDS and value.lstrip("-").isdigit():
+                event[key] = int(value)
+            elif key.startswith("props."):
+                props[key[len("props."):]] = value
+            else:
+                event[key] = value
+        if props:
+            event["props"] = props
+
+        def respond(payload: dict) -> Response:
+            if payload["rejected"]:
+                return JSONResponse({"error": payload["rejected"][0]["error"], "detail": payload}, status_code=400)
+            return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+        return await ingest(request, [event], respond)
+
+    return [
+        Route("/v1/events", post_events, methods=["POST"]),
+        Route("/v1/pixel.gif", pixel, methods=["GET"]),
+    ]

@@ -1,0 +1,43 @@
+"""Prometheus metrics of the HTTP process; worker figures arrive through heartbeats."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from engine.stream import BATCH_SIZE_BUCKETS
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_ACCEPTED = Counter("clickstream_events_accepted", "Events accepted by the collector", registry=REGISTRY)
+EVENTS_REJECTED = Counter("clickstream_events_rejected", "Events rejected by the collector", registry=REGISTRY)
+REQUEST_LATENCY = Histogram(
+    "clickstream_http_request_duration_seconds", "HTTP request latency inside the server",
+    ["route", "method", "status"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class WorkerCollector:
+    """Renders the latest heartbeats of the live workers (set before each scrape)."""
+
+    def __init__(self) -> None:
+        self.heartbeats: dict[str, dict] = {}
+
+    def collect(self):
+        lag = GaugeMetricFamily("clickstream_consumer_lag", "Events on the topic not yet processed", labels=["worker"])
+        processed = CounterMetricFamily("clickstream_worker_events", "Events processed by the worker", labels=["worker"])
+        dead = CounterMetricFamily("clickstream_worker_dead_letters", "Undecodable messages sent to the dead-letter topic", labels=["worker"])
+        sizes = HistogramMetricFamily("clickstream_worker_batch_size", "Events per batch", labels=["worker"])
+        for worker, beat in sorted(self.heartbeats.items()):
+            lag.add_metric([worker], beat.get("lag", 0))
+            processed.add_metric([worker], beat.get("events", 0))
+            dead.add_metric([worker], beat.get("dead_letters", 0))
+            buckets = [(str(b), c) for b, c in zip(BATCH_SIZE_BUCKETS, beat.get("batch_size_buckets", []))]
+            buckets.append(("+Inf", beat.get("batches", 0)))
+            sizes.add_metric([worker], buckets, beat.get("batch_size_sum", 0))
+        yield from (lag, processed, dead, sizes)
+
+
+WORKERS = WorkerCollector()
+REGISTRY.register(WORKERS)

@@ -1,0 +1,137 @@
+"""One frozen settings object, read from CLICKSTREAM_* environment variables once.
+
+A bad value fails at start with the variable's name in the message (SettingsError).
+Unset Kafka or Redis means "embedded": `clickstream up` starts its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlparse
+
+from engine.errors import SettingsError
+
+PREFIX = "CLICKSTREAM_"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
+def _kafka(value: str) -> str:
+    servers = _csv(value.removeprefix("kafka://"))
+    if not servers:
+        raise ValueError("expected host:port[,host:port...]")
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {server!r}")
+    return ",".join(servers)
+
+
+def _redis(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("redis", "rediss", "unix") or not (parsed.hostname or parsed.path):
+        raise ValueError(f"expected a redis:// URL, got {value!r}")
+    return value
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = _csv(value)
+    for origin in origins:
+        parsed = urlparse(origin)
+        if origin != "*" and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+            raise ValueError(f"expected origins like https://shop.example, got {origin!r}")
+    return origins
+
+
+def _env_field(default, parse: Callable[[str], object] = str, **kwargs):
+    return field(default=default, metadata={"parse": parse}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: str | None = _env_field(None, _kafka)
+    redis: str | None = _env_field(None, _redis)
+    api_keys: tuple[str, ...] = _env_field((), _csv)
+    rules: Path = _env_field(Path("rules"), Path)
+    site_origins: tuple[str, ...] = _env_field((), _origins)
+    topic: str = _env_field("clickstream.events")
+    rejected_topic: str = _env_field("clickstream.events.rejected")
+    partitions: int = _env_field(4, _positive_int)
+    redis_prefix: str = _env_field("cs")
+    consumer_group: str = _env_field("clickstream-worker")
+    batch_size: int = _env_field(10_000, _positive_int)
+    batch_wait_ms: int = _env_field(50, _positive_int)
+    rebalance_timeout_s: float = _env_field(3.0, _positive_float)
+    dedup_ttl_days: int = _env_field(30, _positive_int)
+    max_body_bytes: int = _env_field(1 << 20, _positive_int)
+    max_events: int = _env_field(500, _positive_int)
+    cookie_domain: str | None = _env_field(None)
+    country_header: str = _env_field("cf-ipcountry")
+    data_dir: Path = _env_field(Path("var"), Path)
+    log_level: str = _env_field("info")
+    worker_heartbeat_s: float = _env_field(2.0, _positive_float)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for spec in fields(cls):
+            name = PREFIX + spec.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(name, str(exc)) from None
+        return cls(**values)
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis is None
+
+    def environ(self) -> dict[str, str]:
+        """The CLICKSTREAM_* variables that reproduce these settings in a child process."""
+        out = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[PREFIX + spec.name.upper()] = str(value)
+        return out

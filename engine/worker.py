@@ -1,0 +1,103 @@
+"""The worker: a faust app whose service runs the batch path into Redis.
+
+Faust supplies what it is good at (the worker lifecycle, supervision, signals,
+logging); the per-batch work is engine.stream. The handlers each apply a batch
+idempotently; more stores join the list as the engine grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import faust
+from mode import Service
+
+from engine import kafka
+from engine.profiles.store import ProfileStore
+from engine.redis_client import open_redis
+from engine.settings import Settings
+from engine.stream import BatchConsumer, Heartbeat
+
+log = logging.getLogger("engine.worker")
+
+
+def workers_key(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:workers"
+
+
+def batch_handlers(settings: Settings, redis) -> list:
+    """Every store's idempotent batch update, in the order the worker applies them."""
+    profiles = ProfileStore(redis, settings.redis_prefix, settings.dedup_ttl_days * 86400)
+    return [profiles.apply]
+
+
+async def clear_derived_state(settings: Settings, redis) -> int:
+    """What replay wipes before it rebuilds: everything batch_handlers derive."""
+    return await ProfileStore(redis, settings.redis_prefix).clear_all()
+
+
+def create_worker_app(settings: Settings) -> faust.App:
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        "clickstream-worker",
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=max(6.0, 2 * settings.rebalance_timeout_s),
+        broker_heartbeat_interval=1.0,
+        datadir=str(datadir),
+    )
+    # The batch path has its own consumer; faust's would subscribe to nothing.
+    app.boot_strategy = faust.App.BootStrategy(app, enable_kafka_consumer=False)
+
+    @app.service
+    class ProfileStream(Service):
+        """Kafka batches -> stores; a heartbeat in Redis says it is alive."""
+
+        async def on_start(self) -> None:
+            await kafka.ensure_topics(settings)
+            self.redis = open_redis(settings.redis)
+            self.dead_letter = kafka.producer(settings)
+            await self.dead_letter.start()
+            self.batches = BatchConsumer(settings, batch_handlers(settings, self.redis), dead_letter=self.dead_letter)
+            await self.batches.start()
+            worker_id = f"{socket.gethostname()}:{os.getpid()}"
+            self.heartbeat = Heartbeat(
+                self.redis, workers_key(settings), worker_id, self.batches.stats,
+                self.batches.ready, settings.worker_heartbeat_s * 3,
+            )
+
+        @Service.task
+        async def _consume(self) -> None:
+            await self.batches.run(lambda: self.should_stop)
+
+        @Service.task
+        async def _beat(self) -> None:
+            while not self.should_stop:
+                try:
+                    await self.heartbeat.beat()
+                except Exception as exc:
+                    log.warning("heartbeat failed: %r", exc)
+                await self.sleep(settings.worker_heartbeat_s)
+
+        async def on_stop(self) -> None:
+            await self.batches.stop()
+            try:
+                await self.heartbeat.clear()
+            except Exception:
+                pass
+            await self.dead_letter.stop()
+            await self.redis.aclose()
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    app = create_worker_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,104 @@
+"""What the tests share: the one wait helper, unique names, engine processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from engine.embedded import free_port, wait_for_port
+from engine.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """The one way tests wait: poll a condition (sync or async) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+class Process:
+    """A `clickstream` subcommand run as a child process, as in a deployment."""
+
+    def __init__(self, settings: Settings, *args: str, log_path: Path) -> None:
+        env = dict(os.environ, **settings.environ())
+        self.log_path = log_path
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", *args], env=env, cwd=REPO,
+            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig=None) -> None:
+        if self.popen.poll() is None:
+            if sig is None:
+                self.popen.terminate()
+            else:
+                self.popen.send_signal(sig)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Engine:
+    """A worker and an HTTP app over one set of settings, plus a client for it."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.worker: Process | None = None
+        self.api: Process | None = None
+
+    def start_worker(self) -> Process:
+        self.worker = Process(self.settings, "worker", log_path=self.log_dir / "worker.log")
+        return self.worker
+
+    def start_api(self) -> Process:
+        self.api = Process(self.settings, "api", "--port", str(self.port), log_path=self.log_dir / "api.log")
+        wait_for_port(self.port, 30, self.api.popen)
+        return self.api
+
+    async def wait_ready(self, timeout: float = 40.0) -> None:
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            async def ready():
+                return (await client.get("/healthz")).status_code == 200
+            await wait_until(ready, timeout, message="/healthz 200")
+
+    def client(self, **kwargs) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=20, **kwargs)
+
+    async def profile(self, profile_id: str) -> dict | None:
+        async with self.client() as client:
+            response = await client.get(f"/v1/profiles/{profile_id}", headers={"Authorization": "Bearer test-key"})
+        return response.json() if response.status_code == 200 else None
+
+    def stop(self) -> None:
+        for process in (self.api, self.worker):
+            if process is not None:
+                process.stop()
+
+
+def unique(prefix: str = "v") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
