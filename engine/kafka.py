@@ -55,3 +55,27 @@ def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     )
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def end_offsets(consumer, partitions: list) -> dict:
+    """The true end offset of each partition, read from a fetch's high watermark.
+
+    ListOffsets alone is not enough: Tansu answers it with the base offset of
+    the last record batch, not the end. A fetch's high watermark is right on
+    every broker. Reassigns `consumer` to `partitions`.
+    """
+    listed = await consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    ends = {tp: 0 for tp in partitions if listed[tp] == 0}
+    for tp in partitions:
+        if listed[tp] > 0:
+            consumer.seek(tp, listed[tp] - 1)
+    deadline = asyncio.get_running_loop().time() + 15
+    while len(ends) < len(partitions):
+        await consumer.getmany(*[tp for tp in partitions if tp not in ends], timeout_ms=200, max_records=1)
+        for tp in partitions:
+            if tp not in ends and consumer.highwater(tp) is not None:
+                ends[tp] = consumer.highwater(tp)
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("could not read the end offsets of the topic")
+    return ends

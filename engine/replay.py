@@ -26,9 +26,8 @@ async def replay(settings: Settings, progress: bool = True) -> int:
     await consumer.start()
     try:
         partitions = [TopicPartition(settings.topic, p) for p in sorted(consumer.partitions_for_topic(settings.topic) or [])]
-        consumer.assign(partitions)
+        end = await kafka.end_offsets(consumer, partitions)
         await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
         total = sum(end.values())
         await clear_derived_state(settings, redis)
         handlers = batch_handlers(settings, redis)

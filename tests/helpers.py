@@ -102,3 +102,46 @@ class Engine:
 
 def unique(prefix: str = "v") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def topic_offsets(settings: Settings, topic: str) -> int:
+    """How many messages a topic holds (sum of end offsets)."""
+    from aiokafka import TopicPartition
+
+    from engine.stream import kafka_consumer
+
+    consumer = kafka_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        from engine.kafka import end_offsets
+
+        ends = await end_offsets(consumer, [TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(settings: Settings, topic: str, count: int, timeout: float = 15.0) -> list:
+    """The first `count` records of a topic (all partitions), as aiokafka records."""
+    from aiokafka import TopicPartition
+
+    from engine.stream import kafka_consumer
+
+    consumer = kafka_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records = []
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

@@ -46,7 +46,13 @@ def collector_routes(settings: Settings, publisher: Publisher) -> list[Route]:
             await publisher.publish(batch)
             EVENTS_ACCEPTED.inc(len(batch.accepted))
             EVENTS_REJECTED.inc(len(batch.rejected))
-            response = respond({"accepted": len(batch.accepted), "rejected": batch.rejected})
+            result = {"accepted": len(batch.accepted), "rejected": batch.rejected}
+            if batch.rejected and not batch.accepted:
+                # Nothing usable: a 4xx, so the tracker does not retry it.
+                first = batch.rejected[0]
+                response = JSONResponse({"error": f"events[{first['index']}].{first['error']}", "detail": result}, status_code=400)
+            else:
+                response = respond(result)
         if known is None:
             set_visitor_cookie(response, request, visitor_id, settings.cookie_domain)
         return response
@@ -69,8 +75,6 @@ def collector_routes(settings: Settings, publisher: Publisher) -> list[Route]:
             event["props"] = props
 
         def respond(payload: dict) -> Response:
-            if payload["rejected"]:
-                return JSONResponse({"error": payload["rejected"][0]["error"], "detail": payload}, status_code=400)
             return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
         return await ingest(request, [event], respond)

@@ -15,7 +15,9 @@ took over a partition) is re-read and folded again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -38,7 +40,7 @@ redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'd', ARGV[2])
 return 1
 """
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 12
 
 
 def event_hash(event_id: str) -> int:
@@ -69,12 +71,13 @@ class ProfileStore:
         for event in events:
             pending[event["visitor_id"]].append(event)
         applied = 0
-        for _ in range(MAX_ATTEMPTS):
-            if not pending:
-                return applied
+        for attempt in range(MAX_ATTEMPTS):
             conflicts, count = await self._apply_once(pending, fold)
             applied += count
             pending = {vid: pending[vid] for vid in conflicts}
+            if not pending:
+                return applied
+            await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise RuntimeError(f"profiles kept changing under the worker: {sorted(pending)[:5]}")
 
     async def _apply_once(self, pending: dict[str, list[dict]], fold) -> tuple[list[str], int]:

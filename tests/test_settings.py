@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from engine.errors import SettingsError
+from engine.settings import Settings
+
+
+def test_defaults_mean_embedded():
+    settings = Settings.from_env({})
+    assert settings.embedded_kafka and settings.embedded_redis
+    assert settings.rules == Path("rules")
+    assert settings.api_keys == ()
+
+
+def test_reads_every_documented_variable():
+    settings = Settings.from_env({
+        "CLICKSTREAM_KAFKA": "k1:9092,k2:9092",
+        "CLICKSTREAM_REDIS": "redis://cache:6379/2",
+        "CLICKSTREAM_API_KEYS": "a, b ,,c",
+        "CLICKSTREAM_RULES": "/etc/rules",
+        "CLICKSTREAM_SITE_ORIGINS": "https://shop.example,http://localhost:3000",
+    })
+    assert settings.kafka == "k1:9092,k2:9092"
+    assert settings.redis == "redis://cache:6379/2"
+    assert settings.api_keys == ("a", "b", "c")
+    assert settings.rules == Path("/etc/rules")
+    assert settings.site_origins == ("https://shop.example", "http://localhost:3000")
+    assert not settings.embedded_kafka and not settings.embedded_redis
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("CLICKSTREAM_KAFKA", "no-port"),
+        ("CLICKSTREAM_REDIS", "http://cache"),
+        ("CLICKSTREAM_SITE_ORIGINS", "shop.example"),
+        ("CLICKSTREAM_PARTITIONS", "zero"),
+        ("CLICKSTREAM_PARTITIONS", "-3"),
+        ("CLICKSTREAM_BATCH_SIZE", "0"),
+        ("CLICKSTREAM_REBALANCE_TIMEOUT_S", "nan"),
+    ],
+)
+def test_bad_value_names_the_variable(variable, value):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+
+
+def test_environ_round_trips():
+    settings = Settings.from_env({"CLICKSTREAM_KAFKA": "k:1", "CLICKSTREAM_API_KEYS": "x,y", "CLICKSTREAM_PARTITIONS": "8"})
+    assert Settings.from_env(settings.environ()) == settings
+
+
+def test_cli_reports_bad_setting_with_its_name(monkeypatch, capsys):
+    from engine.cli import main
+
+    monkeypatch.setenv("CLICKSTREAM_REDIS", "nonsense")
+    with pytest.raises(SystemExit) as caught:
+        main(["worker"])
+    assert caught.value.code == 2
+    assert "CLICKSTREAM_REDIS" in capsys.readouterr().err
