@@ -1,0 +1,102 @@
+"""`clickstream up`: everything on one machine, and nothing left behind on SIGTERM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.embedded import free_port
+from helpers import REPO, unique, wait_until
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Every descendant process of pid, with its command line, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = {}, {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        for child in frontier:
+            try:
+                found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return not (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def start_up(tmp_path, extra_env):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    env.update(CLICKSTREAM_DATA_DIR=str(tmp_path), CLICKSTREAM_API_KEYS="up-key", CLICKSTREAM_REBALANCE_TIMEOUT_S="1", **extra_env)
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--port", str(port)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Ctrl-C"):
+            return process, port, "".join(lines)
+    process.kill()
+    raise AssertionError("up did not come up:\n" + "".join(lines))
+
+
+async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
+    process, port, banner = start_up(tmp_path, {})
+    try:
+        assert "clickstream-engine is up in" in banner
+        for part in ("broker   127.0.0.1:", "redis    redis://127.0.0.1:", f"http     http://127.0.0.1:{port}"):
+            assert part in banner
+        children = children_of(process.pid)
+        commands = " | ".join(children.values())
+        assert "tansu" in commands and "redis-server" in commands and "engine.cli worker" in commands and "engine.cli api" in commands
+        vid = unique()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            response = await client.post("/v1/events", json={"type": "page_view", "visitor_id": vid, "url": "/hello"})
+            assert response.status_code == 202
+
+            async def profile():
+                r = await client.get(f"/v1/profiles/{vid}", headers={"Authorization": "Bearer up-key"})
+                return r.status_code == 200 and r.json()
+            assert (await wait_until(profile, message="profile via up"))["counts"] == {"page_view": 1}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    leftovers = [pid for pid in children if alive(pid)]
+    assert leftovers == [], f"left behind: {[children[p] for p in leftovers]}"
+
+
+async def test_up_uses_configured_kafka_and_redis(tmp_path, kafka_bootstrap, redis_url):
+    process, port, banner = start_up(tmp_path, {
+        "CLICKSTREAM_KAFKA": kafka_bootstrap, "CLICKSTREAM_REDIS": redis_url,
+        "CLICKSTREAM_TOPIC": f"up-{unique()}", "CLICKSTREAM_REDIS_PREFIX": unique("up"),
+        "CLICKSTREAM_CONSUMER_GROUP": unique("g"),
+    })
+    try:
+        commands = " | ".join(children_of(process.pid).values())
+        assert "tansu" not in commands and "redis-server" not in commands
+        assert f"broker   {kafka_bootstrap}" in banner and f"redis    {redis_url}" in banner
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
