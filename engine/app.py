@@ -88,7 +88,7 @@ class Services:
         self.redis = open_redis(settings.redis) if settings.redis else None
         self.producer = None  # aiokafka wants a running loop: made in start()
         self.producer_ready = asyncio.Event()
-        self.profiles = ProfileStore(self.redis, settings.redis_prefix, settings.dedup_ttl_days * 86400) if self.redis else None
+        self.profiles = ProfileStore(self.redis, settings.redis_prefix, cluster=settings.redis_cluster) if self.redis else None
         self.publisher = Publisher(None, settings.topic, settings.rejected_topic) if COLLECTOR in roles else None
         self._tasks: list[asyncio.Task] = []
 

@@ -90,7 +90,7 @@ class Settings:
     batch_size: int = _env_field(10_000, _positive_int)
     batch_wait_ms: int = _env_field(50, _positive_int)
     rebalance_timeout_s: float = _env_field(3.0, _positive_float)
-    dedup_ttl_days: int = _env_field(30, _positive_int)
+    redis_cluster: bool = _env_field(False, _bool)
     max_body_bytes: int = _env_field(1 << 20, _positive_int)
     max_events: int = _env_field(500, _positive_int)
     cookie_domain: str | None = _env_field(None)

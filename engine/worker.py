@@ -29,7 +29,7 @@ def workers_key(settings: Settings) -> str:
 
 def batch_handlers(settings: Settings, redis) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
-    profiles = ProfileStore(redis, settings.redis_prefix, settings.dedup_ttl_days * 86400)
+    profiles = ProfileStore(redis, settings.redis_prefix, cluster=settings.redis_cluster)
     return [profiles.apply]
 
 

@@ -3,11 +3,12 @@
 import asyncio
 import uuid
 
+import msgpack
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st, HealthCheck
 
 from engine.profiles.model import fold, new_profile
-from engine.profiles.store import ProfileStore, event_hash
+from engine.profiles.store import SEEN_KEPT, ProfileStore, event_hash, seen_hashes
 
 
 def events_for(visitor, n, start=1_700_000_000_000):
@@ -61,16 +62,40 @@ async def test_concurrent_writers_on_one_profile_stay_exact(store):
     assert profile["first_seen"] == events[0]["ts"] and profile["last_seen"] == events[-1]["ts"]
 
 
-async def test_dedup_set_is_compact_and_expires(store, redis_client):
-    await store.apply(events_for("a", 5))
-    key = store.seen_key("a")
-    assert await redis_client.object("encoding", key) == b"intset"
-    assert 0 < await redis_client.ttl(key) <= store.dedup_ttl_s
+async def test_seen_ids_live_in_the_profile_hash_and_are_bounded(store, redis_client):
+    events = events_for("a", SEEN_KEPT + 10)
+    assert await store.apply(events) == SEEN_KEPT + 10
+    seen = await redis_client.hget(store.profile_key("a"), "s")
+    assert len(seen) == SEEN_KEPT * 8
+    assert seen_hashes(seen) == {event_hash(e["event_id"]) for e in events[10:]}
+    assert await store.apply(events[-50:]) == 0
 
 
-def test_event_hash_is_stable_and_fits_an_intset():
+def test_event_hash_is_stable_and_fixed_size():
     assert event_hash("abc") == event_hash("abc") != event_hash("abd")
-    assert 0 <= event_hash(str(uuid.uuid4())) < 2**62
+    assert len(event_hash(str(uuid.uuid4()))) == 8
+
+
+async def test_cluster_grouping_gives_the_same_profiles(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    single, cluster = ProfileStore(redis_client, prefix + "a"), ProfileStore(redis_client, prefix + "b", cluster=True)
+    events = [e for v in "abcdefgh" for e in events_for(v, 9)]
+    assert await single.apply(events) == await cluster.apply(events) == len(events)
+    for v in "abcdefgh":
+        assert await single.get(v) == await cluster.get(v)
+    assert await cluster.apply(events) == 0
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+
+
+async def test_commit_refuses_an_id_already_seen(store, redis_client):
+    """The script itself checks seen ids, not only the read before it."""
+    await store.apply(events_for("a", 2))
+    version = await redis_client.hget(store.profile_key("a"), "v")
+    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"x", ids], use_bin_type=False)])
+    assert await commit(event_hash("a-1")) == b"0"
+    flags = await commit(event_hash("new") + event_hash("a-1"))
+    assert flags == b"0"
+    assert (await store.get("a"))["counts"] == {"page_ping": 1, "page_view": 1}
 
 
 async def test_clear_all_removes_profiles_and_dedup(store, redis_client):
