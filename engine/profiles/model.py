@@ -1,28 +1,86 @@
 """The visitor profile: pure functions over plain dicts, no I/O.
 
-`apply_event(profile, event)` folds one event into a profile. Events of one
+`apply_event(profile, event, config)` folds one event into a profile; `merge`
+joins the profiles of one person (several devices and cookies). Events of one
 visitor arrive in partition order, so "the session changed" is decided by
 comparing with the last session seen, which gives the same answer on replay.
+
+A profile is one visitor id's history (its "piece" of a person). Identified
+people are the merge of their pieces (engine.profiles.identity).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
+from engine.profiles.identity import is_identity_id
+
+DAY_MS = 86_400_000
 PAGES_KEPT = 20
-PAGE_TYPES = frozenset({"page_view"})
+VIEWED_KEPT = 20
+ORDERS_KEPT = 200
+ITEMS_KEPT = 100
+DAYS_KEPT = 90
+PING_MS_DEFAULT = 10_000
+PING_MS_MAX = 60_000
+INTEREST_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    interest_half_life_days: float = 14.0
+    consent_default: bool = True      # analytics consent assumed until the visitor says otherwise
+    count_without_consent: bool = False  # else events without consent are dropped
+    blocked_user_ids: tuple[str, ...] = ()  # beyond the built-in placeholders (identity.NEVER_IDENTITIES)
+
+
+DEFAULT = ProfileConfig()
 
 
 def new_profile(profile_id: str) -> dict:
     return {
         "id": profile_id,
         "kind": "anonymous",
+        "user_id": None,
         "first_seen": None,
         "last_seen": None,
         "counts": {},
         "sessions": {"count": 0, "current": None, "last_start": None, "total_ms": 0},
         "pages": [],
+        "engaged_ms": 0,
+        "viewed": [],
+        "interests": {},
+        "commerce": {"cart": {}, "orders": 0, "revenue": 0.0, "first_purchase": None, "last_purchase": None,
+                     "order_log": [], "items": {}},
+        "traits": {},
+        "traits_ts": {},
+        "consent": {},
+        "daily": {},
     }
+
+
+def newest_items(items: dict[str, int]) -> dict[str, int]:
+    """Item id -> when last bought, bounded to the ITEMS_KEPT most recent."""
+    if len(items) <= ITEMS_KEPT:
+        return items
+    return dict(sorted(items.items(), key=lambda kv: (kv[1], kv[0]))[-ITEMS_KEPT:])
+
+
+def decay(score: float, since_ms: int, now_ms: int, half_life_days: float) -> float:
+    if now_ms <= since_ms:
+        return score
+    return score * 0.5 ** ((now_ms - since_ms) / (half_life_days * DAY_MS))
+
+
+def interest_scores(profile: dict, now_ms: int, config: ProfileConfig = DEFAULT) -> dict[str, float]:
+    """Interests decayed to `now_ms`: {category: score}."""
+    return {cat: round(decay(score, ts, now_ms, config.interest_half_life_days), 4)
+            for cat, (score, ts) in profile["interests"].items()}
+
+
+def has_analytics_consent(profile: dict, config: ProfileConfig = DEFAULT) -> bool:
+    return profile["consent"].get("analytics", config.consent_default)
 
 
 def _touch_session(sessions: dict, session_id: str | None, ts: int, last_seen: int | None) -> None:
@@ -36,28 +94,124 @@ def _touch_session(sessions: dict, session_id: str | None, ts: int, last_seen: i
         sessions["total_ms"] += ts - last_seen
 
 
-def apply_event(profile: dict, event: dict) -> dict:
+def _count_day(profile: dict, ts: int, *keys: str) -> None:
+    day = str(ts // DAY_MS)
+    daily = profile["daily"]
+    bucket = daily.setdefault(day, {})
+    for key in keys:
+        bucket[key] = bucket.get(key, 0) + 1
+    if len(daily) > DAYS_KEPT:
+        for old in sorted(daily, key=int)[: len(daily) - DAYS_KEPT]:
+            del daily[old]
+
+
+def _add_interest(profile: dict, category: str, weight: float, ts: int, config: ProfileConfig) -> None:
+    score, since = profile["interests"].get(category, (0.0, ts))
+    newest = max(since, ts)
+    profile["interests"][category] = [
+        round(decay(score, since, newest, config.interest_half_life_days) + decay(weight, ts, newest, config.interest_half_life_days), 6),
+        newest,
+    ]
+
+
+def _props(event: dict) -> dict:
+    return event.get("props") or {}
+
+
+def _product(event: dict) -> dict:
+    return _props(event).get("product") or {}
+
+
+def _commerce(profile: dict, event: dict, config: ProfileConfig) -> None:
+    kind, ts, commerce = event["type"], event["ts"], profile["commerce"]
+    if kind == "product_view":
+        product = _product(event)
+        viewed = [v for v in profile["viewed"] if v["id"] != product["id"]]
+        viewed.append({"id": product["id"], "category": product.get("category"), "ts": ts})
+        profile["viewed"] = viewed[-VIEWED_KEPT:]
+    elif kind in ("add_to_cart", "remove_from_cart"):
+        product_id = _product(event)["id"]
+        qty = _props(event).get("qty", 1)
+        cart = commerce["cart"]
+        cart[product_id] = cart.get(product_id, 0) + (qty if kind == "add_to_cart" else -qty)
+        if cart[product_id] <= 0:
+            del cart[product_id]
+    elif kind == "purchase":
+        order = _props(event)["order"]
+        if any(entry[2] == order["id"] for entry in commerce["order_log"]):
+            return  # the same order sent twice under two event_ids
+        revenue = float(order.get("revenue") or 0)
+        commerce["orders"] += 1
+        commerce["revenue"] = round(commerce["revenue"] + revenue, 2)
+        commerce["first_purchase"] = ts if commerce["first_purchase"] is None else min(commerce["first_purchase"], ts)
+        commerce["last_purchase"] = ts if commerce["last_purchase"] is None else max(commerce["last_purchase"], ts)
+        commerce["order_log"] = sorted(commerce["order_log"] + [[ts, revenue, order["id"]]])[-ORDERS_KEPT:]
+        commerce["items"] = newest_items({**commerce["items"], **{item["id"]: ts for item in order["items"]}})
+        for item in order["items"]:
+            commerce["cart"].pop(item["id"], None)
+            if item.get("category"):
+                _add_interest(profile, item["category"], INTEREST_WEIGHTS["purchase"], ts, config)
+
+
+def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> dict:
     """Fold one event into the profile (mutates and returns it)."""
-    ts = event["ts"]
+    kind, ts = event["type"], event["ts"]
+    if kind == "consent":  # changes the consent, and nothing else
+        if ts >= profile["consent"].get("ts", ts):
+            profile["consent"] = {**profile["consent"], **_props(event)["consent"], "ts": ts}
+        return profile
+    if not has_analytics_consent(profile, config):
+        if config.count_without_consent:
+            profile.setdefault("suppressed", {})[kind] = profile.get("suppressed", {}).get(kind, 0) + 1
+        return profile
+
     counts = profile["counts"]
-    counts[event["type"]] = counts.get(event["type"], 0) + 1
+    counts[kind] = counts.get(kind, 0) + 1
     previous_last = profile["last_seen"]
     _touch_session(profile["sessions"], event.get("session_id"), ts, previous_last)
     if profile["first_seen"] is None or ts < profile["first_seen"]:
         profile["first_seen"] = ts
     if previous_last is None or ts > previous_last:
         profile["last_seen"] = ts
-    if event["type"] in PAGE_TYPES and event.get("url"):
+
+    category = _product(event).get("category")
+    _count_day(profile, ts, kind, *( [f"{kind}:{category}"] if category else []))
+    if category and kind in INTEREST_WEIGHTS and kind != "purchase":
+        _add_interest(profile, category, INTEREST_WEIGHTS[kind], ts, config)
+
+    if kind == "page_view" and event.get("url"):
         page = {"url": event["url"], "ts": ts}
         if event.get("title"):
             page["title"] = event["title"]
         pages = profile["pages"]
         pages.append(page)
         del pages[:-PAGES_KEPT]
+    elif kind == "page_ping":
+        engaged = _props(event).get("engaged_ms", PING_MS_DEFAULT)
+        if isinstance(engaged, (int, float)) and not isinstance(engaged, bool):
+            profile["engaged_ms"] += int(min(max(engaged, 0), PING_MS_MAX))
+    elif kind == "identify":
+        traits = _props(event).get("traits") or {}
+        for key, value in traits.items():
+            if isinstance(value, (str, int, float, bool)) and ts >= profile["traits_ts"].get(key, ts):
+                profile["traits"][key] = value
+                profile["traits_ts"][key] = ts
+        if profile["user_id"] is None and is_identity_id(event["user_id"], config.blocked_user_ids):
+            # The first user to log in on this cookie owns it; another user's login is
+            # refused by the store's link step (never two users in one profile).
+            profile["user_id"] = event["user_id"]
+            profile["kind"] = "identified"
+    _commerce(profile, event, config)
     return profile
 
 
-def fold(profile: dict, events: Iterable[dict]) -> dict:
+def fold(profile: dict, events: Iterable[dict], config: ProfileConfig = DEFAULT) -> dict:
     for event in events:
-        apply_event(profile, event)
+        apply_event(profile, event, config)
     return profile
+
+
+def count_in_window(profile: dict, key: str, days: int, now_ms: int) -> int:
+    """How often `key` ("product_view" or "product_view:shoes") happened in the last `days` days."""
+    today = now_ms // DAY_MS
+    return sum(bucket.get(key, 0) for day, bucket in profile["daily"].items() if today - int(day) < days)
