@@ -29,11 +29,10 @@ from engine.errors import BadRequest, Unavailable
 from engine.ingest.publisher import Publisher
 from engine.ingest.routes import collector_routes
 from engine.metrics import REQUEST_LATENCY
-from engine.profiles.store import ProfileStore
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import read_heartbeats
-from engine.worker import workers_key
+from engine.worker import profile_services, workers_key
 
 log = logging.getLogger("engine.app")
 
@@ -88,7 +87,7 @@ class Services:
         self.redis = open_redis(settings.redis) if settings.redis else None
         self.producer = None  # aiokafka wants a running loop: made in start()
         self.producer_ready = asyncio.Event()
-        self.profiles = ProfileStore(self.redis, settings.redis_prefix, cluster=settings.redis_cluster) if self.redis else None
+        self.profiles, self.people = profile_services(settings, self.redis) if self.redis else (None, None)
         self.publisher = Publisher(None, settings.topic, settings.rejected_topic) if COLLECTOR in roles else None
         self._tasks: list[asyncio.Task] = []
 
@@ -141,7 +140,7 @@ def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset(
         routes += collector_routes(settings, services.publisher)
         checks["broker"] = services.broker_ok
     if API in roles:
-        routes += profile_routes(settings, services.profiles)
+        routes += profile_routes(settings, services.people)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
 

@@ -91,6 +91,12 @@ class Settings:
     batch_wait_ms: int = _env_field(50, _positive_int)
     rebalance_timeout_s: float = _env_field(3.0, _positive_float)
     redis_cluster: bool = _env_field(False, _bool)
+    consent_default: bool = _env_field(True, _bool)
+    count_without_consent: bool = _env_field(False, _bool)
+    blocked_user_ids: tuple[str, ...] = _env_field((), _csv)
+    max_visitors_per_user: int = _env_field(50, _positive_int)
+    anonymous_retention_days: int = _env_field(180, _positive_int)
+    interest_half_life_days: float = _env_field(14.0, _positive_float)
     max_body_bytes: int = _env_field(1 << 20, _positive_int)
     max_events: int = _env_field(500, _positive_int)
     cookie_domain: str | None = _env_field(None)
@@ -113,6 +119,16 @@ class Settings:
             except (ValueError, TypeError) as exc:
                 raise SettingsError(name, str(exc)) from None
         return cls(**values)
+
+    def profile_config(self):
+        from engine.profiles.model import ProfileConfig
+
+        return ProfileConfig(
+            interest_half_life_days=self.interest_half_life_days,
+            consent_default=self.consent_default,
+            count_without_consent=self.count_without_consent,
+            blocked_user_ids=self.blocked_user_ids,
+        )
 
     @property
     def embedded_kafka(self) -> bool:

@@ -15,6 +15,8 @@ import faust
 from mode import Service
 
 from engine import kafka
+from engine.profiles.people import People
+from engine.profiles.processor import ProfileProcessor
 from engine.profiles.store import ProfileStore
 from engine.redis_client import open_redis
 from engine.settings import Settings
@@ -27,10 +29,18 @@ def workers_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}:workers"
 
 
+def profile_services(settings: Settings, redis) -> tuple[ProfileStore, People]:
+    store = ProfileStore(redis, settings.redis_prefix, cluster=settings.redis_cluster,
+                         anonymous_ttl_s=settings.anonymous_retention_days * 86400)
+    people = People(redis, store, max_visitors=settings.max_visitors_per_user,
+                    blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
+    return store, people
+
+
 def batch_handlers(settings: Settings, redis) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
-    profiles = ProfileStore(redis, settings.redis_prefix, cluster=settings.redis_cluster)
-    return [profiles.apply]
+    store, people = profile_services(settings, redis)
+    return [ProfileProcessor(store, people, settings.profile_config())]
 
 
 async def clear_derived_state(settings: Settings, redis) -> int:

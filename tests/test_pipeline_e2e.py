@@ -116,7 +116,8 @@ async def produce_direct(settings, events):
 
 def traffic(n, visitors, tag):
     return [{"event_id": f"{tag}-{i}", "type": ("page_view", "page_ping", "product_view")[i % 3], "visitor_id": f"{tag}-v{i % visitors}",
-             "session_id": f"s{i // (visitors * 5)}", "ts": 1_795_400_000_000 + i, "url": f"/p{i}", "props": {}} for i in range(n)]
+             "session_id": f"s{i // (visitors * 5)}", "ts": 1_795_400_000_000 + i, "url": f"/p{i}",
+             "props": {"product": {"id": f"p{i % 50}", "category": f"c{i % 5}"}} if i % 3 == 2 else {}} for i in range(n)]
 
 
 async def snapshot(redis_client, settings):

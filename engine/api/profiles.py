@@ -1,24 +1,106 @@
-"""GET /v1/profiles/{id}: the profile of a visitor id (back ends, with an API key)."""
+"""Profile routes: read, export, erase, preferences.
+
+Back ends use an API key. A visitor holding their own cookie may export or erase
+their own data and set their own preferences, without a key.
+"""
 
 from __future__ import annotations
+
+import json
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.api.http import require_api_key
-from engine.errors import NotFound
-from engine.profiles.store import ProfileStore
+from engine.api.http import bearer_token, read_body, require_api_key, visitor_cookie
+from engine.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from engine.profiles.model import interest_scores
+from engine.profiles.people import People
 from engine.settings import Settings
 
+PREFERENCES_MAX_BYTES = 16 * 1024
+TOPIC_LIST_MAX = 50
 
-def profile_routes(settings: Settings, store: ProfileStore) -> list[Route]:
+
+def check_preferences(body: object) -> dict:
+    """The preference document a visitor may set; errors name the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object of preferences")
+    out = {}
+    for key, value in body.items():
+        if key in ("show", "hide"):
+            if not isinstance(value, list) or len(value) > TOPIC_LIST_MAX or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in value):
+                raise BadRequest(f"{key}: expected a list of up to {TOPIC_LIST_MAX} topic names")
+        elif key == "language":
+            if not isinstance(value, str) or not 1 < len(value) <= 16:
+                raise BadRequest("language: expected a language tag such as 'nb' or 'en-GB'")
+        elif key == "do_not_personalize":
+            if not isinstance(value, bool):
+                raise BadRequest("do_not_personalize: expected true or false")
+        elif not isinstance(key, str) or len(key) > 64 or not isinstance(value, (str, int, float, bool, type(None))):
+            raise BadRequest(f"{key}: custom preferences take a short name and a plain value")
+        out[key] = value
+    return out
+
+
+def public_view(person: dict) -> dict:
+    """The person as the API shows it: interests decayed to now."""
+    view = dict(person)
+    view["interest_scores"] = interest_scores(person, int(time.time() * 1000))
+    return view
+
+
+def profile_routes(settings: Settings, people: People) -> list[Route]:
+    async def authorize(request: Request, profile_id: str, visitor_may: bool) -> None:
+        """An API key, or (where allowed) the visitor's own cookie."""
+        if bearer_token(request) is not None or not visitor_may:
+            require_api_key(request, settings.api_keys)
+            return
+        cookie = visitor_cookie(request)
+        if cookie is None:
+            raise Unauthorized("missing API key or visitor cookie")
+        if cookie == profile_id:
+            return
+        user_id, _ = await people.resolve(cookie)
+        if user_id != profile_id:
+            raise Forbidden("a visitor may only reach their own profile")
+
     async def get_profile(request: Request) -> JSONResponse:
-        require_api_key(request, settings.api_keys)
         profile_id = request.path_params["profile_id"]
-        profile = await store.get(profile_id)
-        if profile is None:
+        await authorize(request, profile_id, visitor_may=False)
+        person = await people.person(profile_id)
+        if person is None:
             raise NotFound("no such profile", {"id": profile_id})
-        return JSONResponse(profile)
+        return JSONResponse(public_view(person))
 
-    return [Route("/v1/profiles/{profile_id}", get_profile, methods=["GET"])]
+    async def export(request: Request) -> JSONResponse:
+        profile_id = request.path_params["profile_id"]
+        await authorize(request, profile_id, visitor_may=True)
+        data = await people.export(profile_id)
+        if data is None:
+            raise NotFound("no such profile", {"id": profile_id})
+        return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="clickstream-export.json"'})
+
+    async def erase(request: Request) -> JSONResponse:
+        profile_id = request.path_params["profile_id"]
+        await authorize(request, profile_id, visitor_may=True)
+        return JSONResponse(await people.erase(profile_id))
+
+    async def put_preferences(request: Request) -> JSONResponse:
+        profile_id = request.path_params["profile_id"]
+        await authorize(request, profile_id, visitor_may=True)
+        body = await read_body(request, PREFERENCES_MAX_BYTES)
+        try:
+            document = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest("malformed JSON") from None
+        preferences = await people.set_preferences(profile_id, check_preferences(document))
+        return JSONResponse({"id": profile_id, "preferences": preferences})
+
+    return [
+        Route("/v1/profiles/{profile_id}", get_profile, methods=["GET"]),
+        Route("/v1/profiles/{profile_id}", erase, methods=["DELETE"]),
+        Route("/v1/profiles/{profile_id}/export", export, methods=["GET"]),
+        Route("/v1/profiles/{profile_id}/preferences", put_preferences, methods=["PUT"]),
+    ]

@@ -1,8 +1,12 @@
 """Profiles in Redis, written once per event_id.
 
-One hash per profile, its id as hash tag so a cluster keeps it on one slot:
-    {prefix}:{<id>}:p   v = version, d = msgpack profile,
-                        s = the 8-byte hashes of its last SEEN_KEPT event_ids
+One hash per visitor id, the id as hash tag so a cluster keeps it on one slot:
+    {prefix}:{v:<id>}:p  v = version, d = msgpack profile,
+                         s = the 8-byte hashes of its last SEEN_KEPT event_ids,
+                         prefs = the visitor's own choices (written by the API),
+                         t = tombstone: the profile was erased; its events are dropped,
+                             and a replay does not bring it back
+Anonymous profiles expire after the retention period; identified ones are kept.
 
 A batch costs two round trips, whatever its size. The first reads every profile
 (version, data, seen ids); pure code drops the events already seen and folds the
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import msgpack
@@ -35,26 +41,29 @@ from redis.cluster import key_slot
 
 from engine.profiles import model
 
+log = logging.getLogger("engine.profiles")
+
 SEEN_KEPT = 2048
 ID_BYTES = 8
 
-# KEYS: profiles. Returns per profile: version, data, seen ids.
+# KEYS: profiles. Returns per profile: version, data, seen ids, tombstone.
 READ = """
 local out = {}
-for k = 1, #KEYS do out[k] = redis.call('HMGET', KEYS[k], 'v', 'd', 's') end
+for k = 1, #KEYS do out[k] = redis.call('HMGET', KEYS[k], 'v', 'd', 's', 't') end
 return out
 """
 
 # KEYS: profiles.  ARGV[1]: msgpack array, per profile: version, blob, new ids
-# (concatenated 8-byte hashes); one argument instead of three per profile keeps
-# the client's command packing cheap.
-# Returns one character per profile: 1 written, 0 conflict (changed, or an id already seen).
+# (concatenated 8-byte hashes), ttl in seconds (0: keep); one argument instead of
+# four per profile keeps the client's command packing cheap.
+# Returns one character per profile: 1 written, 0 conflict (changed, or an id
+# already seen), 2 erased (tombstone: nothing written).
 COMMIT = """
 local args = cmsgpack.unpack(ARGV[1])
 local out, a, keep = {}, 1, %d
 for k = 1, #KEYS do
-  local version, blob, ids = args[a], args[a + 1], args[a + 2]
-  local row = redis.call('HMGET', KEYS[k], 'v', 's')
+  local version, blob, ids, ttl = args[a], args[a + 1], args[a + 2], tonumber(args[a + 3])
+  local row = redis.call('HMGET', KEYS[k], 'v', 's', 't')
   local ok = (row[1] or '0') == version
   local seen = row[2] or ''
   if ok and #seen > 0 then
@@ -69,21 +78,38 @@ for k = 1, #KEYS do
       if not ok then break end
     end
   end
-  if ok then
+  if row[3] then
+    out[#out + 1] = '2'
+  elseif ok then
     seen = seen .. ids
     if #seen > keep * 8 then seen = string.sub(seen, -keep * 8) end
     redis.call('HSET', KEYS[k], 'v', tonumber(version) + 1, 'd', blob, 's', seen)
+    if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
   end
-  a = a + 3
+  a = a + 4
 end
 return table.concat(out)
 """ % SEEN_KEPT
 
 MAX_ATTEMPTS = 12
 PROFILES_PER_CALL = 500  # bounds how long one script holds Redis
+
+
+ERASE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+return 1
+"""
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    failed: int = 0
+    profiles: dict[str, dict | None] = field(default_factory=dict)  # visitor id -> profile now (None: erased)
 
 
 def event_hash(event_id: str) -> bytes:
@@ -98,19 +124,42 @@ def seen_hashes(packed: bytes | None) -> set[bytes]:
 
 
 class ProfileStore:
-    def __init__(self, redis: Redis, prefix: str = "cs", cluster: bool = False) -> None:
+    def __init__(self, redis: Redis, prefix: str = "cs", cluster: bool = False, anonymous_ttl_s: int = 0) -> None:
         self.redis = redis
         self.prefix = prefix
         self.cluster = cluster
+        self.anonymous_ttl_s = anonymous_ttl_s
         self._read = redis.register_script(READ)
         self._commit = redis.register_script(COMMIT)
+        self._erase = redis.register_script(ERASE)
 
     def profile_key(self, profile_id: str) -> str:
-        return f"{self.prefix}:{{{profile_id}}}:p"
+        return f"{self.prefix}:{{v:{profile_id}}}:p"
 
     async def get(self, profile_id: str) -> dict | None:
         data = await self.redis.hget(self.profile_key(profile_id), "d")
         return None if data is None else msgpack.unpackb(data, raw=False)
+
+    async def get_many(self, profile_ids: list[str]) -> dict[str, dict]:
+        """The profiles that exist among profile_ids, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for profile_id in profile_ids:
+                pipe.hget(self.profile_key(profile_id), "d")
+            blobs = await pipe.execute()
+        return {pid: msgpack.unpackb(blob, raw=False) for pid, blob in zip(profile_ids, blobs) if blob}
+
+    async def erase(self, profile_id: str, now_ms: int) -> None:
+        """Delete the profile and leave a tombstone, so neither the stream nor a replay brings it back."""
+        await self._erase(keys=[self.profile_key(profile_id)], args=[now_ms])
+
+    async def is_erased(self, profile_id: str) -> bool:
+        return bool(await self.redis.hexists(self.profile_key(profile_id), "t"))
+
+    async def set_preferences(self, profile_id: str, preferences: bytes) -> None:
+        await self.redis.hset(self.profile_key(profile_id), "prefs", preferences)
+
+    async def get_preferences(self, profile_id: str) -> bytes | None:
+        return await self.redis.hget(self.profile_key(profile_id), "prefs")
 
     def _chunks(self, ids: list[str]) -> list[list[str]]:
         if self.cluster:
@@ -122,20 +171,22 @@ class ProfileStore:
 
     async def apply(self, events: Iterable[dict], fold: Callable[[dict, list[dict]], dict] = model.fold) -> int:
         """Fold a batch into the profiles; returns how many events were new."""
+        return (await self.apply_batch(events, fold)).applied
+
+    async def apply_batch(self, events: Iterable[dict], fold: Callable[[dict, list[dict]], dict] = model.fold) -> BatchResult:
         pending: dict[str, list[dict]] = defaultdict(list)
         for event in events:
             pending[event["visitor_id"]].append(event)
-        applied = 0
+        result = BatchResult()
         for attempt in range(MAX_ATTEMPTS):
-            conflicts, count = await self._apply_once(pending, fold)
-            applied += count
+            conflicts = await self._apply_once(pending, fold, result)
             pending = {vid: pending[vid] for vid in conflicts}
             if not pending:
-                return applied
+                return result
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise RuntimeError(f"profiles kept changing under the worker: {sorted(pending)[:5]}")
 
-    async def _apply_once(self, pending: dict[str, list[dict]], fold) -> tuple[list[str], int]:
+    async def _apply_once(self, pending: dict[str, list[dict]], fold, result: BatchResult) -> list[str]:
         ids = list(pending)
         read_chunks = self._chunks(ids)
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -144,8 +195,11 @@ class ProfileStore:
             rows = [row for reply in await pipe.execute() for row in reply]
         ids = [vid for chunk in read_chunks for vid in chunk]
 
-        writes: dict[str, tuple[bytes, bytes, bytes, int]] = {}
-        for vid, (version, data, seen_packed) in zip(ids, rows):
+        writes: dict[str, tuple] = {}
+        for vid, (version, data, seen_packed, tombstone) in zip(ids, rows):
+            if tombstone:
+                result.profiles[vid] = None
+                continue
             seen = seen_hashes(seen_packed)
             fresh, fresh_hashes = [], []
             for event in pending[vid]:
@@ -154,50 +208,78 @@ class ProfileStore:
                     seen.add(h)
                     fresh.append(event)
                     fresh_hashes.append(h)
+            profile = msgpack.unpackb(data, raw=False) if data else None
             if fresh:
-                profile = msgpack.unpackb(data, raw=False) if data else model.new_profile(vid)
-                fold(profile, fresh)
-                writes[vid] = (version or b"0", msgpack.packb(profile), b"".join(fresh_hashes), len(fresh))
+                profile = self._fold(fold, data, vid, fresh, result)
+                ttl = 0 if profile.get("user_id") else self.anonymous_ttl_s
+                writes[vid] = (version or b"0", msgpack.packb(profile), b"".join(fresh_hashes), ttl, len(fresh))
+            if profile is not None:
+                result.profiles[vid] = profile
         if not writes:
-            return [], 0
+            return []
 
         chunks = self._chunks(list(writes))
         async with self.redis.pipeline(transaction=False) as pipe:
             for chunk in chunks:
                 args: list = []
                 for vid in chunk:
-                    args += writes[vid][:3]
+                    args += writes[vid][:4]
                 packed = msgpack.packb(args, use_bin_type=False)  # Redis' cmsgpack reads str, not bin
                 await self._commit(keys=[self.profile_key(vid) for vid in chunk], args=[packed], client=pipe)
             results = await pipe.execute()
-        conflicts, applied = [], 0
+        conflicts = []
         for chunk, flags in zip(chunks, results):
             for vid, flag in zip(chunk, flags.decode()):
                 if flag == "1":
-                    applied += writes[vid][3]
+                    result.applied += writes[vid][4]
+                elif flag == "2":
+                    result.profiles[vid] = None
                 else:
                     conflicts.append(vid)
-        return conflicts, applied
+        return conflicts
+
+    @staticmethod
+    def _fold(fold, data: bytes | None, vid: str, events: list[dict], result: "BatchResult") -> dict:
+        """Folds the events; one that breaks the fold is skipped and counted, never a stuck stream."""
+        fresh = lambda: msgpack.unpackb(data, raw=False) if data else model.new_profile(vid)
+        try:
+            return fold(fresh(), events)
+        except Exception:
+            profile = fresh()
+            for event in events:
+                before = msgpack.packb(profile)  # a failing event may have changed part of it
+                try:
+                    profile = fold(profile, [event])
+                except Exception as exc:
+                    profile = msgpack.unpackb(before, raw=False)
+                    result.failed += 1
+                    log.warning("event %s (%s) of visitor %s not applied: %r",
+                                event.get("event_id"), event.get("type"), vid, exc)
+            return profile
 
     async def scan_ids(self) -> list[str]:
         """Every profile id in the store (for replay and exports)."""
         ids = []
-        pattern = f"{self.prefix}:{{*}}:p"
-        async for key in self.redis.scan_iter(match=pattern, count=1000):
+        async for key in self.redis.scan_iter(match=f"{self.prefix}:{{v:*}}:p", count=1000):
             key = key.decode() if isinstance(key, bytes) else key
-            ids.append(key[len(self.prefix) + 2 : -3])
+            ids.append(key[len(self.prefix) + 4 : -3])
         return ids
 
     async def clear_all(self) -> int:
-        """Delete every profile (replay rebuilds them)."""
-        removed = 0
-        for pattern in (f"{self.prefix}:{{*}}:p",):
-            batch = []
-            async for key in self.redis.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    removed += await self.redis.unlink(*batch)
-                    batch = []
-            if batch:
-                removed += await self.redis.unlink(*batch)
-        return removed
+        """Delete every profile's data for a rebuild; tombstones and the visitors' own preferences stay."""
+        cleared = 0
+        batch = []
+        async for key in self.redis.scan_iter(match=f"{self.prefix}:{{v:*}}:p", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                cleared += await self._clear(batch)
+                batch = []
+        if batch:
+            cleared += await self._clear(batch)
+        return cleared
+
+    async def _clear(self, keys: list) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hdel(key, "v", "d", "s")
+            return sum(await pipe.execute())

@@ -91,7 +91,7 @@ async def test_commit_refuses_an_id_already_seen(store, redis_client):
     """The script itself checks seen ids, not only the read before it."""
     await store.apply(events_for("a", 2))
     version = await redis_client.hget(store.profile_key("a"), "v")
-    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"x", ids], use_bin_type=False)])
+    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"x", ids, 0], use_bin_type=False)])
     assert await commit(event_hash("a-1")) == b"0"
     flags = await commit(event_hash("new") + event_hash("a-1"))
     assert flags == b"0"
@@ -118,3 +118,21 @@ async def test_any_redelivery_order_gives_the_live_state(store, order):
         seen.extend(sorted(order[i : i + 7]))
     profile = await store.get(visitor)
     assert sum(profile["counts"].values()) == len(set(order))
+
+
+async def test_an_event_that_breaks_the_fold_is_skipped_not_stuck(store):
+    good = events_for("a", 3)
+    broken = {"event_id": "bad", "type": "product_view", "visitor_id": "a", "ts": 1_700_000_000_500, "props": {}}
+    result = await store.apply_batch(good[:2] + [broken] + good[2:])
+    assert result.applied == 4 and result.failed == 1
+    assert sum((await store.get("a"))["counts"].values()) == 3
+
+
+async def test_erased_profile_gets_a_tombstone_that_stops_new_events(store):
+    await store.apply(events_for("a", 3))
+    await store.erase("a", 1)
+    assert await store.get("a") is None and await store.is_erased("a")
+    result = await store.apply_batch(events_for("a", 5))
+    assert result.applied == 0 and result.profiles == {"a": None}
+    await store.clear_all()
+    assert await store.is_erased("a")
