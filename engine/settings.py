@@ -97,6 +97,7 @@ class Settings:
     max_visitors_per_user: int = _env_field(50, _positive_int)
     anonymous_retention_days: int = _env_field(180, _positive_int)
     interest_half_life_days: float = _env_field(14.0, _positive_float)
+    profile_cache_size: int = _env_field(20_000, _positive_int)
     max_body_bytes: int = _env_field(1 << 20, _positive_int)
     max_events: int = _env_field(500, _positive_int)
     cookie_domain: str | None = _env_field(None)

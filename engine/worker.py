@@ -29,9 +29,9 @@ def workers_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}:workers"
 
 
-def profile_services(settings: Settings, redis) -> tuple[ProfileStore, People]:
+def profile_services(settings: Settings, redis, cache_size: int = 0) -> tuple[ProfileStore, People]:
     store = ProfileStore(redis, settings.redis_prefix, cluster=settings.redis_cluster,
-                         anonymous_ttl_s=settings.anonymous_retention_days * 86400)
+                         anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=cache_size)
     people = People(redis, store, max_visitors=settings.max_visitors_per_user,
                     blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
     return store, people
@@ -39,7 +39,7 @@ def profile_services(settings: Settings, redis) -> tuple[ProfileStore, People]:
 
 def batch_handlers(settings: Settings, redis) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
-    store, people = profile_services(settings, redis)
+    store, people = profile_services(settings, redis, cache_size=settings.profile_cache_size)
     return [ProfileProcessor(store, people, settings.profile_config())]
 
 

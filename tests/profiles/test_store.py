@@ -91,7 +91,7 @@ async def test_commit_refuses_an_id_already_seen(store, redis_client):
     """The script itself checks seen ids, not only the read before it."""
     await store.apply(events_for("a", 2))
     version = await redis_client.hget(store.profile_key("a"), "v")
-    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"x", ids, 0], use_bin_type=False)])
+    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"v2", b"x", ids, 0], use_bin_type=False)])
     assert await commit(event_hash("a-1")) == b"0"
     flags = await commit(event_hash("new") + event_hash("a-1"))
     assert flags == b"0"
@@ -136,3 +136,18 @@ async def test_erased_profile_gets_a_tombstone_that_stops_new_events(store):
     assert result.applied == 0 and result.profiles == {"a": None}
     await store.clear_all()
     assert await store.is_erased("a")
+
+
+async def test_in_memory_copies_stay_exact_when_someone_else_writes(redis_client):
+    """A worker's cached copy is used only while Redis holds the same version."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    live, other = ProfileStore(redis_client, prefix, cache_size=100), ProfileStore(redis_client, prefix)
+    events = events_for("a", 30)
+    await live.apply(events[:10])
+    assert "a" in live.cache
+    await other.apply(events[10:20])        # e.g. a replay or a worker that took over the partition
+    await live.apply(events[20:])
+    assert await live.get("a") == fold(new_profile("a"), events)
+    await live.apply(events)                 # redelivery, served from the cache: nothing changes
+    assert await live.get("a") == fold(new_profile("a"), events)
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
