@@ -30,7 +30,7 @@ class RequestInfo:
     received_at: int
     visitor_id: str | None
     user_agent: str | None
-    ip: str | None
+    ip: str | None  # already truncated (engine.ingest.enrich.truncate_ip)
     country: str | None = None
 
 
@@ -63,6 +63,6 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
             batch.rejected_raw.append(raw)
             continue
         batch.accepted.append(
-            enrich(event, received_at=info.received_at, user_agent=info.user_agent, ip=info.ip, country=info.country)
+            enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
         )
     return batch

@@ -23,14 +23,14 @@ def truncate_ip(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
-def enrich(event: dict, *, received_at: int, user_agent: str | None, ip: str | None, country: str | None = None) -> dict:
+def enrich(event: dict, *, received_at: int, user_agent: str | None, truncated_ip: str | None, country: str | None = None) -> dict:
+    """Adds what the server knows; `truncated_ip` comes from truncate_ip, once per request."""
     event["received_at"] = received_at
     event["v"] = 1
     if user_agent:
         event["ua"] = user_agent[:UA_MAX]
-    truncated = truncate_ip(ip)
-    if truncated:
-        event["ip"] = truncated
+    if truncated_ip:
+        event["ip"] = truncated_ip
     if country:
         event["country"] = country[:8]
     return event

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from engine.api.http import OPTOUT_COOKIE, new_visitor_id, read_body, set_visitor_cookie, visitor_cookie
 from engine.ingest.collector import RequestInfo, collect, parse_body
+from engine.ingest.enrich import truncate_ip
 from engine.ingest.publisher import Publisher
 from engine.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 from engine.settings import Settings
@@ -29,7 +30,7 @@ def _request_info(request: Request, settings: Settings, visitor_id: str) -> Requ
         received_at=int(time.time() * 1000),
         visitor_id=visitor_id,
         user_agent=request.headers.get("user-agent"),
-        ip=request.client.host if request.client else None,
+        ip=truncate_ip(request.client.host) if request.client else None,
         country=request.headers.get(settings.country_header),
     )
 

@@ -20,6 +20,6 @@ def test_ip_is_truncated(address, expected):
 
 
 def test_full_ip_never_kept():
-    event = enrich({"type": "page_view"}, received_at=5, user_agent="x" * 1000, ip="192.0.2.201")
+    event = enrich({"type": "page_view"}, received_at=5, user_agent="x" * 1000, truncated_ip=truncate_ip("192.0.2.201"))
     assert "192.0.2.201" not in repr(event)
     assert event["ip"] == "192.0.2.0" and len(event["ua"]) == 512 and event["received_at"] == 5
