@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from engine import codec
 from engine.errors import BadRequest, PayloadTooLarge
 from engine.ingest.enrich import enrich
 from engine.ingest.schema import InvalidEvent, validate_event
@@ -19,6 +20,7 @@ from engine.ingest.schema import InvalidEvent, validate_event
 @dataclass
 class Batch:
     accepted: list[dict] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)  # the accepted events as they go on Kafka
     rejected: list[dict] = field(default_factory=list)  # {"index", "error"}
     rejected_raw: list[Any] = field(default_factory=list)
 
@@ -62,7 +64,13 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
             batch.rejected.append({"index": index, "error": str(exc)})
             batch.rejected_raw.append(raw)
             continue
-        batch.accepted.append(
-            enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
-        )
+        event = enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
+        try:
+            encoded = codec.encode(event)
+        except (OverflowError, ValueError, TypeError):
+            batch.rejected.append({"index": index, "error": "props: a number is outside the 64-bit range"})
+            batch.rejected_raw.append(raw)
+            continue
+        batch.accepted.append(event)
+        batch.encoded.append(encoded)
     return batch

@@ -36,12 +36,16 @@ class Publisher:
             raise Unavailable("the event broker is not connected yet, retry later")
         try:
             futures = [
-                await self.producer.send(self.topic, codec.encode(event), key=event["visitor_id"].encode())
-                for event in batch.accepted
+                await self.producer.send(self.topic, encoded, key=event["visitor_id"].encode())
+                for event, encoded in zip(batch.accepted, batch.encoded)
             ]
             for raw, rejection in zip(batch.rejected_raw, batch.rejected):
                 payload = {"reason": rejection["error"], "raw": _truncated(raw), "received_at": int(time.time() * 1000)}
-                futures.append(await self.producer.send(self.rejected_topic, codec.encode(payload)))
+                try:
+                    encoded = codec.encode(payload)
+                except (OverflowError, ValueError, TypeError):
+                    encoded = codec.encode(dict(payload, raw=repr(raw)[:RAW_KEPT]))
+                futures.append(await self.producer.send(self.rejected_topic, encoded))
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
         except Exception as exc:
