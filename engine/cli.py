@@ -90,6 +90,24 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Runs the benchmark scripts of a source checkout (they are not part of the package)."""
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(args.folder)
+    scripts = sorted(folder.glob(f"{args.name or '*'}.py"))
+    scripts = [s for s in scripts if s.name not in ("__init__.py", "common.py", "naive_worker.py")]
+    if not scripts:
+        print(f"no benchmarks matching {args.name or '*'} in {folder}", file=sys.stderr)
+        return 2
+    status = 0
+    for script in scripts:
+        print(f"== {script}", flush=True)
+        status |= subprocess.call([sys.executable, str(script)])
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description="Streaming personalization engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("bench", help="run the benchmarks of a source checkout (results: benchmarks/RESULTS.md)")
+    p.add_argument("name", nargs="?", help="one benchmark, e.g. pipeline_throughput")
+    p.add_argument("--folder", default="benchmarks")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
