@@ -32,6 +32,7 @@ from engine.metrics import REQUEST_LATENCY
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import read_heartbeats
+from engine.rules.live import LiveRules
 from engine.worker import profile_services, workers_key
 
 log = logging.getLogger("engine.app")
@@ -87,11 +88,14 @@ class Services:
         self.redis = open_redis(settings.redis) if settings.redis else None
         self.producer = None  # aiokafka wants a running loop: made in start()
         self.producer_ready = asyncio.Event()
-        self.profiles, self.people = profile_services(settings, self.redis) if self.redis else (None, None)
+        self.profiles = profile_services(settings, self.redis) if self.redis else None
+        self.rules = LiveRules(settings.rules)
         self.publisher = Publisher(None, settings.topic, settings.rejected_topic) if COLLECTOR in roles else None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        if API in self.roles:
+            self.rules.start()
         if COLLECTOR in self.roles:
             self._tasks.append(asyncio.create_task(self._start_producer()))
 
@@ -110,6 +114,7 @@ class Services:
                 await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
+        await self.rules.stop()
         for task in self._tasks:
             task.cancel()
         if self.producer is not None and self.producer_ready.is_set():
@@ -140,7 +145,7 @@ def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset(
         routes += collector_routes(settings, services.publisher)
         checks["broker"] = services.broker_ok
     if API in roles:
-        routes += profile_routes(settings, services.people)
+        routes += profile_routes(settings, services.profiles, services.rules)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
 

@@ -16,7 +16,8 @@ from engine import codec, kafka
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import kafka_consumer
-from engine.worker import batch_handlers, clear_derived_state
+from engine.rules.live import LiveRules
+from engine.worker import batch_handlers, clear_derived_state, profile_services
 
 
 async def replay(settings: Settings, progress: bool = True) -> int:
@@ -30,7 +31,9 @@ async def replay(settings: Settings, progress: bool = True) -> int:
         await consumer.seek_to_beginning(*partitions)
         total = sum(end.values())
         await clear_derived_state(settings, redis)
-        handlers = batch_handlers(settings, redis)
+        rules = LiveRules(settings.rules)
+        rules.refresh()
+        handlers = batch_handlers(settings, redis, rules)
         done, started = 0, time.monotonic()
         remaining = {tp for tp in partitions if end[tp] > 0}
         while remaining:
@@ -48,6 +51,8 @@ async def replay(settings: Settings, progress: bool = True) -> int:
                 print(f"\rreplay {done}/{total} events ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
         if progress:
             print(file=sys.stderr)
+        if await redis.scard(profile_services(settings, redis).values.buyers_key):
+            await profile_services(settings, redis).values.refit()
         return done
     finally:
         await consumer.stop()

@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import dataclass
 
 import faust
 from mode import Service
 
 from engine import kafka
+from engine.profiles.derived import SegmentUpdater, refit_periodically
 from engine.profiles.people import People
 from engine.profiles.processor import ProfileProcessor
+from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
+from engine.profiles.value_store import ValueStore
+from engine.rules.live import LiveRules
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import BatchConsumer, Heartbeat
@@ -29,23 +34,50 @@ def workers_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}:workers"
 
 
-def profile_services(settings: Settings, redis, cache_size: int = 0) -> tuple[ProfileStore, People]:
+@dataclass
+class ProfileServices:
+    """The profile stores one process uses, with erasure reaching every derived store."""
+
+    store: ProfileStore
+    people: People
+    values: ValueStore
+    segments: SegmentIndex
+
+
+def profile_services(settings: Settings, redis, cache_size: int = 0) -> ProfileServices:
     store = ProfileStore(redis, settings.redis_prefix, cluster=settings.redis_cluster,
                          anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=cache_size)
     people = People(redis, store, max_visitors=settings.max_visitors_per_user,
                     blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
-    return store, people
+    values = ValueStore(redis, store, settings.interest_half_life_days)
+    segments = SegmentIndex(redis, settings.redis_prefix)
+    people.erasure_hooks.append(values.forget)
+    people.erasure_hooks.append(lambda person_id, pieces: forget_segments(segments, person_id, pieces))
+    return ProfileServices(store, people, values, segments)
 
 
-def batch_handlers(settings: Settings, redis) -> list:
+async def forget_segments(index: SegmentIndex, person_id: str, pieces: list[dict]) -> None:
+    for member in {person_id, *(p["id"] for p in pieces)}:
+        await index.remove_person(member)
+
+
+def batch_handlers(settings: Settings, redis, rules: LiveRules) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
-    store, people = profile_services(settings, redis, cache_size=settings.profile_cache_size)
-    return [ProfileProcessor(store, people, settings.profile_config())]
+    services = profile_services(settings, redis, cache_size=settings.profile_cache_size)
+    processor = ProfileProcessor(services.store, services.people, settings.profile_config())
+    processor.after_batch += [
+        services.values.mark_buyers,
+        SegmentUpdater(services.people, services.values, services.segments, rules, settings.interest_half_life_days),
+    ]
+    return [processor]
 
 
 async def clear_derived_state(settings: Settings, redis) -> int:
     """What replay wipes before it rebuilds: everything batch_handlers derive."""
-    return await ProfileStore(redis, settings.redis_prefix).clear_all()
+    services = profile_services(settings, redis)
+    keys = [key async for key in redis.scan_iter(match=f"{settings.redis_prefix}:seg:*", count=1000)]
+    await redis.delete(services.values.buyers_key, services.values.model_key, *keys)
+    return await services.store.clear_all()
 
 
 def create_worker_app(settings: Settings) -> faust.App:
@@ -74,7 +106,10 @@ def create_worker_app(settings: Settings) -> faust.App:
             self.redis = open_redis(settings.redis)
             self.dead_letter = kafka.producer(settings)
             await self.dead_letter.start()
-            self.batches = BatchConsumer(settings, batch_handlers(settings, self.redis), dead_letter=self.dead_letter)
+            self.rules = LiveRules(settings.rules)
+            self.rules.start()
+            self.values = profile_services(settings, self.redis).values
+            self.batches = BatchConsumer(settings, batch_handlers(settings, self.redis, self.rules), dead_letter=self.dead_letter)
             await self.batches.start()
             worker_id = f"{socket.gethostname()}:{os.getpid()}"
             self.heartbeat = Heartbeat(
@@ -87,6 +122,10 @@ def create_worker_app(settings: Settings) -> faust.App:
             await self.batches.run(lambda: self.should_stop)
 
         @Service.task
+        async def _refit_value(self) -> None:
+            await refit_periodically(self.values, self.redis, settings.value_refit_minutes * 60, lambda: self.should_stop)
+
+        @Service.task
         async def _beat(self) -> None:
             while not self.should_stop:
                 try:
@@ -97,6 +136,7 @@ def create_worker_app(settings: Settings) -> faust.App:
 
         async def on_stop(self) -> None:
             await self.batches.stop()
+            await self.rules.stop()
             try:
                 await self.heartbeat.clear()
             except Exception:

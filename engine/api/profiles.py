@@ -16,8 +16,10 @@ from starlette.routing import Route
 from engine.api.http import bearer_token, read_body, require_api_key, visitor_cookie
 from engine.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from engine.profiles.model import interest_scores
-from engine.profiles.people import People
+from engine.profiles.segments import derive
+from engine.rules.live import LiveRules
 from engine.settings import Settings
+from engine.worker import ProfileServices
 
 PREFERENCES_MAX_BYTES = 16 * 1024
 TOPIC_LIST_MAX = 50
@@ -44,14 +46,16 @@ def check_preferences(body: object) -> dict:
     return out
 
 
-def public_view(person: dict) -> dict:
-    """The person as the API shows it: interests decayed to now."""
-    view = dict(person)
-    view["interest_scores"] = interest_scores(person, int(time.time() * 1000))
-    return view
+def profile_routes(settings: Settings, services: ProfileServices, rules: LiveRules) -> list[Route]:
+    people = services.people
 
+    async def public_view(person: dict) -> dict:
+        """The person as the API shows it: interests decayed to now, value and segments current."""
+        now_ms = int(time.time() * 1000)
+        view = derive(person, await services.values.model(), rules.current.segments, now_ms, settings.interest_half_life_days)
+        view["interest_scores"] = interest_scores(person, now_ms, settings.profile_config())
+        return view
 
-def profile_routes(settings: Settings, people: People) -> list[Route]:
     async def authorize(request: Request, profile_id: str, visitor_may: bool) -> None:
         """An API key, or (where allowed) the visitor's own cookie."""
         if bearer_token(request) is not None or not visitor_may:
@@ -72,7 +76,7 @@ def profile_routes(settings: Settings, people: People) -> list[Route]:
         person = await people.person(profile_id)
         if person is None:
             raise NotFound("no such profile", {"id": profile_id})
-        return JSONResponse(public_view(person))
+        return JSONResponse(await public_view(person))
 
     async def export(request: Request) -> JSONResponse:
         profile_id = request.path_params["profile_id"]
@@ -80,6 +84,8 @@ def profile_routes(settings: Settings, people: People) -> list[Route]:
         data = await people.export(profile_id)
         if data is None:
             raise NotFound("no such profile", {"id": profile_id})
+        if data["person"] is not None:
+            data["person"] = await public_view(data["person"])
         return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="clickstream-export.json"'})
 
     async def erase(request: Request) -> JSONResponse:
@@ -98,7 +104,30 @@ def profile_routes(settings: Settings, people: People) -> list[Route]:
         preferences = await people.set_preferences(profile_id, check_preferences(document))
         return JSONResponse({"id": profile_id, "preferences": preferences})
 
+    async def list_segments(request: Request) -> JSONResponse:
+        require_api_key(request, settings.api_keys)
+        segments = rules.current.segments
+        sizes = await services.segments.sizes([s.name for s in segments])
+        return JSONResponse({"segments": [
+            {"name": s.name, "description": s.description, "size": sizes.get(s.name, 0),
+             "condition": s.condition.describe, "score": ":".join(map(str, s.score))}
+            for s in segments
+        ]})
+
+    async def segment_members(request: Request) -> JSONResponse:
+        require_api_key(request, settings.api_keys)
+        name = request.path_params["name"]
+        if name not in {s.name for s in rules.current.segments}:
+            raise NotFound("no such segment", {"name": name})
+        limit = request.query_params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise BadRequest("limit: expected a number from 1 to 1000")
+        members = await services.segments.members(name, int(limit))
+        return JSONResponse({"name": name, "members": [{"id": m, "score": sc} for m, sc in members]})
+
     return [
+        Route("/v1/segments", list_segments, methods=["GET"]),
+        Route("/v1/segments/{name}", segment_members, methods=["GET"]),
         Route("/v1/profiles/{profile_id}", get_profile, methods=["GET"]),
         Route("/v1/profiles/{profile_id}", erase, methods=["DELETE"]),
         Route("/v1/profiles/{profile_id}/export", export, methods=["GET"]),

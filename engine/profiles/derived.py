@@ -1,0 +1,65 @@
+"""The worker's derived-state steps: segment membership and the value model.
+
+Segment membership is kept per person: a visitor id while anonymous, the user id
+once identified (the visitor id then leaves every segment, so no one counts twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from engine.profiles.people import People
+from engine.profiles.segments import derive
+from engine.profiles.segments_index import SegmentIndex
+from engine.profiles.store import BatchResult
+from engine.profiles.value_store import ValueStore
+
+log = logging.getLogger("engine.worker")
+
+
+class SegmentUpdater:
+    """After-batch step: re-evaluates the segments of everyone the batch touched."""
+
+    def __init__(self, people: People, values: ValueStore, index: SegmentIndex, rules, half_life_days: float) -> None:
+        self.people = people
+        self.values = values
+        self.index = index
+        self.rules = rules  # engine.rules.live.LiveRules
+        self.half_life_days = half_life_days
+
+    async def __call__(self, events: list[dict], result: BatchResult) -> None:
+        segments = self.rules.current.segments
+        if not segments:
+            return
+        now_ms = int(time.time() * 1000)
+        model = await self.values.model() if any(s.uses_value for s in segments) else None
+        memberships: dict[str, dict[str, float]] = {}
+        users = set()
+        for vid, piece in result.profiles.items():
+            if piece is not None and piece.get("user_id"):
+                users.add(piece["user_id"])
+                memberships[vid] = {}
+            elif piece is not None:
+                memberships[vid] = derive(piece, model, segments, now_ms, self.half_life_days)["segments"]
+            else:
+                memberships[vid] = {}
+        for user_id in users:
+            person = await self.people.person(user_id)
+            memberships[user_id] = derive(person, model, segments, now_ms, self.half_life_days)["segments"] if person else {}
+        await self.index.update(memberships, [s.name for s in segments])
+
+
+async def refit_periodically(values: ValueStore, redis, every_s: float, stopping) -> None:
+    """One worker refits per interval (a Redis lock), the first time as soon as buyers exist."""
+    lock_key = values.model_key + ":lock"
+    while not stopping():
+        try:
+            fitted_at = await values.fitted_at()
+            due = time.time() * 1000 - fitted_at >= every_s * 1000
+            if due and await redis.scard(values.buyers_key) and await redis.set(lock_key, b"1", nx=True, ex=max(int(every_s), 1)):
+                await values.refit()
+        except Exception as exc:
+            log.warning("value refit failed: %r", exc)
+        await asyncio.sleep(min(every_s, 30.0))
