@@ -51,15 +51,18 @@ class SegmentUpdater:
         await self.index.update(memberships, [s.name for s in segments])
 
 
-async def refit_periodically(values: ValueStore, redis, every_s: float, stopping) -> None:
-    """One worker refits per interval (a Redis lock), the first time as soon as buyers exist."""
+async def refit_periodically(values: ValueStore, redis, every_s: float, stopping, poll_s: float = 5.0) -> None:
+    """Refits every `every_s`, and sooner while the number of buyers is still doubling
+    (a young shop's first customers get a model within seconds). A Redis lock lets
+    one worker of many do it."""
     lock_key = values.model_key + ":lock"
     while not stopping():
         try:
-            fitted_at = await values.fitted_at()
-            due = time.time() * 1000 - fitted_at >= every_s * 1000
-            if due and await redis.scard(values.buyers_key) and await redis.set(lock_key, b"1", nx=True, ex=max(int(every_s), 1)):
+            fitted_at, customers = await values.last_fit()
+            buyers = await redis.scard(values.buyers_key)
+            due = buyers and (time.time() * 1000 - fitted_at >= every_s * 1000 or buyers > 2 * customers)
+            if due and await redis.set(lock_key, b"1", nx=True, ex=max(int(poll_s), 1)):
                 await values.refit()
         except Exception as exc:
             log.warning("value refit failed: %r", exc)
-        await asyncio.sleep(min(every_s, 30.0))
+        await asyncio.sleep(poll_s)

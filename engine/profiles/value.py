@@ -88,7 +88,9 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[float, flo
         return -bgnbd_log_likelihood(np.exp(log_params), x, t_x, T).sum() / len(x)
 
     start = np.log([0.5, max(T.mean(), 1.0), 1.0, 1.0])
-    best = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
+    # Bounded: with little variation between customers r and alpha run off together.
+    bounds = [(np.log(1e-3), np.log(1e3)), (np.log(1e-3), np.log(1e6)), (np.log(1e-3), np.log(1e3)), (np.log(1e-3), np.log(1e3))]
+    best = minimize(loss, start, method="Nelder-Mead", bounds=bounds, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
     return tuple(float(v) for v in np.exp(best.x))
 
 
@@ -97,11 +99,13 @@ def expected_purchases(params: Sequence[float], x, t_x, T, horizon: float):
     r, alpha, a, b = params
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     z = horizon / (alpha + T + horizon)
-    head = (a + b + x - 1) / (a - 1) if a > 1 else np.full_like(x, np.inf)
+    head = (a + b + x - 1) / (a - 1 if a != 1 else 1e-9)  # a < 1 is common: head and body are both negative
     body = 1 - ((alpha + T) / (alpha + T + horizon)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
-    return head * body / (1 + tail)
+    expected = head * body / (1 + tail)
+    # Where the series does not converge numerically, the customer's own rate carries on.
+    return np.where(np.isfinite(expected) & (expected >= 0), expected, (x + 1) / (T + 1) * horizon)
 
 
 def probability_alive(params: Sequence[float], x, t_x, T):
@@ -126,7 +130,7 @@ def fit_gamma_gamma(x: np.ndarray, monetary: np.ndarray) -> tuple[float, float, 
         return -ll.sum() / len(x)
 
     best = minimize(loss, np.log([1.0, 2.0, max(m.mean(), 1.0)]), method="Nelder-Mead",
-                    options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
+                    bounds=[(np.log(1e-3), np.log(1e4))] * 3, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
     return tuple(float(v) for v in np.exp(best.x))
 
 

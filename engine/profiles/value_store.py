@@ -83,6 +83,10 @@ class ValueStore:
         self._cached = (time.monotonic(), model)
         return model
 
-    async def fitted_at(self) -> int:
+    async def last_fit(self) -> tuple[int, int]:
+        """(when, on how many customers) the stored model was fitted; (0, 0) before the first fit."""
         raw = await self.redis.get(self.model_key)
-        return json.loads(raw)["fitted_at"] if raw else 0
+        if not raw:
+            return 0, 0
+        data = json.loads(raw)
+        return data["fitted_at"], data["customers"]

@@ -7,8 +7,9 @@ worth". The served blend uses three sources, in this order of weight:
 
 1. normalized co-purchase similarity (cosine of co-occurrence counts, summed over
    the seed items): the most precise signal where pairs have support;
-2. ALS item-item similarity (cosine of item factors, summed over the seed items):
-   generalizes to pairs seen too rarely to count;
+2. ALS item-item similarity (dot product of item factors, summed over the seed
+   items): generalizes to pairs seen too rarely to count. The dot product, not the
+   cosine of the factors, which drops popularity and ranked near random offline;
 3. decayed popularity, with a small weight: the fallback that fills the list when
    the first two have fewer than k candidates, and breaks their near-ties.
 

@@ -493,7 +493,7 @@ def parse_file(name: str, data: bytes) -> tuple[list[Rule], dict[str, Slot], lis
             if compiled:
                 into.append(compiled)
                 if key == "rules":
-                    raw_rules[compiled.id] = item
+                    raw_rules.setdefault(compiled.id, item)
     return rules, slots, segments, reader.problems, raw_rules
 
 

@@ -7,6 +7,7 @@ checking a small file exponentially slow.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -66,6 +67,13 @@ class _Loader(yaml.SafeLoader):
         return items
 
 
+# YAML 1.2 booleans: only true and false. Under YAML 1.1 a country list [NO, SE]
+# would read as [false, "SE"].
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_sequence)
 
