@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
 
 from engine.errors import SettingsError
 from engine.settings import Settings
@@ -108,6 +110,36 @@ def cmd_bench(args) -> int:
     return status
 
 
+def cmd_rules(args) -> int:
+    from engine.rules import commands
+
+    if args.rules_command == "check":
+        return commands.check(args.path)
+    settings = _settings()
+    if args.rules_command == "preview":
+        try:
+            context = commands.parse_context(args.context)
+            now_ms = commands.at_time(args.at)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        person, prefs = None, {}
+        if args.profile_json:
+            try:
+                person = json.loads(Path(args.profile_json).read_text())
+            except (OSError, ValueError) as exc:
+                print(f"error: --profile-json: {exc}", file=sys.stderr)
+                return 2
+        elif args.profile:
+            _require(settings, "redis")
+            person, prefs = asyncio.run(commands.load_person(settings, args.profile))
+            if person is None:
+                print(f"note: no profile {args.profile!r}; deciding as for a new visitor", file=sys.stderr)
+        return commands.preview(args.path, person, prefs, context, args.profile or "", args.slot, now_ms)
+    _require(settings, "kafka")
+    return asyncio.run(commands.backtest(args.path, settings, args.hours, progress=not args.quiet))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description="Streaming personalization engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("rules", help="check, preview and backtest rule files")
+    rules = p.add_subparsers(dest="rules_command", required=True)
+    r = rules.add_parser("check", help="report every error (file, line, rule id) and warning; exit 1 on errors")
+    r.add_argument("path")
+    r = rules.add_parser("preview", help="the decision and its reason for one profile and context")
+    r.add_argument("path")
+    r.add_argument("--profile", help="a visitor id or user id, read from CLICKSTREAM_REDIS")
+    r.add_argument("--profile-json", help="a profile as JSON (e.g. from GET /v1/profiles/ID)")
+    r.add_argument("--context", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. country=NO weather=rain")
+    r.add_argument("--slot", action="append", help="only these slots (default: every slot)")
+    r.add_argument("--at", help="decide as at this time (ISO 8601), e.g. to try a schedule")
+    r = rules.add_parser("backtest", help="replay recent events from Kafka through a candidate rule set")
+    r.add_argument("path")
+    r.add_argument("--hours", type=float, default=24.0, help="how far back (default 24)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("bench", help="run the benchmarks of a source checkout (results: benchmarks/RESULTS.md)")
     p.add_argument("name", nargs="?", help="one benchmark, e.g. pipeline_throughput")

@@ -106,6 +106,7 @@ class Settings:
     log_level: str = _env_field("info")
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
+    weather_provider: str | None = _env_field(None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -1,0 +1,136 @@
+"""`clickstream rules check | preview | backtest`: what a marketer runs before a rule goes live."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from engine.rules.backtest import Backtest
+from engine.rules.decide import decide
+from engine.rules.ruleset import load_ruleset
+
+
+def check(path: str, out=sys.stdout) -> int:
+    """Prints every problem (file:line: [rule] level: message); 1 if there are errors."""
+    rs = load_ruleset(path, int(time.time() * 1000))
+    for problem in sorted(rs.problems, key=lambda p: (p.file, p.line, p.level)):
+        print(problem, file=out)
+    errors, warnings = len(rs.errors), len(rs.warnings)
+    print(f"{len(rs.files)} files: {len(rs.rules)} rules, {len(rs.slots)} slots, {len(rs.segments)} segments; "
+          f"{errors} errors, {warnings} warnings", file=out)
+    return 1 if errors or not Path(path).exists() else 0
+
+
+def parse_context(pairs: list[str]) -> dict:
+    context = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--context {pair!r}: expected key=value")
+        context[key] = value
+    return context
+
+
+async def load_person(settings, profile_id: str) -> tuple[dict | None, dict]:
+    from engine.profiles.segments import derive
+    from engine.redis_client import open_redis
+    from engine.worker import profile_services
+
+    redis = open_redis(settings.redis)
+    try:
+        services = profile_services(settings, redis)
+        person = await services.people.person(profile_id)
+        prefs = person.get("preferences", {}) if person else await services.people.preferences(profile_id, None, [profile_id])
+        if person is not None:
+            rs = load_ruleset(settings.rules)
+            person = derive(person, await services.values.model(), rs.segments, int(time.time() * 1000),
+                            settings.interest_half_life_days)
+        return person, prefs
+    finally:
+        await redis.aclose()
+
+
+def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_id: str, slots: list[str] | None,
+            now_ms: int, out=sys.stdout) -> int:
+    rs = load_ruleset(path, now_ms)
+    for problem in rs.errors:
+        print(problem, file=out)
+    if rs.errors:
+        print("the rule set has errors; fix them first (clickstream rules check)", file=out)
+        return 1
+    wanted = slots or sorted(rs.slots)
+    decisions = decide(rs, wanted, person, prefs, context, visitor_id, now_ms)
+    print(f"visitor {visitor_id or '(none)'}; context {json.dumps(context, ensure_ascii=False)}", file=out)
+    for slot, d in decisions.items():
+        print(f"\n[{slot}] {d.source}: {d.content_id} (variant {d.variant})", file=out)
+        print(f"  why: {d.reason}", file=out)
+        if d.content is not None:
+            print(f"  shows: {d.content}", file=out)
+    return 0
+
+
+async def backtest(path: str, settings, hours: float, progress: bool = True, out=sys.stdout) -> int:
+    from aiokafka import TopicPartition
+
+    from engine import codec, kafka
+    from engine.stream import kafka_consumer
+
+    rs = load_ruleset(path, int(time.time() * 1000))
+    for problem in rs.errors:
+        print(problem, file=out)
+    if rs.errors:
+        return 1
+    test = Backtest(rs, settings.profile_config())
+    since = (time.time() - hours * 3600) * 1000
+    consumer = kafka_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in sorted(consumer.partitions_for_topic(settings.topic) or [])]
+        end = await kafka.end_offsets(consumer, partitions)
+        await consumer.seek_to_beginning(*partitions)
+        total, done = sum(end.values()), 0
+        remaining = {tp for tp in partitions if end[tp] > 0}
+        events = []
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
+            for tp, records in fetched.items():
+                for record in records:
+                    if record.offset < end[tp]:
+                        done += 1
+                        try:
+                            event = codec.decode(record.value)
+                        except Exception:
+                            continue
+                        if event.get("ts", 0) >= since:
+                            events.append(event)
+                if records and records[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+            if progress:
+                _bar(done, total)
+        if progress:
+            print(file=sys.stderr)
+    finally:
+        await consumer.stop()
+    events.sort(key=lambda e: (e.get("ts", 0), e.get("event_id", "")))
+    for event in events:
+        test.feed(event)
+    print(f"backtest of {path} on the last {hours:g} h of {settings.topic}", file=out)
+    print(test.table(), file=out)
+    return 0
+
+
+def _bar(done: int, total: int, width: int = 30) -> None:
+    share = done / total if total else 1.0
+    filled = int(share * width)
+    print(f"\rreading events [{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done:,}/{total:,}",
+          end="", file=sys.stderr, flush=True)
+
+
+def at_time(text: str | None) -> int:
+    if not text:
+        return int(time.time() * 1000)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1000)
