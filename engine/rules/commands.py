@@ -73,10 +73,7 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
 
 
 async def backtest(path: str, settings, hours: float, progress: bool = True, out=sys.stdout) -> int:
-    from aiokafka import TopicPartition
-
-    from engine import codec, kafka
-    from engine.stream import kafka_consumer
+    from engine.history import topic_history
 
     rs = load_ruleset(path, int(time.time() * 1000))
     for problem in rs.errors:
@@ -85,35 +82,13 @@ async def backtest(path: str, settings, hours: float, progress: bool = True, out
         return 1
     test = Backtest(rs, settings.profile_config())
     since = (time.time() - hours * 3600) * 1000
-    consumer = kafka_consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.topic, p) for p in sorted(consumer.partitions_for_topic(settings.topic) or [])]
-        end = await kafka.end_offsets(consumer, partitions)
-        await consumer.seek_to_beginning(*partitions)
-        total, done = sum(end.values()), 0
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        events = []
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
-            for tp, records in fetched.items():
-                for record in records:
-                    if record.offset < end[tp]:
-                        done += 1
-                        try:
-                            event = codec.decode(record.value)
-                        except Exception:
-                            continue
-                        if event.get("ts", 0) >= since:
-                            events.append(event)
-                if records and records[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
-            if progress:
-                _bar(done, total)
+    events = []
+    async for batch, done, total in topic_history(settings):
+        events += [e for e in batch if isinstance(e.get("ts"), int) and e["ts"] >= since]
         if progress:
-            print(file=sys.stderr)
-    finally:
-        await consumer.stop()
+            _bar(done, total)
+    if progress:
+        print(file=sys.stderr)
     events.sort(key=lambda e: (e.get("ts", 0), e.get("event_id", "")))
     for event in events:
         test.feed(event)
