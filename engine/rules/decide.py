@@ -11,8 +11,8 @@ Per slot, the first source that has an answer decides:
 3. model: a model-driven slot asks the bandit (engine.rules.bandit).
 4. default: the slot's default content.
 
-Content whose topic the visitor hid is never shown: that rule or model choice is
-passed over. Every decision says where it came from and why.
+Content whose topic the visitor hid, or in another language than the one they
+chose, is never shown: that rule or model choice is passed over. Every decision says where it came from and why.
 """
 
 from __future__ import annotations
@@ -102,8 +102,11 @@ def _pick_variant(rule: Rule, slot: str, visitor_id: str):
     return choice.variants[-1], False
 
 
-def _hidden(content: Content, hidden: set[str]) -> bool:
-    return bool(hidden) and any(t in hidden for t in content.topics)
+def _hidden(content: Content, hidden: set[str], language: str = "") -> bool:
+    """Content the visitor asked not to see: a hidden topic, or another language than theirs."""
+    if hidden and any(t in hidden for t in content.topics):
+        return True
+    return bool(language and content.language) and content.language.split("-")[0] != language.split("-")[0]
 
 
 def _topics(prefs: dict, key: str) -> set[str]:
@@ -131,12 +134,11 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
     language = str(prefs.get("language") or "").lower()
 
     chosen = prefs.get(slot_name)
-    if isinstance(chosen, str) and chosen in slot.content and not _hidden(slot.content[chosen], hidden):
+    if isinstance(chosen, str) and chosen in slot.content and not _hidden(slot.content[chosen], hidden, language):
         return show(chosen, "preference", f"the visitor chose {chosen!r} for this slot")
     if shown:
-        matches = [c for c in slot.content.values() if set(c.topics) & shown and not _hidden(c, hidden)]
-        if language:
-            matches.sort(key=lambda c: c.language not in (None, language))
+        matches = [c for c in slot.content.values() if set(c.topics) & shown and not _hidden(c, hidden, language)]
+        matches.sort(key=lambda c: not (language and c.language))  # content in their language first
         if matches:
             topic = sorted(set(matches[0].topics) & shown)[0]
             return show(matches[0].id, "preference", f"the visitor chose to see {topic}")
@@ -154,14 +156,14 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
                         variant="control", rule_id=rule.id)
         if variant.content not in slot.content:
             continue  # the linter warned: unknown content
-        if _hidden(slot.content[variant.content], hidden):
-            default_reason = f"rule {rule.id} matched but the visitor hid its topic"
+        if _hidden(slot.content[variant.content], hidden, language):
+            default_reason = f"rule {rule.id} matched but the visitor chose not to see its content"
             continue
         return show(variant.content, "rule", f"rule {rule.id} matched ({conditions})", rule_id=rule.id)
 
     if slot.model is not None and model is not None:
         choice = model(slot, person, context, visitor_id)
-        if choice is not None and choice.variant in slot.content and not _hidden(slot.content[choice.variant], hidden):
+        if choice is not None and choice.variant in slot.content and not _hidden(slot.content[choice.variant], hidden, language):
             if getattr(choice, "holdout", False):
                 return show(slot.default, "default", choice.reason, variant="holdout", extra={"model": _model_json(choice)})
             return show(choice.variant, "model", choice.reason, extra={"model": _model_json(choice)})

@@ -345,16 +345,24 @@ def _choice(slot: str, raw: Any, line: int, reader: _Reader, rule_id: str) -> Ch
     return Choice(slot, tuple(out), control)
 
 
-def _rule(raw: Any, line: int, reader: _Reader) -> Rule | None:
+def _named(raw: Any, line: int, reader: _Reader, what: str, key: str, allowed: tuple[str, ...]) -> str | None:
+    """The name of a rule or segment entry, once its shape is checked; None (and an error) if it has none."""
     if not isinstance(raw, Located):
-        reader.error(line, "a rule must be a mapping with id, when and then")
+        reader.error(line, f"a {what} must be a mapping with {key}, when and {'then' if what == 'rule' else 'score'}")
         return None
-    rule_id = raw.get("id")
-    if not isinstance(rule_id, str) or not NAME.match(rule_id):
-        reader.error(raw.line_of("id"), "rule id: expected a name of letters, digits, _ . : - (up to 64)")
+    name = raw.get(key)
+    if not isinstance(name, str) or not NAME.match(name):
+        reader.error(raw.line_of(key), f"{what} {key}: expected a name of letters, digits, _ . : - (up to 64)")
         return None
+    _unknown_keys(raw, allowed, reader, what, name)
+    return name
+
+
+def _rule(raw: Any, line: int, reader: _Reader) -> Rule | None:
     before = len(reader.problems)
-    _unknown_keys(raw, RULE_KEYS, reader, "rule", rule_id)
+    rule_id = _named(raw, line, reader, "rule", "id", RULE_KEYS)
+    if rule_id is None:
+        return None
     description = raw.get("description", "")
     if not isinstance(description, str):
         reader.error(raw.line_of("description"), "description: expected text", rule_id)
@@ -418,15 +426,10 @@ def _score(raw: Any, line: int, reader: _Reader, name: str) -> tuple | None:
 
 
 def _segment(raw: Any, line: int, reader: _Reader) -> Segment | None:
-    if not isinstance(raw, Located):
-        reader.error(line, "a segment must be a mapping with name and when")
-        return None
-    name = raw.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        reader.error(raw.line_of("name"), "segment name: expected letters, digits, _ . : - (up to 64)")
-        return None
     before = len(reader.problems)
-    _unknown_keys(raw, SEGMENT_KEYS, reader, "segment", name)
+    name = _named(raw, line, reader, "segment", "name", SEGMENT_KEYS)
+    if name is None:
+        return None
     condition = _when(raw.get("when"), raw, reader, name) if "when" in raw else None
     if "when" not in raw:
         reader.error(raw.line, "missing when", name)

@@ -18,6 +18,7 @@ slots:
       umbrella: {html: "Umbrellas", topics: [rain-gear]}
       umbrella-b: {html: "Umbrellas B", topics: [rain-gear]}
       sun: {html: "Sunglasses in {city|your town}", topics: [summer]}
+      sol: {html: "Solbriller", topics: [summer], language: nb}
 rules:
   - id: rain
     priority: 100
@@ -99,6 +100,11 @@ def test_preferences_come_first():
     # Hidden topics pass over the rain rule (its content is rain-gear) to the next rule.
     hidden = decide_slot(rs, "hero", None, {"hide": ["rain-gear"]}, rain, "v1", NOW)
     assert (hidden.source, hidden.rule_id, hidden.content_id) == ("rule", "norway", "sun")
+    # Content in another language than the visitor's is passed over too.
+    norsk = decide_slot(rs, "hero", None, {"show": ["summer"], "language": "nb-NO"}, {}, "v1", NOW)
+    assert norsk.content_id == "sol"
+    english = decide_slot(rs, "hero", None, {"show": ["summer"], "language": "en"}, {}, "v1", NOW)
+    assert english.content_id == "sun"
 
 
 def test_the_model_decides_after_rules_and_before_the_default():
