@@ -26,7 +26,7 @@ carries no click noise. The offline part judges policies the model never ran (th
 greedy policy of the final counters; "always free-shipping") from the model's logged
 decisions and propensities (IPS, self-normalized IPS), against their true click rate.
 
-Usage: python benchmarks/bandit_simulator.py [--impressions 60000] [--seed 7]
+Usage: python -m benchmarks.bandit_simulator [--impressions 100000] [--seed 7] [--exploration 0.1]
 Prints a markdown table; writes nothing.
 """
 
@@ -103,7 +103,7 @@ def true_rate(policy, keys: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--impressions", type=int, default=60_000)
+    parser.add_argument("--impressions", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--exploration", type=float, default=0.1)
     parser.add_argument("--min-impressions", type=int, default=200)
@@ -145,8 +145,16 @@ def main() -> None:
         print(f"| {name} | {clicks.mean():.2%} | {regret.sum():,.0f} | {clicks[last].mean():.2%} | "
               f"{regret[last].sum():,.0f} | {clicks[last].mean() / oracle_last_ctr:.0%} |")
 
-    expected_last = RATES[types[last], model[last]].mean() / p_oracle[last].mean()
-    print(f"\nExpected click rate of the model in the last 10k (no click noise): {expected_last:.1%} of the oracle's.")
+    print("\nLearning curve: the model's expected click rate (no click noise) as a share of the oracle's, "
+          "per window of 10,000 impressions ending at\n")
+    ends = sorted({min(e, args.impressions) for e in (10_000, 25_000, 50_000, 75_000, args.impressions)})
+    print("| " + " | ".join(f"{e:,}" for e in ends) + " |")
+    print("|" + "---:|" * len(ends))
+    expected = RATES[types, model]
+    print("| " + " | ".join(f"{expected[max(e - LAST, 0):e].mean() / p_oracle[max(e - LAST, 0):e].mean():.1%}"
+                            for e in ends) + " |")
+    ceiling = (1 - spec.exploration) + spec.exploration * RATES[types[last]].mean() / p_oracle[last].mean()
+    print(f"\nCeiling with a {spec.exploration:g} exploration floor (perfect otherwise): {ceiling:.1%} of the oracle's.")
 
     print("\n## Offline evaluation from the model's logged decisions\n")
     print("| target policy | true click rate | IPS estimate | self-normalized IPS |")

@@ -32,7 +32,9 @@ from engine.metrics import REQUEST_LATENCY
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import read_heartbeats
+from engine.rules.bandit_store import BanditStore
 from engine.rules.context import load_weather_provider
+from engine.rules.model_slots import ModelSlots
 from engine.rules.live import LiveRules
 from engine.rules.service import DecideService, decide_routes
 from engine.worker import profile_services, workers_key
@@ -148,7 +150,8 @@ def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset(
         checks["broker"] = services.broker_ok
     if API in roles:
         routes += profile_routes(settings, services.profiles, services.rules)
-        services.decider = DecideService(settings, services.profiles, services.rules,
+        model = ModelSlots(BanditStore(services.redis, settings.redis_prefix))
+        services.decider = DecideService(settings, services.profiles, services.rules, model=model,
                                          weather=load_weather_provider(settings.weather_provider))
         routes += decide_routes(settings, services.decider)
         checks["redis"] = services.redis_ok

@@ -22,6 +22,7 @@ from engine.profiles.processor import ProfileProcessor
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
+from engine.rules.bandit_store import BanditLearner
 from engine.rules.live import LiveRules
 from engine.redis_client import open_redis
 from engine.settings import Settings
@@ -68,6 +69,7 @@ def batch_handlers(settings: Settings, redis, rules: LiveRules) -> list:
     processor.after_batch += [
         services.values.mark_buyers,
         SegmentUpdater(services.people, services.values, services.segments, rules, settings.interest_half_life_days),
+        BanditLearner(redis, settings.redis_prefix),
     ]
     return [processor]
 

@@ -145,3 +145,16 @@ async def read_topic(settings: Settings, topic: str, count: int, timeout: float 
         return records
     finally:
         await consumer.stop()
+
+
+async def engine_with_rules(settings_for, folder: Path, files: dict[str, str]) -> Engine:
+    """A running worker and API whose rules folder is `folder`, holding `files`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    running = Engine(settings_for(rules=folder), folder.parent / f"{folder.name}-logs")
+    running.folder = folder
+    running.start_worker()
+    running.start_api()
+    await running.wait_ready()
+    return running

@@ -2,7 +2,6 @@
 live within 2 seconds; a bad edit is refused while the last good set keeps serving; a
 visitor's preference changes the very next decision."""
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import REPO, Engine, unique, wait_until
+from helpers import REPO, engine_with_rules, unique, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -40,13 +39,7 @@ rules:
 
 @pytest.fixture(scope="module")
 async def rules_engine(settings_for, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rules")
-    (folder / "catalog.yaml").write_text(CATALOG)
-    running = Engine(settings_for(rules=folder), folder.parent / f"{folder.name}-logs")
-    running.start_worker()
-    running.start_api()
-    await running.wait_ready()
-    running.folder = folder
+    running = await engine_with_rules(settings_for, tmp_path_factory.mktemp("rules"), {"catalog.yaml": CATALOG})
     yield running
     running.stop()
 

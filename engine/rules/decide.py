@@ -162,12 +162,21 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
         return show(variant.content, "rule", f"rule {rule.id} matched ({conditions})", rule_id=rule.id)
 
     if slot.model is not None and model is not None:
+        # The chooser is given only the variants the visitor may see (model_variants).
         choice = model(slot, person, context, visitor_id)
-        if choice is not None and choice.variant in slot.content and not _hidden(slot.content[choice.variant], hidden, language):
-            if getattr(choice, "holdout", False):
-                return show(slot.default, "default", choice.reason, variant="holdout", extra={"model": _model_json(choice)})
+        if choice is not None and getattr(choice, "holdout", False):
+            return show(slot.default, "default", choice.reason, variant="holdout", extra={"model": _model_json(choice)})
+        if choice is not None and choice.variant in slot.content:
             return show(choice.variant, "model", choice.reason, extra={"model": _model_json(choice)})
     return show(slot.default, "default", default_reason)
+
+
+def model_variants(slot: Slot, prefs: dict) -> tuple[str, ...]:
+    """The model's variants this visitor may see (no hidden topic, no other language)."""
+    if slot.model is None or prefs.get("do_not_personalize") is True:
+        return ()
+    hidden, language = _topics(prefs, "hide"), str(prefs.get("language") or "").lower()
+    return tuple(v for v in slot.model.variants if not _hidden(slot.content[v], hidden, language))
 
 
 def _model_json(choice) -> dict:

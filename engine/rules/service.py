@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.api.http import _VISITOR_ID, bearer_token, read_body, require_api_key, visitor_cookie
-from engine.errors import BadRequest, Forbidden
+from engine.errors import BadRequest, Forbidden, NotFound
 from engine.profiles.segments import derive
 from engine.rules.context import build_context, check_context
 from engine.rules.decide import Decision, decide
@@ -47,7 +47,7 @@ class DecideService:
         self.settings = settings
         self.profiles = profiles  # engine.worker.ProfileServices
         self.rules = rules
-        self.model = model        # async (slot, person, context, visitor_id) -> choice, or None
+        self.model = model        # engine.rules.model_slots.ModelSlots, or None
         self.weather = weather    # engine.rules.context.CachedWeather or None
 
     async def person_and_prefs(self, visitor_id: str | None, user_id: str | None, now_ms: int) -> tuple[dict | None, dict]:
@@ -72,18 +72,12 @@ class DecideService:
             if weather:
                 context["weather"] = weather
         rs = self.rules.current
-        model_choices = {}
-        if self.model is not None and not prefs.get("do_not_personalize"):
-            for slot in slots:
-                spec = rs.slots.get(slot)
-                if spec is not None and spec.model is not None:
-                    model_choices[slot] = await self.model(spec, person, context, visitor_id or user_id or "")
+        vid = visitor_id or user_id or ""
+        model_choices = await self.model.choose(rs, slots, person, prefs, context, vid, now_ms) if self.model else {}
         chooser = (lambda slot, p, c, v: model_choices.get(slot.name)) if model_choices else None
-        decisions = decide(rs, slots, person, prefs, context, visitor_id or user_id or "", now_ms, chooser)
-        if self.model is not None and hasattr(self.model, "record"):
-            for decision in decisions.values():
-                if "model" in decision.extra:
-                    await self.model.record(decision, visitor_id or user_id or "")
+        decisions = decide(rs, slots, person, prefs, context, vid, now_ms, chooser)
+        if model_choices:
+            await self.model.record(decisions, model_choices, vid)
         return decisions
 
 
@@ -108,4 +102,15 @@ def decide_routes(settings: Settings, service: DecideService) -> list[Route]:
         decisions = await service.decide(visitor_id, user_id, slots, context)
         return JSONResponse({"visitor_id": visitor_id, "decisions": {slot: d.to_json() for slot, d in decisions.items()}})
 
-    return [Route("/v1/decide", post_decide, methods=["POST"])]
+    async def slot_report(request: Request) -> JSONResponse:
+        require_api_key(request, settings.api_keys)
+        name = request.path_params["slot"]
+        report = await service.model.report(service.rules.current, name) if service.model else None
+        if report is None:
+            raise NotFound("no model-driven slot of that name", {"slot": name})
+        return JSONResponse(report)
+
+    return [
+        Route("/v1/decide", post_decide, methods=["POST"]),
+        Route("/v1/slots/{slot}/report", slot_report, methods=["GET"]),
+    ]
