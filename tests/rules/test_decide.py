@@ -3,7 +3,7 @@
 from collections import Counter
 from types import SimpleNamespace
 
-from engine.rules.decide import decide, decide_slot, render
+from engine.rules.decide import decide, decide_slot, model_variants, render
 from engine.rules.ruleset import build_ruleset
 
 NOW = 1_795_400_000_000
@@ -117,7 +117,12 @@ def test_the_model_decides_after_rules_and_before_the_default():
     assert (d.source, d.content_id) == ("model", "sun") and d.extra["model"]["expected_ctr"] == 0.05
     ruled = decide_slot(rs, "hero", None, {}, {"country": "NO"}, "v1", NOW, model)
     assert ruled.source == "rule"  # a marketer's rule overrides the model
-    preferred = decide_slot(rs, "hero", None, {"hide": ["summer"]}, {}, "v1", NOW, model)
-    assert preferred.source == "default"
+    # The chooser only ever sees the variants the visitor may see.
+    assert model_variants(rs.slots["hero"], {"hide": ["summer"]}) == ("welcome",)
+    assert model_variants(rs.slots["hero"], {"do_not_personalize": True}) == ()
+    assert model_variants(rs.slots["hero"], {}) == ("welcome", "sun")
+    holdout = decide_slot(rs, "hero", None, {}, {}, "v1", NOW, lambda *a: SimpleNamespace(
+        variant="holdout", expected_ctr=0.0, explore=False, holdout=True, context="*", reason="holdout (5%)"))
+    assert (holdout.source, holdout.variant, holdout.content_id) == ("default", "holdout", "welcome")
     decisions = decide(rs, ["hero", "hero2"], None, {}, {}, "v1", NOW, model)
     assert set(decisions) == {"hero", "hero2"} and decisions["hero"].decision_id != decisions["hero2"].decision_id
