@@ -34,14 +34,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine
-from engine.rules.bandit import GLOBAL, choose, context_key, greedy_policy, ips_estimate, snips_estimate
-from engine.rules.ruleset import ModelSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import machine  # noqa: E402
+from engine.rules.bandit import GLOBAL, choose, context_key, greedy_policy, ips_estimate, snips_estimate  # noqa: E402
+from engine.rules.ruleset import ModelSpec  # noqa: E402
 
 VARIANTS = ("free-shipping", "shoes-promo", "bags-promo", "app-discount")
 DEVICES = {"mobile": 0.55, "desktop": 0.35, "tablet": 0.10}
