@@ -1,0 +1,39 @@
+// Builds the browser bundle: one minified IIFE, no runtime dependencies.
+//   node build.mjs   -> dist/clickstream.min.js and ../engine/static/clickstream.min.js
+// The copy in engine/static is committed, so Python users get it without npm;
+// test/size.test.js fails when it no longer matches a fresh build.
+
+import { build } from 'esbuild';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const STATIC_COPY = join(here, '..', 'engine', 'static', 'clickstream.min.js');
+
+export const buildOptions = {
+  entryPoints: [join(here, 'src', 'browser.js')],
+  bundle: true,
+  minify: true,
+  format: 'iife',
+  target: 'es2018',
+  legalComments: 'none',
+  write: false,
+  banner: { js: '/* clickstream-engine tracker | MIT */' },
+  mangleProps: /^_/, // internal fields only: the public API keeps its names
+};
+
+export async function bundle() {
+  const result = await build(buildOptions);
+  return result.outputFiles[0].text;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const code = await bundle();
+  for (const path of [join(here, 'dist', 'clickstream.min.js'), STATIC_COPY]) {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, code);
+  }
+  const { gzipSync } = await import('node:zlib');
+  console.log(`clickstream.min.js: ${code.length} bytes, ${gzipSync(code, { level: 9 }).length} gzipped`);
+}
