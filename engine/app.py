@@ -32,6 +32,8 @@ from engine.metrics import REQUEST_LATENCY
 from engine.redis_client import open_redis
 from engine.settings import Settings
 from engine.stream import read_heartbeats
+from engine.recommend.routes import recommend_routes
+from engine.recommend.service import build_service
 from engine.rules.bandit_store import BanditStore
 from engine.rules.context import load_weather_provider
 from engine.rules.model_slots import ModelSlots
@@ -94,12 +96,17 @@ class Services:
         self.producer_ready = asyncio.Event()
         self.profiles = profile_services(settings, self.redis) if self.redis else None
         self.rules = LiveRules(settings.rules)
+        self.recommend = build_service(settings, self.redis, self.profiles.people) if self.redis else None
         self.publisher = Publisher(None, settings.topic, settings.rejected_topic) if COLLECTOR in roles else None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         if API in self.roles:
             self.rules.start()
+            if self.settings.catalog is not None:
+                stored = await self.recommend.catalog.load_file(self.settings.catalog)
+                log.info("catalog: %d items from %s", stored, self.settings.catalog)
+            self.recommend.models.start()
         if COLLECTOR in self.roles:
             self._tasks.append(asyncio.create_task(self._start_producer()))
 
@@ -119,6 +126,8 @@ class Services:
 
     async def stop(self) -> None:
         await self.rules.stop()
+        if self.recommend is not None:
+            await self.recommend.models.stop()
         for task in self._tasks:
             task.cancel()
         if self.producer is not None and self.producer_ready.is_set():
@@ -154,6 +163,7 @@ def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset(
         services.decider = DecideService(settings, services.profiles, services.rules, model=model,
                                          weather=load_weather_provider(settings.weather_provider))
         routes += decide_routes(settings, services.decider)
+        routes += recommend_routes(settings, services.recommend)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
 

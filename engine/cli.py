@@ -32,10 +32,25 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _check_catalog(settings: Settings) -> None:
+    """A bad CLICKSTREAM_CATALOG file stops the start, naming the file and line."""
+    if settings.catalog is None:
+        return
+    from engine.recommend.catalog import read_file
+
+    try:
+        read_file(settings.catalog)
+    except (OSError, ValueError) as exc:
+        print(f"configuration error: CLICKSTREAM_CATALOG: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def cmd_up(args) -> int:
     from engine.embedded import up
 
-    return up(_settings(), args.host, args.port, workers=args.workers)
+    settings = _settings()
+    _check_catalog(settings)
+    return up(settings, args.host, args.port, workers=args.workers)
 
 
 def _serve(args, roles: set[str]) -> int:
@@ -49,6 +64,7 @@ def _serve(args, roles: set[str]) -> int:
         _require(settings, "kafka")
     if "api" in roles:
         _require(settings, "redis")
+        _check_catalog(settings)
     # No access log: it would write every visitor's IP address.
     uvicorn.run(create_app(settings, roles), host=args.host, port=args.port, log_level="warning",
                 access_log=False, proxy_headers=True, lifespan="on")
@@ -81,6 +97,47 @@ def cmd_replay(args) -> int:
     _logging(settings)
     count = asyncio.run(replay(settings, progress=not args.quiet))
     print(f"replayed {count} events")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from engine.recommend import als
+
+    settings = _settings()
+    _require(settings, "kafka", "redis")
+    _logging(settings)
+    try:
+        model = asyncio.run(als.train(settings, als.AlsParams.from_settings(settings), progress=not args.quiet,
+                                      out_path=args.out))
+    except ValueError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 1
+    meta = model.meta
+    print(f"published ALS model {model.version}: {meta['persons']} persons, {meta['items']} items, "
+          f"{meta['interactions']} interactions, trained in {meta['train_seconds']:.1f} s")
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    from engine.recommend.catalog import Catalog, read_file
+    from engine.redis_client import open_redis
+
+    settings = _settings()
+    _require(settings, "redis")
+    try:
+        items = read_file(args.path)
+    except (OSError, ValueError) as exc:
+        print(f"catalog: {exc}", file=sys.stderr)
+        return 1
+
+    async def load() -> int:
+        redis = open_redis(settings.redis)
+        try:
+            return await Catalog(redis, settings.redis_prefix).put(items)
+        finally:
+            await redis.aclose()
+
+    print(f"stored {asyncio.run(load())} catalog items from {args.path}")
     return 0
 
 
@@ -168,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild Redis state from the start of the topic")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("train", help="train the ALS recommendation model on the topic's history and publish it")
+    p.add_argument("--out", type=Path, help="also write the model's artefacts to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("catalog", help="load an item catalog (availability, category) from a CSV or JSON-lines file")
+    catalog = p.add_subparsers(dest="catalog_command", required=True)
+    c = catalog.add_parser("load", help="add or replace the file's items")
+    c.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_catalog)
 
     p = sub.add_parser("simulate", help="send synthetic shop traffic to a running collector")
     p.add_argument("--url", default="http://127.0.0.1:8080")

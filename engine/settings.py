@@ -37,10 +37,28 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return number
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value.strip() else None
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
         raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
     return number
 
 
@@ -107,6 +125,15 @@ class Settings:
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
     weather_provider: str | None = _env_field(None)
+    # Recommendations (engine.recommend)
+    catalog: Path | None = _env_field(None, _optional_path)  # item catalog file loaded at API start
+    recommend_max_per_category: int = _env_field(3, _count)  # 0: no cap
+    recommend_repurchase_categories: tuple[str, ...] = _env_field((), _csv)
+    popularity_half_life_days: float = _env_field(7.0, _positive_float)
+    als_retrain_minutes: float = _env_field(0.0, _non_negative_float)  # 0: no periodic retrain
+    als_factors: int = _env_field(64, _positive_int)
+    als_iterations: int = _env_field(15, _positive_int)
+    als_regularization: float = _env_field(10.0, _positive_float)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

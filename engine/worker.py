@@ -22,6 +22,8 @@ from engine.profiles.processor import ProfileProcessor
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
+from engine.recommend import als
+from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
 from engine.rules.bandit_store import BanditLearner
 from engine.rules.live import LiveRules
 from engine.redis_client import open_redis
@@ -43,6 +45,7 @@ class ProfileServices:
     people: People
     values: ValueStore
     segments: SegmentIndex
+    cooccurrence: CooccurrenceStore
 
 
 def profile_services(settings: Settings, redis, cache_size: int = 0) -> ProfileServices:
@@ -52,9 +55,12 @@ def profile_services(settings: Settings, redis, cache_size: int = 0) -> ProfileS
                     blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
     values = ValueStore(redis, store, settings.interest_half_life_days)
     segments = SegmentIndex(redis, settings.redis_prefix)
+    cooccurrence = CooccurrenceStore(redis, settings.redis_prefix, half_life_days=settings.popularity_half_life_days,
+                                     view_ttl_s=settings.anonymous_retention_days * 86400)
     people.erasure_hooks.append(values.forget)
     people.erasure_hooks.append(lambda person_id, pieces: forget_segments(segments, person_id, pieces))
-    return ProfileServices(store, people, values, segments)
+    people.erasure_hooks.append(cooccurrence.forget)
+    return ProfileServices(store, people, values, segments, cooccurrence)
 
 
 async def forget_segments(index: SegmentIndex, person_id: str, pieces: list[dict]) -> None:
@@ -70,6 +76,7 @@ def batch_handlers(settings: Settings, redis, rules: LiveRules) -> list:
         services.values.mark_buyers,
         SegmentUpdater(services.people, services.values, services.segments, rules, settings.interest_half_life_days),
         BanditLearner(redis, settings.redis_prefix),
+        CooccurrenceUpdater(redis, config=settings.profile_config(), store=services.cooccurrence),
     ]
     return [processor]
 
@@ -79,6 +86,7 @@ async def clear_derived_state(settings: Settings, redis) -> int:
     services = profile_services(settings, redis)
     keys = [key async for key in redis.scan_iter(match=f"{settings.redis_prefix}:seg:*", count=1000)]
     await redis.delete(services.values.buyers_key, services.values.model_key, *keys)
+    await services.cooccurrence.clear()
     return await services.store.clear_all()
 
 
@@ -126,6 +134,11 @@ def create_worker_app(settings: Settings) -> faust.App:
         @Service.task
         async def _refit_value(self) -> None:
             await refit_periodically(self.values, self.redis, settings.value_refit_minutes * 60, lambda: self.should_stop)
+
+        @Service.task
+        async def _retrain_als(self) -> None:
+            await als.retrain_periodically(settings, self.redis, settings.als_retrain_minutes * 60,
+                                           lambda: self.should_stop, als.AlsParams.from_settings(settings))
 
         @Service.task
         async def _beat(self) -> None:

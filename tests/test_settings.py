@@ -39,6 +39,10 @@ def test_reads_every_documented_variable():
         ("CLICKSTREAM_PARTITIONS", "-3"),
         ("CLICKSTREAM_BATCH_SIZE", "0"),
         ("CLICKSTREAM_REBALANCE_TIMEOUT_S", "nan"),
+        ("CLICKSTREAM_RECOMMEND_MAX_PER_CATEGORY", "-1"),
+        ("CLICKSTREAM_ALS_RETRAIN_MINUTES", "-5"),
+        ("CLICKSTREAM_ALS_FACTORS", "0"),
+        ("CLICKSTREAM_POPULARITY_HALF_LIFE_DAYS", "0"),
     ],
 )
 def test_bad_value_names_the_variable(variable, value):

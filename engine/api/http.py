@@ -8,7 +8,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from engine.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable
+from engine.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, Unavailable
 
 VISITOR_COOKIE = "clickstream_vid"
 OPTOUT_COOKIE = "clickstream_optout"
@@ -68,3 +68,19 @@ def require_api_key(request: Request, api_keys: tuple[str, ...]) -> None:
         raise Unauthorized("missing API key", "send Authorization: Bearer KEY")
     if token not in api_keys:
         raise Unauthorized("wrong API key")
+
+
+async def require_key_or_own_cookie(request: Request, api_keys: tuple[str, ...], people, owner_id: str | None,
+                                    refusal: str) -> None:
+    """An API key, or the visitor's own cookie: `owner_id` is the cookie's id or the user id it is linked to."""
+    if bearer_token(request) is not None:
+        require_api_key(request, api_keys)
+        return
+    cookie = visitor_cookie(request)
+    if cookie is None:
+        raise Unauthorized("missing API key or visitor cookie")
+    if cookie == owner_id:
+        return
+    user_id, _ = await people.resolve(cookie) if people is not None else (None, [])
+    if user_id != owner_id:
+        raise Forbidden(refusal)

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.api.http import bearer_token, read_body, require_api_key, visitor_cookie
-from engine.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from engine.api.http import read_body, require_api_key, require_key_or_own_cookie
+from engine.errors import BadRequest, NotFound
 from engine.profiles.model import interest_scores
 from engine.profiles.segments import derive
 from engine.rules.live import LiveRules
@@ -58,17 +58,11 @@ def profile_routes(settings: Settings, services: ProfileServices, rules: LiveRul
 
     async def authorize(request: Request, profile_id: str, visitor_may: bool) -> None:
         """An API key, or (where allowed) the visitor's own cookie."""
-        if bearer_token(request) is not None or not visitor_may:
+        if not visitor_may:
             require_api_key(request, settings.api_keys)
             return
-        cookie = visitor_cookie(request)
-        if cookie is None:
-            raise Unauthorized("missing API key or visitor cookie")
-        if cookie == profile_id:
-            return
-        user_id, _ = await people.resolve(cookie)
-        if user_id != profile_id:
-            raise Forbidden("a visitor may only reach their own profile")
+        await require_key_or_own_cookie(request, settings.api_keys, people, profile_id,
+                                        "a visitor may only reach their own profile")
 
     async def get_profile(request: Request) -> JSONResponse:
         profile_id = request.path_params["profile_id"]

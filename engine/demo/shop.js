@@ -48,6 +48,45 @@
     });
   }
 
+  // "What the engine knows about you": the visitor's own export (their cookie is the
+  // key), refreshed every few seconds so a newcomer can watch events arrive.
+  function watchProfile() {
+    var box = $('#you');
+    if (!box) return;
+    var line = function (label, value) {
+      return '<dt>' + escape(label) + '</dt><dd>' + escape(value) + '</dd>';
+    };
+    var top = function (scores) {
+      return Object.keys(scores || {}).sort(function (a, b) { return scores[b] - scores[a]; }).slice(0, 3)
+        .map(function (k) { return k + ' ' + scores[k].toFixed(2); }).join(', ') || 'none yet';
+    };
+    function render(tracker, person) {
+      var counts = person.counts || {};
+      var value = person.value || {};
+      box.querySelector('dl').innerHTML =
+        line('visitor id', tracker.visitorId()) +
+        line('known as', person.user_id ? person.traits.first_name || person.user_id : 'anonymous') +
+        line('sessions', (person.sessions || {}).count || 0) +
+        line('page views', counts.page_view || 0) +
+        line('products viewed', counts.product_view || 0) +
+        line('orders', (person.commerce || {}).orders || 0) +
+        line('interests', top(person.interest_scores)) +
+        line('segments', Object.keys(person.segments || {}).join(', ') || 'none') +
+        line('value tier', value.tier || 'not a customer yet');
+    }
+    clickstream(function (tracker) {
+      function refresh() {
+        if (!tracker.visitorId() || document.hidden) return;
+        fetch('/v1/profiles/' + encodeURIComponent(tracker.visitorId()) + '/export', { credentials: 'include' })
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (data) { if (data && data.person) { box.hidden = false; render(tracker, data.person); } })
+          .catch(function () {});
+      }
+      refresh();
+      setInterval(refresh, 3000);
+    });
+  }
+
   function showCartCount() {
     var count = stored('demo_cart', []).reduce(function (n, line) { return n + line.qty; }, 0);
     $('#cart-count').textContent = count ? '(' + count + ')' : '';
@@ -188,4 +227,5 @@
 
   showCartCount();
   pages[document.body.getAttribute('data-page')]();
+  watchProfile();
 })();

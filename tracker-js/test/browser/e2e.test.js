@@ -109,7 +109,29 @@ test('the demo shop: page views, product views, cart, purchase and login arrive 
   assert.equal(person.commerce.revenue, 89);
   assert.equal(person.user_id, 'ann@example.com');
   assert.equal(person.traits.first_name, 'Ann');
+
+  // The home page shows the visitor what the engine knows about them, live.
+  await page.goto(`${engine.base}/demo/`);
+  await loaded(page);
+  const panel = page.locator('#you');
+  await waitFor('the profile panel', async () => {
+    const text = await panel.innerText().catch(() => '');
+    return /known as\s*Ann/.test(text) && /orders\s*1/.test(text);
+  });
   await context.close();
+
+  // Another visitor on a product nobody has bought: its also-bought list falls back to
+  // the best seller of its category, the order above.
+  const other = await browser.newContext();
+  const shopper = await other.newPage();
+  // (Reloading: the engine caches popularity for a few seconds.)
+  await waitFor('also-bought on the product page', async () => {
+    await shopper.goto(`${engine.base}/demo/product.html?id=sneaker-city`);
+    await loaded(shopper);
+    await shopper.waitForTimeout(500);
+    return (await shopper.locator('#also-bought li a').allInnerTexts()).includes('Trail sneakers');
+  }, { everyMs: 1000 });
+  await other.close();
 });
 
 test('the hero slot is filled by /v1/decide and its impression is recorded', async () => {

@@ -1,0 +1,298 @@
+"""Also-bought latency at a fixed request rate, against baselines measured in the same run.
+
+Data: the groceries baskets (../shared/data/groceries.csv, 9,835 orders, 169 items)
+loaded through the store as purchase events (CooccurrenceUpdater, the worker's step),
+their categories (level2) and availability put in the catalog, and an ALS model
+trained on them and published (ModelHolder). Seeds are drawn from the basket lines,
+so popular items, which have the most neighbours, are asked for most often.
+
+Open loop: requests start every 1/RATE s whatever the earlier ones do, so a slow
+handler shows up as queueing in the percentiles instead of a lower request rate.
+
+1. in-process: RecommendService.also_bought (the handler's work: one Lua call for the
+   normalized neighbours, popularity, catalog and categories, ALS, blend, filters),
+   and baselines: the raw pair counts of the seed (HGETALL, sort, top k: no
+   normalization, no model, no filters), and a naive per-request scan (read every
+   order record and count the seed's partners; closed loop, it cannot keep the rate).
+2. over HTTP on loopback: a uvicorn process serving the recommendation routes, asked
+   by a minimal keep-alive client in this process (32 connections); the same two paths.
+
+Usage: python benchmarks/recommend_latency.py [--rate 1000] [--seconds 5] [--data PATH]
+Uses the Redis at 127.0.0.1:6379 (CLICKSTREAM_REDIS to change) under a key prefix of
+its own, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import csv  # noqa: E402
+import multiprocessing  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import quote  # noqa: E402
+
+import msgpack  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import machine  # noqa: E402
+from engine.embedded import free_port, wait_for_port  # noqa: E402
+from engine.profiles.model import new_profile  # noqa: E402
+from engine.profiles.store import BatchResult  # noqa: E402
+from engine.recommend import als  # noqa: E402
+from engine.recommend.catalog import Catalog, CatalogItem  # noqa: E402
+from engine.recommend.service import RecommendConfig, RecommendService  # noqa: E402
+from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater  # noqa: E402
+from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "groceries.csv"
+TS = 1_795_400_000_000
+K = 10
+
+
+def open_redis(url: str) -> Redis:
+    """Like engine.redis_client.open_redis, but a burst waits for a connection instead of failing:
+    redis-py's default pool raises MaxConnectionsError past 100 connections."""
+    return Redis(connection_pool=BlockingConnectionPool.from_url(url, max_connections=100, timeout=30))
+
+
+def load_orders(path: Path) -> tuple[list[list[str]], dict[str, str]]:
+    baskets: dict[int, dict[str, None]] = {}
+    category = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            baskets.setdefault(int(row["basket"]), {})[row["item"]] = None
+            category[row["item"]] = row["level2"]
+    return [list(baskets[b]) for b in sorted(baskets)], category
+
+
+async def load(redis, prefix: str, orders: list[list[str]], category: dict[str, str]) -> float:
+    """Orders through the worker's step (500 per batch, as the worker would), catalog, ALS model."""
+    updater = CooccurrenceUpdater(redis, prefix)
+    started = time.perf_counter()
+    for start in range(0, len(orders), 500):
+        events, result = [], BatchResult()
+        for n, items in enumerate(orders[start:start + 500], start):
+            vid = f"v{n}"
+            result.profiles[vid] = new_profile(vid)
+            events.append({"event_id": f"e{n}", "type": "purchase", "visitor_id": vid, "ts": TS + n,
+                           "props": {"order": {"id": f"o{n}", "items": [{"id": i, "qty": 1, "category": category[i]}
+                                                                       for i in items]}}})
+        await updater(events, result)
+    load_s = time.perf_counter() - started
+    await Catalog(redis, prefix).put([CatalogItem(item, cat, available=True) for item, cat in category.items()])
+    rows = [(f"o{n}", item, 1.0) for n, items in enumerate(orders) for item in items]
+    await als.publish(redis, prefix, als.train_from_interactions(rows, als.AlsParams(factors=64, regularization=10.0)))
+    return load_s
+
+
+def service_for(redis, prefix: str) -> RecommendService:
+    holder = als.ModelHolder(redis, prefix)
+    return RecommendService(CooccurrenceStore(redis, prefix), Catalog(redis, prefix), holder, None, RecommendConfig())
+
+
+async def raw_counts(store: CooccurrenceStore, item: str) -> list[tuple[str, int]]:
+    """Baseline: the seed's raw pair counts, best first (best sellers win; no filters, no model)."""
+    pairs = await store.neighbours(item)
+    return sorted(pairs.items(), key=lambda p: (-p[1], p[0]))[:K]
+
+
+async def naive_scan(store: CooccurrenceStore, item: str) -> list[tuple[str, int]]:
+    """Baseline: no counts kept; read every order and count the seed's partners per request."""
+    counts: dict[str, int] = {}
+    for record in (await store.redis.hgetall(store.base + "order")).values():
+        items = msgpack.unpackb(record, raw=False)[3]
+        if item in items:
+            for other in items:
+                if other != item:
+                    counts[other] = counts.get(other, 0) + 1
+    return sorted(counts.items(), key=lambda p: (-p[1], p[0]))[:K]
+
+
+async def open_loop(call, seeds: list[str], rate: float, seconds: float) -> tuple[list[float], float]:
+    """Starts one call every 1/rate s; returns each call's latency (ms) and the rate achieved."""
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    errors = []
+
+    async def one(seed):
+        t = time.perf_counter()
+        try:
+            await call(seed)
+        except Exception as exc:  # counted, reported
+            errors.append(exc)
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(seeds[i % len(seeds)])))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} errors, first: {errors[0]!r}")
+    return latencies, n / elapsed
+
+
+async def closed_loop(call, seeds: list[str], n: int) -> tuple[list[float], float]:
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        await call(seeds[i % len(seeds)])
+        latencies.append((time.perf_counter() - t) * 1000)
+    return latencies, n / (time.perf_counter() - start)
+
+
+class LoopbackClient:
+    """A minimal HTTP/1.1 keep-alive client: httpx costs more CPU per request than the server
+    it measures, on the same 2 cores. A request waits for a free connection (counted in its latency)."""
+
+    def __init__(self, host: str, port: int, connections: int) -> None:
+        self.host, self.port, self.n = host, port, connections
+        self.idle: asyncio.Queue = asyncio.Queue()
+
+    async def start(self) -> None:
+        for _ in range(self.n):
+            self.idle.put_nowait(await asyncio.open_connection(self.host, self.port))
+
+    async def get(self, path: str) -> bytes:
+        reader, writer = await self.idle.get()
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer bench\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            body = await reader.readexactly(length)
+        finally:
+            self.idle.put_nowait((reader, writer))
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+        return body
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, writer = self.idle.get_nowait()
+            writer.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def row(label: str, latencies: list[float], achieved: float) -> str:
+    return (f"| {label} | {len(latencies):,} | {achieved:,.0f} | {statistics.median(latencies):.2f} | "
+            f"{pct(latencies, 0.99):.2f} | {max(latencies):.2f} |")
+
+
+def serve(redis_url: str, prefix: str, port: int) -> None:
+    """The HTTP side: the recommendation routes and a raw-counts route, in uvicorn."""
+    import contextlib
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from engine.api.http import error_response
+    from engine.errors import BadRequest, Unavailable
+    from engine.recommend.routes import recommend_routes
+    from engine.settings import Settings
+
+    redis = open_redis(redis_url)
+    service = service_for(redis, prefix)
+
+    async def raw(request):
+        item = request.query_params["item"]
+        return JSONResponse({"item": item, "items": [{"id": i, "score": c} for i, c in await raw_counts(service.store, item)],
+                             "source": "raw"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await service.models.refresh()
+        service.models.start()
+        yield
+        await service.models.stop()
+
+    async def handle(request, exc):
+        return error_response(exc)
+
+    routes = recommend_routes(Settings(api_keys=("bench",), redis_prefix=prefix), service) + [Route("/raw", raw)]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={BadRequest: handle, Unavailable: handle})
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--data", type=Path, default=DATA)
+    args = ap.parse_args()
+    redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    redis = open_redis(redis_url)
+    orders, category = load_orders(args.data)
+    rng = random.Random(1)
+    seeds = [rng.choice(rng.choice(orders)) for _ in range(10_000)]
+    server = None
+    try:
+        load_s = await load(redis, prefix, orders, category)
+        service = service_for(redis, prefix)
+        await service.models.refresh()
+        print(f"Machine: {machine()}")
+        print(f"\nData: {len(orders):,} groceries orders, {len(category)} items, loaded through the store in "
+              f"{load_s:.2f} s ({len(orders) / load_s:,.0f} orders/s); ALS 64 factors. k={K}; target rate "
+              f"{args.rate:,.0f} requests/s for {args.seconds:g} s, open loop.\n")
+        for _ in range(200):  # warm up: scripts loaded, connections open
+            await service.also_bought(seeds[_])
+        print("| path | requests | achieved req/s | p50 ms | p99 ms | max ms |")
+        print("|---|---|---|---|---|---|")
+        lat, got = await open_loop(lambda s: service.also_bought(s, k=K), seeds, args.rate, args.seconds)
+        print(row("in-process: also_bought (cosine + ALS + popularity, catalog, filters)", lat, got))
+        lat, got = await open_loop(lambda s: raw_counts(service.store, s), seeds, args.rate, args.seconds)
+        print(row("in-process baseline: raw pair counts (HGETALL + sort)", lat, got))
+        lat, got = await closed_loop(lambda s: naive_scan(service.store, s), seeds, 50)
+        print(row("in-process baseline: naive scan of every order per request (closed loop)", lat, got))
+
+        port = free_port()
+        server = multiprocessing.get_context("spawn").Process(target=serve, args=(redis_url, prefix, port), daemon=True)
+        server.start()
+        wait_for_port(port, 30)
+        client = LoopbackClient("127.0.0.1", port, connections=32)
+        await client.start()
+        try:
+            full = lambda s: client.get(f"/v1/recommendations/also-bought?item={quote(s)}&k={K}")  # noqa: E731
+            raw = lambda s: client.get(f"/raw?item={quote(s)}")  # noqa: E731
+            for seed in seeds[:300]:
+                await full(seed)
+                await raw(seed)
+            lat, got = await open_loop(full, seeds, args.rate, args.seconds)
+            print(row("HTTP loopback (uvicorn, 1 process): GET /v1/recommendations/also-bought", lat, got))
+            lat, got = await open_loop(raw, seeds, args.rate, args.seconds)
+            print(row("HTTP loopback baseline: raw pair counts route", lat, got))
+        finally:
+            await client.close()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.join(10)
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start:start + 1000])
+        await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

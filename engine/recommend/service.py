@@ -1,0 +1,322 @@
+"""Recommendations served: "also bought" for an item, and "for you" for a visitor.
+
+also-bought(item): the blend (engine.recommend.blend) of normalized co-purchase
+similarity (cosine, min support 2), ALS item-item dot products and overall
+popularity, with the weights tuned in benchmarks/recommend_quality.py. A cold item
+(no co-purchases with support, unknown to the model) gets popularity: its own
+category first, then overall; so does any list the blend leaves short of k.
+
+for-you(visitor): the seeds are the person's items (People.person: every linked
+visitor id): what they bought and viewed; for an anonymous visitor, what they
+bought and what they viewed in the current session. Per-seed co-purchase and
+co-view neighbours, ALS and popularity are blended; no seeds (a new visitor), a
+visitor who chose not to be personalized, or one without personalization consent
+gets popularity.
+
+Filters, in `select` (pure): the seed item (for-you: the viewed seeds, which ALS
+would otherwise rank first); what the visitor bought, unless its
+category is one people buy again (`repurchase_categories`); items the catalog marks
+unavailable; an optional single category; at most `max_per_category` per category
+(0: no cap; not applied with a category filter). Each response names the sources
+that scored the items it returns ("cooccurrence+als", "popularity", ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from engine.recommend.blend import blend
+from engine.recommend.catalog import Catalog
+from engine.recommend.store import CooccurrenceStore
+
+SOURCES = ("cooccurrence", "coview", "als", "popularity")
+# benchmarks/recommend_quality.py, tuned on the synthetic shop (1,000 items); groceries (169
+# items) preferred {1, 2, 1}. The co-view weight is not tuned (no view data offline).
+ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.25, "popularity": 0.5}
+FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.25, "popularity": 0.5}
+POPULAR_CACHE_S = 5.0
+INFO_CACHE_S = 30.0        # an item's category and availability, kept per process...
+CATALOG_CHECK_S = 1.0      # ...until the catalog's version changes (checked this often)
+INFO_CACHE_MAX = 200_000
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    also_bought_weights: dict = field(default_factory=lambda: dict(ALSO_BOUGHT_WEIGHTS))
+    for_you_weights: dict = field(default_factory=lambda: dict(FOR_YOU_WEIGHTS))
+    method: str = "cosine"
+    min_support: float = 2
+    candidates: int = 50            # per source, as in the offline benchmark
+    max_per_category: int = 3       # default of the query parameter; 0: no cap
+    repurchase_categories: tuple[str, ...] = ()
+    seeds_max: int = 20             # newest bought + viewed items a for-you list starts from
+
+    @classmethod
+    def from_settings(cls, settings) -> "RecommendConfig":
+        return cls(max_per_category=settings.recommend_max_per_category,
+                   repurchase_categories=settings.recommend_repurchase_categories)
+
+
+@dataclass(frozen=True)
+class Info:
+    available: bool = True
+    category: str | None = None
+
+
+def select(ranked: Iterable[tuple[str, float]], info: dict[str, Info], k: int, exclude: set[str] = frozenset(),
+           category: str | None = None, max_per_category: int = 0,
+           taken: list[tuple[str, float]] | None = None) -> list[tuple[str, float]]:
+    """The first k of `ranked` that pass every filter, appended to `taken` (already chosen)."""
+    chosen = list(taken or [])
+    seen = {item for item, _ in chosen}
+    per_category: dict[str, int] = {}
+    for item, _ in chosen:
+        cat = info.get(item, Info()).category
+        if cat is not None:
+            per_category[cat] = per_category.get(cat, 0) + 1
+    cap = 0 if category is not None else max_per_category
+    for item, score in ranked:
+        if len(chosen) >= k:
+            break
+        if item in seen or item in exclude:
+            continue
+        about = info.get(item, Info())
+        if not about.available or (category is not None and about.category != category):
+            continue
+        if cap and about.category is not None:
+            if per_category.get(about.category, 0) >= cap:
+                continue
+            per_category[about.category] = per_category.get(about.category, 0) + 1
+        chosen.append((item, score))
+        seen.add(item)
+    return chosen
+
+
+def below(floor: float, items: list[str]) -> list[tuple[str, float]]:
+    """Scores for fill items: in their order, every one under `floor` (the lowest blended score)."""
+    n = len(items)
+    return [(item, floor * (n - i) / (n + 1)) for i, item in enumerate(items)]
+
+
+def bought_to_drop(bought: Iterable[str], info: dict[str, Info], repurchase: Iterable[str]) -> set[str]:
+    again = set(repurchase)
+    return {item for item in bought if info.get(item, Info()).category not in again}
+
+
+def sources_used(sources: dict[str, dict[str, float]], weights: dict[str, float], items: Iterable[str],
+                 filled: bool) -> str:
+    items = list(items)
+    used = [name for name in SOURCES if name in sources and weights.get(name, 0) > 0
+            and any(sources[name].get(i, 0) > 0 for i in items)]
+    if filled and "popularity" not in used:
+        used.append("popularity")
+    return "+".join(used) or "popularity"
+
+
+def response_items(chosen: list[tuple[str, float]]) -> list[dict]:
+    return [{"id": item, "score": round(score, 6)} for item, score in chosen]
+
+
+def seeds_of(person: dict, limit: int) -> tuple[list[str], list[str]]:
+    """(bought, viewed) seed items of a person, newest first; an anonymous visitor's views are this session's."""
+    bought = [item for item, _ in sorted(person["commerce"]["items"].items(), key=lambda p: (-p[1], p[0]))]
+    viewed = sorted(person.get("viewed") or [], key=lambda v: -v["ts"])
+    if not person.get("user_id"):
+        start = (person.get("sessions") or {}).get("last_start")
+        viewed = [v for v in viewed if start is not None and v["ts"] >= start]
+    return bought[:limit], [v["id"] for v in viewed][:limit]
+
+
+def wants_personalization(person: dict) -> bool:
+    if (person.get("preferences") or {}).get("do_not_personalize") is True:
+        return False
+    return (person.get("consent") or {}).get("personalization", True) is not False
+
+
+class RecommendService:
+    def __init__(self, store: CooccurrenceStore, catalog: Catalog, models=None, people=None,
+                 config: RecommendConfig = RecommendConfig()) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.models = models          # engine.recommend.als.ModelHolder, or None
+        self.people = people          # engine.profiles.people.People, or None
+        self.config = config
+        self._popular: dict[str | None, tuple[float, list[tuple[str, float]]]] = {}
+        self._info: dict[str, tuple[float, Info]] = {}
+        self._catalog_version: tuple[float, int] = (float("-inf"), -1)
+
+    # --- reads shared by both lists ---------------------------------------------
+
+    async def popular(self, category: str | None = None) -> list[tuple[str, float]]:
+        """Top popular items (overall or of a category), cached briefly: it moves slowly."""
+        cached = self._popular.get(category)
+        if cached and time.monotonic() - cached[0] < POPULAR_CACHE_S:
+            return cached[1]
+        ranked = await self.store.popular(self.config.candidates * 2, category)
+        if len(self._popular) > 1000:
+            self._popular.clear()
+        self._popular[category] = (time.monotonic(), ranked)
+        return ranked
+
+    async def put_catalog(self, items) -> int:
+        stored = await self.catalog.put(items)
+        self._info.clear()
+        return stored
+
+    async def _check_catalog(self) -> None:
+        """Drops the cached item info when the catalog changed (a PUT in any process); at most once per second."""
+        checked, version = self._catalog_version
+        now = time.monotonic()
+        if now - checked < CATALOG_CHECK_S:
+            return
+        current = await self.catalog.version()
+        if current != version:
+            self._info.clear()
+        self._catalog_version = (now, current)
+
+    async def describe(self, items: Iterable[str]) -> dict[str, Info]:
+        """Availability and category per item: the catalog's, else the category the stream gave it.
+
+        Cached per process (INFO_CACHE_S, and dropped when the catalog's version moves),
+        so a request usually makes no round trip for it; otherwise one for every item missing.
+        """
+        await self._check_catalog()
+        now = time.monotonic()
+        out, missing = {}, []
+        for item in dict.fromkeys(items):
+            cached = self._info.get(item)
+            if cached is not None and now - cached[0] < INFO_CACHE_S:
+                out[item] = cached[1]
+            else:
+                missing.append(item)
+        if not missing:
+            return out
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.catalog.key, missing)
+            pipe.hmget(self.store.base + "cat", missing)
+            entries, seen = await pipe.execute()
+        if len(self._info) + len(missing) > INFO_CACHE_MAX:
+            self._info.clear()
+        for item, raw, cat in zip(missing, entries, seen):
+            cat = cat.decode() if cat is not None else None
+            if raw is not None:
+                entry = Catalog.parse(item, raw)
+                info = Info(entry.available, entry.category or cat)
+            else:
+                info = Info(True, cat)
+            out[item] = info
+            self._info[item] = (now, info)
+        return out
+
+    async def choose(self, ranked: list[tuple[str, float]], info: dict[str, Info], k: int, exclude: set[str],
+                     category: str | None, cap: int, taken: list | None = None) -> list[tuple[str, float]]:
+        """`select` over `ranked`, describing only as many candidates as the filters need (a few k usually)."""
+        end, step = 0, 2 * k + 10
+        while True:
+            end = min(len(ranked), end + step)
+            info.update(await self.describe(i for i, _ in ranked[:end] if i not in info and i not in exclude))
+            chosen = select(ranked[:end], info, k, exclude, category, cap, taken)
+            if len(chosen) >= k or end >= len(ranked):
+                return chosen
+            step *= 2
+
+    def als_scores(self, seeds: list[str]) -> dict[str, float]:
+        model = self.models.current if self.models is not None else None
+        return model.scores(seeds, self.config.candidates + len(seeds)) if model is not None else {}
+
+    async def _fill(self, chosen, info, k, exclude, category, cap, seed_category) -> tuple[list, bool]:
+        """Popularity after the blend: the requested or the seed's category first, then overall."""
+        if len(chosen) >= k:
+            return chosen, False
+        lists = [await self.popular(category)] if category is not None else \
+            ([await self.popular(seed_category)] if seed_category else []) + [await self.popular(None)]
+        candidates = [(item, 0.0) for ranked in lists for item, _ in ranked]
+        picked = await self.choose(candidates, info, k, exclude, category, cap, taken=chosen)
+        fill = [item for item, _ in picked[len(chosen):]]
+        floor = min((s for _, s in chosen), default=1.0)
+        return chosen + below(floor, fill), bool(fill)
+
+    async def _bought(self, visitor_id: str | None) -> tuple[dict | None, list[str]]:
+        if visitor_id is None or self.people is None:
+            return None, []
+        person = await self.people.person(visitor_id)
+        return person, list(person["commerce"]["items"]) if person else []
+
+    # --- the two lists ----------------------------------------------------------
+
+    async def also_bought(self, item: str, k: int = 10, visitor_id: str | None = None, category: str | None = None,
+                          max_per_category: int | None = None) -> dict:
+        cfg = self.config
+        cap = cfg.max_per_category if max_per_category is None else max_per_category
+        weights = cfg.also_bought_weights
+        similar = self.store.similar(item, "purchase", cfg.method, cfg.min_support, cfg.candidates)
+        if visitor_id is None:
+            co, bought = await similar, []
+        else:
+            co, (_, bought) = await asyncio.gather(similar, self._bought(visitor_id))
+        popular = await self.popular(None)
+        sources = {"cooccurrence": co, "als": self.als_scores([item]), "popularity": dict(popular)}
+        warm = bool(sources["cooccurrence"] or sources["als"])
+        ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item})] if warm else []
+        info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
+        exclude = {item} | bought_to_drop(bought, info, cfg.repurchase_categories)
+        chosen = await self.choose(ranked, info, k, exclude, category, cap)
+        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category)
+        return {"item": item, "items": response_items(chosen),
+                "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+
+    async def for_you(self, visitor_id: str, k: int = 10, category: str | None = None,
+                      max_per_category: int | None = None) -> dict:
+        cfg = self.config
+        cap = cfg.max_per_category if max_per_category is None else max_per_category
+        person = await self.people.person(visitor_id) if self.people is not None else None
+        bought, viewed = seeds_of(person, cfg.seeds_max) if person and wants_personalization(person) else ([], [])
+        seeds = list(dict.fromkeys(bought + viewed))
+        weights = cfg.for_you_weights
+        sources: dict[str, dict[str, float]] = {}
+        if seeds:
+            co, views, popular = await asyncio.gather(
+                self.store.similar_many(seeds, "purchase", cfg.method, cfg.min_support, cfg.candidates),
+                self.store.similar_many(viewed, "view", cfg.method, cfg.min_support, cfg.candidates),
+                self.popular(None))
+            sources = {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
+                       "als": self.als_scores(seeds), "popularity": dict(popular)}
+        warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als"))
+        ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9)] if warm else []
+        all_bought = list(person["commerce"]["items"]) if person else []
+        info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[:2 * k + 10])])
+        exclude = bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed)
+        chosen = await self.choose(ranked, info, k, exclude, category, cap)
+        seed_category = _most_common(info[s].category for s in seeds)
+        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category)
+        return {"visitor_id": visitor_id, "items": response_items(chosen),
+                "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+
+
+def _summed(per_seed: Iterable[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for scores in per_seed:
+        for item, score in scores.items():
+            out[item] = out.get(item, 0.0) + score
+    return out
+
+
+def _most_common(categories: Iterable[str | None]) -> str | None:
+    counts: dict[str, int] = {}
+    for cat in categories:
+        if cat is not None:
+            counts[cat] = counts.get(cat, 0) + 1
+    return max(sorted(counts), key=lambda c: counts[c]) if counts else None
+
+
+def build_service(settings, redis, people=None, poll_s: float = 5.0) -> RecommendService:
+    """What one API process serves from: the stores over `redis`, a model holder (start it in the lifespan)."""
+    from engine.recommend.als import ModelHolder
+
+    store = CooccurrenceStore(redis, settings.redis_prefix,
+                              half_life_days=settings.popularity_half_life_days)
+    return RecommendService(store, Catalog(redis, settings.redis_prefix), ModelHolder(redis, settings.redis_prefix, poll_s),
+                            people, RecommendConfig.from_settings(settings))

@@ -1,0 +1,343 @@
+"""Serving against the real Redis: the blend, every filter, the fallbacks, the HTTP edge and a live model swap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from engine.api.http import error_response
+from engine.errors import BadRequest, Unavailable
+from engine.profiles.people import People
+from engine.profiles.store import ProfileStore
+from engine.recommend import als
+from engine.recommend.als import AlsModel, ModelHolder
+from engine.recommend.catalog import Catalog, CatalogItem
+from engine.recommend.routes import recommend_routes
+from engine.recommend.service import Info, RecommendConfig, RecommendService, seeds_of, select
+from engine.recommend.store import CooccurrenceUpdater
+from engine.settings import Settings
+
+T0 = 1_795_400_000_000
+AUTH = {"Authorization": "Bearer test-key"}
+CATEGORY = {"a": "snacks", "e": "snacks", "x": "snacks", "b": "drinks", "c": "drinks", "d": "drinks",
+            "m": "dairy", "t1": "toys", "t2": "toys", "z": "toys", "y": "drinks"}
+# seed a: b (4 orders together), c (3), d (2), e (2), x (1: under the minimum support)
+ORDERS = [["a", "b"]] * 4 + [["a", "c"]] * 3 + [["a", "d"]] * 2 + [["a", "e"]] * 2 + [["a", "x"]] + \
+         [["m"]] * 6 + [["t1", "m"]] * 2 + [["t2"]]
+
+
+def purchase(vid, order_id, items, ts):
+    return {"event_id": f"e-{order_id}", "type": "purchase", "visitor_id": vid, "session_id": f"s-{vid}", "ts": ts,
+            "props": {"order": {"id": order_id, "items": [{"id": i, "qty": 1, "category": CATEGORY[i]} for i in items]}}}
+
+
+def view(vid, session, item, ts):
+    return {"event_id": f"v-{vid}-{session}-{item}", "type": "product_view", "visitor_id": vid, "session_id": session,
+            "ts": ts, "props": {"product": {"id": item, "category": CATEGORY[item]}}}
+
+
+def identify(vid, uid, ts):
+    return {"event_id": f"i-{vid}", "type": "identify", "visitor_id": vid, "user_id": uid, "ts": ts, "props": {}}
+
+
+class Shop:
+    def __init__(self, redis, prefix, config=RecommendConfig(max_per_category=0, repurchase_categories=("dairy",))):
+        self.redis = redis
+        self.prefix = prefix
+        self.profiles = ProfileStore(redis, prefix)
+        self.people = People(redis, self.profiles)
+        self.updater = CooccurrenceUpdater(redis, prefix)
+        self.models = ModelHolder(redis, prefix, poll_s=0.05)
+        self.service = RecommendService(self.updater.store, Catalog(redis, prefix), self.models, self.people, config)
+
+    async def feed(self, events):
+        result = await self.profiles.apply_batch(events)
+        await self.people.link(events, result)
+        await self.updater(events, result)
+
+    def client(self):
+        settings = Settings(api_keys=("test-key",), redis_prefix=self.prefix)
+        return client_for(recommend_routes(settings, self.service))
+
+
+def client_for(routes):
+    async def handle(request, exc):
+        return error_response(exc)
+
+    app = Starlette(routes=routes, exception_handlers={BadRequest: handle, Unavailable: handle})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def shop(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    shop = Shop(redis_client, prefix)
+    await shop.feed([purchase(f"buyer{n}", f"o{n}", items, T0) for n, items in enumerate(ORDERS)]
+                    + [view("browser", "s", "z", T0)])
+    yield shop
+    await shop.models.stop()
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+def ids(response: dict) -> list[str]:
+    return [entry["id"] for entry in response["items"]]
+
+
+# --- also bought -------------------------------------------------------------------
+
+
+async def test_also_bought_ranks_normalized_co_purchases_first(shop):
+    out = await shop.service.also_bought("a", k=4)
+    assert out["item"] == "a"
+    assert ids(out) == ["b", "c", "d", "e"]   # x was bought with a once: under the minimum support
+    assert out["source"] == "cooccurrence+popularity"
+    scores = [entry["score"] for entry in out["items"]]
+    assert scores == sorted(scores, reverse=True)
+    full = ids(await shop.service.also_bought("a", k=20))
+    assert "a" not in full and full[:5] == ["b", "c", "d", "e", "m"]   # then popularity
+
+
+async def test_als_joins_the_blend_and_names_itself(shop):
+    factors = np.array([[1, 0], [0.2, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)  # y is a's nearest in factor space
+    await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y", "t2"], factors))
+    assert await shop.models.refresh()
+    out = await shop.service.also_bought("a", k=10)
+    assert out["source"] == "cooccurrence+als+popularity"
+    assert "y" in ids(out)                 # never bought with a: only the model knows it
+    assert not await shop.models.refresh()  # same version: nothing to swap
+
+
+async def test_visitor_filter_drops_what_they_bought_except_repurchase_categories(shop):
+    await shop.feed([purchase("regular", "or1", ["b", "m"], T0 + 100)])
+    out = await shop.service.also_bought("a", k=20, visitor_id="regular")
+    assert "b" not in ids(out)                # bought: dropped
+    assert "m" in ids(out)                    # dairy is bought again and again: kept
+    assert "b" in ids(await shop.service.also_bought("a", k=20))  # no visitor: no filtering
+    assert "b" in ids(await shop.service.also_bought("a", k=20, visitor_id="stranger"))
+
+
+async def test_category_filter_and_per_category_cap(shop):
+    drinks = await shop.service.also_bought("a", k=10, category="drinks")
+    assert ids(drinks) == ["b", "c", "d"]
+    capped = await shop.service.also_bought("a", k=5, max_per_category=1)
+    assert ids(capped) == ["b", "e", "m", "t1"]   # one drink, one snack, one dairy, one toy; then nothing left
+    assert ids(await shop.service.also_bought("a", k=10, category="drinks", max_per_category=1)) == ["b", "c", "d"]
+
+
+async def test_unavailable_items_are_dropped(shop):
+    await shop.service.catalog.put([CatalogItem("c", "drinks", available=False), CatalogItem("b", "drinks", True)])
+    assert ids(await shop.service.also_bought("a", k=3)) == ["b", "d", "e"]
+
+
+async def test_cold_item_gets_its_category_then_overall_popularity(shop):
+    out = await shop.service.also_bought("z", k=4)   # viewed, never bought: a toy
+    assert out["source"] == "popularity"
+    assert ids(out) == ["t1", "t2", "a", "m"]   # a (12 orders) sells more than m (8)
+    scores = [entry["score"] for entry in out["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    unknown = await shop.service.also_bought("never-seen", k=2)
+    assert ids(unknown) == ["a", "m"] and unknown["source"] == "popularity"
+
+
+# --- for you -------------------------------------------------------------------------
+
+
+async def test_for_you_new_visitor_gets_popularity(shop):
+    out = await shop.service.for_you("nobody", k=3)
+    assert out == {"visitor_id": "nobody", "items": out["items"], "source": "popularity"}
+    assert ids(out) == ["a", "m", "b"]
+    assert ids(await shop.service.for_you("nobody", k=3, category="toys")) == ["t1", "t2"]
+
+
+async def test_for_you_uses_the_whole_person_and_drops_their_purchases(shop):
+    await shop.feed([purchase("phone", "oc1", ["b"], T0 + 200), identify("phone", "carol", T0 + 201),
+                     identify("laptop", "carol", T0 + 300), view("laptop", "s9", "a", T0 + 301)])
+    out = await shop.service.for_you("laptop", k=4)
+    assert "cooccurrence" in out["source"]
+    assert ids(out)[:3] == ["c", "d", "e"]   # a's neighbours, without b (bought on the phone) and a (viewed)
+    await shop.people.set_preferences("laptop", {"do_not_personalize": True})
+    assert (await shop.service.for_you("laptop", k=4))["source"] == "popularity"
+
+
+def test_anonymous_seeds_are_this_sessions_views():
+    person = {"user_id": None, "sessions": {"last_start": 100}, "commerce": {"items": {"old": 1, "new": 5}},
+              "viewed": [{"id": "before", "ts": 50}, {"id": "now1", "ts": 100}, {"id": "now2", "ts": 120}]}
+    assert seeds_of(person, 10) == (["new", "old"], ["now2", "now1"])
+    assert seeds_of(dict(person, user_id="u"), 10) == (["new", "old"], ["now2", "now1", "before"])
+
+
+def test_select_applies_every_filter_in_rank_order():
+    info = {"a": Info(True, "x"), "b": Info(False, "x"), "c": Info(True, "x"), "d": Info(True, "y"), "e": Info(True, None)}
+    ranked = [(i, 1.0) for i in "abcde"]
+    assert select(ranked, info, 10) == [(i, 1.0) for i in "acde"]
+    assert [i for i, _ in select(ranked, info, 10, exclude={"a"}, max_per_category=1)] == ["c", "d", "e"]
+    assert [i for i, _ in select(ranked, info, 10, category="x", max_per_category=1)] == ["a", "c"]
+    assert [i for i, _ in select(ranked, info, 2)] == ["a", "c"]
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query, field", [
+    ("", "item"), ("item=a&k=0", "k"), ("item=a&k=101", "k"), ("item=a&k=ten", "k"), ("item=a&k=%C2%B2", "k"),
+    ("item=" + "x" * 65, "item"), ("item=a&max_per_category=-1", "max_per_category"),
+    ("item=a&category=" + "c" * 257, "category"), ("item=a&visitor_id=" + "v" * 65, "visitor_id"),
+])
+async def test_bad_parameters_are_400_naming_the_field(shop, query, field):
+    async with shop.client() as client:
+        response = await client.get(f"/v1/recommendations/also-bought?{query}", headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"{field}:")
+
+
+async def test_http_contract_and_keys(shop):
+    async with shop.client() as client:
+        ok = await client.get("/v1/recommendations/also-bought?item=a&k=2", headers=AUTH)
+        assert ok.status_code == 200  # b: top cosine (1.0) + popularity 0.5 x 4/8 (m, the top once a is left out)
+        assert ok.json() == {"item": "a", "items": [{"id": "b", "score": pytest.approx(1.0 + 0.5 * 4 / 8, rel=0.01)},
+                                                    {"id": "c", "score": pytest.approx(ok.json()["items"][1]["score"])}],
+                             "source": "cooccurrence+popularity"}
+        public = await client.get("/v1/recommendations/also-bought?item=a&k=2")  # a product page, no key
+        assert public.status_code == 200 and public.json() == ok.json()
+        wrong = await client.get("/v1/recommendations/also-bought?item=a", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        # filtering by someone's purchases needs a key or their own cookie
+        assert (await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer1")).status_code == 401
+        theirs = await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer2",
+                                  headers={"Cookie": "clickstream_vid=buyer1"})
+        assert theirs.status_code == 403
+        mine = await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer1",
+                                headers={"Cookie": "clickstream_vid=buyer1"})
+        assert mine.status_code == 200
+        assert (await client.get("/v1/recommendations/for-you?k=3", headers=AUTH)).json()["error"].startswith("visitor_id:")
+        assert (await client.get("/v1/recommendations/for-you?visitor_id=buyer1")).status_code == 401
+        own = await client.get("/v1/recommendations/for-you?visitor_id=buyer1", headers={"Cookie": "clickstream_vid=buyer1"})
+        assert own.status_code == 200 and own.json()["visitor_id"] == "buyer1"
+        other = await client.get("/v1/recommendations/for-you?visitor_id=buyer2", headers={"Cookie": "clickstream_vid=buyer1"})
+        assert other.status_code == 403
+
+
+async def test_a_visitor_may_ask_by_the_user_id_their_cookie_is_linked_to(shop):
+    await shop.feed([identify("dev1", "dora", T0)])
+    async with shop.client() as client:
+        mine = await client.get("/v1/recommendations/for-you?visitor_id=dora", headers={"Cookie": "clickstream_vid=dev1"})
+        theirs = await client.get("/v1/recommendations/for-you?visitor_id=carl", headers={"Cookie": "clickstream_vid=dev1"})
+    assert mine.status_code == 200 and theirs.status_code == 403
+
+
+async def test_catalog_put_validates_each_field_and_takes_effect(shop):
+    async with shop.client() as client:
+        bad = await client.put("/v1/catalog/items", headers=AUTH,
+                               json=[{"id": "b", "category": "drinks", "available": True}, {"id": "c", "available": "no"}])
+        assert bad.status_code == 400 and bad.json()["error"].startswith("items[1].available:")
+        for body, field in (([{"category": "x"}], "items[0].id"), ([{"id": "b", "price": -1}], "items[0].price"),
+                            ([{"id": "b", "colour": "red"}], "items[0].colour"), ({}, "items"), ([], "items")):
+            response = await client.put("/v1/catalog/items", headers=AUTH, json=body)
+            assert response.status_code == 400 and response.json()["error"].startswith(field + ":"), response.text
+        assert (await client.put("/v1/catalog/items", headers=AUTH, content=b"{nope")).status_code == 400
+        assert (await client.put("/v1/catalog/items", json=[{"id": "b"}])).status_code == 401
+        good = await client.put("/v1/catalog/items", headers=AUTH, json=[{"id": "b", "category": "drinks", "available": False}])
+        assert good.json() == {"stored": 1}
+        after = await client.get("/v1/recommendations/also-bought?item=a&k=3", headers=AUTH)
+    assert [entry["id"] for entry in after.json()["items"]] == ["c", "d", "e"]
+
+
+async def test_redis_out_of_reach_is_a_503():
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    shop = Shop(dead, "dead")
+    async with shop.client() as client:
+        response = await client.get("/v1/recommendations/also-bought?item=a", headers=AUTH)
+    assert response.status_code == 503 and response.json()["error"].startswith("recommendations are unavailable")
+
+
+FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PARAM_VALUES = st.text(max_size=70) | st.integers(-5, 500).map(str) | st.sampled_from(["a", "z", "drinks", "0", "100"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20,
+)
+item_like = st.fixed_dictionaries({}, optional={k: json_values | st.text(max_size=70)
+                                                for k in ("id", "category", "available", "title", "price", "x")})
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(["item", "k", "visitor_id", "category", "max_per_category"]), PARAM_VALUES,
+                              max_size=5),
+       cookie=st.none() | st.sampled_from(["buyer1", "a b", "x" * 70]))
+async def test_no_query_gives_a_5xx(shop, params, cookie):
+    headers = {} if cookie is not None else AUTH
+    if cookie is not None:
+        headers["Cookie"] = f"clickstream_vid={cookie}"
+    async with shop.client() as client:
+        for path in ("also-bought", "for-you"):
+            response = await client.get(f"/v1/recommendations/{path}", params=params, headers=headers)
+            assert response.status_code < 500, response.text
+            assert response.status_code == 200 or response.json()["error"]
+
+
+@FUZZ
+@given(body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
+       | st.lists(item_like, min_size=1, max_size=4).map(lambda v: json.dumps(v).encode()))
+async def test_no_catalog_body_gives_a_5xx(shop, body):
+    async with shop.client() as client:
+        response = await client.put("/v1/catalog/items", content=body, headers=AUTH)
+    assert response.status_code in (200, 400), response.text
+    assert response.status_code == 200 or response.json()["error"]
+
+
+# --- a live model swap -------------------------------------------------------------
+
+
+async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch):
+    old = AlsModel("v-old", ["a", "old-pick"], np.array([[1, 0], [1, 0]], dtype=np.float32))
+    new = AlsModel("v-new", ["a", "new-pick"], np.array([[0, 1], [0, 1]], dtype=np.float32))
+    await als.publish(shop.redis, shop.prefix, old)
+    assert await shop.models.refresh()
+    await als.publish(shop.redis, shop.prefix, new)
+
+    # Hold the new model's parsing until requests have been served meanwhile: the swap must
+    # not stop the event loop, and requests see the old model until one assignment replaces it.
+    parsing, release = threading.Event(), threading.Event()
+    parse = AlsModel.from_bytes
+
+    def slow_parse(data):
+        parsing.set()
+        release.wait(10)
+        return parse(data)
+
+    monkeypatch.setattr(AlsModel, "from_bytes", staticmethod(slow_parse))
+    swap = asyncio.create_task(shop.models.refresh())
+    await asyncio.to_thread(parsing.wait, 10)
+    during = await asyncio.gather(*[shop.service.also_bought("a", k=10) for _ in range(50)])
+    assert not swap.done()
+    assert all("old-pick" in ids(out) and "new-pick" not in ids(out) for out in during)
+    release.set()
+    assert await swap
+
+    errors, served = [], []
+
+    async def keep_asking():
+        for _ in range(40):
+            try:
+                served.append(await shop.service.also_bought("a", k=10))
+            except Exception as exc:  # noqa: BLE001 - any error fails the test below
+                errors.append(exc)
+
+    monkeypatch.setattr(AlsModel, "from_bytes", staticmethod(parse))
+    shop.models.start()  # polling for real while versions keep changing under it
+    for n in range(5):
+        await asyncio.gather(keep_asking(), als.publish(shop.redis, shop.prefix, old if n % 2 else new))
+    assert errors == [] and len(served) == 200
+    assert all(("old-pick" in ids(out)) != ("new-pick" in ids(out)) for out in served)  # one model at a time

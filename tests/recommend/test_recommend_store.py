@@ -1,0 +1,207 @@
+"""The co-occurrence store against the real Redis: same numbers as CoCounts, once per order, erasure subtracts."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from engine.profiles.people import People
+from engine.profiles.store import ProfileStore
+from engine.recommend import cooccur, popularity
+from engine.recommend.cooccur import CoCounts
+from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
+
+T0 = 1_795_400_000_000
+ITEMS = [f"i{n:02d}" for n in range(30)]
+
+
+@pytest.fixture
+async def world(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    profiles = ProfileStore(redis_client, prefix)
+    people = People(redis_client, profiles)
+    updater = CooccurrenceUpdater(redis_client, prefix, half_life_days=7.0)
+    people.erasure_hooks.append(updater.forget)
+    yield profiles, people, updater
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+def purchase(vid, order_id, items, ts, event_id=None, category=None):
+    lines = [{"id": i, "qty": 1, "price": 1.0, **({"category": category(i)} if category else {})} for i in items]
+    return {"event_id": event_id or f"e-{order_id}", "type": "purchase", "visitor_id": vid, "session_id": "s",
+            "ts": ts, "props": {"order": {"id": order_id, "revenue": float(len(items)), "items": lines}}}
+
+
+def view(vid, session, item, ts, category="c"):
+    return {"event_id": f"v-{vid}-{session}-{item}-{ts}", "type": "product_view", "visitor_id": vid,
+            "session_id": session, "ts": ts, "props": {"product": {"id": item, "category": category}}}
+
+
+def consent(vid, analytics, ts):
+    return {"event_id": f"c-{vid}-{ts}", "type": "consent", "visitor_id": vid, "ts": ts,
+            "props": {"consent": {"analytics": analytics}}}
+
+
+async def run(world, events):
+    profiles, people, updater = world
+    result = await profiles.apply_batch(events)
+    await people.link(events, result)
+    await updater(events, result)
+    return result
+
+
+def random_orders(rng, n, visitors=8):
+    orders = []
+    for o in range(n):
+        size = rng.choice([1, 2, 3, 4, 6, 60])  # one beyond the per-order cap now and then
+        items = [rng.choice(ITEMS) for _ in range(size)] if size < 60 else [f"big{j}" for j in range(size)]
+        orders.append((f"u{o % visitors}", f"o{o}", items))
+    return orders
+
+
+async def assert_same_counts(store: CooccurrenceStore, ref: CoCounts):
+    assert await store.counts() == {item: n for item, n in ref.counts.items() if n}
+    assert (await store.totals())["orders"] == ref.orders
+    for item in set(ref.counts) | set(await store.counts()):
+        assert await store.neighbours(item) == {b: n for b, n in ref.pairs.get(item, {}).items() if n}, item
+        for method in cooccur.METHODS:  # the script's normalization is cooccur.similarity's, exactly
+            assert await store.similar(item, method=method, limit=1000) == ref.neighbours(item, method, 2), (item, method)
+
+
+async def test_counts_equal_the_reference_after_redelivery_retries_and_replay(world):
+    rng = random.Random(3)
+    orders = random_orders(rng, 120)
+    events = [purchase(vid, oid, items, T0 + n) for n, (vid, oid, items) in enumerate(orders)]
+    ref = CoCounts()
+    for _, _, items in orders:
+        ref.add_order(items)
+
+    for start in range(0, len(events), 25):
+        await run(world, events[start:start + 25])
+    await run(world, events[40:90])                                             # a redelivered fetch
+    await run(world, [dict(e, event_id=e["event_id"] + "-retry") for e in events[:30]])  # same orders, new event ids
+    store = world[2].store
+    await assert_same_counts(store, ref)
+    assert max(len(items) for items in map(lambda o: o[2], orders)) > cooccur.MAX_ITEMS_PER_ORDER
+    assert len(await store.neighbours("big0")) == cooccur.MAX_ITEMS_PER_ORDER - 1
+
+    # a replay over live state (no wipe) changes nothing either
+    await run(world, events)
+    await assert_same_counts(store, ref)
+
+
+async def test_views_pair_once_per_session_and_match_view_pairs(world):
+    rng = random.Random(5)
+    sessions = {("a", "s1"): [], ("a", "s2"): [], ("b", "s1"): []}  # b's s1 is not a's s1
+    events, ts = [], T0
+    for _ in range(60):
+        vid, sid = rng.choice(list(sessions))
+        item = rng.choice(ITEMS[:8])
+        events.append(view(vid, sid, item, ts))
+        ts += 1
+    expected_pairs: dict[str, dict[str, int]] = {}
+    expected_counts: dict[str, int] = {}
+    for event in events:
+        key = (event["visitor_id"], event["session_id"])
+        item = event["props"]["product"]["id"]
+        for a, b in cooccur.view_pairs(sessions[key], item):
+            expected_pairs.setdefault(a, {}).setdefault(b, 0)
+            expected_pairs[a][b] += 1
+        if item not in sessions[key]:
+            expected_counts[item] = expected_counts.get(item, 0) + 1
+            sessions[key].append(item)
+
+    await run(world, events[:35])
+    await run(world, events)  # redelivery of the first part with the rest
+    store = world[2].store
+    assert await store.counts("view") == expected_counts
+    assert (await store.totals())["sessions"] == 3
+    for item in ITEMS[:8]:
+        assert await store.neighbours(item, "view") == expected_pairs.get(item, {})
+
+
+async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
+    profiles, people, updater = world
+    rng = random.Random(9)
+    orders = random_orders(rng, 80, visitors=5)
+    cat = lambda item: "dairy" if item < "i10" else "bread"  # noqa: E731
+    events = [purchase(vid, oid, items, T0 + n, category=cat) for n, (vid, oid, items) in enumerate(orders)]
+    # u0 and u1 are one person (both logged in as alice); u0 also viewed things
+    events += [{"event_id": f"id-{v}", "type": "identify", "visitor_id": v, "user_id": "alice", "ts": T0 + 500, "props": {}}
+               for v in ("u0", "u1")]
+    events += [view("u0", "s9", item, T0 + 600 + n) for n, item in enumerate(ITEMS[:4])]
+    events += [view("u2", "s9", item, T0 + 700 + n) for n, item in enumerate(ITEMS[2:5])]
+    await run(world, events)
+    alice_only = {item for vid, _, items in orders if vid in ("u0", "u1") for item in items} - \
+                 {item for vid, _, items in orders if vid not in ("u0", "u1") for item in items}
+
+    await people.erase("alice")
+
+    ref = CoCounts()
+    for vid, _, items in orders:
+        if vid not in ("u0", "u1"):
+            ref.add_order(items)
+    store = updater.store
+    await assert_same_counts(store, ref)
+    assert await store.counts("view") == {"i02": 1, "i03": 1, "i04": 1}
+    assert await store.neighbours("i00", "view") == {}
+    assert await store.neighbours("i03", "view") == {"i02": 1, "i04": 1}
+    assert await store.orders_of("u0") == []
+
+    popular = dict(await store.popular(1000, now_ms=T0))
+    for item, n in ref.counts.items():
+        if n:
+            assert popular[item] == pytest.approx(sum(
+                popularity.weight(T0 + i, 7.0) for i, (vid, _, items) in enumerate(orders)
+                if vid not in ("u0", "u1") and item in cooccur.order_items(items)) / popularity.weight(T0, 7.0))
+    assert not alice_only & set(popular)
+    by_category = dict(await store.popular(1000, category="dairy", now_ms=T0))
+    assert set(by_category) == {i for i in popular if i < "i10"}
+
+    # the stream brings nothing back: alice's visitors are tombstoned
+    await run(world, events)
+    await assert_same_counts(store, ref)
+    # and a second erasure subtracts nothing more
+    await updater.forget("alice", [{"id": "u0"}, {"id": "u1"}])
+    await assert_same_counts(store, ref)
+
+
+async def test_visitors_without_analytics_consent_are_not_counted(world):
+    events = [consent("shy", False, T0), purchase("shy", "o-shy", ["a", "b"], T0 + 1),
+              view("shy", "s", "a", T0 + 2), view("shy", "s", "b", T0 + 3),
+              purchase("ok", "o-ok", ["a", "c"], T0 + 4)]
+    await run(world, events)
+    store = world[2].store
+    assert await store.counts() == {"a": 1, "c": 1}
+    assert await store.counts("view") == {}
+    assert await store.orders_of("shy") == []
+
+
+async def test_popularity_decays_and_knows_categories(world):
+    day = popularity.DAY_MS
+    events = [purchase("p", "o1", ["old"], T0, category=lambda i: "x"),
+              purchase("p", "o2", ["new"], T0 + 14 * day, category=lambda i: "y"),
+              view("p", "s", "seen", T0, category="z")]
+    await run(world, events)
+    store = world[2].store
+    ranked = await store.popular(10, now_ms=T0 + 14 * day)
+    assert ranked == [("new", pytest.approx(1.0)), ("old", pytest.approx(0.25))]  # two half-lives
+    assert await store.popular(10, category="x", now_ms=T0) == [("old", pytest.approx(1.0))]
+    assert await store.categories(["old", "new", "seen", "nope"]) == {"old": "x", "new": "y", "seen": "z"}
+
+
+async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_client):
+    events = [purchase("r", "o1", ["a", "b"], T0), purchase("s", "o2", ["a", "b"], T0), view("r", "s1", "a", T0),
+              view("r", "s1", "b", T0 + 1)]
+    await run(world, events)
+    store = world[2].store
+    before = (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0))
+    assert await store.clear() > 0
+    assert [k async for k in redis_client.scan_iter(match=f"{store.prefix}:rec:*")] == []
+    assert await store.counts() == {} and await store.popular(10) == []
+    await run(world, events)
+    assert (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0)) == before
