@@ -127,11 +127,39 @@ async def snapshot(redis_client, settings):
     return {vid: await store.get(vid) for vid in sorted(await store.scan_ids())}
 
 
+def orders(visitors, per_visitor, tag):
+    """Purchases of 2-4 items out of 40, spread evenly over the traffic's visitors."""
+    out = []
+    for n in range(visitors * per_visitor):
+        items = [f"p{(n * 7 + k * 13) % 40}" for k in range(2 + n % 3)]
+        out.append({"event_id": f"{tag}-o{n}", "type": "purchase", "visitor_id": f"{tag}-v{n % visitors}",
+                    "session_id": "s0", "ts": 1_795_400_000_000 + n,
+                    "props": {"order": {"id": f"{tag}-order{n}", "items": [{"id": i, "qty": 1, "price": 1.0} for i in items]}}})
+    return out
+
+
+async def cooccurrence_snapshot(redis_client, settings):
+    """Every co-occurrence count (pairs, item counts, totals, popularity) the worker keeps."""
+    from engine.recommend.store import CooccurrenceStore
+
+    store = CooccurrenceStore(redis_client, settings.redis_prefix)
+    out = {}
+    async for key in redis_client.scan_iter(match=store.base.replace("{", "\\{").replace("}", "\\}") + "*"):
+        kind = (await redis_client.type(key)).decode()
+        if kind == "hash" and not key.endswith(b":order"):
+            out[key] = await redis_client.hgetall(key)
+        elif kind == "zset":
+            # sums of floats: equal to 12 digits whatever order the batches added them in
+            out[key] = {m: float(f"{s:.12g}") for m, s in await redis_client.zrange(key, 0, -1, withscores=True)}
+    return out
+
+
 async def test_sigkill_mid_stream_then_restart_counts_exactly(settings_for, tmp_session, redis_client):
     settings = settings_for(batch_size=500)
     engine = Engine(settings, tmp_session / unique("kill"))
-    total, visitors = 60_000, 300
-    events = traffic(total, visitors, unique("k"))
+    visitors, tag = 300, unique("k")
+    events = traffic(60_000, visitors, tag) + orders(visitors, 2, tag)
+    total = len(events)
     await produce_direct(settings, events)
     store_total = lambda snap: sum(sum(p["counts"].values()) for p in snap.values())
     try:
@@ -149,6 +177,14 @@ async def test_sigkill_mid_stream_then_restart_counts_exactly(settings_for, tmp_
         assert store_total(final) == total
         assert len(final) == visitors
         assert all(sum(p["counts"].values()) == total // visitors for p in final.values())
+        counts = await cooccurrence_snapshot(redis_client, settings)
+        base = f"{settings.redis_prefix}:rec:{{co}}:".encode()
+        assert counts[base + b"totals"][b"orders"] == b"600"  # each order once, kill or not
+        bought = {}
+        for event in events[-600:]:
+            for line in event["props"]["order"]["items"]:
+                bought[line["id"]] = bought.get(line["id"], 0) + 1
+        assert {k.decode(): int(v) for k, v in counts[base + b"np"].items()} == bought
 
         # Replay rebuilds the same state from the topic, with the worker still running.
         replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO,
@@ -156,5 +192,6 @@ async def test_sigkill_mid_stream_then_restart_counts_exactly(settings_for, tmp_
         assert replay.returncode == 0, replay.stderr
         assert f"replayed {total} events" in replay.stdout
         assert await snapshot(redis_client, settings) == final
+        assert await cooccurrence_snapshot(redis_client, settings) == counts
     finally:
         engine.stop()

@@ -4,7 +4,7 @@ Every key sits under `{prefix}:rec:{co}:` (B below). `{co}` is one hash tag, so 
 scripts that touch many items' counts run on Redis Cluster too (one slot, hence one
 node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PER_ORDER).
 
-    B order              hash  order id -> msgpack [visitor, ts, weight, items, categories];
+    B order              hash  order id -> msgpack [visitor, ts, weight, items, categories, era];
                                'x' once erased. HSETNX on it is the exactly-once check.
     B vorders:<visitor>  set   the visitor's order ids (what erasure subtracts)
     B pp:<item>          hash  other item -> orders holding both        (co-purchase)
@@ -12,7 +12,7 @@ node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PE
     B pv:<item>          hash  other item -> sessions viewing both      (co-view)
     B nv                 hash  item -> sessions viewing it
     B totals             hash  orders, sessions
-    B pop / popc:<cat>   zset  item -> sum of growing purchase weights (engine.recommend.popularity)
+    B pop:<era> / popc:<era>:<cat>  zset  item -> sum of growing purchase weights (engine.recommend.popularity)
     B cat                hash  item -> category last seen on an order or a product view
     B sv:<visitor>:<session>  set  items the session viewed (expires after `view_ttl_s`)
     B vsess:<visitor>    set   the visitor's sessions with views (same expiry)
@@ -42,7 +42,7 @@ KINDS = {"purchase": ("pp:", "np", "orders"), "view": ("pv:", "nv", "sessions")}
 PAIRS_PER_CALL = 20_000  # bounds how long one script holds Redis (an order of n items costs n^2)
 
 # KEYS[1]: B order.  ARGV: B, msgpack ops, view ttl (s), items per session.
-# op: {'o', order id, visitor, record, weight, items, categories}
+# op: {'o', order id, visitor, record, weight, items, categories, era}
 #   | {'v', visitor, session, item, category}
 # Returns how many orders and views were new.
 APPLY = """
@@ -54,13 +54,13 @@ for _, op in ipairs(ops) do
       new = new + 1
       redis.call('SADD', B .. 'vorders:' .. op[3], op[2])
       redis.call('HINCRBY', B .. 'totals', 'orders', 1)
-      local items, cats, w = op[6], op[7], op[5]
+      local items, cats, w, era = op[6], op[7], op[5], op[8]
       for i = 1, #items do
         local a = items[i]
         redis.call('HINCRBY', B .. 'np', a, 1)
-        redis.call('ZINCRBY', B .. 'pop', w, a)
+        redis.call('ZINCRBY', B .. 'pop:' .. era, w, a)
         if cats[i] ~= '' then
-          redis.call('ZINCRBY', B .. 'popc:' .. cats[i], w, a)
+          redis.call('ZINCRBY', B .. 'popc:' .. era .. ':' .. cats[i], w, a)
           redis.call('HSET', B .. 'cat', a, cats[i])
         end
         local pk = B .. 'pp:' .. a
@@ -114,12 +114,12 @@ for n = 3, #ARGV do
   local rec = redis.call('HGET', KEYS[1], ARGV[n])
   if rec and rec ~= 'x' then
     local r = cmsgpack.unpack(rec)
-    local w, items, cats = r[3], r[4], r[5]
+    local w, items, cats, era = r[3], r[4], r[5], r[6]
     for i = 1, #items do
       local a = items[i]
       decr(B .. 'np', a)
-      unweigh(B .. 'pop', w, a)
-      if cats[i] ~= '' then unweigh(B .. 'popc:' .. cats[i], w, a) end
+      unweigh(B .. 'pop:' .. era, w, a)
+      if cats[i] ~= '' then unweigh(B .. 'popc:' .. era .. ':' .. cats[i], w, a) end
       for j = 1, #items do
         if j ~= i then decr(B .. 'pp:' .. a, items[j]) end
       end
@@ -233,10 +233,11 @@ class CooccurrenceStore:
         for line in lines:
             category.setdefault(str(line.get("id", "")), line.get("category") or "")
         ts = _event_ts(event)
-        weight = repr(popularity.weight(ts, self.half_life_days))  # a string: Lua would round a double to 14 digits
+        era, w = popularity.era_weight(ts, self.half_life_days)
+        weight = repr(w)  # a string: Lua would round a double to 14 digits
         cats = [category.get(item, "") for item in items]
-        record = msgpack.packb([event["visitor_id"], ts, weight, items, cats], use_bin_type=False)
-        return ["o", str(order["id"]), event["visitor_id"], record, weight, items, cats]
+        record = msgpack.packb([event["visitor_id"], ts, weight, items, cats, era], use_bin_type=False)
+        return ["o", str(order["id"]), event["visitor_id"], record, weight, items, cats, era]
 
     @staticmethod
     def view_op(event: dict) -> list | None:
@@ -335,10 +336,17 @@ class CooccurrenceStore:
 
     async def popular(self, k: int, category: str | None = None, now_ms: int | None = None) -> list[tuple[str, float]]:
         """The k most popular items (of one category), as purchases decayed to now."""
-        key = self.base + ("pop" if category is None else f"popc:{category}")
-        rows = await self.redis.zrevrange(key, 0, k - 1, withscores=True)
         now_ms = now_ms or int(time.time() * 1000)
-        return [(_text(item), popularity.decayed(score, now_ms, self.half_life_days)) for item, score in rows]
+        era, _ = popularity.era_weight(now_ms, self.half_life_days)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in (era, era - 1):
+                pipe.zrevrange(self.base + (f"pop:{e}" if category is None else f"popc:{e}:{category}"), 0, k - 1,
+                               withscores=True)
+            current, previous = await pipe.execute()
+        scores = popularity.merge_eras(
+            [(_text(item), popularity.decayed(score, era, now_ms, self.half_life_days)) for item, score in current],
+            [(_text(item), popularity.decayed(score, era - 1, now_ms, self.half_life_days)) for item, score in previous])
+        return popularity.top(scores, k)
 
     async def categories(self, items: list[str]) -> dict[str, str]:
         """Item -> category as last seen in the stream (the catalog may know better)."""

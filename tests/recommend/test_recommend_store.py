@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from engine.profiles.people import People
-from engine.profiles.store import ProfileStore
+from engine.profiles.store import BatchResult, ProfileStore
 from engine.recommend import cooccur, popularity
 from engine.recommend.cooccur import CoCounts
 from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
@@ -156,8 +156,8 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     for item, n in ref.counts.items():
         if n:
             assert popular[item] == pytest.approx(sum(
-                popularity.weight(T0 + i, 7.0) for i, (vid, _, items) in enumerate(orders)
-                if vid not in ("u0", "u1") and item in cooccur.order_items(items)) / popularity.weight(T0, 7.0))
+                0.5 ** ((T0 - (T0 + i)) / (7.0 * popularity.DAY_MS)) for i, (vid, _, items) in enumerate(orders)
+                if vid not in ("u0", "u1") and item in cooccur.order_items(items)))
     assert not alice_only & set(popular)
     by_category = dict(await store.popular(1000, category="dairy", now_ms=T0))
     assert set(by_category) == {i for i in popular if i < "i10"}
@@ -192,6 +192,33 @@ async def test_popularity_decays_and_knows_categories(world):
     assert ranked == [("new", pytest.approx(1.0)), ("old", pytest.approx(0.25))]  # two half-lives
     assert await store.popular(10, category="x", now_ms=T0) == [("old", pytest.approx(1.0))]
     assert await store.categories(["old", "new", "seen", "nope"]) == {"old": "x", "new": "y", "seen": "z"}
+
+
+async def test_popularity_stays_finite_and_continuous_over_many_eras(redis_client):
+    """A 1-hour half-life: 24 half-lives a day, so a year crosses 17 eras (a single weight would overflow)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    hour = 3_600_000
+    updater = CooccurrenceUpdater(redis_client, prefix, half_life_days=1 / 24)
+    store = updater.store
+    era_ms = popularity.ERA_HALF_LIVES * hour
+    boundary = popularity.EPOCH_MS + 40 * era_ms   # the start of era 40
+    try:
+        # "a" bought long ago and twice just before the boundary, "b" once just after it
+        events = [purchase("v1", "o1", ["a"], popularity.EPOCH_MS + 365 * 24 * hour),
+                  purchase("v2", "o2", ["a"], boundary - 2 * hour), purchase("v3", "o3", ["a"], boundary - 2 * hour),
+                  purchase("v4", "o4", ["b"], boundary + hour)]
+        profiles = {e["visitor_id"]: {"consent": {}} for e in events}
+        await updater(events, BatchResult(profiles=profiles))
+        ranked = dict(await store.popular(10, now_ms=boundary + hour))
+        assert ranked["a"] == pytest.approx(2 * 0.5 ** 3) and ranked["b"] == pytest.approx(1.0)
+        later = dict(await store.popular(10, now_ms=boundary + 5 * hour))
+        assert later["a"] == pytest.approx(2 * 0.5 ** 7) and later["b"] == pytest.approx(0.5 ** 4)
+        await updater.forget("v2", [{"id": "v2"}])
+        assert dict(await store.popular(10, now_ms=boundary + hour))["a"] == pytest.approx(0.5 ** 3)
+    finally:
+        keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis_client.delete(*keys)
 
 
 async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_client):
