@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlparse
 
 from engine.errors import SettingsError
+from engine.recommend.cooccur import METHODS as SIMILARITIES
 
 PREFIX = "CLICKSTREAM_"
 
@@ -60,6 +61,13 @@ def _non_negative_float(value: str) -> float:
     if not number >= 0:
         raise ValueError(f"must be 0 or more, got {value!r}")
     return number
+
+
+def _similarity(value: str) -> str:
+    method = value.strip().lower()
+    if method not in SIMILARITIES:
+        raise ValueError(f"expected one of {', '.join(SIMILARITIES)}, got {value!r}")
+    return method
 
 
 def _kafka(value: str) -> str:
@@ -129,6 +137,7 @@ class Settings:
     catalog: Path | None = _env_field(None, _optional_path)  # item catalog file loaded at API start
     recommend_max_per_category: int = _env_field(3, _count)  # 0: no cap
     recommend_repurchase_categories: tuple[str, ...] = _env_field((), _csv)
+    recommend_similarity: str = _env_field("confidence", _similarity)
     popularity_half_life_days: float = _env_field(7.0, _positive_float)
     als_retrain_minutes: float = _env_field(0.0, _non_negative_float)  # 0: no periodic retrain
     als_factors: int = _env_field(64, _positive_int)

@@ -40,6 +40,7 @@ def test_reads_every_documented_variable():
         ("CLICKSTREAM_BATCH_SIZE", "0"),
         ("CLICKSTREAM_REBALANCE_TIMEOUT_S", "nan"),
         ("CLICKSTREAM_RECOMMEND_MAX_PER_CATEGORY", "-1"),
+        ("CLICKSTREAM_RECOMMEND_SIMILARITY", "pearson"),
         ("CLICKSTREAM_ALS_RETRAIN_MINUTES", "-5"),
         ("CLICKSTREAM_ALS_FACTORS", "0"),
         ("CLICKSTREAM_POPULARITY_HALF_LIFE_DAYS", "0"),
@@ -65,3 +66,11 @@ def test_cli_reports_bad_setting_with_its_name(monkeypatch, capsys):
         main(["worker"])
     assert caught.value.code == 2
     assert "CLICKSTREAM_REDIS" in capsys.readouterr().err
+
+
+def test_recommend_similarity_reaches_the_served_config():
+    from engine.recommend.service import RecommendConfig
+
+    assert RecommendConfig.from_settings(Settings.from_env({})).method == "confidence"
+    chosen = Settings.from_env({"CLICKSTREAM_RECOMMEND_SIMILARITY": " Cosine "})
+    assert RecommendConfig.from_settings(chosen).method == "cosine"

@@ -1,12 +1,13 @@
 """Blend several candidate sources into one ranked "also bought" list.
 
-Sources score on different scales (a cosine is at most 1, a summed ALS similarity
+Sources score on different scales (a confidence is at most 1, a summed ALS similarity
 or a purchase count is not), so each source is divided by its own maximum before
 the weighted sum; a weight then means "how much the best item of this source is
 worth". The served blend uses three sources, in this order of weight:
 
-1. normalized co-purchase similarity (cosine of co-occurrence counts, summed over
-   the seed items): the most precise signal where pairs have support;
+1. normalized co-purchase similarity (by default the confidence P(b | a) of the
+   co-occurrence counts, summed over the seed items, so each seed has one vote of
+   the same size): the most precise signal where pairs have support;
 2. ALS item-item similarity (dot product of item factors, summed over the seed
    items): generalizes to pairs seen too rarely to count. The dot product, not the
    cosine of the factors, which drops popularity and ranked near random offline;

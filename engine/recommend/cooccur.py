@@ -3,11 +3,18 @@
 Raw pair counts favour best sellers: milk is bought with everything. Similarity
 divides the pair count by how often each item occurs, and a minimum support drops
 pairs seen too rarely to trust. `benchmarks/recommend_quality.py` compares the
-three measures on real and synthetic baskets; cosine is the default (see RESULTS.md).
+measures on real and synthetic baskets (see RESULTS.md):
 
-    cosine   c_ab / sqrt(n_a * n_b)
-    jaccard  c_ab / (n_a + n_b - c_ab)
-    lift     c_ab * N / (n_a * n_b)         (N = number of orders)
+    confidence  c_ab / n_a                  (P(b | a): the share of a's orders that hold b)
+    cosine      c_ab / sqrt(n_a * n_b)
+    jaccard     c_ab / (n_a + n_b - c_ab)
+    lift        c_ab * N / (n_a * n_b)      (N = number of orders)
+
+Confidence is the one served. For one seed it ranks exactly as the raw counts do,
+and offline nothing ranks one seed's partners better: dividing by n_b (cosine,
+jaccard, lift) demotes the best sellers people do buy next. Summed over several
+seeds, it gives each seed one vote of the same size, where raw counts let the
+best-selling seed decide alone.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
-METHODS = ("cosine", "jaccard", "lift", "raw")
+METHODS = ("confidence", "cosine", "jaccard", "lift", "raw")
 MAX_ITEMS_PER_ORDER = 50     # an order's pairs grow with its size squared; larger orders count their first 50
 MAX_ITEMS_PER_SESSION = 50
 
@@ -55,6 +62,8 @@ def similarity(pair: float, n_a: float, n_b: float, n_orders: float, method: str
     """Normalized similarity of b to a; 0 below the minimum support."""
     if pair < min_support or pair <= 0:
         return 0.0
+    if method == "confidence":
+        return pair / max(n_a, pair)
     if method == "cosine":
         return pair / math.sqrt(max(n_a, pair) * max(n_b, pair))
     if method == "jaccard":

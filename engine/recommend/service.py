@@ -1,10 +1,13 @@
 """Recommendations served: "also bought" for an item, and "for you" for a visitor.
 
 also-bought(item): the blend (engine.recommend.blend) of normalized co-purchase
-similarity (cosine, min support 2), ALS item-item dot products and overall
-popularity, with the weights tuned in benchmarks/recommend_quality.py. A cold item
-(no co-purchases with support, unknown to the model) gets popularity: its own
-category first, then overall; so does any list the blend leaves short of k.
+similarity (RecommendConfig.method, confidence unless CLICKSTREAM_RECOMMEND_SIMILARITY
+says otherwise; min support 2), ALS item-item dot products and overall popularity,
+with the weights tuned in benchmarks/recommend_quality.py. A cold item (no
+co-purchases with support, unknown to the model) gets popularity: its own category
+first, then overall; so does any list the blend leaves short of k. The blend of an
+item, before the per-request filters, is kept per process for neighbours_cache_s and
+refreshed behind the requests (see _also_bought_ranking).
 
 for-you(visitor): the seeds are the person's items (People.person: every linked
 visitor id): what they bought and viewed; for an anonymous visitor, what they
@@ -33,11 +36,18 @@ from engine.recommend.catalog import Catalog
 from engine.recommend.store import CooccurrenceStore
 
 SOURCES = ("cooccurrence", "coview", "als", "popularity")
-# benchmarks/recommend_quality.py, tuned on the synthetic shop (1,000 items); groceries (169
-# items) preferred {1, 2, 1}. The co-view weight is not tuned (no view data offline).
-ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.25, "popularity": 0.5}
-FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.25, "popularity": 0.5}
+# benchmarks/recommend_quality.py: one choice for groceries and the synthetic shop, made on their
+# validation slices (confidence similarity, ALS regularization 10). Also-bought on one-item
+# queries: co-purchase carries it, ALS and popularity only break ties and fill. For-you on
+# whole-basket queries: ALS at half the weight of co-purchase. Co-view is not tuned (no view data).
+ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.1, "popularity": 0.25}
+FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.5, "popularity": 0.1}
 POPULAR_CACHE_S = 5.0
+# A product page is asked for over and over: its neighbours (and its also-bought blend) are kept per
+# process this long, so a hot item costs one Redis script per second instead of one per request
+# (benchmarks/recommend_latency.py). A new order shows within twice this plus the worker's delay.
+NEIGHBOURS_CACHE_S = 1.0
+NEIGHBOURS_CACHE_MAX = 50_000
 INFO_CACHE_S = 30.0        # an item's category and availability, kept per process...
 CATALOG_CHECK_S = 1.0      # ...until the catalog's version changes (checked this often)
 INFO_CACHE_MAX = 200_000
@@ -47,17 +57,19 @@ INFO_CACHE_MAX = 200_000
 class RecommendConfig:
     also_bought_weights: dict = field(default_factory=lambda: dict(ALSO_BOUGHT_WEIGHTS))
     for_you_weights: dict = field(default_factory=lambda: dict(FOR_YOU_WEIGHTS))
-    method: str = "cosine"
+    method: str = "confidence"      # cooccur.METHODS; CLICKSTREAM_RECOMMEND_SIMILARITY
     min_support: float = 2
     candidates: int = 50            # per source, as in the offline benchmark
     max_per_category: int = 3       # default of the query parameter; 0: no cap
     repurchase_categories: tuple[str, ...] = ()
     seeds_max: int = 20             # newest bought + viewed items a for-you list starts from
+    neighbours_cache_s: float = NEIGHBOURS_CACHE_S   # 0: ask Redis on every request
 
     @classmethod
     def from_settings(cls, settings) -> "RecommendConfig":
         return cls(max_per_category=settings.recommend_max_per_category,
-                   repurchase_categories=settings.recommend_repurchase_categories)
+                   repurchase_categories=settings.recommend_repurchase_categories,
+                   method=settings.recommend_similarity)
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,9 @@ class RecommendService:
         self.config = config
         self._popular: dict[str | None, tuple[float, list[tuple[str, float]]]] = {}
         self._info: dict[str, tuple[float, Info]] = {}
+        self._neighbours: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
+        self._rankings: dict[str, tuple[float, object, tuple]] = {}
+        self._refreshing: dict[str, asyncio.Task] = {}
         self._catalog_version: tuple[float, int] = (float("-inf"), -1)
 
     # --- reads shared by both lists ---------------------------------------------
@@ -160,6 +175,25 @@ class RecommendService:
             self._popular.clear()
         self._popular[category] = (time.monotonic(), ranked)
         return ranked
+
+    async def neighbours(self, items: list[str], kind: str) -> dict[str, dict[str, float]]:
+        """Each item's top normalized co-purchase (or co-view) neighbours, cached for `neighbours_cache_s`."""
+        cfg, now = self.config, time.monotonic()
+        out, missing = {}, []
+        for item in dict.fromkeys(items):
+            cached = self._neighbours.get((kind, item))
+            if cached is not None and now - cached[0] < cfg.neighbours_cache_s:
+                out[item] = cached[1]
+            else:
+                missing.append(item)
+        if missing:
+            fetched = await self.store.similar_many(missing, kind, cfg.method, cfg.min_support, cfg.candidates)
+            if cfg.neighbours_cache_s > 0:
+                if len(self._neighbours) + len(missing) > NEIGHBOURS_CACHE_MAX:
+                    self._neighbours.clear()
+                self._neighbours.update(((kind, item), (now, scores)) for item, scores in fetched.items())
+            out.update(fetched)
+        return out
 
     async def put_catalog(self, items) -> int:
         stored = await self.catalog.put(items)
@@ -251,22 +285,56 @@ class RecommendService:
                           max_per_category: int | None = None) -> dict:
         cfg = self.config
         cap = cfg.max_per_category if max_per_category is None else max_per_category
-        weights = cfg.also_bought_weights
-        similar = self.store.similar(item, "purchase", cfg.method, cfg.min_support, cfg.candidates)
         if visitor_id is None:
-            co, bought = await similar, []
+            (sources, ranked), bought = await self._also_bought_ranking(item), []
         else:
-            co, (_, bought) = await asyncio.gather(similar, self._bought(visitor_id))
-        popular = await self.popular(None)
-        sources = {"cooccurrence": co, "als": self.als_scores([item]), "popularity": dict(popular)}
+            (sources, ranked), (_, bought) = await asyncio.gather(self._also_bought_ranking(item),
+                                                                  self._bought(visitor_id))
         warm = bool(sources["cooccurrence"] or sources["als"])
-        ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item})] if warm else []
         info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = {item} | bought_to_drop(bought, info, cfg.repurchase_categories)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category)
         return {"item": item, "items": response_items(chosen),
-                "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+                "source": sources_used(sources, cfg.also_bought_weights, [i for i, _ in chosen], filled)
+                if warm else "popularity"}
+
+    async def _also_bought_ranking(self, item: str) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
+        """The item's sources and their blend before any filter: the same for every visitor.
+
+        Kept for `neighbours_cache_s`; in the next as long, a request still gets the kept one
+        while a background task recomputes it, so a hot item's requests never wait on Redis
+        and nothing served is older than twice the cache time. A new ALS model starts afresh.
+        """
+        ttl, now = self.config.neighbours_cache_s, time.monotonic()
+        model = self.models.current if self.models is not None else None
+        cached = self._rankings.get(item)
+        if cached is not None and cached[1] is model:
+            age = now - cached[0]
+            if age < ttl:
+                return cached[2]
+            if age < 2 * ttl:
+                if item not in self._refreshing:
+                    task = asyncio.create_task(self._rank_also_bought(item, model))
+                    self._refreshing[item] = task
+                    task.add_done_callback(lambda _: self._refreshing.pop(item, None))
+                return cached[2]
+        return await self._rank_also_bought(item, model)
+
+    async def _rank_also_bought(self, item: str, model) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
+        cfg, started = self.config, time.monotonic()
+        co = (await self.store.similar_many([item], "purchase", cfg.method, cfg.min_support, cfg.candidates))[item]
+        popular = await self.popular(None)
+        als_scores = model.scores([item], cfg.candidates + 1) if model is not None else {}
+        sources = {"cooccurrence": co, "als": als_scores, "popularity": dict(popular)}
+        warm = bool(sources["cooccurrence"] or sources["als"])
+        ranked = [(i, s) for i, s, _ in blend(sources, cfg.also_bought_weights, k=10**9, exclude={item})] \
+            if warm else []
+        if cfg.neighbours_cache_s > 0:
+            if len(self._rankings) >= NEIGHBOURS_CACHE_MAX:
+                self._rankings.clear()
+            self._rankings[item] = (started, model, (sources, ranked))
+        return sources, ranked
 
     async def for_you(self, visitor_id: str, k: int = 10, category: str | None = None,
                       max_per_category: int | None = None) -> dict:
@@ -279,8 +347,7 @@ class RecommendService:
         sources: dict[str, dict[str, float]] = {}
         if seeds:
             co, views, popular = await asyncio.gather(
-                self.store.similar_many(seeds, "purchase", cfg.method, cfg.min_support, cfg.candidates),
-                self.store.similar_many(viewed, "view", cfg.method, cfg.min_support, cfg.candidates),
+                self.neighbours(seeds, "purchase"), self.neighbours(viewed, "view"),
                 self.popular(None))
             sources = {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
                        "als": self.als_scores(seeds), "popularity": dict(popular)}

@@ -177,7 +177,8 @@ for start = 1, #ids, 1000 do
     local n = start + j - 1
     local p, nb = pair[n], tonumber(part[j] or '0')
     local s
-    if method == 'cosine' then s = p / math.sqrt(math.max(na, p) * math.max(nb, p))
+    if method == 'confidence' then s = p / math.max(na, p)
+    elseif method == 'cosine' then s = p / math.sqrt(math.max(na, p) * math.max(nb, p))
     elseif method == 'jaccard' then s = p / math.max(na + nb - p, p)
     elseif method == 'lift' then s = p * math.max(total, 1) / (math.max(na, p) * math.max(nb, p))
     else s = p end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import uuid
@@ -22,7 +23,7 @@ from engine.recommend import als
 from engine.recommend.als import AlsModel, ModelHolder
 from engine.recommend.catalog import Catalog, CatalogItem
 from engine.recommend.routes import recommend_routes
-from engine.recommend.service import Info, RecommendConfig, RecommendService, seeds_of, select
+from engine.recommend.service import ALSO_BOUGHT_WEIGHTS, Info, RecommendConfig, RecommendService, seeds_of, select
 from engine.recommend.store import CooccurrenceUpdater
 from engine.settings import Settings
 
@@ -106,6 +107,23 @@ async def test_also_bought_ranks_normalized_co_purchases_first(shop):
     assert scores == sorted(scores, reverse=True)
     full = ids(await shop.service.also_bought("a", k=20))
     assert "a" not in full and full[:5] == ["b", "c", "d", "e", "m"]   # then popularity
+
+
+async def test_a_hot_item_is_served_from_memory_and_a_new_order_shows_within_twice_the_cache_time(shop):
+    shop.service.config = dataclasses.replace(shop.service.config, neighbours_cache_s=1.0)
+    assert ids(await shop.service.also_bought("a", k=2)) == ["b", "c"]
+    await shop.feed([purchase(f"late{n}", f"late{n}", ["a", "e"], T0 + 1) for n in range(4)])   # e: 6 orders with a
+    assert ids(await shop.service.also_bought("a", k=2)) == ["b", "c"]    # kept: no Redis call for it
+    await asyncio.sleep(1.05)
+    assert ids(await shop.service.also_bought("a", k=2)) == ["b", "c"]    # past the cache time: kept, refreshed behind
+    for _ in range(50):
+        if ids(await shop.service.also_bought("a", k=2)) == ["e", "b"]:
+            break
+        await asyncio.sleep(0.02)
+    assert ids(await shop.service.also_bought("a", k=2)) == ["e", "b"]
+    await asyncio.sleep(2.05)   # unasked for twice the cache time: the next request computes afresh
+    await shop.feed([purchase(f"later{n}", f"later{n}", ["a", "d"], T0 + 2) for n in range(6)])   # d: 8 orders
+    assert ids(await shop.service.also_bought("a", k=1)) == ["d"]
 
 
 async def test_als_joins_the_blend_and_names_itself(shop):
@@ -204,8 +222,9 @@ async def test_bad_parameters_are_400_naming_the_field(shop, query, field):
 async def test_http_contract_and_keys(shop):
     async with shop.client() as client:
         ok = await client.get("/v1/recommendations/also-bought?item=a&k=2", headers=AUTH)
-        assert ok.status_code == 200  # b: top cosine (1.0) + popularity 0.5 x 4/8 (m, the top once a is left out)
-        assert ok.json() == {"item": "a", "items": [{"id": "b", "score": pytest.approx(1.0 + 0.5 * 4 / 8, rel=0.01)},
+        assert ok.status_code == 200  # b: the top co-purchase (1 x its weight) + popularity 4/8 of m's (the top once a is left out)
+        top_b = ALSO_BOUGHT_WEIGHTS["cooccurrence"] + ALSO_BOUGHT_WEIGHTS["popularity"] * 4 / 8
+        assert ok.json() == {"item": "a", "items": [{"id": "b", "score": pytest.approx(top_b, rel=0.01)},
                                                     {"id": "c", "score": pytest.approx(ok.json()["items"][1]["score"])}],
                              "source": "cooccurrence+popularity"}
         public = await client.get("/v1/recommendations/also-bought?item=a&k=2")  # a product page, no key
