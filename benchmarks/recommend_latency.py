@@ -38,6 +38,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import random  # noqa: E402
@@ -130,6 +131,8 @@ async def open_loop(call, seeds: list[str], rate: float, seconds: float) -> tupl
     n = int(rate * seconds)
     latencies: list[float] = []
     errors = []
+    gc.collect()
+    gc.freeze()  # the load generator's own collections would stall it, then send a burst
 
     async def one(seed):
         t = time.perf_counter()

@@ -47,7 +47,7 @@ POPULAR_CACHE_S = 5.0
 # process this long, so a hot item costs one Redis script per second instead of one per request
 # (benchmarks/recommend_latency.py). A new order shows within twice this plus the worker's delay.
 NEIGHBOURS_CACHE_S = 1.0
-NEIGHBOURS_CACHE_MAX = 50_000
+NEIGHBOURS_CACHE_MAX = 10_000   # items per process; a kept blend is ~20 KB, so at most ~200 MB
 INFO_CACHE_S = 30.0        # an item's category and availability, kept per process...
 CATALOG_CHECK_S = 1.0      # ...until the catalog's version changes (checked this often)
 INFO_CACHE_MAX = 200_000
@@ -160,6 +160,7 @@ class RecommendService:
         self._info: dict[str, tuple[float, Info]] = {}
         self._neighbours: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
         self._rankings: dict[str, tuple[float, object, tuple]] = {}
+        self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
         self._refreshing: dict[str, asyncio.Task] = {}
         self._catalog_version: tuple[float, int] = (float("-inf"), -1)
 
@@ -176,6 +177,13 @@ class RecommendService:
         self._popular[category] = (time.monotonic(), ranked)
         return ranked
 
+    async def popular_scores(self) -> dict[str, float]:
+        """The overall popular items as a dict, one object while the list is cached: kept blends share it."""
+        ranked = await self.popular(None)
+        if self._popular_scores[0] is not ranked:
+            self._popular_scores = (ranked, dict(ranked))
+        return self._popular_scores[1]
+
     async def neighbours(self, items: list[str], kind: str) -> dict[str, dict[str, float]]:
         """Each item's top normalized co-purchase (or co-view) neighbours, cached for `neighbours_cache_s`."""
         cfg, now = self.config, time.monotonic()
@@ -189,9 +197,8 @@ class RecommendService:
         if missing:
             fetched = await self.store.similar_many(missing, kind, cfg.method, cfg.min_support, cfg.candidates)
             if cfg.neighbours_cache_s > 0:
-                if len(self._neighbours) + len(missing) > NEIGHBOURS_CACHE_MAX:
-                    self._neighbours.clear()
-                self._neighbours.update(((kind, item), (now, scores)) for item, scores in fetched.items())
+                for item, scores in fetched.items():
+                    _keep(self._neighbours, (kind, item), (now, scores))
             out.update(fetched)
         return out
 
@@ -324,16 +331,13 @@ class RecommendService:
     async def _rank_also_bought(self, item: str, model) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
         cfg, started = self.config, time.monotonic()
         co = (await self.store.similar_many([item], "purchase", cfg.method, cfg.min_support, cfg.candidates))[item]
-        popular = await self.popular(None)
         als_scores = model.scores([item], cfg.candidates + 1) if model is not None else {}
-        sources = {"cooccurrence": co, "als": als_scores, "popularity": dict(popular)}
+        sources = {"cooccurrence": co, "als": als_scores, "popularity": await self.popular_scores()}
         warm = bool(sources["cooccurrence"] or sources["als"])
         ranked = [(i, s) for i, s, _ in blend(sources, cfg.also_bought_weights, k=10**9, exclude={item})] \
             if warm else []
         if cfg.neighbours_cache_s > 0:
-            if len(self._rankings) >= NEIGHBOURS_CACHE_MAX:
-                self._rankings.clear()
-            self._rankings[item] = (started, model, (sources, ranked))
+            _keep(self._rankings, item, (started, model, (sources, ranked)))
         return sources, ranked
 
     async def for_you(self, visitor_id: str, k: int = 10, category: str | None = None,
@@ -347,10 +351,9 @@ class RecommendService:
         sources: dict[str, dict[str, float]] = {}
         if seeds:
             co, views, popular = await asyncio.gather(
-                self.neighbours(seeds, "purchase"), self.neighbours(viewed, "view"),
-                self.popular(None))
+                self.neighbours(seeds, "purchase"), self.neighbours(viewed, "view"), self.popular_scores())
             sources = {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
-                       "als": self.als_scores(seeds), "popularity": dict(popular)}
+                       "als": self.als_scores(seeds), "popularity": popular}
         warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als"))
         ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9)] if warm else []
         all_bought = list(person["commerce"]["items"]) if person else []
@@ -361,6 +364,14 @@ class RecommendService:
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category)
         return {"visitor_id": visitor_id, "items": response_items(chosen),
                 "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+
+
+def _keep(cache: dict, key, value, limit: int = NEIGHBOURS_CACHE_MAX) -> None:
+    """Stores `value` as the newest entry; past `limit`, the entries stored longest ago go first."""
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > limit:
+        del cache[next(iter(cache))]
 
 
 def _summed(per_seed: Iterable[dict[str, float]]) -> dict[str, float]:

@@ -360,3 +360,15 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
         await asyncio.gather(keep_asking(), als.publish(shop.redis, shop.prefix, old if n % 2 else new))
     assert errors == [] and len(served) == 200
     assert all(("old-pick" in ids(out)) != ("new-pick" in ids(out)) for out in served)  # one model at a time
+
+
+def test_kept_entries_are_bounded_and_the_oldest_go_first():
+    from engine.recommend.service import _keep
+
+    cache: dict = {}
+    for n in range(5):
+        _keep(cache, n, f"v{n}", limit=3)
+    assert list(cache) == [2, 3, 4]
+    _keep(cache, 2, "again", limit=3)   # stored anew: now the newest
+    _keep(cache, 5, "v5", limit=3)
+    assert cache == {4: "v4", 2: "again", 5: "v5"}
