@@ -68,7 +68,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
-from engine.embedded import broker_command, free_port, redis_command, wait_for_port  # noqa: E402
+from engine.embedded import Supervisor, broker_command, free_port, redis_command, wait_for_port, wait_healthy  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,61 +203,48 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
 
 
 class Engine:
-    """Broker, Redis (if none is running), worker and API as child processes; stop() ends them all."""
+    """Broker, Redis (if none is running), worker and API as child processes (engine.embedded's
+    Supervisor, logs in a temporary folder); stop() ends them all."""
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-served-{tag}-"))
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.supervisor = Supervisor(self.dir)
         self.redis_url = "redis://127.0.0.1:6379/0"
+        self.own_redis = False
         self.settings: Settings | None = None
         self.env: dict = {}
         self.port = 0
 
-    def spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.dir / f"{name}.log", "wb")
-        process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        self.processes.append((name, process))
-        return process
-
     def start(self) -> None:
+        spawn = self.supervisor.spawn
         broker_port = free_port()
-        wait_for_port(broker_port, 30, self.spawn("broker", broker_command(broker_port)))
+        wait_for_port(broker_port, 30, spawn("broker", broker_command(broker_port)))
         try:
             redis.Redis.from_url(self.redis_url).ping()
         except redis.RedisError:
             port = free_port()
-            wait_for_port(port, 30, self.spawn("redis", redis_command(port, self.dir)))
-            self.redis_url = f"redis://127.0.0.1:{port}/0"
+            wait_for_port(port, 30, spawn("redis", redis_command(port, self.dir)))
+            self.redis_url, self.own_redis = f"redis://127.0.0.1:{port}/0", True
         self.settings = replace(
             Settings(), kafka=f"127.0.0.1:{broker_port}", redis=self.redis_url, api_keys=("bench",),
             topic=f"served-{self.tag}", consumer_group=f"served-{self.tag}", redis_prefix=f"served{self.tag}",
             rebalance_timeout_s=1.0, worker_heartbeat_s=0.5, data_dir=self.dir, log_level="warning")
         self.env = dict(os.environ, **self.settings.environ())
-        self.spawn("worker", [sys.executable, "-m", "engine.cli", "worker"], self.env)
+        spawn("worker", [sys.executable, "-m", "engine.cli", "worker"], self.env)
         self.port = free_port()
-        self.spawn("api", [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(self.port)],
-                   self.env)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"engine not healthy after 120 s (logs in {self.dir})")
+        spawn("api", [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(self.port)],
+              self.env)
+        wait_healthy(f"{self.url}/healthz", 120, self.supervisor)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def check_alive(self) -> None:
-        for name, process in self.processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode} (log: {self.dir / name}.log)")
+        dead = self.supervisor.exited()
+        if dead:
+            raise RuntimeError(f"{dead[0]} exited with code {dead[1]} (log: {self.dir / dead[0]}.log)")
 
     def train(self) -> str:
         done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--quiet"], env=self.env, cwd=ROOT,
@@ -277,15 +264,8 @@ class Engine:
         return out
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        if self.settings is not None and not any(name == "redis" for name, _ in self.processes):
+        self.supervisor.stop_all()
+        if self.settings is not None and not self.own_redis:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.settings.redis_prefix}:*", count=5000))
             for start in range(0, len(keys), 5000):

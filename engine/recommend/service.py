@@ -27,6 +27,7 @@ that scored the items it returns ("cooccurrence+als", "popularity", ...).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -34,6 +35,8 @@ from typing import Iterable
 from engine.recommend.blend import blend
 from engine.recommend.catalog import Catalog
 from engine.recommend.store import CooccurrenceStore
+
+log = logging.getLogger("engine.recommend")
 
 SOURCES = ("cooccurrence", "coview", "als", "popularity")
 # benchmarks/recommend_quality.py: one choice for groceries and the synthetic shop, made on their
@@ -264,8 +267,11 @@ class RecommendService:
                 return chosen
             step *= 2
 
-    def als_scores(self, seeds: list[str]) -> dict[str, float]:
-        model = self.models.current if self.models is not None else None
+    def current_model(self):
+        return self.models.current if self.models is not None else None
+
+    def als_scores(self, seeds: list[str], model) -> dict[str, float]:
+        """ALS item-item scores of the seeds' candidates under `model` (None: no model yet)."""
         return model.scores(seeds, self.config.candidates + len(seeds)) if model is not None else {}
 
     async def _fill(self, chosen, info, k, exclude, category, cap, seed_category) -> tuple[list, bool]:
@@ -314,7 +320,7 @@ class RecommendService:
         and nothing served is older than twice the cache time. A new ALS model starts afresh.
         """
         ttl, now = self.config.neighbours_cache_s, time.monotonic()
-        model = self.models.current if self.models is not None else None
+        model = self.current_model()
         cached = self._rankings.get(item)
         if cached is not None and cached[1] is model:
             age = now - cached[0]
@@ -324,15 +330,20 @@ class RecommendService:
                 if item not in self._refreshing:
                     task = asyncio.create_task(self._rank_also_bought(item, model))
                     self._refreshing[item] = task
-                    task.add_done_callback(lambda _: self._refreshing.pop(item, None))
+                    task.add_done_callback(lambda done: self._refreshed(item, done))
                 return cached[2]
         return await self._rank_also_bought(item, model)
+
+    def _refreshed(self, item: str, done: asyncio.Task) -> None:
+        """A failed refresh (Redis out of reach) keeps the old blend; the next request past its time tries again."""
+        self._refreshing.pop(item, None)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("refreshing also-bought of an item failed: %r", done.exception())
 
     async def _rank_also_bought(self, item: str, model) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
         cfg, started = self.config, time.monotonic()
         co = (await self.store.similar_many([item], "purchase", cfg.method, cfg.min_support, cfg.candidates))[item]
-        als_scores = model.scores([item], cfg.candidates + 1) if model is not None else {}
-        sources = {"cooccurrence": co, "als": als_scores, "popularity": await self.popular_scores()}
+        sources = {"cooccurrence": co, "als": self.als_scores([item], model), "popularity": await self.popular_scores()}
         warm = bool(sources["cooccurrence"] or sources["als"])
         ranked = [(i, s) for i, s, _ in blend(sources, cfg.also_bought_weights, k=10**9, exclude={item})] \
             if warm else []
@@ -353,7 +364,7 @@ class RecommendService:
             co, views, popular = await asyncio.gather(
                 self.neighbours(seeds, "purchase"), self.neighbours(viewed, "view"), self.popular_scores())
             sources = {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
-                       "als": self.als_scores(seeds), "popularity": popular}
+                       "als": self.als_scores(seeds, self.current_model()), "popularity": popular}
         warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als"))
         ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9)] if warm else []
         all_bought = list(person["commerce"]["items"]) if person else []
