@@ -14,7 +14,8 @@ Protocol: every test basket with >= 2 distinct items loses one item (a seeded ra
 choice); each method ranks 10 items, never the query items themselves. Two queries
 per basket, the same left-out item in both:
   basket    the rest of the basket: the served for-you path for a shopper whose bought
-            items are the query (per-item lists summed, FOR_YOU_WEIGHTS)
+            items are the query, and also-bought for a shopper with those items in the
+            cart (per-item lists summed, FOR_YOU_WEIGHTS)
   one item  one other item of the basket, drawn at random: exactly the also-bought
             call (RecommendService.also_bought, ALSO_BOUGHT_WEIGHTS)
 HitRate@10 = share of baskets whose left-out item is in the 10; MRR@10 = mean of
@@ -30,19 +31,23 @@ Methods (all fitted on the training baskets only):
                        at the served regularization (AlsParams) and at the one the
                        validation slice prefers when it differs
   als item-item cosine the same factors normalized first, for reference
+  ease item-item       the regression the same training fits (engine.recommend.ease, EaseParams,
+                       the purchase weight scaled to 1), AlsModel.regression_scores summed over the query
   served blend         what RecommendService does with the query as seeds: per item, the
                        store's top RecommendConfig.candidates neighbours by
                        RecommendConfig.method (min support RecommendConfig.min_support),
-                       summed over the items; AlsModel.scores; the top 2 x candidates
-                       popular items; engine.recommend.blend with the served weights.
-                       The served filters are left out (category cap, availability,
-                       what the visitor bought), and groceries has no person ids
-  previous blend       the blend served before: cosine, weights {1, 0.25, 0.5}
+                       summed over the items; AlsModel.scores; the regression's top
+                       candidates; the top 2 x candidates popular items; engine.recommend.blend
+                       with the served weights. The served filters are left out (category
+                       cap, availability, what the visitor bought), and groceries has no
+                       person ids
+  served blend without the regression   the same with the regression's weight 0 (basket queries)
 
 Tuning, on a validation slice only (models refitted on the first 80% of the training
 baskets, scored on the remaining 20% of them; the test baskets choose nothing): the
 ALS regularization from GRID_REG by the item-item dot HitRate@10 (basket queries),
-then, at the served regularization, the blend weights on a grid (co-occurrence fixed
+the regression's lambda from GRID_LAMBDA by its own HitRate@10 (basket queries),
+then, at the served regularization and lambda, the blend weights on a grid (co-occurrence fixed
 at 1, only ratios matter). The weights chosen for the served constants are those
 whose worse gain in HitRate@10 over the better baseline (popularity or raw counts),
 across the two data sets, is the largest (MRR@10 breaks ties): one choice for both,
@@ -74,7 +79,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
-from engine.recommend import als  # noqa: E402
+from engine.recommend import als, ease  # noqa: E402
 from engine.recommend.blend import blend  # noqa: E402
 from engine.recommend.cooccur import METHODS, CoCounts, order_items  # noqa: E402
 from engine.recommend.popularity import top  # noqa: E402
@@ -84,14 +89,16 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "groceri
 K = 10
 SERVED = RecommendConfig()
 SERVED_REG = als.AlsParams().regularization
+SERVED_EASE = ease.EaseParams()
 PURCHASE = als.DEFAULT_WEIGHTS["purchase"]
-PREVIOUS = ("cosine", {"cooccurrence": 1.0, "als": 0.25, "popularity": 0.5})
 GRID_REG = (3.0, 10.0, 30.0, 100.0)
 GRID_ALS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 GRID_POP = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+GRID_LAMBDA = (30.0, 100.0, 300.0, 1000.0)
+GRID_EASE = (0.0, 0.25, 0.5, 1.0, 2.0)
 PROTOCOLS = {"basket": FOR_YOU_WEIGHTS, "one item": ALSO_BOUGHT_WEIGHTS}
 WEIGHT_NAMES = {"basket": "FOR_YOU_WEIGHTS", "one item": "ALSO_BOUGHT_WEIGHTS"}
-SOURCES = ("cooccurrence", "als", "popularity")
+SOURCES = ("cooccurrence", "als", "ease", "popularity")
 Query = tuple[list[str], str]
 
 
@@ -173,16 +180,22 @@ class Models:
         self.fit_co = time.perf_counter() - t
 
         self.rows = [(f"b{n}", item, PURCHASE) for n, b in enumerate(train) for item in order_items(b)]
+        self.matrix, _, self.items = als.build_matrix(self.rows)
         self.refit_als(reg)
 
     def refit_als(self, reg: float) -> None:
-        """The engine's own training (train_from_interactions), the served parameters but `reg`."""
+        """The engine's own training (train_matrix: ALS, then the regression), the served parameters but `reg`."""
         t = time.perf_counter()
         self.reg = reg
-        self.als = als.train_from_interactions(self.rows, als.AlsParams(regularization=reg))
+        self.als = als.train_matrix(self.matrix, self.items, als.AlsParams(regularization=reg, item_regression=SERVED_EASE))
         self.fit_als = time.perf_counter() - t
+        self.fit_ease = self.als.meta["regression_seconds"]
         f = self.als.factors
         self.unit = als.AlsModel("unit", self.als.item_ids, f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9))
+
+    def refit_ease(self, lam: float) -> None:
+        """The regression alone at `lam` in place of the served one (for tuning)."""
+        self.als.regression = ease.fit(self.matrix, PURCHASE, dataclasses.replace(SERVED_EASE, regularization=lam))
 
     def neighbours(self, q: str, method: str) -> dict[str, float]:
         nb = self._nb.get((q, method))
@@ -202,6 +215,9 @@ class Models:
         model = model or self.als
         return model.scores(query, len(model.item_ids))
 
+    def ease_item(self, query: list[str]) -> dict[str, float]:
+        return self.als.regression_scores(query, len(self.als.item_ids))
+
     def sources(self, query: list[str], method: str) -> dict[str, dict[str, float]]:
         """What RecommendService hands to blend() for these seed items."""
         co: dict[str, float] = {}
@@ -209,7 +225,7 @@ class Models:
             for item, s in sorted(self.neighbours(q, method).items(), key=lambda p: (-p[1], p[0]))[:SERVED.candidates]:
                 co[item] = co.get(item, 0.0) + s
         return {"cooccurrence": co, "als": self.als.scores(query, SERVED.candidates + len(query)),
-                "popularity": self.pop_top}
+                "ease": self.als.regression_scores(query, SERVED.candidates), "popularity": self.pop_top}
 
 
 def ranked(scores: dict[str, float], query: list[str]) -> list[str]:
@@ -270,7 +286,7 @@ class Grid:
 
 
 def combos() -> list[dict[str, float]]:
-    return [{"cooccurrence": 1.0, "als": a, "popularity": p} for a, p in product(GRID_ALS, GRID_POP)]
+    return [{"cooccurrence": 1.0, "als": a, "ease": e, "popularity": p} for a, e, p in product(GRID_ALS, GRID_EASE, GRID_POP)]
 
 
 def tune(train: list[list[str]], seed: int) -> dict:
@@ -285,7 +301,14 @@ def tune(train: list[list[str]], seed: int) -> dict:
         by_reg[reg] = per_query([ranked(m.als_item(q), q) for q, _ in qs["basket"]], qs["basket"]).mean(axis=0)
     best_reg = max(GRID_REG, key=lambda r: tuple(by_reg[r]))
     m.refit_als(SERVED_REG)
-    out = {"reg": best_reg, "by_reg": by_reg, "grid": {}, "baseline": {}, "served": {}}
+    by_lambda = {}
+    for lam in GRID_LAMBDA:
+        m.refit_ease(lam)
+        by_lambda[lam] = per_query([ranked(m.ease_item(q), q) for q, _ in qs["basket"]], qs["basket"]).mean(axis=0)
+    best_lambda = max(GRID_LAMBDA, key=lambda r: tuple(by_lambda[r]))
+    m.refit_ease(SERVED_EASE.regularization)
+    out = {"reg": best_reg, "by_reg": by_reg, "lambda": best_lambda, "by_lambda": by_lambda,
+           "grid": {}, "baseline": {}, "served": {}}
     for proto, pq in qs.items():
         srcs = [m.sources(q, SERVED.method) for q, _ in pq]
         grid = Grid(srcs, pq)
@@ -319,8 +342,10 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
     print(f"\n### {name}: {len(baskets):,} baskets, {n_items:,} items; split {how}: "
           f"{len(train):,} train / {len(test):,} test baskets\n")
     regs = ", ".join(f"{r:g}: {hr:.3f}" for r, (hr, _) in tuned["by_reg"].items())
+    lams = ", ".join(f"{r:g}: {hr:.3f}" for r, (hr, _) in tuned["by_lambda"].items())
     print(f"Validation slice ({tuned['seconds']:.1f} s): ALS regularization by item-item HitRate@10 {{{regs}}}, "
-          f"best {tuned['reg']:g} (served: {SERVED_REG:g}).\n")
+          f"best {tuned['reg']:g} (served: {SERVED_REG:g}). Regression lambda by its own HitRate@10 {{{lams}}}, "
+          f"best {tuned['lambda']:g} (served: {SERVED_EASE.regularization:g}).\n")
     models = [(SERVED_REG, m)]
     if tuned["reg"] != SERVED_REG:
         models.append((tuned["reg"], Models(train, tuned["reg"])))
@@ -341,13 +366,16 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
             timed(f"als item-item dot, reg {reg:g}", mm.fit_als, lambda mm=mm: [ranked(mm.als_item(q), q) for q, _ in pq])
         timed(f"als item-item cosine, reg {SERVED_REG:g}", m.fit_als,
               lambda: [ranked(m.als_item(q, m.unit), q) for q, _ in pq])
-        fit_all = m.fit_co + m.fit_als + m.fit_pop
-        timed(f"previous blend: cosine, {fmt(PREVIOUS[1])}", fit_all,
-              lambda: run_blend([m.sources(q, PREVIOUS[0]) for q, _ in pq], pq, PREVIOUS[1]))
+        timed(f"ease item-item regression, lambda {SERVED_EASE.regularization:g}", m.fit_ease,
+              lambda: [ranked(m.ease_item(q), q) for q, _ in pq])
+        fit_all = m.fit_co + m.fit_als + m.fit_pop  # fit_als includes the regression
+        if weights.get("ease"):
+            timed(f"served blend without the regression (ease 0)", fit_all,
+                  lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, dict(weights, ease=0.0)))
         timed(f"**served blend**: {SERVED.method}, {WEIGHT_NAMES[proto]}", fit_all,
               lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, weights))
 
-        call = "the for-you path, the rest of the basket as seeds" if proto == "basket" else \
+        call = "for-you and also-bought with a cart: the rest of the basket as seeds" if proto == "basket" else \
             "the also-bought call, one other item of the basket as the seed"
         print(f"#### {name}, {proto} queries ({call}); {len(pq):,} test baskets\n")
         print("| method | HitRate@10 | MRR@10 | fit s | query s |")
@@ -359,7 +387,7 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
         served = rows[-1][1]
         for label, r, _, _ in rows[:-1]:
             if label.startswith(("popularity", "cooc raw", "cooc cosine", "cooc confidence", "als item-item dot",
-                                 "previous")):
+                                 "ease", "served blend without")):
                 d = served - r
                 half = 1.96 * d.std(axis=0, ddof=1) / np.sqrt(len(d))
                 print(f"- vs {label}: HitRate@10 {d[:, 0].mean():+.3f} ± {half[0]:.3f}, "

@@ -24,19 +24,25 @@ baselines, each served in milliseconds.
    difference to each baseline comes with a 95% interval over the baskets (normal
    approximation); more draws shrink the noise of which item was drawn, not of which
    baskets were bought.
-5. Basket queries, as ../shared/data's README puts the task (leave one item out, ask for
-   the items bought with the others): each test shopper (visitor t<basket>) buys the
+5. Also-bought with a cart, as ../shared/data's README puts the task (leave one item out,
+   ask for the items bought with the others): for each draw of 4, each test shopper
+   (visitor c<draw>-<basket>) adds the rest of their basket to the cart (add_to_cart
+   events through the collector; the seed is one of them), then GET also-bought?item=SEED
+   &visitor_id=c<draw>-<basket>: the list for the product page of someone with that cart.
+   The baselines get the same items: popularity, and raw pair counts summed over the
+   cart (ties and fill by popularity); neither lists the cart's items.
+6. Basket queries for for-you: each test shopper (visitor t<basket>) buys the
    rest of their basket, the same held-out target as in 4; then GET
    /v1/recommendations/for-you?visitor_id=t<basket>&k=10 (the list for someone who
    bought those items; they are filtered out of it). The baselines count the same
    orders (training baskets + the rests): popularity, and raw pair counts summed over
    the rest of the basket (ties and fill by popularity); neither lists the query items.
-6. Latency: client-side percentiles of those requests (one keep-alive client, sequential,
+7. Latency: client-side percentiles of those requests (one keep-alive client, sequential,
    loopback) and the server's own histogram from GET /metrics (route template
    /v1/recommendations/also-bought), interpolated within its buckets.
-7. Freshness: two new visitors each buy the same two brand-new items (min support is 2);
+8. Freshness: two new visitors each buy the same two brand-new items (min support is 2);
    seconds from the POST until also-bought of one lists the other first.
-8. Stops every process it started and deletes its Redis keys.
+9. Stops every process it started and deletes its Redis keys.
 
 Usage: python benchmarks/recommend_served.py [--data PATH] [--seed N] [--draws N]
 """
@@ -113,6 +119,13 @@ def make_pairs(test: list[Basket], seed: int) -> list[tuple[str, str]]:
     return out
 
 
+def cart_events(rests: list[Basket], ts: int, tag: str, who: str) -> list[dict]:
+    """Each shopper (visitor <who><basket>) puts the rest of their basket in the cart, one add_to_cart per item."""
+    return [{"event_id": f"{tag}-{who}{bid}-{n}", "type": "add_to_cart", "visitor_id": f"{who}{bid}",
+             "session_id": f"{who}{bid}", "ts": ts + n, "props": {"product": {"id": item, "category": level2}, "qty": 1}}
+            for bid, lines in rests for n, (item, level2) in enumerate(lines)]
+
+
 def rest_of(test: list[Basket], pairs: list[tuple[str, str]]) -> list[Basket]:
     """Each test basket of >= 2 items without its held-out target: what its shopper is asked about."""
     kept = [basket for basket in test if len(basket[1]) >= 2]
@@ -128,9 +141,6 @@ class Baselines:
         self.pairs: dict[str, Counter] = defaultdict(Counter)
         for _, lines in train:
             self.add([item for item, _ in lines])
-
-    def popular(self, seed: str) -> list[str]:
-        return [i for i in self.by_popularity if i != seed][:K]
 
     def add(self, items: list[str]) -> None:
         self.popularity.update(items)
@@ -309,8 +319,22 @@ def ask(client: httpx.Client, route: str, params: dict, cap: int | None) -> tupl
     return response.json(), elapsed
 
 
-def also_bought(client: httpx.Client, item: str, cap: int | None) -> tuple[dict, float]:
-    return ask(client, ROUTE, {"item": item}, cap)
+def also_bought(client: httpx.Client, item: str, cap: int | None, visitor: str | None = None) -> tuple[dict, float]:
+    return ask(client, ROUTE, {"item": item, **({"visitor_id": visitor} if visitor else {})}, cap)
+
+
+def wait_carts(engine: Engine, api: httpx.Client, carts: dict[str, int], timeout_s: float = 120) -> None:
+    """Until every visitor's profile holds as many cart items as they added."""
+    deadline = time.monotonic() + timeout_s
+    for visitor, expected in carts.items():
+        while True:
+            response = api.get(f"/v1/profiles/{visitor}", headers=AUTH)
+            if response.status_code == 200 and len(response.json()["commerce"]["cart"]) >= expected:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cart of {visitor} was not complete after {timeout_s} s")
+            engine.check_alive()
+            time.sleep(0.05)
 
 
 def for_you(client: httpx.Client, visitor: str, cap: int | None) -> tuple[dict, float]:
@@ -401,7 +425,7 @@ def main() -> None:
 
     base = Baselines(train)
     engine = Engine(tag)
-    basket_results, basket_latencies = {}, []
+    basket_results, basket_latencies, cart_latencies = {}, [], []
     try:
         started = time.monotonic()
         engine.start()
@@ -441,6 +465,29 @@ def main() -> None:
             scrape_after = histogram(api.get("/metrics").text, ROUTE)
             results = {name: per_basket(rrs) for name, rrs in per_draw.items()}
 
+            # Also-bought on a product page with a cart: each draw's test shopper has the rest of their
+            # basket (seed included) in the cart and asks about the seed. No orders change the counts.
+            cart_draws: dict[str, list[list[float]]] = defaultdict(list)
+            for d, draw in enumerate(draws):
+                rests, who = rest_of(test, draw), f"c{d}-"
+                post_events(collector, cart_events(rests, now, tag, who))
+                wait_carts(engine, api, {f"{who}{bid}": len(lines) for bid, lines in rests})
+                for name, cap in (("served, no category cap", 0), ("served, default cap (3 per category)", None)):
+                    lists, sources = [], Counter()
+                    for (seed_item, _), (bid, _) in zip(draw, rests):
+                        body, elapsed = also_bought(api, seed_item, cap, visitor=f"{who}{bid}")
+                        cart_latencies.append(elapsed)
+                        lists.append([entry["id"] for entry in body["items"]])
+                        sources[body["source"]] += 1
+                    cart_draws[name].append(reciprocal_ranks(lists, draw))
+                queries = [[item for item, _ in lines] for _, lines in rests]
+                cart_draws["popularity (baseline)"].append(
+                    reciprocal_ranks([base.popular(*q) for q in queries], draw))
+                cart_draws["raw co-occurrence (baseline)"].append(
+                    reciprocal_ranks([base.cooccurring(*q) for q in queries], draw))
+            print(f"also-bought with a cart, sources: {dict(sources.most_common())}", flush=True)
+            cart_results = {name: per_basket(rrs) for name, rrs in cart_draws.items()}
+
             # Basket queries: each test shopper buys the rest of their basket; for-you is asked for the
             # held-out item. The baselines count the same orders the engine does (training + the rests).
             rests = rest_of(test, pairs)
@@ -472,6 +519,8 @@ def main() -> None:
 
     report(f"also-bought: one item of the basket as the seed ({len(pairs):,} test baskets x {args.draws} draws of "
            f"seed and target; each basket's mean over the draws is one unit of the intervals)", results)
+    report(f"also-bought with the rest of the basket in the shopper's cart ({len(pairs):,} test baskets x "
+           f"{args.draws} draws; the same seeds and targets as above)", cart_results)
     report(f"for-you: the shopper bought the rest of the basket ({len(pairs):,} baskets)", basket_results)
     print()
     ms = [s * 1000 for s in latencies]
@@ -481,6 +530,9 @@ def main() -> None:
           f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms")
     print(f"latency, server side (GET /metrics histogram, {n_server:,} requests, interpolated within buckets "
           f"{sorted(scrape_after)[:-1]} s): p50 ~{server_p50 * 1000:.2f} ms, p99 ~{server_p99 * 1000:.2f} ms")
+    ms = [s * 1000 for s in cart_latencies]
+    print(f"also-bought with a cart, latency client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
+          f"p99 {percentile(ms, 99):.2f} ms")
     ms = [s * 1000 for s in basket_latencies]
     print(f"for-you latency, client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
           f"p99 {percentile(ms, 99):.2f} ms")

@@ -1,4 +1,4 @@
-"""ALS training time on 1 million synthetic interactions: the engine's settings against baselines, same run.
+"""Model training time on 1 million synthetic interactions: the engine's settings against baselines, same run.
 
 Data (fixed seed): N interactions (default 1,000,000) from 50,000 persons over 20,000
 items of Zipf popularity, each item in one of 40 hidden topics; a person draws from one
@@ -7,13 +7,15 @@ topic (70%) and the overall popularity (30%); 1 in 10 interactions is a purchase
 
 Rows, each fitting the same matrix with implicit's CPU ALS:
   engine         engine.recommend.als.train_from_interactions with AlsParams() (64 factors,
-                 15 iterations, regularization 10, conjugate gradient, every core), timed from
-                 the (person, item, weight) triples, so building the matrix is included
+                 15 iterations, regularization 10, conjugate gradient, every core; then the
+                 item-item regression of engine.recommend.ease over the 5,000 most touched
+                 items), timed from the (person, item, weight) triples, so building the
+                 matrix is included; and the same without the regression
   baselines      implicit's defaults (100 factors, regularization 0.01); the exact Cholesky
                  solver instead of conjugate gradient; the engine's parameters on one thread
 The goal is the engine row under 20 s. A structure check keeps the speed honest: the share
-of the 10 nearest items (factor dot product) of the 1,000 most popular items that are in
-their own hidden topic (random: 1/40).
+of the 10 nearest items (factor dot product; for the regression, its 10 largest weights)
+of the 1,000 most popular items that are in their own hidden topic (random: 1/40).
 
 Usage: python benchmarks/train_speed.py [--interactions N]
 """
@@ -34,6 +36,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
 from engine.recommend.als import AlsModel, AlsParams, build_matrix, train_from_interactions, train_matrix  # noqa: E402
+from engine.recommend.ease import EaseParams  # noqa: E402
+
+ALS_ONLY = EaseParams(max_items=0)
 
 PERSONS, ITEMS, TOPICS = 50_000, 20_000, 40
 
@@ -70,6 +75,19 @@ def same_topic_share(model, topic_of: np.ndarray, top_items: int = 1000, k: int 
     return float((topic_of[ids[nearest]] == topic_of[np.array(popular)][:, None]).mean())
 
 
+def regression_same_topic_share(model, topic_of: np.ndarray, top_items: int = 1000, k: int = 10) -> float:
+    """The same share for the regression: each popular item's k largest weights."""
+    index = {int(item[1:]): j for j, item in enumerate(model.item_ids)}
+    popular = [i for i in range(ITEMS) if i in index][:top_items]
+    ids = np.array([int(x[1:]) for x in model.item_ids])
+    right = total = 0
+    for i in popular:
+        nearest = sorted(model.regression.scores([index[i]], k).items(), key=lambda p: -p[1])
+        right += sum(topic_of[ids[j]] == topic_of[i] for j, _ in nearest)
+        total += k
+    return right / total
+
+
 def fit_with_implicit(matrix, **kwargs):
     """A baseline fitted by implicit directly (parameters the engine's AlsParams does not expose)."""
     from implicit.cpu.als import AlternatingLeastSquares
@@ -101,10 +119,18 @@ def main() -> None:
           f"{len(items):,} items, {matrix.nnz:,} distinct (person, item) cells; building the matrix from the "
           f"triples takes {build_s:.1f} s of the engine row.\n")
 
-    results = [("engine: AlsParams() from triples (64 factors, reg 10, CG, all cores)", engine_s,
-                same_topic_share(engine_model, topic_of))]
-    one_thread = train_matrix(matrix, items, AlsParams(num_threads=1))
-    results.append(("engine parameters, 1 thread (fit only)", one_thread.meta["train_seconds"],
+    meta = engine_model.meta
+    results = [("engine: AlsParams() from triples (64 factors, reg 10, CG, all cores; then the regression)", engine_s,
+                same_topic_share(engine_model, topic_of)),
+               (f"  of which the item-item regression ({meta['regression_items']:,} items, lambda "
+                f"{AlsParams().item_regression.regularization:g}; its own share)", meta["regression_seconds"],
+                regression_same_topic_share(engine_model, topic_of))]
+    t = time.perf_counter()
+    als_only = train_from_interactions(rows, AlsParams(item_regression=ALS_ONLY))
+    results.append(("engine without the regression (CLICKSTREAM_EASE_MAX_ITEMS=0), from triples",
+                    time.perf_counter() - t, same_topic_share(als_only, topic_of)))
+    one_thread = train_matrix(matrix, items, AlsParams(num_threads=1, item_regression=ALS_ONLY))
+    results.append(("engine ALS parameters, 1 thread (ALS fit only)", one_thread.meta["train_seconds"],
                     same_topic_share(one_thread, topic_of)))
     for label, kwargs in (("implicit defaults: 100 factors, reg 0.01, CG (fit only)", {}),
                           ("64 factors, reg 10, exact Cholesky solver (fit only)",

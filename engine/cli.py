@@ -114,7 +114,8 @@ def cmd_train(args) -> int:
         return 1
     meta = model.meta
     print(f"published ALS model {model.version}: {meta['persons']} persons, {meta['items']} items, "
-          f"{meta['interactions']} interactions, trained in {meta['train_seconds']:.1f} s")
+          f"{meta['interactions']} interactions, item-item regression over {meta['regression_items']} items, "
+          f"trained in {meta['train_seconds']:.1f} s")
     return 0
 
 

@@ -143,6 +143,8 @@ class Settings:
     als_factors: int = _env_field(64, _positive_int)
     als_iterations: int = _env_field(15, _positive_int)
     als_regularization: float = _env_field(10.0, _positive_float)
+    ease_regularization: float = _env_field(100.0, _positive_float)  # engine.recommend.ease
+    ease_max_items: int = _env_field(5000, _count)  # 0: train no item-item regression
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -43,6 +43,8 @@ def test_reads_every_documented_variable():
         ("CLICKSTREAM_RECOMMEND_SIMILARITY", "pearson"),
         ("CLICKSTREAM_ALS_RETRAIN_MINUTES", "-5"),
         ("CLICKSTREAM_ALS_FACTORS", "0"),
+        ("CLICKSTREAM_EASE_REGULARIZATION", "0"),
+        ("CLICKSTREAM_EASE_MAX_ITEMS", "-1"),
         ("CLICKSTREAM_POPULARITY_HALF_LIFE_DAYS", "0"),
     ],
 )
@@ -74,3 +76,13 @@ def test_recommend_similarity_reaches_the_served_config():
     assert RecommendConfig.from_settings(Settings.from_env({})).method == "confidence"
     chosen = Settings.from_env({"CLICKSTREAM_RECOMMEND_SIMILARITY": " Cosine "})
     assert RecommendConfig.from_settings(chosen).method == "cosine"
+
+
+def test_item_regression_settings_reach_the_training_parameters():
+    from engine.recommend.als import AlsParams
+    from engine.recommend.ease import EaseParams
+
+    assert AlsParams.from_settings(Settings.from_env({})).item_regression == EaseParams()
+    chosen = AlsParams.from_settings(Settings.from_env({"CLICKSTREAM_EASE_REGULARIZATION": "250",
+                                                        "CLICKSTREAM_EASE_MAX_ITEMS": "0"}))
+    assert chosen.item_regression == EaseParams(regularization=250.0, max_items=0)

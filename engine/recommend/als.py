@@ -12,8 +12,10 @@ out of the next model. implicit's ALS then factorizes the matrix.
 Serving uses the item factors only: the score of item j for seed items S is the sum
 of the dot products f_s . f_j (benchmarks/recommend_quality.py: the dot product with
 regularization ~10 ranks well; the cosine of the factors drops popularity and does not).
+The same training fits the item-item regression of engine.recommend.ease on the same
+matrix and ships it in the same artefact, so both swap together.
 
-    {prefix}:rec:als:<version>   npz bytes: item ids, item factors, meta (JSON)
+    {prefix}:rec:als:<version>   npz bytes: item ids, item factors, regression weights, meta (JSON)
     {prefix}:rec:als:current     the version being served
     {prefix}:rec:als:info        JSON meta of the current version (parameters, training time)
     {prefix}:rec:als:versions    list of published versions, newest first (the last KEEP are kept)
@@ -43,7 +45,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from engine.profiles.identity import is_identity_id  # noqa: E402
-from engine.recommend import cooccur  # noqa: E402
+from engine.recommend import cooccur, ease  # noqa: E402
 
 log = logging.getLogger("engine.recommend.als")
 
@@ -60,6 +62,7 @@ class AlsParams:
     random_state: int | None = 42
     num_threads: int = 0           # 0: every core
     weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    item_regression: ease.EaseParams = field(default_factory=ease.EaseParams)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,7 +70,8 @@ class AlsParams:
     @classmethod
     def from_settings(cls, settings) -> "AlsParams":
         return cls(factors=settings.als_factors, regularization=settings.als_regularization,
-                   iterations=settings.als_iterations)
+                   iterations=settings.als_iterations,
+                   item_regression=ease.EaseParams(regularization=settings.ease_regularization, max_items=settings.ease_max_items))
 
 
 # --- the training set (pure) ----------------------------------------------------
@@ -146,6 +150,7 @@ class AlsModel:
     item_ids: list[str]
     factors: np.ndarray  # (items, factors), float32
     meta: dict = field(default_factory=dict)
+    regression: ease.ItemRegression | None = None
 
     def __post_init__(self) -> None:
         self.index = {item: j for j, item in enumerate(self.item_ids)}
@@ -163,17 +168,34 @@ class AlsModel:
         top = np.argpartition(-summed, n - 1)[:n]
         return {self.item_ids[j]: float(summed[j]) for j in top}
 
+    def regression_scores(self, seeds: Iterable[str], limit: int = 50) -> dict[str, float]:
+        """The regression's `limit` best items for the seeds (seeds left out); {} without one."""
+        if self.regression is None:
+            return {}
+        rows = [self.index[s] for s in seeds if s in self.index]
+        return {self.item_ids[j]: score for j, score in self.regression.scores(rows, limit).items()}
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        arrays = {}
+        if self.regression is not None:
+            seeds = sorted(self.regression.rows, key=self.regression.rows.get)
+            arrays = {"regression_seeds": np.array(seeds, dtype=np.int32), "regression_targets": self.regression.targets,
+                      "regression_weights": self.regression.weights}
         np.savez(buffer, item_ids=np.array(self.item_ids, dtype=str), factors=self.factors.astype(np.float32),
-                 meta=np.array(json.dumps(dict(self.meta, version=self.version))))
+                 meta=np.array(json.dumps(dict(self.meta, version=self.version))), **arrays)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "AlsModel":
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            return cls(meta["version"], [str(i) for i in npz["item_ids"]], np.ascontiguousarray(npz["factors"]), meta)
+            regression = None
+            if "regression_seeds" in npz.files:   # models published before the regression have none
+                regression = ease.ItemRegression({int(s): r for r, s in enumerate(npz["regression_seeds"])},
+                                                 npz["regression_targets"], npz["regression_weights"])
+            return cls(meta["version"], [str(i) for i in npz["item_ids"]], np.ascontiguousarray(npz["factors"]), meta,
+                       regression)
 
 
 def new_version() -> str:
@@ -192,11 +214,19 @@ def train_matrix(matrix: sp.csr_matrix, item_ids: list[str], params: AlsParams =
                                       iterations=params.iterations, random_state=params.random_state,
                                       num_threads=params.num_threads)
         als.fit(matrix, show_progress=show_progress)
+    als_seconds = time.perf_counter() - started
+    if show_progress and params.item_regression.max_items > 0:
+        print(f"train: item-item regression on the {min(params.item_regression.max_items, len(item_ids)):,} most touched items",
+              file=sys.stderr, flush=True)
+    regression = ease.fit(matrix, params.weights.get("purchase", 1.0), params.item_regression) if params.item_regression.max_items > 0 else None
     seconds = time.perf_counter() - started
     meta = {"params": params.to_json(), "trained_at": int(time.time() * 1000), "train_seconds": round(seconds, 3),
+            "als_seconds": round(als_seconds, 3), "regression_seconds": round(seconds - als_seconds, 3),
+            "regression_items": len(regression.rows) if regression is not None else 0,
             "persons": persons if persons is not None else matrix.shape[0], "items": len(item_ids),
             "interactions": int(matrix.nnz)}
-    return AlsModel(new_version(), list(item_ids), np.ascontiguousarray(als.item_factors, dtype=np.float32), meta)
+    return AlsModel(new_version(), list(item_ids), np.ascontiguousarray(als.item_factors, dtype=np.float32), meta,
+                    regression)
 
 
 def build_matrix(interactions: Iterable[tuple[str, str, float]]) -> tuple[sp.csr_matrix, list[str], list[str]]:

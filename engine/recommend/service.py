@@ -9,12 +9,19 @@ first, then overall; so does any list the blend leaves short of k. The blend of 
 item, before the per-request filters, is kept per process for neighbours_cache_s and
 refreshed behind the requests (see _also_bought_ranking).
 
+also-bought(item, visitor) where the visitor has items in the cart: "bought with
+this and with what is in your cart". The item and the cart items are the seeds of
+the basket blend that for-you uses (FOR_YOU_WEIGHTS, with the item-item regression
+of engine.recommend.ease, which ranks the missing item of a basket best), and the
+cart items are dropped from the list. A visitor who chose not to be personalized,
+or one without personalization consent, gets the item's own list.
+
 for-you(visitor): the seeds are the person's items (People.person: every linked
-visitor id): what they bought and viewed; for an anonymous visitor, what they
-bought and what they viewed in the current session. Per-seed co-purchase and
-co-view neighbours, ALS and popularity are blended; no seeds (a new visitor), a
-visitor who chose not to be personalized, or one without personalization consent
-gets popularity.
+visitor id): what they bought, have in the cart and viewed; for an anonymous
+visitor, what they bought, have in the cart and viewed in the current session.
+Per-seed co-purchase and co-view neighbours, ALS, the item-item regression and
+popularity are blended; no seeds (a new visitor), a visitor who chose not to be
+personalized, or one without personalization consent gets popularity.
 
 Filters, in `select` (pure): the seed item (for-you: the viewed seeds, which ALS
 would otherwise rank first); what the visitor bought, unless its
@@ -38,13 +45,15 @@ from engine.recommend.store import CooccurrenceStore
 
 log = logging.getLogger("engine.recommend")
 
-SOURCES = ("cooccurrence", "coview", "als", "popularity")
+SOURCES = ("cooccurrence", "coview", "als", "ease", "popularity")
 # benchmarks/recommend_quality.py: one choice for groceries and the synthetic shop, made on their
-# validation slices (confidence similarity, ALS regularization 10). Also-bought on one-item
-# queries: co-purchase carries it, ALS and popularity only break ties and fill. For-you on
-# whole-basket queries: ALS at half the weight of co-purchase. Co-view is not tuned (no view data).
-ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.1, "popularity": 0.25}
-FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.5, "popularity": 0.1}
+# validation slices (confidence similarity, ALS regularization 10, regression lambda 100). Also-bought
+# on one-item queries: co-purchase carries it, ALS and popularity only break ties and fill; the
+# regression ranks worse than pair counts for one seed and is left out. For-you and also-bought with a
+# cart, on whole-basket queries: the regression at the weight of co-purchase, ALS at half of it.
+# Co-view is not tuned (no view data).
+ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.1, "ease": 0.0, "popularity": 0.25}
+FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.5, "ease": 1.0, "popularity": 0.1}
 POPULAR_CACHE_S = 5.0
 # A product page is asked for over and over: its neighbours (and its also-bought blend) are kept per
 # process this long, so a hot item costs one Redis script per second instead of one per request
@@ -143,6 +152,11 @@ def seeds_of(person: dict, limit: int) -> tuple[list[str], list[str]]:
         start = (person.get("sessions") or {}).get("last_start")
         viewed = [v for v in viewed if start is not None and v["ts"] >= start]
     return bought[:limit], [v["id"] for v in viewed][:limit]
+
+
+def cart_of(person: dict | None, limit: int) -> list[str]:
+    """The items in a person's cart, in the order they went in."""
+    return list((person or {}).get("commerce", {}).get("cart") or {})[:limit]
 
 
 def wants_personalization(person: dict) -> bool:
@@ -274,6 +288,16 @@ class RecommendService:
         """ALS item-item scores of the seeds' candidates under `model` (None: no model yet)."""
         return model.scores(seeds, self.config.candidates + len(seeds)) if model is not None else {}
 
+    async def basket_sources(self, seeds: list[str], viewed: list[str] = ()) -> dict[str, dict[str, float]]:
+        """The sources of a list for several seeds at once: for-you, and also-bought with a cart."""
+        co, views, popular = await asyncio.gather(
+            self.neighbours(seeds, "purchase"), self.neighbours(list(viewed), "view"), self.popular_scores())
+        model = self.current_model()
+        return {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
+                "als": self.als_scores(seeds, model),
+                "ease": model.regression_scores(seeds, self.config.candidates) if model is not None else {},
+                "popularity": popular}
+
     async def _fill(self, chosen, info, k, exclude, category, cap, seed_category) -> tuple[list, bool]:
         """Popularity after the blend: the requested or the seed's category first, then overall."""
         if len(chosen) >= k:
@@ -286,11 +310,8 @@ class RecommendService:
         floor = min((s for _, s in chosen), default=1.0)
         return chosen + below(floor, fill), bool(fill)
 
-    async def _bought(self, visitor_id: str | None) -> tuple[dict | None, list[str]]:
-        if visitor_id is None or self.people is None:
-            return None, []
-        person = await self.people.person(visitor_id)
-        return person, list(person["commerce"]["items"]) if person else []
+    async def _person(self, visitor_id: str) -> dict | None:
+        return await self.people.person(visitor_id) if self.people is not None else None
 
     # --- the two lists ----------------------------------------------------------
 
@@ -299,18 +320,23 @@ class RecommendService:
         cfg = self.config
         cap = cfg.max_per_category if max_per_category is None else max_per_category
         if visitor_id is None:
-            (sources, ranked), bought = await self._also_bought_ranking(item), []
+            (sources, ranked), person = await self._also_bought_ranking(item), None
         else:
-            (sources, ranked), (_, bought) = await asyncio.gather(self._also_bought_ranking(item),
-                                                                  self._bought(visitor_id))
-        warm = bool(sources["cooccurrence"] or sources["als"])
+            (sources, ranked), person = await asyncio.gather(self._also_bought_ranking(item), self._person(visitor_id))
+        bought = list(person["commerce"]["items"]) if person else []
+        cart = [i for i in cart_of(person, cfg.seeds_max) if i != item] \
+            if person and wants_personalization(person) else []
+        weights = cfg.also_bought_weights
+        if cart:
+            weights, sources = cfg.for_you_weights, await self.basket_sources([item, *cart])
+            ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item, *cart})]
+        warm = any(sources.get(name) for name in ("cooccurrence", "als", "ease"))
         info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
-        exclude = {item} | bought_to_drop(bought, info, cfg.repurchase_categories)
+        exclude = {item, *cart} | bought_to_drop(bought, info, cfg.repurchase_categories)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category)
         return {"item": item, "items": response_items(chosen),
-                "source": sources_used(sources, cfg.also_bought_weights, [i for i, _ in chosen], filled)
-                if warm else "popularity"}
+                "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
 
     async def _also_bought_ranking(self, item: str) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
         """The item's sources and their blend before any filter: the same for every visitor.
@@ -355,21 +381,18 @@ class RecommendService:
                       max_per_category: int | None = None) -> dict:
         cfg = self.config
         cap = cfg.max_per_category if max_per_category is None else max_per_category
-        person = await self.people.person(visitor_id) if self.people is not None else None
-        bought, viewed = seeds_of(person, cfg.seeds_max) if person and wants_personalization(person) else ([], [])
-        seeds = list(dict.fromkeys(bought + viewed))
+        person = await self._person(visitor_id)
+        personal = bool(person) and wants_personalization(person)
+        bought, viewed = seeds_of(person, cfg.seeds_max) if personal else ([], [])
+        cart = cart_of(person, cfg.seeds_max) if personal else []
+        seeds = list(dict.fromkeys(bought + cart + viewed))
         weights = cfg.for_you_weights
-        sources: dict[str, dict[str, float]] = {}
-        if seeds:
-            co, views, popular = await asyncio.gather(
-                self.neighbours(seeds, "purchase"), self.neighbours(viewed, "view"), self.popular_scores())
-            sources = {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
-                       "als": self.als_scores(seeds, self.current_model()), "popularity": popular}
-        warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als"))
+        sources = await self.basket_sources(seeds, viewed) if seeds else {}
+        warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als", "ease"))
         ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9)] if warm else []
         all_bought = list(person["commerce"]["items"]) if person else []
         info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[:2 * k + 10])])
-        exclude = bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed)
+        exclude = bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed) | set(cart)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         seed_category = _most_common(info[s].category for s in seeds)
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category)

@@ -74,3 +74,26 @@ async def test_for_you_for_the_visitors_own_cookie(engine):
     assert own.status_code == 200 and own.json()["source"] == "popularity"
     assert other.status_code == 403
     assert bad.status_code == 400 and bad.json()["error"].startswith("k:")
+
+
+async def test_a_cart_posted_to_the_collector_shapes_also_bought_for_that_visitor(engine):
+    tag = unique("cart")
+    seed, with_seed, with_cart, in_cart = f"{tag}-seed", f"{tag}-p1", f"{tag}-p2", f"{tag}-c"
+    orders = [[seed, with_seed]] * 3 + [[seed, with_cart]] * 2 + [[in_cart, with_cart]] * 3
+    await post(engine, [purchase(unique(), f"{tag}-o{n}", items) for n, items in enumerate(orders)])
+    shopper = unique()
+
+    async def counted():
+        out = await also_bought(engine, seed, max_per_category=0)
+        return out if [i["id"] for i in out["items"][:2]] == [with_seed, with_cart] else None
+
+    await wait_until(counted, timeout=30, message="the seed's own list: its most frequent partner first")
+    await post(engine, [{"type": "add_to_cart", "visitor_id": shopper, "session_id": f"s-{shopper}", "ts": T0 + 1,
+                         "props": {"product": {"id": in_cart, "category": "c"}, "qty": 1}}])
+
+    async def cart_first():
+        out = await also_bought(engine, seed, visitor_id=shopper, max_per_category=0)
+        return out if out["items"] and out["items"][0]["id"] == with_cart else None
+
+    out = await wait_until(cart_first, timeout=30, message="the partner of the cart's item first")
+    assert in_cart not in [i["id"] for i in out["items"]] and out["item"] == seed

@@ -19,7 +19,7 @@ from engine.api.http import error_response
 from engine.errors import BadRequest, Unavailable
 from engine.profiles.people import People
 from engine.profiles.store import ProfileStore
-from engine.recommend import als
+from engine.recommend import als, ease
 from engine.recommend.als import AlsModel, ModelHolder
 from engine.recommend.catalog import Catalog, CatalogItem
 from engine.recommend.routes import recommend_routes
@@ -44,6 +44,11 @@ def purchase(vid, order_id, items, ts):
 def view(vid, session, item, ts):
     return {"event_id": f"v-{vid}-{session}-{item}", "type": "product_view", "visitor_id": vid, "session_id": session,
             "ts": ts, "props": {"product": {"id": item, "category": CATEGORY[item]}}}
+
+
+def add_to_cart(vid, item, ts):
+    return {"event_id": f"c-{vid}-{item}-{ts}", "type": "add_to_cart", "visitor_id": vid, "session_id": f"s-{vid}",
+            "ts": ts, "props": {"product": {"id": item, "category": CATEGORY[item]}, "qty": 1}}
 
 
 def identify(vid, uid, ts):
@@ -145,6 +150,31 @@ async def test_visitor_filter_drops_what_they_bought_except_repurchase_categorie
     assert "b" in ids(await shop.service.also_bought("a", k=20, visitor_id="stranger"))
 
 
+async def test_also_bought_with_a_cart_ranks_for_the_item_and_the_cart_together_and_drops_the_cart(shop):
+    await shop.feed([purchase(f"bd{n}", f"bd{n}", ["b", "d"], T0 + 10) for n in range(5)]
+                    + [add_to_cart("shopper", "b", T0 + 20)])
+    alone = await shop.service.also_bought("a", k=3)
+    assert ids(alone) == ["b", "c", "d"]
+    with_cart = await shop.service.also_bought("a", k=3, visitor_id="shopper")
+    assert ids(with_cart) == ["d", "c", "e"]   # d goes with a (2 orders) and with b in the cart (5); b is dropped
+    assert with_cart["item"] == "a" and with_cart["source"] == "cooccurrence+popularity"
+    await shop.people.set_preferences("shopper", {"do_not_personalize": True})
+    assert ids(await shop.service.also_bought("a", k=3, visitor_id="shopper")) == ids(alone)
+
+
+async def test_the_item_item_regression_joins_basket_lists_and_names_itself(shop):
+    regression = ease.ItemRegression(rows={0: 0, 1: 1}, targets=np.array([[2], [2]], dtype=np.int32),
+                                     weights=np.array([[0.5], [0.5]], dtype=np.float32))
+    await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y"], np.zeros((3, 2), np.float32), {},
+                                                        regression))
+    assert await shop.models.refresh()
+    await shop.feed([add_to_cart("shopper", "b", T0 + 20)])
+    assert "y" not in ids(await shop.service.also_bought("a", k=10))   # one item alone: no regression
+    with_cart = await shop.service.also_bought("a", k=10, visitor_id="shopper")
+    assert "y" in ids(with_cart) and "ease" in with_cart["source"].split("+")   # never bought: only the model knows it
+    assert "y" in ids(await shop.service.for_you("shopper", k=10))
+
+
 async def test_category_filter_and_per_category_cap(shop):
     drinks = await shop.service.also_bought("a", k=10, category="drinks")
     assert ids(drinks) == ["b", "c", "d"]
@@ -186,6 +216,13 @@ async def test_for_you_uses_the_whole_person_and_drops_their_purchases(shop):
     assert ids(out)[:3] == ["c", "d", "e"]   # a's neighbours, without b (bought on the phone) and a (viewed)
     await shop.people.set_preferences("laptop", {"do_not_personalize": True})
     assert (await shop.service.for_you("laptop", k=4))["source"] == "popularity"
+
+
+async def test_for_you_starts_from_the_cart_and_leaves_its_items_out(shop):
+    await shop.feed([purchase(f"bd{n}", f"bd{n}", ["b", "d"], T0 + 10) for n in range(5)]
+                    + [add_to_cart("cart-only", "b", T0 + 20)])
+    out = await shop.service.for_you("cart-only", k=2)
+    assert ids(out) == ["d", "a"] and out["source"] == "cooccurrence+popularity"
 
 
 def test_anonymous_seeds_are_this_sessions_views():

@@ -1,0 +1,90 @@
+"""Item-item regression (EASE: H. Steck, "Embarrassingly Shallow Autoencoders", 2019).
+
+Fits the item x item weights B that best predict each item of a person's row from
+the person's other items:
+
+    minimize ||X - X B||^2 + lambda ||B||^2  subject to diag(B) = 0
+    closed form: P = (X'X + lambda I)^-1,  B_ij = -P_ij / P_jj
+
+and scores item j for seed items S as sum over s of B_sj. Where summed co-occurrence
+counts an item once for every seed it goes with, B gives each seed only what the
+other seeds do not already explain, which ranks the missing item of a basket better
+(benchmarks/recommend_quality.py, basket queries). For one seed it is worse than
+co-occurrence, so the also-bought list of a product alone does not use it.
+
+The matrix is the one ALS is trained on (person x item confidences), divided by the
+purchase weight and capped at 1, so a purchase counts 1 and a view less. Only the
+`max_items` items most people touched take part: the inverse costs items^3 (5,000
+items take ~5 s on two cores); the rest are left to co-occurrence and ALS. Each
+item keeps its `keep` largest weights by size, negative ones too, since those are
+the corrections. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class EaseParams:
+    regularization: float = 100.0   # lambda; chosen on the validation slices of benchmarks/recommend_quality.py
+    max_items: int = 5_000          # 0: leave the regression out
+    keep: int = 200                 # weights kept per item
+
+
+@dataclass
+class ItemRegression:
+    """Per seed item (a row of `rows`), its kept weights: item indices `targets` and `weights`."""
+
+    rows: dict[int, int]           # index into the model's item ids -> row of targets/weights
+    targets: np.ndarray            # (rows, keep) int32 indices into the model's item ids
+    weights: np.ndarray            # (rows, keep) float32
+
+    def scores(self, seeds: Iterable[int], limit: int) -> dict[int, float]:
+        """The `limit` item indices with the largest summed weight from the seeds (seeds left out)."""
+        rows = [self.rows[s] for s in seeds if s in self.rows]
+        if not rows or limit <= 0:
+            return {}
+        targets, weights = self.targets[rows].ravel(), self.weights[rows].ravel()
+        items, where = np.unique(targets, return_inverse=True)
+        summed = np.bincount(where, weights=weights, minlength=len(items))
+        seed_set = set(seeds)
+        order = np.argsort(-summed, kind="stable")
+        out: dict[int, float] = {}
+        for j in order:
+            if len(out) >= limit or summed[j] <= 0:
+                break
+            item = int(items[j])
+            if item not in seed_set:
+                out[item] = float(summed[j])
+        return out
+
+
+def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = EaseParams()) -> ItemRegression | None:
+    """B on the `max_items` columns of `matrix` most persons touched; None when there are fewer than 2 such items."""
+    from threadpoolctl import threadpool_limits
+
+    touched = np.asarray((matrix > 0).sum(axis=0)).ravel()
+    columns = np.argsort(-touched, kind="stable")[:params.max_items]
+    columns = columns[touched[columns] > 0]
+    n = len(columns)
+    if n < 2:
+        return None
+    x = matrix[:, columns].astype(np.float64) / purchase_weight
+    x.data = np.minimum(x.data, 1.0)
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices(n)] += params.regularization
+    with threadpool_limits(os.cpu_count() or 1, "blas"):  # the inverse is plain BLAS work: every core
+        inverse = np.linalg.inv(gram)
+    b = inverse / -np.diag(inverse)[None, :]
+    np.fill_diagonal(b, 0.0)
+    keep = min(params.keep, n - 1)
+    top = np.argpartition(-np.abs(b), keep - 1, axis=1)[:, :keep]
+    weights = np.take_along_axis(b, top, axis=1)
+    return ItemRegression(rows={int(c): r for r, c in enumerate(columns)},
+                          targets=columns[top].astype(np.int32), weights=weights.astype(np.float32))
