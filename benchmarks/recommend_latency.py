@@ -22,8 +22,13 @@ handler shows up as queueing in the percentiles instead of a lower request rate.
    to the same app. "server" columns: from the request's arrival in the app to its
    last byte sent (an outermost ASGI layer), what the 5 ms goal is about; the other
    columns are the client's, loopback and client queueing included.
+3. also-bought with a cart, in-process and over HTTP: 2,000 shoppers, each with a
+   random basket of 2 or more items in the cart (add_to_cart through the profile
+   store, the worker's step), ask for one item of it with their visitor_id: a profile
+   read, the item's and the cart's neighbours, ALS, the item-item regression, blend;
+   at the target rate and at --cart-rate.
 
-Usage: python benchmarks/recommend_latency.py [--rate 1000] [--seconds 10] [--data PATH]
+Usage: python benchmarks/recommend_latency.py [--rate 1000] [--cart-rate 500] [--seconds 10] [--data PATH]
 Uses the Redis at 127.0.0.1:6379 (CLICKSTREAM_REDIS to change) under a key prefix of
 its own, deleted at the end.
 """
@@ -55,7 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
 from engine.embedded import free_port, wait_for_port  # noqa: E402
 from engine.profiles.model import new_profile  # noqa: E402
-from engine.profiles.store import BatchResult  # noqa: E402
+from engine.profiles.people import People  # noqa: E402
+from engine.profiles.store import BatchResult, ProfileStore  # noqa: E402
 from engine.recommend import als  # noqa: E402
 from engine.recommend.catalog import Catalog, CatalogItem  # noqa: E402
 from engine.recommend.service import RecommendConfig, RecommendService  # noqa: E402
@@ -103,9 +109,26 @@ async def load(redis, prefix: str, orders: list[list[str]], category: dict[str, 
     return load_s
 
 
+async def load_carts(redis, prefix: str, orders: list[list[str]], category: dict[str, str], shoppers: int = 2000,
+                     seed: int = 3) -> list[tuple[str, str]]:
+    """Shoppers with a random basket in the cart, through the profile store; (item asked about, visitor id) each."""
+    rng = random.Random(seed)
+    baskets = [b for b in orders if len(b) >= 2]
+    events, asks = [], []
+    for n in range(shoppers):
+        basket = rng.choice(baskets)
+        events += [{"event_id": f"cart{n}-{m}", "type": "add_to_cart", "visitor_id": f"shopper{n}", "ts": TS + m,
+                    "props": {"product": {"id": item, "category": category[item]}, "qty": 1}}
+                   for m, item in enumerate(basket)]
+        asks.append((rng.choice(basket), f"shopper{n}"))
+    await ProfileStore(redis, prefix).apply_batch(events)
+    return asks
+
+
 def service_for(redis, prefix: str, config: RecommendConfig = RecommendConfig()) -> RecommendService:
     holder = als.ModelHolder(redis, prefix)
-    return RecommendService(CooccurrenceStore(redis, prefix), Catalog(redis, prefix), holder, None, config)
+    return RecommendService(CooccurrenceStore(redis, prefix), Catalog(redis, prefix), holder,
+                            People(redis, ProfileStore(redis, prefix)), config)
 
 
 async def raw_counts(store: CooccurrenceStore, item: str) -> list[tuple[str, int]]:
@@ -257,6 +280,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--cart-rate", type=float, default=500.0, help="a second, lower rate for the rows with a cart")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
@@ -268,6 +292,7 @@ async def main() -> None:
     server = None
     try:
         load_s = await load(redis, prefix, orders, category)
+        carts = await load_carts(redis, prefix, orders, category)
         service = service_for(redis, prefix)
         await service.models.refresh()
         print(f"Machine: {machine()}")
@@ -287,6 +312,12 @@ async def main() -> None:
         for label, svc in (("also_bought", service), ("also_bought, neighbours not cached", uncached)):
             lat, got = await open_loop(lambda s, svc=svc: svc.also_bought(s, k=K), seeds, args.rate, args.seconds)
             print(row(f"in-process: {label}", lat, got))
+        for item, visitor in carts[:200]:
+            await service.also_bought(item, visitor_id=visitor)
+        for rate in (args.rate, args.cart_rate):
+            lat, got = await open_loop(lambda ask: service.also_bought(ask[0], k=K, visitor_id=ask[1]), carts, rate,
+                                       args.seconds)
+            print(row(f"in-process: also_bought with a cart (visitor_id), {rate:,.0f}/s", lat, got))
         lat, got = await open_loop(lambda s: raw_counts(service.store, s), seeds, args.rate, args.seconds)
         print(row("in-process baseline: raw pair counts (HGETALL + sort)", lat, got))
         lat, got = await closed_loop(lambda s: naive_scan(service.store, s), seeds, 50)
@@ -299,15 +330,20 @@ async def main() -> None:
         client = LoopbackClient("127.0.0.1", port, connections=32)
         await client.start()
         try:
-            paths = {"GET /v1/recommendations/also-bought": "/v1/recommendations/also-bought?item={}&k=" + str(K),
-                     "raw pair counts route": "/raw?item={}"}
-            for template in paths.values():
-                for seed in seeds[:300]:
-                    await client.get(template.format(quote(seed)))
-            for label, template in paths.items():
+            cart_paths = [f"/v1/recommendations/also-bought?item={quote(item)}&visitor_id={visitor}&k={K}"
+                          for item, visitor in carts]
+            paths = {"GET /v1/recommendations/also-bought": [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}"
+                                                             for s in seeds],
+                     "GET /v1/recommendations/also-bought with a cart (visitor_id)": cart_paths,
+                     "raw pair counts route": [f"/raw?item={quote(s)}" for s in seeds]}
+            for asked in paths.values():
+                for path in asked[:300]:
+                    await client.get(path)
+            runs = [(label, asked, args.rate) for label, asked in paths.items()]
+            runs.insert(2, (f"{list(paths)[1]}, {args.cart_rate:,.0f}/s", cart_paths, args.cart_rate))
+            for label, asked, rate in runs:
                 await client.get("/__timings")
-                lat, got = await open_loop(lambda s, t=template: client.get(t.format(quote(s))), seeds, args.rate,
-                                           args.seconds)
+                lat, got = await open_loop(client.get, asked, rate, args.seconds)
                 inside = [ms for times in json.loads(await client.get("/__timings")).values() for ms in times]
                 label = f"HTTP loopback (engine API app, uvicorn, 1 process): {label}"
                 print(row(label if "raw" not in label else label.replace("HTTP", "HTTP baseline"), lat, got, inside))

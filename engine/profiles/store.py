@@ -176,6 +176,11 @@ class ProfileStore:
         data = await self.redis.hget(self.profile_key(profile_id), "d")
         return None if data is None else unpack_profile(data)
 
+    async def get_with_preferences(self, profile_id: str) -> tuple[dict | None, bytes | None]:
+        """The profile and the visitor's own preferences, in one round trip."""
+        data, preferences = await self.redis.hmget(self.profile_key(profile_id), ["d", "prefs"])
+        return (None if data is None else unpack_profile(data)), preferences
+
     async def get_many(self, profile_ids: list[str]) -> dict[str, dict]:
         """The profiles that exist among profile_ids, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -71,7 +71,8 @@ class AlsParams:
     def from_settings(cls, settings) -> "AlsParams":
         return cls(factors=settings.als_factors, regularization=settings.als_regularization,
                    iterations=settings.als_iterations,
-                   item_regression=ease.EaseParams(regularization=settings.ease_regularization, max_items=settings.ease_max_items))
+                   item_regression=ease.EaseParams(regularization=settings.ease_regularization,
+                                                   max_items=settings.ease_max_items))
 
 
 # --- the training set (pure) ----------------------------------------------------
@@ -215,10 +216,11 @@ def train_matrix(matrix: sp.csr_matrix, item_ids: list[str], params: AlsParams =
                                       num_threads=params.num_threads)
         als.fit(matrix, show_progress=show_progress)
     als_seconds = time.perf_counter() - started
-    if show_progress and params.item_regression.max_items > 0:
-        print(f"train: item-item regression on the {min(params.item_regression.max_items, len(item_ids)):,} most touched items",
-              file=sys.stderr, flush=True)
-    regression = ease.fit(matrix, params.weights.get("purchase", 1.0), params.item_regression) if params.item_regression.max_items > 0 else None
+    regression, wanted = None, min(params.item_regression.max_items, len(item_ids))
+    if wanted > 0:
+        if show_progress:
+            print(f"train: item-item regression on the {wanted:,} most touched items", file=sys.stderr, flush=True)
+        regression = ease.fit(matrix, params.weights.get("purchase", 1.0), params.item_regression)
     seconds = time.perf_counter() - started
     meta = {"params": params.to_json(), "trained_at": int(time.time() * 1000), "train_seconds": round(seconds, 3),
             "als_seconds": round(als_seconds, 3), "regression_seconds": round(seconds - als_seconds, 3),

@@ -46,15 +46,22 @@ def blend(sources: Mapping[str, Mapping[str, float]], weights: Mapping[str, floa
     total: dict[str, float] = {}
     best: dict[str, tuple[float, str]] = {}
     for name in sorted(sources):
-        scores, weight = sources[name], weights[name]
-        kept = {item: score for item, score in scores.items() if item not in exclude and score > 0}
-        top = max(kept.values(), default=0.0)
-        if top <= 0 or weight == 0:
+        weight = weights[name]
+        if weight == 0:
             continue
-        for item, score in kept.items():
+        kept = [(item, score) for item, score in sources[name].items() if score > 0 and item not in exclude]
+        if not kept:
+            continue
+        top = max([score for _, score in kept])
+        for item, score in kept:
             part = weight * score / top
-            total[item] = total.get(item, 0.0) + part
-            if item not in best or part > best[item][0]:
+            before = total.get(item)
+            if before is None:
+                total[item] = part
                 best[item] = (part, name)
-    ranked = sorted(total.items(), key=lambda p: (-p[1], p[0]))[:k]
-    return [(item, score, best[item][1]) for item, score in ranked]
+            else:
+                total[item] = before + part
+                if part > best[item][0]:
+                    best[item] = (part, name)
+    ranked = sorted([(-score, item) for item, score in total.items()])[:k]   # tuples compare in C: no key calls
+    return [(item, -negative, best[item][1]) for negative, item in ranked]

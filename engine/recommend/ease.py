@@ -30,6 +30,9 @@ import numpy as np
 import scipy.sparse as sp
 
 
+CHUNK = 500   # rows ranked at a time, so picking each row's largest weights needs no n x n temporaries
+
+
 @dataclass(frozen=True)
 class EaseParams:
     regularization: float = 100.0   # lambda; chosen on the validation slices of benchmarks/recommend_quality.py
@@ -47,22 +50,16 @@ class ItemRegression:
 
     def scores(self, seeds: Iterable[int], limit: int) -> dict[int, float]:
         """The `limit` item indices with the largest summed weight from the seeds (seeds left out)."""
+        seeds = list(seeds)
         rows = [self.rows[s] for s in seeds if s in self.rows]
         if not rows or limit <= 0:
             return {}
-        targets, weights = self.targets[rows].ravel(), self.weights[rows].ravel()
-        items, where = np.unique(targets, return_inverse=True)
-        summed = np.bincount(where, weights=weights, minlength=len(items))
-        seed_set = set(seeds)
-        order = np.argsort(-summed, kind="stable")
-        out: dict[int, float] = {}
-        for j in order:
-            if len(out) >= limit or summed[j] <= 0:
-                break
-            item = int(items[j])
-            if item not in seed_set:
-                out[item] = float(summed[j])
-        return out
+        summed = np.bincount(self.targets[rows].ravel(), weights=self.weights[rows].ravel())
+        summed[[s for s in seeds if s < len(summed)]] = 0.0
+        positive = np.flatnonzero(summed > 0)
+        if len(positive) > limit:
+            positive = positive[np.argpartition(-summed[positive], limit - 1)[:limit]]
+        return {int(j): float(summed[j]) for j in positive}
 
 
 def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = EaseParams()) -> ItemRegression | None:
@@ -80,11 +77,16 @@ def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = Ease
     gram = (x.T @ x).toarray()
     gram[np.diag_indices(n)] += params.regularization
     with threadpool_limits(os.cpu_count() or 1, "blas"):  # the inverse is plain BLAS work: every core
-        inverse = np.linalg.inv(gram)
-    b = inverse / -np.diag(inverse)[None, :]
+        b = np.linalg.inv(gram)
+    del gram
+    b /= -np.diag(b)[None, :]   # in place: at 5,000 items each n x n copy is 200 MB
     np.fill_diagonal(b, 0.0)
     keep = min(params.keep, n - 1)
-    top = np.argpartition(-np.abs(b), keep - 1, axis=1)[:, :keep]
-    weights = np.take_along_axis(b, top, axis=1)
-    return ItemRegression(rows={int(c): r for r, c in enumerate(columns)},
-                          targets=columns[top].astype(np.int32), weights=weights.astype(np.float32))
+    targets = np.empty((n, keep), dtype=np.int32)
+    weights = np.empty((n, keep), dtype=np.float32)
+    for start in range(0, n, CHUNK):
+        rows = b[start:start + CHUNK]
+        top = np.argpartition(-np.abs(rows), keep - 1, axis=1)[:, :keep]
+        targets[start:start + CHUNK] = columns[top]
+        weights[start:start + CHUNK] = np.take_along_axis(rows, top, axis=1)
+    return ItemRegression(rows={int(c): r for r, c in enumerate(columns)}, targets=targets, weights=weights)

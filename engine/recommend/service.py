@@ -290,8 +290,11 @@ class RecommendService:
 
     async def basket_sources(self, seeds: list[str], viewed: list[str] = ()) -> dict[str, dict[str, float]]:
         """The sources of a list for several seeds at once: for-you, and also-bought with a cart."""
-        co, views, popular = await asyncio.gather(
-            self.neighbours(seeds, "purchase"), self.neighbours(list(viewed), "view"), self.popular_scores())
+        if viewed:
+            co, views = await asyncio.gather(self.neighbours(seeds, "purchase"), self.neighbours(list(viewed), "view"))
+        else:   # most lists: no task to spawn, and a kept item's neighbours need no wait at all
+            co, views = await self.neighbours(seeds, "purchase"), {}
+        popular = await self.popular_scores()
         model = self.current_model()
         return {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
                 "als": self.als_scores(seeds, model),
@@ -319,17 +322,15 @@ class RecommendService:
                           max_per_category: int | None = None) -> dict:
         cfg = self.config
         cap = cfg.max_per_category if max_per_category is None else max_per_category
-        if visitor_id is None:
-            (sources, ranked), person = await self._also_bought_ranking(item), None
-        else:
-            (sources, ranked), person = await asyncio.gather(self._also_bought_ranking(item), self._person(visitor_id))
+        person = await self._person(visitor_id) if visitor_id is not None else None
         bought = list(person["commerce"]["items"]) if person else []
         cart = [i for i in cart_of(person, cfg.seeds_max) if i != item] \
             if person and wants_personalization(person) else []
-        weights = cfg.also_bought_weights
         if cart:
             weights, sources = cfg.for_you_weights, await self.basket_sources([item, *cart])
             ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item, *cart})]
+        else:   # the item's own blend, kept per process: the same for every visitor
+            weights, (sources, ranked) = cfg.also_bought_weights, await self._also_bought_ranking(item)
         warm = any(sources.get(name) for name in ("cooccurrence", "als", "ease"))
         info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = {item, *cart} | bought_to_drop(bought, info, cfg.repurchase_categories)
@@ -409,8 +410,11 @@ def _keep(cache: dict, key, value, limit: int = NEIGHBOURS_CACHE_MAX) -> None:
 
 
 def _summed(per_seed: Iterable[dict[str, float]]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for scores in per_seed:
+    per_seed = list(per_seed)
+    if not per_seed:
+        return {}
+    out = dict(per_seed[0])
+    for scores in per_seed[1:]:
         for item, score in scores.items():
             out[item] = out.get(item, 0.0) + score
     return out

@@ -56,6 +56,7 @@ def test_scores_sum_the_seeds_rows_and_leave_out_the_seeds_and_what_they_predict
                                      targets=np.array([[1, 2, 3], [0, 2, 3]], dtype=np.int32),
                                      weights=np.array([[0.5, 0.2, -0.1], [0.4, 0.3, -0.3]], dtype=np.float32))
     assert regression.scores([0], 10) == pytest.approx({1: 0.5, 2: 0.2})
+    assert regression.scores([0], 1) == pytest.approx({1: 0.5})
     assert regression.scores([0, 1], 10) == pytest.approx({2: 0.5})         # 3 sums below 0; seeds left out
     assert regression.scores([0, 1], 0) == {} and regression.scores([7], 5) == {}
 
@@ -88,3 +89,14 @@ def test_the_matrix_is_scaled_so_a_purchase_counts_one_and_repeats_do_not_count_
     capped = ease.fit(build_matrix([("p1", "a", 5.0), ("p1", "b", 5.0), ("p2", "a", 1.0), ("p2", "b", 5.0)])[0], 5.0,
                       EaseParams(regularization=1.0))
     assert np.allclose(heavy.weights, capped.weights) and items == ["a", "b"]
+
+
+def test_ranking_the_rows_in_chunks_keeps_the_same_weights(monkeypatch):
+    matrix, params = random_matrix(items=9), EaseParams(regularization=3.0, keep=4)
+    whole = ease.fit(matrix, 5.0, params)
+    monkeypatch.setattr(ease, "CHUNK", 2)
+    chunked = ease.fit(matrix, 5.0, params)
+    assert chunked.rows == whole.rows
+    for row in range(len(whole.rows)):
+        assert dict(zip(chunked.targets[row].tolist(), chunked.weights[row].tolist())) == \
+            pytest.approx(dict(zip(whole.targets[row].tolist(), whole.weights[row].tolist())))
