@@ -370,7 +370,7 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
               lambda: [ranked(m.ease_item(q), q) for q, _ in pq])
         fit_all = m.fit_co + m.fit_als + m.fit_pop  # fit_als includes the regression
         if weights.get("ease"):
-            timed(f"served blend without the regression (ease 0)", fit_all,
+            timed("served blend without the regression (ease 0)", fit_all,
                   lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, dict(weights, ease=0.0)))
         timed(f"**served blend**: {SERVED.method}, {WEIGHT_NAMES[proto]}", fit_all,
               lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, weights))

@@ -328,10 +328,11 @@ class RecommendService:
             if person and wants_personalization(person) else []
         if cart:
             weights, sources = cfg.for_you_weights, await self.basket_sources([item, *cart])
-            ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item, *cart})]
+            warm = any(sources[name] for name in ("cooccurrence", "als", "ease"))
+            ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item, *cart})] if warm else []
         else:   # the item's own blend, kept per process: the same for every visitor
             weights, (sources, ranked) = cfg.also_bought_weights, await self._also_bought_ranking(item)
-        warm = any(sources.get(name) for name in ("cooccurrence", "als", "ease"))
+            warm = bool(sources["cooccurrence"] or sources["als"])
         info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = {item, *cart} | bought_to_drop(bought, info, cfg.repurchase_categories)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)

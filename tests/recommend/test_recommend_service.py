@@ -409,3 +409,9 @@ def test_kept_entries_are_bounded_and_the_oldest_go_first():
     _keep(cache, 2, "again", limit=3)   # stored anew: now the newest
     _keep(cache, 5, "v5", limit=3)
     assert cache == {4: "v4", 2: "again", 5: "v5"}
+
+
+async def test_a_cold_item_with_a_cold_cart_gets_its_category_first(shop):
+    await shop.feed([add_to_cart("browsing", "t2", T0 + 20)])    # t2: bought once, alone
+    out = await shop.service.also_bought("z", k=2, visitor_id="browsing")
+    assert out["source"] == "popularity" and ids(out) == ["t1", "a"]   # toys first (t2 is in the cart), then overall
