@@ -95,7 +95,10 @@ class People:
 
     async def resolve(self, profile_id: str) -> tuple[str | None, list[str]]:
         """(user id or None, visitor ids) of the person a visitor id or user id names."""
-        piece = await self.store.get(profile_id)
+        return await self._resolve(profile_id, await self.store.get(profile_id))
+
+    async def _resolve(self, profile_id: str, piece: dict | None) -> tuple[str | None, list[str]]:
+        """`resolve`, given the profile stored under `profile_id` (None: no such visitor)."""
         if piece is not None and piece.get("user_id"):
             uid = piece["user_id"]
             linked = await self.links(uid)
@@ -107,27 +110,29 @@ class People:
         return (profile_id, linked) if linked else (None, [])
 
     async def person(self, profile_id: str) -> dict | None:
-        piece, preferences = await self.store.get_with_preferences(profile_id)
-        if piece is not None and not piece.get("user_id"):
-            # An anonymous visitor, most of a shop's traffic: one round trip, the profile as it is.
-            return dict(piece, id=profile_id, visitor_ids=[profile_id],
-                        preferences=json.loads(preferences) if preferences else {})
-        user_id, visitor_ids = await self.resolve(profile_id)
-        pieces = list((await self.store.get_many(visitor_ids)).values())
+        """The merged person; an anonymous visitor, most of a shop's traffic, costs one round trip."""
+        piece, own_preferences = await self.store.get_with_preferences(profile_id)
+        user_id, visitor_ids = await self._resolve(profile_id, piece)
+        others = [vid for vid in visitor_ids if vid != profile_id]
+        pieces = list((await self.store.get_many(others)).values()) if others else []
+        if piece is not None and profile_id in visitor_ids:
+            pieces.append(piece)
         if not pieces:
             return None
         person = merge_all(pieces, self.half_life_days)
         person["id"] = user_id or visitor_ids[0]
         person["visitor_ids"] = visitor_ids
-        person["preferences"] = await self.preferences(profile_id, user_id, visitor_ids)
+        person["preferences"] = await self.preferences(profile_id, user_id, visitor_ids, {profile_id: own_preferences})
         return person
 
-    async def preferences(self, profile_id: str, user_id: str | None, visitor_ids: list[str]) -> dict:
-        """The user's choices over the visitor's own (the one asking first)."""
+    async def preferences(self, profile_id: str, user_id: str | None, visitor_ids: list[str],
+                          read: dict[str, bytes | None] | None = None) -> dict:
+        """The user's choices over the visitor's own (the one asking first); `read`: visitors' raw ones at hand."""
+        read = read or {}
         merged: dict = {}
         ordered = sorted(visitor_ids, key=lambda v: v == profile_id)
         for vid in ordered:
-            raw = await self.store.get_preferences(vid)
+            raw = read[vid] if vid in read else await self.store.get_preferences(vid)
             if raw:
                 merged.update(json.loads(raw))
         if user_id:

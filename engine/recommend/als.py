@@ -180,8 +180,7 @@ class AlsModel:
         buffer = io.BytesIO()
         arrays = {}
         if self.regression is not None:
-            seeds = sorted(self.regression.rows, key=self.regression.rows.get)
-            arrays = {"regression_seeds": np.array(seeds, dtype=np.int32), "regression_targets": self.regression.targets,
+            arrays = {"regression_seeds": self.regression.seeds, "regression_targets": self.regression.targets,
                       "regression_weights": self.regression.weights}
         np.savez(buffer, item_ids=np.array(self.item_ids, dtype=str), factors=self.factors.astype(np.float32),
                  meta=np.array(json.dumps(dict(self.meta, version=self.version))), **arrays)
@@ -193,8 +192,8 @@ class AlsModel:
             meta = json.loads(str(npz["meta"]))
             regression = None
             if "regression_seeds" in npz.files:   # models published before the regression have none
-                regression = ease.ItemRegression({int(s): r for r, s in enumerate(npz["regression_seeds"])},
-                                                 npz["regression_targets"], npz["regression_weights"])
+                regression = ease.ItemRegression(npz["regression_seeds"], npz["regression_targets"],
+                                                 npz["regression_weights"])
             return cls(meta["version"], [str(i) for i in npz["item_ids"]], np.ascontiguousarray(npz["factors"]), meta,
                        regression)
 

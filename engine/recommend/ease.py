@@ -42,11 +42,14 @@ class EaseParams:
 
 @dataclass
 class ItemRegression:
-    """Per seed item (a row of `rows`), its kept weights: item indices `targets` and `weights`."""
+    """Per seed item (row r is item `seeds[r]`), its kept weights: item indices `targets` and `weights`."""
 
-    rows: dict[int, int]           # index into the model's item ids -> row of targets/weights
+    seeds: np.ndarray              # (rows,) int32 indices into the model's item ids
     targets: np.ndarray            # (rows, keep) int32 indices into the model's item ids
     weights: np.ndarray            # (rows, keep) float32
+
+    def __post_init__(self) -> None:
+        self.rows = {int(item): r for r, item in enumerate(self.seeds)}
 
     def scores(self, seeds: Iterable[int], limit: int) -> dict[int, float]:
         """The `limit` item indices with the largest summed weight from the seeds (seeds left out)."""
@@ -89,4 +92,4 @@ def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = Ease
         top = np.argpartition(-np.abs(rows), keep - 1, axis=1)[:, :keep]
         targets[start:start + CHUNK] = columns[top]
         weights[start:start + CHUNK] = np.take_along_axis(rows, top, axis=1)
-    return ItemRegression(rows={int(c): r for r, c in enumerate(columns)}, targets=targets, weights=weights)
+    return ItemRegression(seeds=columns.astype(np.int32), targets=targets, weights=weights)

@@ -52,7 +52,7 @@ def test_only_the_most_touched_items_take_part_and_each_keeps_its_largest_weight
 
 
 def test_scores_sum_the_seeds_rows_and_leave_out_the_seeds_and_what_they_predict_against():
-    regression = ease.ItemRegression(rows={0: 0, 1: 1},
+    regression = ease.ItemRegression(seeds=np.array([0, 1], dtype=np.int32),
                                      targets=np.array([[1, 2, 3], [0, 2, 3]], dtype=np.int32),
                                      weights=np.array([[0.5, 0.2, -0.1], [0.4, 0.3, -0.3]], dtype=np.float32))
     assert regression.scores([0], 10) == pytest.approx({1: 0.5, 2: 0.2})

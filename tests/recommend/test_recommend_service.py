@@ -163,7 +163,8 @@ async def test_also_bought_with_a_cart_ranks_for_the_item_and_the_cart_together_
 
 
 async def test_the_item_item_regression_joins_basket_lists_and_names_itself(shop):
-    regression = ease.ItemRegression(rows={0: 0, 1: 1}, targets=np.array([[2], [2]], dtype=np.int32),
+    regression = ease.ItemRegression(seeds=np.array([0, 1], dtype=np.int32),
+                                     targets=np.array([[2], [2]], dtype=np.int32),
                                      weights=np.array([[0.5], [0.5]], dtype=np.float32))
     await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y"], np.zeros((3, 2), np.float32), {},
                                                         regression))
