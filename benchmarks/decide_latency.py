@@ -39,7 +39,7 @@ from engine.rules.live import LiveRules  # noqa: E402
 from engine.rules.ruleset import load_ruleset  # noqa: E402
 from engine.rules.service import DecideService  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.worker import profile_services  # noqa: E402
+from engine.wiring import build_stores  # noqa: E402
 
 SLOTS = ["hero", "promo", "sidebar", "footer", "banner"]
 CATEGORIES = ["shoes", "coats", "umbrellas", "hats", "bags", "scarves"]
@@ -110,15 +110,15 @@ async def main(requests: int) -> None:
         wait_for_port(port, 20, server)
         settings = Settings(redis=f"redis://127.0.0.1:{port}/0", rules=workdir / "rules", api_keys=("bench",), redis_prefix="bench")
         redis = aioredis.from_url(settings.redis)
-        services = profile_services(settings, redis)
+        stores = build_stores(settings, redis)
         visitors = [f"visitor-{i}" for i in range(2000)]
         t0 = int(time.time() * 1000) - 3 * 86_400_000
         events = [e for vid in visitors for e in visitor_events(rng, vid, t0)]
         for start in range(0, len(events), 5000):
-            await services.store.apply(events[start:start + 5000])
+            await stores.profiles.apply(events[start:start + 5000])
         rules = LiveRules(settings.rules)
         rules.refresh()
-        service = DecideService(settings, services, rules)
+        service = DecideService(settings, stores.people, stores.values, rules)
 
         async def timed(call) -> list[float]:
             out = []
@@ -142,7 +142,7 @@ async def main(requests: int) -> None:
             def current(self, value):
                 pass
 
-        naive = DecideService(settings, services, Reloading(settings.rules))
+        naive = DecideService(settings, stores.people, stores.values, Reloading(settings.rules))
         saved = requests
         requests = max(200, requests // 20)
         baseline = await timed(lambda v, c: naive.decide(v, None, slots, dict(c)))

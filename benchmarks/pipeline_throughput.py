@@ -29,10 +29,10 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
-from engine import codec, kafka  # noqa: E402
+from engine.stream import codec, kafka  # noqa: E402
 from engine.embedded import broker_command, free_port, redis_command, wait_for_port  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.worker import workers_key  # noqa: E402
+from engine.wiring import workers_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VISITORS = 10_000

@@ -261,7 +261,7 @@ def serve(redis_url: str, prefix: str, port: int) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from engine.app import create_app
+    from engine.wiring import create_app
     from engine.settings import Settings
 
     store = CooccurrenceStore(open_redis(redis_url), prefix)

@@ -56,7 +56,7 @@ def cmd_up(args) -> int:
 def _serve(args, roles: set[str]) -> int:
     import uvicorn
 
-    from engine.app import create_app
+    from engine.wiring import create_app
 
     settings = _settings()
     _logging(settings)
@@ -81,34 +81,34 @@ def cmd_collector(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from engine.worker import run_worker
+    from engine.stream.worker import run_worker
+    from engine.wiring import create_worker
 
     settings = _settings()
     _require(settings, "kafka", "redis")
-    run_worker(settings, loglevel=settings.log_level)
+    run_worker(create_worker(settings), loglevel=settings.log_level)
     return 0
 
 
 def cmd_replay(args) -> int:
-    from engine.replay import replay
+    from engine.wiring import run_replay
 
     settings = _settings()
     _require(settings, "kafka", "redis")
     _logging(settings)
-    count = asyncio.run(replay(settings, progress=not args.quiet))
+    count = asyncio.run(run_replay(settings, progress=not args.quiet))
     print(f"replayed {count} events")
     return 0
 
 
 def cmd_train(args) -> int:
-    from engine.recommend import als
+    from engine.wiring import run_train
 
     settings = _settings()
     _require(settings, "kafka", "redis")
     _logging(settings)
     try:
-        model = asyncio.run(als.train(settings, als.AlsParams.from_settings(settings), progress=not args.quiet,
-                                      out_path=args.out))
+        model = asyncio.run(run_train(settings, progress=not args.quiet, out_path=args.out))
     except ValueError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1
@@ -120,8 +120,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    from engine.recommend.catalog import Catalog, read_file
-    from engine.redis_client import open_redis
+    from engine.recommend.catalog import read_file
+    from engine.wiring import load_catalog
 
     settings = _settings()
     _require(settings, "redis")
@@ -131,14 +131,7 @@ def cmd_catalog(args) -> int:
         print(f"catalog: {exc}", file=sys.stderr)
         return 1
 
-    async def load() -> int:
-        redis = open_redis(settings.redis)
-        try:
-            return await Catalog(redis, settings.redis_prefix).put(items)
-        finally:
-            await redis.aclose()
-
-    print(f"stored {asyncio.run(load())} catalog items from {args.path}")
+    print(f"stored {asyncio.run(load_catalog(settings, items))} catalog items from {args.path}")
     return 0
 
 
@@ -190,12 +183,16 @@ def cmd_rules(args) -> int:
                 return 2
         elif args.profile:
             _require(settings, "redis")
-            person, prefs = asyncio.run(commands.load_person(settings, args.profile))
+            from engine.wiring import load_person
+
+            person, prefs = asyncio.run(load_person(settings, args.profile))
             if person is None:
                 print(f"note: no profile {args.profile!r}; deciding as for a new visitor", file=sys.stderr)
         return commands.preview(args.path, person, prefs, context, args.profile or "", args.slot, now_ms)
     _require(settings, "kafka")
-    return asyncio.run(commands.backtest(args.path, settings, args.hours, progress=not args.quiet))
+    from engine.wiring import profile_config
+
+    return asyncio.run(commands.backtest(args.path, settings, profile_config(settings), args.hours, progress=not args.quiet))
 
 
 def build_parser() -> argparse.ArgumentParser:

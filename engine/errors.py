@@ -1,15 +1,17 @@
-"""Exceptions raised by the engine.
+"""Exceptions raised by the engine on purpose: domain errors, not HTTP responses.
 
     EngineError
     ├── SettingsError        a CLICKSTREAM_* variable has a bad value (names the variable)
-    ├── BadRequest           the client sent something we refuse (maps to 4xx)
-    │   ├── PayloadTooLarge  body over the size limit or too many events (413)
-    │   ├── Unauthorized     missing or wrong API key / cookie (401)
-    │   ├── Forbidden        a visitor asking for someone else's data (403)
-    │   └── NotFound         no such profile or resource (404)
-    └── Unavailable          a dependency (broker, Redis) cannot serve now (503)
+    ├── InvalidInput         something a caller sent is refused; the message names the field
+    │   └── TooLarge         a body over its size limit, or too many events in one request
+    ├── NotAuthenticated     no credential, or a wrong API key
+    ├── AccessDenied         a credential that does not reach this person or action
+    ├── NotFound             no such profile, segment, slot...
+    ├── RateLimited          a client sent more than its share (carries retry_after)
+    └── Unavailable          a dependency (broker, Redis) cannot serve now (carries retry_after)
 
-HTTP handlers raise these; one handler in engine.api.errors maps them to JSON.
+Domain code raises these; engine.api.errors maps each class to a status code and
+a JSON body, in one table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from typing import Any
 class EngineError(Exception):
     """Root of every error the engine raises on purpose."""
 
+    def __init__(self, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.detail = detail
+
 
 class SettingsError(EngineError):
     def __init__(self, variable: str, message: str) -> None:
@@ -27,35 +34,40 @@ class SettingsError(EngineError):
         self.variable = variable
 
 
-class BadRequest(EngineError):
-    status = 400
-
-    def __init__(self, error: str, detail: Any = None) -> None:
-        super().__init__(error)
-        self.error = error
-        self.detail = detail
+class InvalidInput(EngineError):
+    """The message starts with the field's path: `props.order.items[0].qty: expected ...`."""
 
 
-class PayloadTooLarge(BadRequest):
-    status = 413
+class TooLarge(InvalidInput):
+    pass
 
 
-class Unauthorized(BadRequest):
-    status = 401
+class NotAuthenticated(EngineError):
+    pass
 
 
-class Forbidden(BadRequest):
-    status = 403
+class AccessDenied(EngineError):
+    pass
 
 
-class NotFound(BadRequest):
-    status = 404
+class NotFound(EngineError):
+    pass
+
+
+class RateLimited(EngineError):
+    def __init__(self, error: str, retry_after: int = 1, detail: Any = None) -> None:
+        super().__init__(error, detail)
+        self.retry_after = retry_after
 
 
 class Unavailable(EngineError):
-    status = 503
-
-    def __init__(self, error: str, retry_after: int = 2) -> None:
-        super().__init__(error)
-        self.error = error
+    def __init__(self, error: str, retry_after: int = 2, detail: Any = None) -> None:
+        super().__init__(error, detail)
         self.retry_after = retry_after
+
+
+# The names the HTTP layer used before the tree was made domain-shaped.
+BadRequest = InvalidInput
+PayloadTooLarge = TooLarge
+Unauthorized = NotAuthenticated
+Forbidden = AccessDenied

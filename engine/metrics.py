@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from engine.stream import BATCH_SIZE_BUCKETS
+from engine.stream.consumer import BATCH_SIZE_BUCKETS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -13,9 +13,47 @@ from typing import Callable, Mapping
 from urllib.parse import urlparse
 
 from engine.errors import SettingsError
-from engine.recommend.cooccur import METHODS as SIMILARITIES
 
 PREFIX = "CLICKSTREAM_"
+# The co-occurrence similarities engine.recommend.cooccur implements (a test checks they agree).
+SIMILARITIES = ("confidence", "cosine", "jaccard", "lift", "raw")
+SCOPES = ("read", "write", "erase")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A back end's key and what it may do; the secret never shows in repr or logs."""
+
+    secret: str = field(repr=False)
+    scopes: frozenset[str] = frozenset(SCOPES)
+
+    def __repr__(self) -> str:
+        return f"ApiKey(scopes={','.join(sorted(self.scopes))}, secret=****)"
+
+    def text(self) -> str:
+        return f"{self.secret}:{','.join(sorted(self.scopes))}"
+
+
+def _api_keys(value: str) -> tuple[ApiKey, ...]:
+    """`KEY[:scope,scope][;KEY...]`; a key without scopes has all of them.
+
+    The older form, comma-separated keys with no `:` or `;`, still reads as keys with every scope.
+    """
+    if ":" not in value and ";" not in value:
+        return tuple(ApiKey(k) for k in _csv(value))
+    keys = []
+    for entry in (part.strip() for part in value.split(";")):
+        if not entry:
+            continue
+        secret, _, scopes = (part.strip() for part in entry.partition(":"))
+        if not secret:
+            raise ValueError("expected KEY[:scope,scope][;KEY...], got an empty key")
+        wanted = frozenset(_csv(scopes)) or frozenset(SCOPES)
+        unknown = sorted(wanted - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope {unknown[0]!r} (scopes: {', '.join(SCOPES)})")
+        keys.append(ApiKey(secret, wanted))
+    return tuple(keys)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -89,12 +127,16 @@ def _redis(value: str) -> str:
 
 
 def _origins(value: str) -> tuple[str, ...]:
+    """Origins named exactly: CORS lets them send the visitor's cookie, so no wildcard and no `null`."""
     origins = _csv(value)
     for origin in origins:
+        if origin == "*":
+            raise ValueError("'*' would let any page act with a visitor's cookie: name each origin, "
+                             "like https://shop.example")
         parsed = urlparse(origin)
-        if origin != "*" and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
             raise ValueError(f"expected origins like https://shop.example, got {origin!r}")
-    return origins
+    return tuple(o.rstrip("/") for o in origins)
 
 
 def _env_field(default, parse: Callable[[str], object] = str, **kwargs):
@@ -105,7 +147,8 @@ def _env_field(default, parse: Callable[[str], object] = str, **kwargs):
 class Settings:
     kafka: str | None = _env_field(None, _kafka)
     redis: str | None = _env_field(None, _redis)
-    api_keys: tuple[str, ...] = _env_field((), _csv)
+    api_keys: tuple[ApiKey, ...] = _env_field((), _api_keys, repr=False)
+    identity_secret: str | None = _env_field(None, repr=False)  # HMAC key of identify's user_hash
     rules: Path = _env_field(Path("rules"), Path)
     site_origins: tuple[str, ...] = _env_field((), _origins)
     topic: str = _env_field("clickstream.events")
@@ -146,6 +189,11 @@ class Settings:
     ease_regularization: float = _env_field(100.0, _positive_float)  # engine.recommend.ease
     ease_max_items: int = _env_field(5000, _count)  # 0: train no item-item regression
 
+    def __post_init__(self) -> None:
+        # Code and tests may name keys as plain strings: "KEY" or "KEY:read,write".
+        keys = tuple(k if isinstance(k, ApiKey) else _api_keys(k)[0] for k in self.api_keys)
+        object.__setattr__(self, "api_keys", keys)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -160,16 +208,6 @@ class Settings:
             except (ValueError, TypeError) as exc:
                 raise SettingsError(name, str(exc)) from None
         return cls(**values)
-
-    def profile_config(self):
-        from engine.profiles.model import ProfileConfig
-
-        return ProfileConfig(
-            interest_half_life_days=self.interest_half_life_days,
-            consent_default=self.consent_default,
-            count_without_consent=self.count_without_consent,
-            blocked_user_ids=self.blocked_user_ids,
-        )
 
     @property
     def embedded_kafka(self) -> bool:
@@ -186,7 +224,9 @@ class Settings:
             value = getattr(self, spec.name)
             if value is None:
                 continue
-            if isinstance(value, tuple):
+            if spec.name == "api_keys":
+                value = ";".join(key.text() for key in value)
+            elif isinstance(value, tuple):
                 value = ",".join(value)
             elif isinstance(value, bool):
                 value = "true" if value else "false"

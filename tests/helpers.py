@@ -101,14 +101,24 @@ class Engine:
 
 
 def unique(prefix: str = "v") -> str:
+    """A fresh name; the default is a visitor id, which must be one the engine issues (a v4 UUID)."""
+    if prefix == "v":
+        return str(uuid.uuid4())
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def visitor(name: str) -> str:
+    """A stable visitor id for a readable name (a v4-shaped UUID derived from it)."""
+    import hashlib
+
+    return str(uuid.UUID(bytes=hashlib.md5(name.encode()).digest(), version=4))
 
 
 async def topic_offsets(settings: Settings, topic: str) -> int:
     """How many messages a topic holds (sum of end offsets)."""
     from aiokafka import TopicPartition
 
-    from engine.stream import kafka_consumer
+    from engine.stream.consumer import kafka_consumer
 
     consumer = kafka_consumer(settings, group_id=None)
     await consumer.start()
@@ -117,7 +127,7 @@ async def topic_offsets(settings: Settings, topic: str) -> int:
         if not partitions:
             await consumer.client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
-        from engine.kafka import end_offsets
+        from engine.stream.kafka import end_offsets
 
         ends = await end_offsets(consumer, [TopicPartition(topic, p) for p in partitions])
         return sum(ends.values())
@@ -129,7 +139,7 @@ async def read_topic(settings: Settings, topic: str, count: int, timeout: float 
     """The first `count` records of a topic (all partitions), as aiokafka records."""
     from aiokafka import TopicPartition
 
-    from engine.stream import kafka_consumer
+    from engine.stream.consumer import kafka_consumer
 
     consumer = kafka_consumer(settings, group_id=None)
     await consumer.start()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from helpers import REPO, engine_with_rules, unique, wait_until
+from helpers import visitor as visitor_named
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -111,7 +112,7 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
 
     # Across many visitors, about 10% are the control group.
     async with engine.client() as shop:
-        variants = [(await decide(shop, f"ab-{i}", {"weather": "rain", "country": "NO"}, AUTH))["variant"] for i in range(300)]
+        variants = [(await decide(shop, visitor_named(f"ab-{i}"), {"weather": "rain", "country": "NO"}, AUTH))["variant"] for i in range(300)]
     assert 0.04 <= variants.count("control") / 300 <= 0.18
     assert set(variants) == {"umbrella", "control"}
 
@@ -121,12 +122,12 @@ async def test_a_bad_edit_is_refused_and_the_last_good_set_keeps_serving(rules_e
     (engine.folder / "umbrella.yaml").write_text(RULE)
     async with engine.client() as shop:
         async def rule_live():
-            return (await decide(shop, "bad-edit", {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
+            return (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
         await wait_until(rule_live, timeout=10, message="rule live")
         refused_before = await _refused(shop)
         (engine.folder / "umbrella.yaml").write_text(RULE.replace("weather: {in: [rain]}", "weather: {in: rain, colour: red}"))
         await wait_until(lambda: _more_refused(shop, refused_before), timeout=10, message="the edit refused")
-        assert (await decide(shop, "bad-edit", {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
+        assert (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
     checked = cli(engine, "rules", "check", str(engine.folder))
     assert checked.returncode == 1
     assert f"{engine.folder / 'umbrella.yaml'}:8: [umbrella-norway-rain] error: unknown parameter 'colour'" in checked.stdout
@@ -155,7 +156,7 @@ async def test_a_preference_changes_the_very_next_decision(rules_engine):
         assert plain["reason"] == "the visitor chose not to personalize"
 
         # A visitor may not decide as somebody else.
-        r = await visitor.post("/v1/decide", json={"visitor_id": "someone-else", "slots": ["hero"]})
+        r = await visitor.post("/v1/decide", json={"visitor_id": visitor_named("someone-else"), "slots": ["hero"]})
         assert r.status_code == 403 and "visitor_id" in r.json()["error"]
         r = await visitor.post("/v1/decide", json={"slots": "hero"})
         assert r.status_code == 400 and r.json()["error"].startswith("slots")

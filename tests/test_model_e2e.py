@@ -52,7 +52,7 @@ async def report(client):
 async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_engine):
     engine = model_engine
     async with engine.client() as shop:
-        first = [(f"m-{i}-{unique()}", None) for i in range(60)]
+        first = [(unique(), None) for i in range(60)]
         first = [(vid, await decide(shop, vid)) for vid, _ in first]
         sources = {d["source"] for _, d in first}
         assert sources <= {"model", "default"} and "model" in sources
@@ -81,7 +81,7 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
         assert again["model"] == rep["model"] and again["holdout"] == rep["holdout"]
 
         # The next visitors mostly get the discount, and the reason says why.
-        later = [await decide(shop, f"n-{i}-{unique()}") for i in range(40)]
+        later = [await decide(shop, unique()) for i in range(40)]
         modelled = [d for d in later if d["source"] == "model"]
         assert modelled and sum(d["content_id"] == "discount" for d in modelled) / len(modelled) >= 0.8
         assert all("exploit" in d["reason"] and "expected click rate" in d["reason"] for d in modelled)
@@ -90,6 +90,6 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
         (engine.folder / "pin.yaml").write_text("rules:\n  - id: pin-newsletter\n    when: always\n    then: {promo: newsletter}\n")
 
         async def pinned():
-            return (await decide(shop, unique("p")))["source"] == "rule"
+            return (await decide(shop, unique()))["source"] == "rule"
         await wait_until(pinned, timeout=10, message="the rule pins the slot")
         (engine.folder / "pin.yaml").unlink()

@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from engine import codec, kafka
+from engine.stream import codec, kafka
 from helpers import REPO, Engine, Process, unique, wait_until
 from engine.embedded import wait_for_port
 

@@ -23,7 +23,8 @@ def test_reads_every_documented_variable():
     })
     assert settings.kafka == "k1:9092,k2:9092"
     assert settings.redis == "redis://cache:6379/2"
-    assert settings.api_keys == ("a", "b", "c")
+    assert [key.secret for key in settings.api_keys] == ["a", "b", "c"]
+    assert all(key.scopes == {"read", "write", "erase"} for key in settings.api_keys)  # the older form: every scope
     assert settings.rules == Path("/etc/rules")
     assert settings.site_origins == ("https://shop.example", "http://localhost:3000")
     assert not settings.embedded_kafka and not settings.embedded_redis
@@ -35,6 +36,10 @@ def test_reads_every_documented_variable():
         ("CLICKSTREAM_KAFKA", "no-port"),
         ("CLICKSTREAM_REDIS", "http://cache"),
         ("CLICKSTREAM_SITE_ORIGINS", "shop.example"),
+        ("CLICKSTREAM_SITE_ORIGINS", "*"),
+        ("CLICKSTREAM_SITE_ORIGINS", "https://shop.example,null"),
+        ("CLICKSTREAM_API_KEYS", "shop:read,admin"),
+        ("CLICKSTREAM_API_KEYS", ":read"),
         ("CLICKSTREAM_PARTITIONS", "zero"),
         ("CLICKSTREAM_PARTITIONS", "-3"),
         ("CLICKSTREAM_BATCH_SIZE", "0"),
@@ -86,3 +91,19 @@ def test_item_regression_settings_reach_the_training_parameters():
     chosen = AlsParams.from_settings(Settings.from_env({"CLICKSTREAM_EASE_REGULARIZATION": "250",
                                                         "CLICKSTREAM_EASE_MAX_ITEMS": "0"}))
     assert chosen.item_regression == EaseParams(regularization=250.0, max_items=0)
+
+
+def test_api_keys_carry_scopes_and_never_show():
+    settings = Settings.from_env({"CLICKSTREAM_API_KEYS": "shop-secret:read,write; ops-secret:read ;dpo-secret:erase;all-secret"})
+    scopes = {key.secret: key.scopes for key in settings.api_keys}
+    assert scopes == {"shop-secret": {"read", "write"}, "ops-secret": {"read"}, "dpo-secret": {"erase"},
+                      "all-secret": {"read", "write", "erase"}}
+    assert "secret" not in repr(settings).replace("secret=****", "")
+    assert Settings.from_env(settings.environ()) == settings
+
+
+def test_the_similarities_settings_accept_are_the_ones_implemented():
+    from engine.recommend.cooccur import METHODS
+    from engine.settings import SIMILARITIES
+
+    assert tuple(SIMILARITIES) == tuple(METHODS)

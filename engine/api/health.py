@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.api.access import Access, guarded
 from engine.metrics import REGISTRY, WORKERS
 
 Check = Callable[[], Awaitable[bool]]
@@ -23,7 +24,7 @@ async def _run(check: Check) -> bool:
         return False
 
 
-def health_routes(checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]]) -> list[Route]:
+def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]]) -> list[Route]:
     async def healthz(request: Request) -> JSONResponse:
         names = list(checks)
         results = await asyncio.gather(*(_run(checks[name]) for name in names))
@@ -40,4 +41,7 @@ def health_routes(checks: dict[str, Check], heartbeats: Callable[[], Awaitable[d
             WORKERS.heartbeats = {}
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    return [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
+    return [
+        Route("/healthz", guarded(access, "public", healthz), methods=["GET"]),
+        Route("/metrics", guarded(access, "public", metrics), methods=["GET"]),
+    ]

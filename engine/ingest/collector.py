@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from engine import codec
-from engine.errors import BadRequest, PayloadTooLarge
+from engine.stream import codec
+from engine.errors import InvalidInput, TooLarge
 from engine.ingest.enrich import enrich
 from engine.ingest.schema import InvalidEvent, validate_event
 
@@ -36,26 +36,31 @@ class RequestInfo:
     country: str | None = None
 
 
+def parse_events(payload: Any) -> list:
+    """The events of a decoded body: one event object or {"events": [...]}."""
+    if isinstance(payload, dict) and "events" in payload:
+        events = payload["events"]
+        if not isinstance(events, list):
+            raise InvalidInput("events: expected a list of event objects")
+        return events
+    if isinstance(payload, dict):
+        return [payload]
+    raise InvalidInput("body: expected an event object or {\"events\": [...]}")
+
+
 def parse_body(body: bytes) -> list:
     try:
         payload = json.loads(body)
     except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8 text") from None
+        raise InvalidInput("body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise BadRequest("malformed JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if isinstance(payload, dict) and "events" in payload:
-        events = payload["events"]
-        if not isinstance(events, list):
-            raise BadRequest("events: expected a list of event objects")
-        return events
-    if isinstance(payload, dict):
-        return [payload]
-    raise BadRequest("body: expected an event object or {\"events\": [...]}")
+        raise InvalidInput("malformed JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return parse_events(payload)
 
 
 def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Callable[[], str]) -> Batch:
     if len(raw_events) > max_events:
-        raise PayloadTooLarge(f"events: more than {max_events} events in one request", {"limit": max_events})
+        raise TooLarge(f"events: more than {max_events} events in one request", {"limit": max_events})
     batch = Batch()
     for index, raw in enumerate(raw_events):
         try:

@@ -8,7 +8,7 @@ import time
 
 from aiokafka import AIOKafkaProducer
 
-from engine import codec
+from engine.stream import codec
 from engine.errors import Unavailable
 from engine.ingest.collector import Batch
 

@@ -1,4 +1,4 @@
-"""Identity: which user ids may link profiles, and how the pieces of one person merge.
+"""Identity: how the pieces of one person merge (which user ids may link: engine.profiles.user_ids).
 
 Pure. A person is the merge of the profiles of every visitor id (device, cookie)
 linked to their user id. `merge` is associative and commutative, so the pieces
@@ -8,17 +8,8 @@ can be read in any order and the person comes out the same.
 from __future__ import annotations
 
 from functools import reduce
-from typing import Iterable
 
-NEVER_IDENTITIES = frozenset({"", "null", "none", "undefined", "nil", "guest", "anonymous", "anon", "0", "-1", "unknown", "nan"})
-
-
-def is_identity_id(user_id: object, blocked: Iterable[str] = ()) -> bool:
-    """False for placeholder ids that would merge strangers into one profile."""
-    if not isinstance(user_id, str):
-        return False
-    normalized = user_id.strip().lower()
-    return normalized not in NEVER_IDENTITIES and normalized not in {b.strip().lower() for b in blocked}
+from engine.profiles.model import DAYS_KEPT, ORDERS_KEPT, PAGES_KEPT, VIEWED_KEPT, decay, newest_items
 
 
 def _min(a, b):
@@ -66,8 +57,6 @@ def _newer(a: dict, b: dict) -> dict:
 
 
 def merge(a: dict, b: dict, half_life_days: float = 14.0) -> dict:
-    from engine.profiles.model import DAYS_KEPT, ORDERS_KEPT, PAGES_KEPT, VIEWED_KEPT, decay, newest_items
-
     newer, older = (a, b) if _newer(a, b) is a else (b, a)
     sessions_a, sessions_b = a["sessions"], b["sessions"]
     interests = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.profiles.identity import is_identity_id
+from engine.profiles.user_ids import is_identity_id
 
 DAY_MS = 86_400_000
 PAGES_KEPT = 20
@@ -32,7 +32,7 @@ class ProfileConfig:
     interest_half_life_days: float = 14.0
     consent_default: bool = True      # analytics consent assumed until the visitor says otherwise
     count_without_consent: bool = False  # else events without consent are dropped
-    blocked_user_ids: tuple[str, ...] = ()  # beyond the built-in placeholders (identity.NEVER_IDENTITIES)
+    blocked_user_ids: tuple[str, ...] = ()  # beyond the built-in placeholders (user_ids.NEVER_IDENTITIES)
 
 
 DEFAULT = ProfileConfig()

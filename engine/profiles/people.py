@@ -23,7 +23,8 @@ from typing import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from engine.profiles.identity import is_identity_id, merge_all
+from engine.profiles.identity import merge_all
+from engine.profiles.user_ids import is_identity_id
 from engine.profiles.store import BatchResult, ProfileStore
 
 # KEYS: links, audit, tomb.  ARGV: visitor id, event id, linked entry, refused entry, cap.
@@ -92,6 +93,14 @@ class People:
     async def audit(self, user_id: str) -> list[dict]:
         entries = [json.loads(raw) for raw in (await self.redis.hgetall(self._key(user_id, "audit"))).values()]
         return sorted(entries, key=lambda e: (e["ts"], e["event_id"]))
+
+    async def linked_user(self, visitor_id: str) -> str | None:
+        """The user id this visitor id is linked to (the access check's "own person"), or None."""
+        piece = await self.store.get(visitor_id)
+        if piece is None or not piece.get("user_id"):
+            return None
+        user_id, _ = await self._resolve(visitor_id, piece)
+        return user_id
 
     async def resolve(self, profile_id: str) -> tuple[str | None, list[str]]:
         """(user id or None, visitor ids) of the person a visitor id or user id names."""

@@ -51,6 +51,14 @@ class SegmentIndex:
                 pipe.zrem(key, person_id)
             await pipe.execute()
 
-    async def clear(self, names: list[str]) -> None:
-        if names:
-            await self.redis.delete(*[self.key(n) for n in names])
+    async def forget(self, person_id: str, pieces: list[dict]) -> None:
+        """Erasure hook: the person and each of their visitor ids leave every set."""
+        for member in {person_id, *(p["id"] for p in pieces)}:
+            await self.remove_person(member)
+
+    async def clear(self, names: list[str] | None = None) -> None:
+        """Drops the named sets; every set (for a rebuild) when no names are given."""
+        keys = ([self.key(n) for n in names] if names is not None
+                else [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)])
+        if keys:
+            await self.redis.delete(*keys)

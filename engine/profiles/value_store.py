@@ -43,6 +43,14 @@ class ValueStore:
         ids = {person_id, *(p["id"] for p in pieces)}
         await self.redis.srem(self.buyers_key, *ids)
 
+    async def buyers(self) -> int:
+        return await self.redis.scard(self.buyers_key)
+
+    async def clear(self) -> None:
+        """For a rebuild: the buyers and the fitted model are derived from the log."""
+        await self.redis.delete(self.buyers_key, self.model_key)
+        self._cached = None
+
     async def summaries(self, now_ms: int) -> list[Summary]:
         """One summary per buying person: pieces with the same user id are one customer."""
         vids = sorted(v.decode() for v in await self.redis.smembers(self.buyers_key))

@@ -39,12 +39,12 @@ import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, Iterable  # noqa: E402
+from typing import Awaitable, Callable, Iterable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from engine.profiles.identity import is_identity_id  # noqa: E402
+from engine.profiles.user_ids import is_identity_id  # noqa: E402
 from engine.recommend import cooccur, ease  # noqa: E402
 
 log = logging.getLogger("engine.recommend.als")
@@ -345,8 +345,8 @@ class ModelHolder:
 
 async def read_history(settings, interactions: Interactions, progress: bool = True) -> int:
     """Feeds every event of the topic, from the beginning to the end seen at the start, to `interactions`."""
-    from engine import kafka
-    from engine.history import topic_history
+    from engine.stream import kafka
+    from engine.stream.history import topic_history
 
     await kafka.ensure_topics(settings)
     done, started = 0, time.monotonic()
@@ -374,50 +374,43 @@ async def erased_among(profiles, visitor_ids: list[str], chunk: int = 1000) -> s
     return out
 
 
-async def train(settings, params: AlsParams = AlsParams(), progress: bool = True, out_path: Path | None = None,
-                redis=None) -> AlsModel:
-    """`clickstream train`: the topic's history -> ALS -> published in Redis (and to `out_path`)."""
-    from engine.profiles.store import ProfileStore
-    from engine.redis_client import open_redis
+async def train(settings, redis, profiles, params: AlsParams = AlsParams(), progress: bool = True,
+                out_path: Path | None = None) -> AlsModel:
+    """`clickstream train`: the topic's history -> ALS -> published in Redis (and to `out_path`).
 
-    own = redis is None
-    redis = open_redis(settings.redis) if own else redis
-    try:
-        history = Interactions(params.weights, settings.consent_default, settings.blocked_user_ids)
-        await read_history(settings, history, progress)
-        erased = await erased_among(ProfileStore(redis, settings.redis_prefix), history.visitors())
-        rows = list(history.rows(skip=erased))
-        if not rows:
-            raise ValueError("no interactions to train on (no purchases or views in the topic yet)")
-        model = await asyncio.to_thread(train_from_interactions, rows, params, progress)
-        model.meta.update(events=history.events, erased_visitors=len(erased))
-        await publish(redis, settings.redis_prefix, model)
-        if out_path is not None:
-            Path(out_path).write_bytes(model.to_bytes())
-        log.info("ALS model %s: %d persons, %d items, %d interactions, %.1f s",
-                 model.version, model.meta["persons"], model.meta["items"], model.meta["interactions"],
-                 model.meta["train_seconds"])
-        return model
-    finally:
-        if own:
-            await redis.aclose()
+    `profiles` (engine.profiles.store.ProfileStore) tells which visitors were erased."""
+    history = Interactions(params.weights, settings.consent_default, settings.blocked_user_ids)
+    await read_history(settings, history, progress)
+    erased = await erased_among(profiles, history.visitors())
+    rows = list(history.rows(skip=erased))
+    if not rows:
+        raise ValueError("no interactions to train on (no purchases or views in the topic yet)")
+    model = await asyncio.to_thread(train_from_interactions, rows, params, progress)
+    model.meta.update(events=history.events, erased_visitors=len(erased))
+    await publish(redis, settings.redis_prefix, model)
+    if out_path is not None:
+        Path(out_path).write_bytes(model.to_bytes())
+    log.info("ALS model %s: %d persons, %d items, %d interactions, %.1f s",
+             model.version, model.meta["persons"], model.meta["items"], model.meta["interactions"],
+             model.meta["train_seconds"])
+    return model
 
 
-async def retrain_periodically(settings, redis, every_s: float, stopping: Callable[[], bool],
-                               params: AlsParams = AlsParams(), poll_s: float = 5.0) -> None:
+async def retrain_periodically(redis, prefix: str, every_s: float, stopping: Callable[[], bool],
+                               train_once: Callable[[], Awaitable[AlsModel]], poll_s: float = 5.0) -> None:
     """The worker's task: retrain when the current model is older than `every_s` (0: never).
 
     A lock in Redis (expiring after `every_s`) lets one worker of many train per interval.
     """
     if every_s <= 0:
         return
-    lock = _keys(settings.redis_prefix)["lock"]
+    lock = _keys(prefix)["lock"]
     while not stopping():
         try:
-            current = await info(redis, settings.redis_prefix)
+            current = await info(redis, prefix)
             age_s = (time.time() * 1000 - current["trained_at"]) / 1000 if current else float("inf")
             if age_s >= every_s and await redis.set(lock, os.getpid(), nx=True, ex=max(int(every_s), 1)):
-                await train(settings, params, progress=False, redis=redis)
+                await train_once()
         except ValueError as exc:
             log.info("ALS retrain skipped: %s", exc)
         except Exception as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from engine.errors import BadRequest
+from engine.errors import InvalidInput
 
 ID_MAX = 64
 CATEGORY_MAX = 256
@@ -54,13 +54,13 @@ class CatalogItem:
 def _text(value, path: str, max_len: int, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
-            raise BadRequest(f"{path}: is required")
+            raise InvalidInput(f"{path}: is required")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise BadRequest(f"{path}: expected a string")
+        raise InvalidInput(f"{path}: expected a string")
     text = str(value)
     if not text or len(text) > max_len:
-        raise BadRequest(f"{path}: must be 1 to {max_len} characters")
+        raise InvalidInput(f"{path}: must be 1 to {max_len} characters")
     return text
 
 
@@ -71,7 +71,7 @@ def _available(value, path: str, from_text: bool) -> bool:
         return value
     if from_text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise BadRequest(f"{path}: expected true or false")
+    raise InvalidInput(f"{path}: expected true or false")
 
 
 def _price(value, path: str, from_text: bool) -> float | None:
@@ -81,19 +81,19 @@ def _price(value, path: str, from_text: bool) -> float | None:
         try:
             value = float(value)
         except ValueError:
-            raise BadRequest(f"{path}: expected a number") from None
+            raise InvalidInput(f"{path}: expected a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{path}: expected a number of at least 0")
+        raise InvalidInput(f"{path}: expected a number of at least 0")
     return float(value)
 
 
 def check_item(raw: object, path: str = "item", from_text: bool = False) -> CatalogItem:
     """One catalog entry, every field checked; `from_text` accepts CSV's strings for booleans and numbers."""
     if not isinstance(raw, dict):
-        raise BadRequest(f"{path}: expected an object with id, category, available")
+        raise InvalidInput(f"{path}: expected an object with id, category, available")
     unknown = set(raw) - {"id", "category", "available", "title", "price"}
     if unknown:
-        raise BadRequest(f"{path}.{sorted(unknown)[0]}: unknown field (expected id, category, available, title, price)")
+        raise InvalidInput(f"{path}.{sorted(unknown)[0]}: unknown field (expected id, category, available, title, price)")
     return CatalogItem(
         id=_text(raw.get("id"), f"{path}.id", ID_MAX, required=True),
         category=_text(raw.get("category"), f"{path}.category", CATEGORY_MAX),
@@ -108,9 +108,9 @@ def check_items(body: object) -> list[CatalogItem]:
     if isinstance(body, dict) and "items" in body:
         body = body["items"]
     if not isinstance(body, list) or not body:
-        raise BadRequest("items: expected a non-empty JSON list of items")
+        raise InvalidInput("items: expected a non-empty JSON list of items")
     if len(body) > MAX_ITEMS_PER_REQUEST:
-        raise BadRequest(f"items: more than {MAX_ITEMS_PER_REQUEST} items in one request")
+        raise InvalidInput(f"items: more than {MAX_ITEMS_PER_REQUEST} items in one request")
     return [check_item(raw, f"items[{n}]") for n, raw in enumerate(body)]
 
 
@@ -148,7 +148,7 @@ class _LineError(Exception):
 def _at_line(line: int, check) -> CatalogItem:
     try:
         return check()
-    except BadRequest as exc:
+    except InvalidInput as exc:
         raise _LineError(line, exc.error.removeprefix("item.").removeprefix("item: ")) from None
 
 

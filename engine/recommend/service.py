@@ -427,13 +427,3 @@ def _most_common(categories: Iterable[str | None]) -> str | None:
         if cat is not None:
             counts[cat] = counts.get(cat, 0) + 1
     return max(sorted(counts), key=lambda c: counts[c]) if counts else None
-
-
-def build_service(settings, redis, people=None, poll_s: float = 5.0) -> RecommendService:
-    """What one API process serves from: the stores over `redis`, a model holder (start it in the lifespan)."""
-    from engine.recommend.als import ModelHolder
-
-    store = CooccurrenceStore(redis, settings.redis_prefix,
-                              half_life_days=settings.popularity_half_life_days)
-    return RecommendService(store, Catalog(redis, settings.redis_prefix), ModelHolder(redis, settings.redis_prefix, poll_s),
-                            people, RecommendConfig.from_settings(settings))

@@ -34,23 +34,15 @@ def parse_context(pairs: list[str]) -> dict:
     return context
 
 
-async def load_person(settings, profile_id: str) -> tuple[dict | None, dict]:
+async def person_for_preview(people, values, rules_path, profile_id: str, half_life_days: float) -> tuple[dict | None, dict]:
     from engine.profiles.segments import derive
-    from engine.redis_client import open_redis
-    from engine.worker import profile_services
 
-    redis = open_redis(settings.redis)
-    try:
-        services = profile_services(settings, redis)
-        person = await services.people.person(profile_id)
-        prefs = person.get("preferences", {}) if person else await services.people.preferences(profile_id, None, [profile_id])
-        if person is not None:
-            rs = load_ruleset(settings.rules)
-            person = derive(person, await services.values.model(), rs.segments, int(time.time() * 1000),
-                            settings.interest_half_life_days)
-        return person, prefs
-    finally:
-        await redis.aclose()
+    person = await people.person(profile_id)
+    prefs = person.get("preferences", {}) if person else await people.preferences(profile_id, None, [profile_id])
+    if person is not None:
+        rs = load_ruleset(rules_path)
+        person = derive(person, await values.model(), rs.segments, int(time.time() * 1000), half_life_days)
+    return person, prefs
 
 
 def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_id: str, slots: list[str] | None,
@@ -72,15 +64,15 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
     return 0
 
 
-async def backtest(path: str, settings, hours: float, progress: bool = True, out=sys.stdout) -> int:
-    from engine.history import topic_history
+async def backtest(path: str, settings, config, hours: float, progress: bool = True, out=sys.stdout) -> int:
+    from engine.stream.history import topic_history
 
     rs = load_ruleset(path, int(time.time() * 1000))
     for problem in rs.errors:
         print(problem, file=out)
     if rs.errors:
         return 1
-    test = Backtest(rs, settings.profile_config())
+    test = Backtest(rs, config)
     since = (time.time() - hours * 3600) * 1000
     events = []
     async for batch, done, total in topic_history(settings):

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Protocol
 
-from engine.errors import BadRequest
+from engine.errors import InvalidInput
 
 log = logging.getLogger("engine.rules")
 MAX_KEYS = 50
@@ -35,15 +35,15 @@ def check_context(raw: object) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise BadRequest("context: expected an object of names to plain values")
+        raise InvalidInput("context: expected an object of names to plain values")
     if len(raw) > MAX_KEYS:
-        raise BadRequest(f"context: at most {MAX_KEYS} entries")
+        raise InvalidInput(f"context: at most {MAX_KEYS} entries")
     out = {}
     for key, value in raw.items():
         if not isinstance(value, (str, int, float, bool)) and value is not None:
-            raise BadRequest(f"context.{str(key)[:40]}: expected text, a number or true/false")
+            raise InvalidInput(f"context.{str(key)[:40]}: expected text, a number or true/false")
         if isinstance(value, str) and len(value) > MAX_TEXT:
-            raise BadRequest(f"context.{str(key)[:40]}: longer than {MAX_TEXT} characters")
+            raise InvalidInput(f"context.{str(key)[:40]}: longer than {MAX_TEXT} characters")
         out[str(key)[:64]] = value
     return out
 

@@ -3,7 +3,8 @@ import math
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from engine.profiles.identity import is_identity_id, merge, merge_all
+from engine.profiles.identity import merge, merge_all
+from engine.profiles.user_ids import is_identity_id
 from engine.profiles.model import count_in_window, fold, interest_scores, new_profile, DAY_MS
 
 T0 = 1_795_000_000_000

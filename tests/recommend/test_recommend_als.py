@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from engine import codec, kafka
+from engine.stream import codec, kafka
 from engine.profiles.store import ProfileStore
 from engine.recommend import als
 from engine.recommend.als import AlsModel, AlsParams, Interactions, ModelHolder, train_from_interactions
@@ -135,8 +135,9 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
     await produce(settings, events)
     redis = open_redis(settings.redis)
     try:
-        await ProfileStore(redis, settings.redis_prefix).erase("forgotten", T0)
-        model = await als.train(settings, SMALL, progress=False, out_path=tmp_path / "model.npz")
+        profiles = ProfileStore(redis, settings.redis_prefix)
+        await profiles.erase("forgotten", T0)
+        model = await als.train(settings, redis, profiles, SMALL, progress=False, out_path=tmp_path / "model.npz")
         assert "only-theirs" not in model and "g0-i1" in model
         assert model.meta["erased_visitors"] == 1 and model.meta["events"] == len(events)
         assert model.meta["persons"] == 60
@@ -148,7 +149,9 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
         stop = asyncio.Event()
         await redis.delete(f"{settings.redis_prefix}:rec:als:lock")
         await redis.set(f"{settings.redis_prefix}:rec:als:info", '{"trained_at": 0}')
-        task = asyncio.create_task(als.retrain_periodically(settings, redis, 3600, stop.is_set, SMALL, poll_s=0.05))
+        task = asyncio.create_task(als.retrain_periodically(
+            redis, settings.redis_prefix, 3600, stop.is_set,
+            lambda: als.train(settings, redis, profiles, SMALL, progress=False), poll_s=0.05))
         newer = await wait_until(lambda: _newer(redis, settings.redis_prefix, model.version), timeout=60,
                                  message="a retrained model")
         stop.set()

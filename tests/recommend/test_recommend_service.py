@@ -15,17 +15,19 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from engine.api.http import error_response
-from engine.errors import BadRequest, Unavailable
 from engine.profiles.people import People
 from engine.profiles.store import ProfileStore
 from engine.recommend import als, ease
 from engine.recommend.als import AlsModel, ModelHolder
 from engine.recommend.catalog import Catalog, CatalogItem
-from engine.recommend.routes import recommend_routes
+from engine.api.access import Access
+from engine.api.catalog import catalog_routes
+from engine.api.errors import EXCEPTION_HANDLERS
+from engine.api.recommendations import recommend_routes
 from engine.recommend.service import ALSO_BOUGHT_WEIGHTS, Info, RecommendConfig, RecommendService, seeds_of, select
 from engine.recommend.store import CooccurrenceUpdater
 from engine.settings import Settings
+from helpers import visitor
 
 T0 = 1_795_400_000_000
 AUTH = {"Authorization": "Bearer test-key"}
@@ -71,15 +73,15 @@ class Shop:
         await self.updater(events, result)
 
     def client(self):
-        settings = Settings(api_keys=("test-key",), redis_prefix=self.prefix)
-        return client_for(recommend_routes(settings, self.service))
+        access = Access(Settings(api_keys=("test-key",)).api_keys, self.people.linked_user)
+        return client_for(recommend_routes(access, self.service) + catalog_routes(access, self.service))
+
+
+BUYER1, BUYER2, DEV1 = visitor("buyer1"), visitor("buyer2"), visitor("dev1")
 
 
 def client_for(routes):
-    async def handle(request, exc):
-        return error_response(exc)
-
-    app = Starlette(routes=routes, exception_handlers={BadRequest: handle, Unavailable: handle})
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
@@ -87,7 +89,7 @@ def client_for(routes):
 async def shop(redis_client):
     prefix = f"t{uuid.uuid4().hex[:8]}"
     shop = Shop(redis_client, prefix)
-    await shop.feed([purchase(f"buyer{n}", f"o{n}", items, T0) for n, items in enumerate(ORDERS)]
+    await shop.feed([purchase(visitor(f"buyer{n}"), f"o{n}", items, T0) for n, items in enumerate(ORDERS)]
                     + [view("browser", "s", "z", T0)])
     yield shop
     await shop.models.stop()
@@ -270,26 +272,26 @@ async def test_http_contract_and_keys(shop):
         wrong = await client.get("/v1/recommendations/also-bought?item=a", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         # filtering by someone's purchases needs a key or their own cookie
-        assert (await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer1")).status_code == 401
-        theirs = await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer2",
-                                  headers={"Cookie": "clickstream_vid=buyer1"})
+        assert (await client.get(f"/v1/recommendations/also-bought?item=a&visitor_id={BUYER1}")).status_code == 401
+        theirs = await client.get(f"/v1/recommendations/also-bought?item=a&visitor_id={BUYER2}",
+                                  headers={"Cookie": f"clickstream_vid={BUYER1}"})
         assert theirs.status_code == 403
-        mine = await client.get("/v1/recommendations/also-bought?item=a&visitor_id=buyer1",
-                                headers={"Cookie": "clickstream_vid=buyer1"})
+        mine = await client.get(f"/v1/recommendations/also-bought?item=a&visitor_id={BUYER1}",
+                                headers={"Cookie": f"clickstream_vid={BUYER1}"})
         assert mine.status_code == 200
         assert (await client.get("/v1/recommendations/for-you?k=3", headers=AUTH)).json()["error"].startswith("visitor_id:")
-        assert (await client.get("/v1/recommendations/for-you?visitor_id=buyer1")).status_code == 401
-        own = await client.get("/v1/recommendations/for-you?visitor_id=buyer1", headers={"Cookie": "clickstream_vid=buyer1"})
-        assert own.status_code == 200 and own.json()["visitor_id"] == "buyer1"
-        other = await client.get("/v1/recommendations/for-you?visitor_id=buyer2", headers={"Cookie": "clickstream_vid=buyer1"})
+        assert (await client.get(f"/v1/recommendations/for-you?visitor_id={BUYER1}")).status_code == 401
+        own = await client.get(f"/v1/recommendations/for-you?visitor_id={BUYER1}", headers={"Cookie": f"clickstream_vid={BUYER1}"})
+        assert own.status_code == 200 and own.json()["visitor_id"] == BUYER1
+        other = await client.get(f"/v1/recommendations/for-you?visitor_id={BUYER2}", headers={"Cookie": f"clickstream_vid={BUYER1}"})
         assert other.status_code == 403
 
 
 async def test_a_visitor_may_ask_by_the_user_id_their_cookie_is_linked_to(shop):
-    await shop.feed([identify("dev1", "dora", T0)])
+    await shop.feed([identify(DEV1, "dora", T0)])
     async with shop.client() as client:
-        mine = await client.get("/v1/recommendations/for-you?visitor_id=dora", headers={"Cookie": "clickstream_vid=dev1"})
-        theirs = await client.get("/v1/recommendations/for-you?visitor_id=carl", headers={"Cookie": "clickstream_vid=dev1"})
+        mine = await client.get("/v1/recommendations/for-you?visitor_id=dora", headers={"Cookie": f"clickstream_vid={DEV1}"})
+        theirs = await client.get("/v1/recommendations/for-you?visitor_id=carl", headers={"Cookie": f"clickstream_vid={DEV1}"})
     assert mine.status_code == 200 and theirs.status_code == 403
 
 
@@ -315,7 +317,8 @@ async def test_redis_out_of_reach_is_a_503():
     shop = Shop(dead, "dead")
     async with shop.client() as client:
         response = await client.get("/v1/recommendations/also-bought?item=a", headers=AUTH)
-    assert response.status_code == 503 and response.json()["error"].startswith("recommendations are unavailable")
+    assert response.status_code == 503 and response.json()["error"].startswith("the store is unavailable")
+    assert response.headers["retry-after"]
 
 
 FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -332,7 +335,7 @@ item_like = st.fixed_dictionaries({}, optional={k: json_values | st.text(max_siz
 @FUZZ
 @given(params=st.dictionaries(st.sampled_from(["item", "k", "visitor_id", "category", "max_per_category"]), PARAM_VALUES,
                               max_size=5),
-       cookie=st.none() | st.sampled_from(["buyer1", "a b", "x" * 70]))
+       cookie=st.none() | st.sampled_from([visitor("buyer1"), "buyer1", "a b", "x" * 70]))
 async def test_no_query_gives_a_5xx(shop, params, cookie):
     headers = {} if cookie is not None else AUTH
     if cookie is not None:

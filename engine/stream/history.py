@@ -7,9 +7,9 @@ from typing import AsyncIterator
 
 from aiokafka import TopicPartition
 
-from engine import codec, kafka
+from engine.stream import codec, kafka
 from engine.settings import Settings
-from engine.stream import kafka_consumer
+from engine.stream.consumer import kafka_consumer
 
 log = logging.getLogger("engine.history")
 

@@ -4,7 +4,7 @@ Faust's stream machinery costs tens of microseconds per event (see DESIGN 4), so
 the worker reads whole fetches with aiokafka's `getmany` instead, hands each batch
 to the handlers (each applies it idempotently per event_id), and commits the
 offsets only after every handler has written. Faust still runs this loop: it is a
-service of the worker app (engine.worker), supervised, started and stopped with it.
+service of the worker app (engine.stream.worker), supervised, started and stopped with it.
 
 Failure policy, in one place (`_handle`): an undecodable message goes to the
 dead-letter topic with its reason and is skipped; a handler error (Redis down)
@@ -24,12 +24,13 @@ from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from engine import codec
+from engine.stream import codec
 from engine.settings import Settings
 
 log = logging.getLogger("engine.stream")
 
 Handler = Callable[[list[dict]], Awaitable[object]]
+BackgroundTask = Callable[[Callable[[], bool]], Awaitable[None]]  # runs until the callable says stop
 BATCH_SIZE_BUCKETS = (1, 10, 100, 1000, 5000, 10000, 50000)
 
 
@@ -171,6 +172,17 @@ class BatchConsumer:
             lag += max(0, high - position)
         self.stats.lag = lag
         self.stats.partitions = sorted(partitions)
+
+
+@dataclass
+class WorkerParts:
+    """What the worker's stream service runs, built by the composition root."""
+
+    handlers: list[Handler]
+    dead_letter: AIOKafkaProducer
+    heartbeat: Callable[[StreamStats, asyncio.Event], "Heartbeat"]
+    background: list[BackgroundTask]
+    close: Callable[[], Awaitable[None]]
 
 
 class Heartbeat:

@@ -1,4 +1,8 @@
-"""HTTP routes of the collector: POST /v1/events and GET /v1/pixel.gif."""
+"""The collector's routes: POST /v1/events and GET /v1/pixel.gif.
+
+Thin: the access check says who is asking, engine.ingest.collector turns the body
+into accepted and rejected events (pure), the publisher waits for the broker.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.api.http import OPTOUT_COOKIE, new_visitor_id, read_body, set_visitor_cookie, visitor_cookie
-from engine.ingest.collector import RequestInfo, collect, parse_body
+from engine.api.access import Access, guarded
+from engine.api.body import decode_json, read_body
+from engine.api.cookies import opted_out, set_visitor_cookie, visitor_cookie
+from engine.ingest.collector import RequestInfo, collect, parse_events
 from engine.ingest.enrich import truncate_ip
+from engine.ingest.pixel import event_from_query
 from engine.ingest.publisher import Publisher
+from engine.ingest.visitor_ids import new_visitor_id
 from engine.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 from engine.settings import Settings
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-PIXEL_INT_FIELDS = ("ts",)
 
 
 def _new_event_id() -> str:
@@ -35,11 +42,11 @@ def _request_info(request: Request, settings: Settings, visitor_id: str) -> Requ
     )
 
 
-def collector_routes(settings: Settings, publisher: Publisher) -> list[Route]:
+def collector_routes(settings: Settings, access: Access, publisher: Publisher) -> list[Route]:
     async def ingest(request: Request, raw_events: list, respond) -> Response:
         known = visitor_cookie(request)
         visitor_id = known or new_visitor_id()
-        if request.cookies.get(OPTOUT_COOKIE):
+        if opted_out(request):
             response = respond({"accepted": 0, "rejected": [], "opted_out": True})
         else:
             batch = collect(raw_events, _request_info(request, settings, visitor_id),
@@ -60,27 +67,15 @@ def collector_routes(settings: Settings, publisher: Publisher) -> list[Route]:
 
     async def post_events(request: Request) -> Response:
         body = await read_body(request, settings.max_body_bytes)
-        return await ingest(request, parse_body(body), lambda payload: JSONResponse(payload, status_code=202))
+        return await ingest(request, parse_events(decode_json(body)), lambda payload: JSONResponse(payload, status_code=202))
 
     async def pixel(request: Request) -> Response:
-        event: dict = {}
-        props: dict = {}
-        for key, value in request.query_params.items():
-            if key in PIXEL_INT_FIELDS and value.lstrip("-").isdigit():
-                event[key] = int(value)
-            elif key.startswith("props."):
-                props[key[len("props."):]] = value
-            else:
-                event[key] = value
-        if props:
-            event["props"] = props
-
         def respond(payload: dict) -> Response:
             return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
-        return await ingest(request, [event], respond)
+        return await ingest(request, [event_from_query(request.query_params)], respond)
 
     return [
-        Route("/v1/events", post_events, methods=["POST"]),
-        Route("/v1/pixel.gif", pixel, methods=["GET"]),
+        Route("/v1/events", guarded(access, "collect", post_events), methods=["POST"]),
+        Route("/v1/pixel.gif", guarded(access, "collect", pixel), methods=["GET"]),
     ]

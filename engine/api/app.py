@@ -1,0 +1,178 @@
+"""The HTTP app: every route of the collector and the API, over services built elsewhere.
+
+`build_app(settings, services)` takes what the composition root (engine.wiring)
+opened; the lifespan starts and stops it. Every route goes through the access
+check (engine.api.access) and every error through one table (engine.api.errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from engine.api.access import Access, guarded
+from engine.api.catalog import catalog_routes
+from engine.api.collector import collector_routes
+from engine.api.decide import decide_routes
+from engine.api.errors import EXCEPTION_HANDLERS
+from engine.api.health import health_routes
+from engine.api.profiles import person_view, profile_routes
+from engine.api.recommendations import recommend_routes
+from engine.api.segments import segment_routes
+from engine.metrics import REQUEST_LATENCY
+from engine.settings import Settings
+
+log = logging.getLogger("engine.app")
+
+COLLECTOR, API = "collector", "api"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+class LatencyMiddleware:
+    """Records request latency per route template (never per raw path, which holds ids)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            REQUEST_LATENCY.labels(template, scope["method"], str(status["code"])).observe(time.perf_counter() - start)
+
+
+class HttpServices:
+    """What one HTTP process serves from; engine.wiring fills it in for the roles it runs."""
+
+    def __init__(self, settings: Settings, roles: set[str]) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.stores = None        # engine.wiring.Stores, when Redis is configured
+        self.rules = None         # engine.rules.live.LiveRules
+        self.recommend = None     # engine.recommend.service.RecommendService
+        self.slots = None         # engine.rules.model_slots.ModelSlots
+        self.decider = None       # engine.rules.service.DecideService
+        self.profile_config = None  # engine.profiles.model.ProfileConfig
+        self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
+        self.connect_publisher: Callable[[], Awaitable[object]] | None = None
+        self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
+        self.producer = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        if API in self.roles:
+            self.rules.start()
+            if self.settings.catalog is not None:
+                stored = await self.recommend.catalog.load_file(self.settings.catalog)
+                log.info("catalog: %d items from %s", stored, self.settings.catalog)
+            self.recommend.models.start()
+        if COLLECTOR in self.roles:
+            self._tasks.append(asyncio.create_task(self._connect()))
+
+    async def _connect(self) -> None:
+        self.producer = await self.connect_publisher()
+
+    async def stop(self) -> None:
+        if self.rules is not None:
+            await self.rules.stop()
+        if self.recommend is not None:
+            await self.recommend.models.stop()
+        for task in self._tasks:
+            task.cancel()
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.stores is not None:
+            await self.stores.close()
+
+    async def broker_ok(self) -> bool:
+        if self.producer is None:
+            return False
+        return await self.producer.client.fetch_all_metadata() is not None
+
+    async def redis_ok(self) -> bool:
+        return await self.stores.redis.ping()
+
+    async def worker_ok(self) -> bool:
+        return any(beat.get("ready") for beat in (await self.heartbeats()).values())
+
+
+async def _no_heartbeats() -> dict:
+    return {}
+
+
+def build_app(settings: Settings, services: HttpServices) -> Starlette:
+    roles = services.roles
+    linked_user = services.stores.people.linked_user if services.stores is not None else None
+    access = Access(settings.api_keys, linked_user)
+    routes: list = []
+    checks = {}
+    if COLLECTOR in roles:
+        routes += collector_routes(settings, access, services.publisher)
+        checks["broker"] = services.broker_ok
+    if API in roles:
+        stores = services.stores
+        routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
+        routes += segment_routes(access, stores.segments, services.rules)
+        routes += decide_routes(settings, access, services.decider)
+        routes += recommend_routes(access, services.recommend)
+        routes += catalog_routes(access, services.recommend)
+        checks["redis"] = services.redis_ok
+        checks["worker"] = services.worker_ok
+    routes += health_routes(access, checks, services.heartbeats)
+    unguarded = [r.path for r in routes if isinstance(r, Route) and not hasattr(r.endpoint, "access_action")]
+    if unguarded:
+        raise RuntimeError(f"routes without an access rule: {unguarded}")
+    for name in ("static", "demo"):
+        folder = PACKAGE_DIR / name
+        if folder.is_dir():
+            routes.append(Mount(f"/{name}", StaticFiles(directory=folder, html=True), name=name))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await services.start()
+        # What start-up made (modules, app, clients) lives as long as the process: out of the
+        # collector's sight, a full collection no longer walks it and stalls requests for tens of ms.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    middleware = [
+        Middleware(LatencyMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.site_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization"],
+            max_age=600,
+        ),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.services = services
+    return app

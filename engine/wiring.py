@@ -1,0 +1,255 @@
+"""The composition root: settings -> clients -> stores -> services.
+
+Every process takes what it needs from here: the HTTP app (`create_app`), the worker
+(`create_worker`) and each command (`open_stores`, `batch_handlers`, ...). A new
+store or service is built here and nowhere else; nothing imports this module back,
+and no domain module opens a client of its own.
+
+    Settings ─▶ Redis, Kafka producer
+             └▶ Stores: profiles, people, values, segments, co-occurrence, catalog, bandit
+                  └▶ services: live rules, decide, model slots, recommendations, publisher
+                       └▶ engine.api.app (routes)  ·  engine.stream.worker (batch handlers)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from engine.api.app import COLLECTOR, API, HttpServices, build_app
+from engine.ingest.publisher import Publisher
+from engine.profiles.derived import SegmentUpdater, refit_periodically
+from engine.profiles.model import ProfileConfig
+from engine.profiles.people import People
+from engine.profiles.processor import ProfileProcessor
+from engine.profiles.segments_index import SegmentIndex
+from engine.profiles.store import ProfileStore
+from engine.profiles.value_store import ValueStore
+from engine.recommend import als
+from engine.recommend.catalog import Catalog
+from engine.recommend.service import RecommendConfig, RecommendService
+from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
+from engine.redis_client import open_redis
+from engine.rules.bandit_store import BanditLearner, BanditStore
+from engine.rules.context import load_weather_provider
+from engine.rules.live import LiveRules
+from engine.rules.model_slots import ModelSlots
+from engine.rules.service import DecideService
+from engine.settings import Settings
+from engine.stream import kafka
+from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
+
+log = logging.getLogger("engine.wiring")
+
+API_REDIS_TIMEOUT_S = 1.0     # a request waits at most this long on Redis, then answers 503
+WORKER_REDIS_TIMEOUT_S = 30.0  # a batch's scripts may run long; a failed batch is retried
+
+
+def profile_config(settings: Settings) -> ProfileConfig:
+    return ProfileConfig(
+        interest_half_life_days=settings.interest_half_life_days,
+        consent_default=settings.consent_default,
+        count_without_consent=settings.count_without_consent,
+        blocked_user_ids=settings.blocked_user_ids,
+    )
+
+
+def workers_key(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:workers"
+
+
+@dataclass
+class Stores:
+    """Every Redis-backed store of one process, over one client; erasure reaches each."""
+
+    redis: Redis
+    profiles: ProfileStore
+    people: People
+    values: ValueStore
+    segments: SegmentIndex
+    cooccurrence: CooccurrenceStore
+    catalog: Catalog
+    bandit: BanditStore
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> Stores:
+    prefix = settings.redis_prefix
+    profiles = ProfileStore(redis, prefix, cluster=settings.redis_cluster,
+                            anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=profile_cache)
+    people = People(redis, profiles, max_visitors=settings.max_visitors_per_user,
+                    blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
+    values = ValueStore(redis, profiles, settings.interest_half_life_days)
+    segments = SegmentIndex(redis, prefix)
+    cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
+                                     view_ttl_s=settings.anonymous_retention_days * 86400)
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+
+
+def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S) -> Stores:
+    return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s), profile_cache)
+
+
+def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list:
+    """Every store's idempotent batch update, in the order the worker applies them."""
+    config = profile_config(settings)
+    processor = ProfileProcessor(stores.profiles, stores.people, config)
+    processor.after_batch += [
+        stores.values.mark_buyers,
+        SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
+        BanditLearner(stores.redis, settings.redis_prefix),
+        CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
+    ]
+    return [processor]
+
+
+async def clear_derived_state(stores: Stores) -> int:
+    """What replay wipes before it rebuilds: everything batch_handlers derive."""
+    await stores.segments.clear()
+    await stores.values.clear()
+    await stores.cooccurrence.clear()
+    return await stores.profiles.clear_all()
+
+
+def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -> RecommendService:
+    """What one API process serves lists from; start its model holder in the lifespan."""
+    return RecommendService(stores.cooccurrence, stores.catalog, als.ModelHolder(stores.redis, settings.redis_prefix, poll_s),
+                            stores.people, RecommendConfig.from_settings(settings))
+
+
+def als_params(settings: Settings) -> als.AlsParams:
+    return als.AlsParams.from_settings(settings)
+
+
+async def train(settings: Settings, stores: Stores, progress: bool = True, out_path=None) -> als.AlsModel:
+    return await als.train(settings, stores.redis, stores.profiles, als_params(settings), progress=progress, out_path=out_path)
+
+
+# --- the HTTP app -------------------------------------------------------------------
+
+
+def http_services(settings: Settings, roles: set[str]) -> HttpServices:
+    services = HttpServices(settings, roles)
+    if settings.redis:
+        stores = open_stores(settings, timeout_s=API_REDIS_TIMEOUT_S)
+        services.stores = stores
+        services.profile_config = profile_config(settings)
+        services.rules = LiveRules(settings.rules)
+        services.recommend = recommend_service(settings, stores)
+        services.slots = ModelSlots(stores.bandit)
+        services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
+                                         weather=load_weather_provider(settings.weather_provider))
+        services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
+    if COLLECTOR in roles:
+        services.publisher = Publisher(None, settings.topic, settings.rejected_topic)
+        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher)
+    return services
+
+
+async def _connect_publisher(settings: Settings, publisher: Publisher):
+    """Keeps trying, so the app can answer /healthz (503) while the broker comes up."""
+    while True:
+        try:
+            await kafka.ensure_topics(settings, timeout_s=5)
+            producer = kafka.producer(settings)
+            await producer.start()
+            publisher.producer = producer
+            return producer
+        except Exception as exc:
+            log.info("broker not reachable yet: %r", exc)
+            await asyncio.sleep(0.5)
+
+
+def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset({COLLECTOR, API})) -> Starlette:
+    """The collector, the API, or both (the embedded default), over one set of services."""
+    return build_app(settings, http_services(settings, set(roles)))
+
+
+# --- the worker ---------------------------------------------------------------------
+
+
+async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
+    """What the worker's stream service runs; opened inside the worker's event loop."""
+    await kafka.ensure_topics(settings)
+    stores = open_stores(settings, profile_cache=settings.profile_cache_size)
+    rules = LiveRules(settings.rules)
+    dead_letter = kafka.producer(settings)
+    await dead_letter.start()
+    rules.start()
+
+    async def close() -> None:
+        await rules.stop()
+        await dead_letter.stop()
+        await stores.close()
+
+    def heartbeat(stats, ready) -> Heartbeat:
+        return Heartbeat(stores.redis, workers_key(settings), worker_id, stats, ready, settings.worker_heartbeat_s * 3)
+
+    background = [
+        lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
+        lambda stopping: als.retrain_periodically(
+            stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
+            lambda: train(settings, stores, progress=False)),
+    ]
+    return WorkerParts(batch_handlers(settings, stores, rules), dead_letter, heartbeat, background, close)
+
+
+def create_worker(settings: Settings):
+    from engine.stream.worker import create_worker_app
+
+    return create_worker_app(settings, worker_parts)
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+async def run_replay(settings: Settings, progress: bool = True) -> int:
+    """Rebuilds everything the worker derives from the topic, with the engine's own rules."""
+    from engine.stream.replay import replay
+
+    stores = open_stores(settings)
+    try:
+        rules = LiveRules(settings.rules)
+        rules.refresh()
+        applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores),
+                               progress)
+        if await stores.values.buyers():
+            await stores.values.refit()
+        return applied
+    finally:
+        await stores.close()
+
+
+async def run_train(settings: Settings, progress: bool = True, out_path=None) -> als.AlsModel:
+    stores = open_stores(settings)
+    try:
+        return await train(settings, stores, progress, out_path)
+    finally:
+        await stores.close()
+
+
+async def load_catalog(settings: Settings, items: list) -> int:
+    stores = open_stores(settings)
+    try:
+        return await stores.catalog.put(items)
+    finally:
+        await stores.close()
+
+
+async def load_person(settings: Settings, profile_id: str) -> tuple[dict | None, dict]:
+    """A person as decide sees them (segments and value derived), for `rules preview`."""
+    from engine.rules.commands import person_for_preview
+
+    stores = open_stores(settings)
+    try:
+        return await person_for_preview(stores.people, stores.values, settings.rules, profile_id,
+                                        settings.interest_half_life_days)
+    finally:
+        await stores.close()
