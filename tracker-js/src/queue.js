@@ -18,7 +18,6 @@ export const STALE_MS = 10 * 60 * 1000;
 export class Outbox {
   constructor(storage, tabId, { max = MAX_EVENTS, now = Date.now, staleMs = STALE_MS } = {}) {
     this._storage = storage;
-    this._tabId = tabId;
     this._key = QUEUE_PREFIX + tabId;
     this._max = max;
     this._now = now;

@@ -1,16 +1,19 @@
-// The tracker: identity, sessions, events, the outbox and its sending, privacy,
-// and in-page personalization. Everything the browser provides comes from `win`,
-// so tests run it in a happy-dom window with fake timers and fetch.
+// The tracker: one window's composition of who the visitor is (the cookie and
+// the session, here), what they do (event.js), the outbox (queue.js) and its
+// sending (emitter.js), what they allow (privacy.js) and the page's
+// personalized slots (slots.js).
+// Everything the browser provides comes from `win`, so tests run it in a
+// happy-dom window with fake timers and fetch.
 
-import { body, backoffMs, chunk, classify, RETRY } from './transport.js';
+import { newEmitter } from './emitter.js';
 import { Engagement } from './engagement.js';
-import { Outbox } from './queue.js';
+import { buildEvent, customType, fits } from './event.js';
+import { slotElements } from './personalize.js';
 import { browserSaysNo, permissions } from './privacy.js';
+import { Outbox } from './queue.js';
 import { nextSession } from './session.js';
-import { byteLength, deleteCookie, readCookie, safeStorage, uuid4, writeCookie } from './util.js';
-import {
-  SLOT_ATTR, cleanContext, fillSlots, pageContext, reveal, slotElements, slotNames,
-} from './personalize.js';
+import { newSlots } from './slots.js';
+import { deleteCookie, readCookie, safeStorage, uuid4, writeCookie } from './util.js';
 
 export const VISITOR_COOKIE = 'clickstream_vid'; // the collector's name (engine/api/http.py)
 export const OPTOUT_COOKIE = 'clickstream_optout'; // the collector drops requests carrying it
@@ -20,7 +23,6 @@ export const USER_KEY = 'clickstream_uid';
 export const CONSENT_KEY = 'clickstream_consent';
 export const LOCK_PREFIX = 'clickstream_tab:';
 const VISITOR_ID = /^[A-Za-z0-9_.-]{1,64}$/;
-const EVENT_MAX_BYTES = 32 * 1024; // one event must fit a beacon with room for others
 const HEARTBEAT_MS = 60000;
 const ACTIVITY = ['mousemove', 'mousedown', 'keydown', 'scroll', 'wheel', 'touchstart'];
 const on = (target, type, listener, options) => target.addEventListener(type, listener, options);
@@ -48,155 +50,88 @@ export function createTracker(win, options, now = () => Date.now()) {
   const config = Object.assign({}, DEFAULTS, options);
   const doc = win.document;
   const nav = win.navigator || {};
-  const later = (fn, ms) => win.setTimeout(fn, ms);
   const newId = () => uuid4(win.crypto);
   const anonymousId = () => newId().replace(/-/g, ''); // the collector's form: 32 hex digits
   const storage = safeStorage(win);
   const base = String(config.endpoint || '').replace(/\/+$/, '');
-  const eventsUrl = base + '/v1/events';
+  const fetch = (url, init) => win.fetch(url, init); // called on the window, as browsers require
   const tabId = newId();
-  const outbox = new Outbox(storage, tabId, { max: config.maxQueue, now });
-  const engagement = new Engagement();
-  const shown = new WeakMap(); // slot element -> impression props
-  const watching = new WeakMap(); // slot element -> its IntersectionObserver
   const locks = nav.locks;
-  let held = []; // consent-first: events kept in memory until the answer
-  let memVid = null;
-  let memSession = null;
-  let lastPage = null;
-  let userId = storage.get(USER_KEY);
-  let timer = null;
-  let dueAt = 0;
-  let sending = false;
-  let attempt = 0;
-  let retryAt = 0;
-
-  function perms() {
-    return permissions({
-      optedOut: readCookie(doc, OPTOUT_COOKIE) === '1',
-      consent: storage.json(CONSENT_KEY),
-      consentFirst: config.consentFirst,
-      browserNo: config.respectDoNotTrack && browserSaysNo(win),
-    });
-  }
+  // All this tracker remembers between calls. The ids are kept here too while
+  // they may not be written (no consent yet); held: consent-first, the events
+  // waiting for the answer; lastPage: the referrer of the next page view.
+  const state = { _visitorId: null, _session: null, _userId: storage.get(USER_KEY), _held: [], _lastPage: null };
+  const perms = () => permissions({
+    optedOut: readCookie(doc, OPTOUT_COOKIE) === '1',
+    consent: storage.json(CONSENT_KEY),
+    consentFirst: config.consentFirst,
+    browserNo: config.respectDoNotTrack && browserSaysNo(win),
+  });
+  const outbox = new Outbox(storage, tabId, { max: config.maxQueue, now });
+  const emitter = newEmitter({
+    url: base + '/v1/events',
+    fetch,
+    sendBeacon: (url, data) => nav.sendBeacon(url, data), // looked up when leaving: pages may replace it
+    outbox,
+    clock: now,
+    timers: win,
+    canSend: () => perms().analytics && nav.onLine !== false,
+    batchSize: config.batchSize,
+    batchMs: config.batchSeconds * 1000,
+  });
+  const engagement = new Engagement();
+  const slots = newSlots({
+    win,
+    clock: now,
+    request,
+    emit,
+    allowed: () => perms().personalization,
+    visitorId: () => visitorId(true),
+    antiFlickerMs: config.antiFlickerMs,
+    context: config.context,
+  });
 
   // The collector's cookie when there is one, so both sides agree on the visitor.
   function visitorId(persist) {
     const cookie = readCookie(doc, VISITOR_COOKIE);
-    if (cookie && VISITOR_ID.test(cookie)) return (memVid = cookie);
-    if (!memVid) memVid = anonymousId();
-    if (persist) writeCookie(doc, VISITOR_COOKIE, memVid, COOKIE_MAX_AGE, config.cookieDomain);
-    return memVid;
+    if (cookie && VISITOR_ID.test(cookie)) return (state._visitorId = cookie);
+    if (!state._visitorId) state._visitorId = anonymousId();
+    if (persist) writeCookie(doc, VISITOR_COOKIE, state._visitorId, COOKIE_MAX_AGE, config.cookieDomain);
+    return state._visitorId;
   }
 
   // Shared by the tabs through localStorage: the newest activity wins.
   function session(persist) {
     const stored = storage.json(SESSION_KEY);
-    const prev = stored && stored.id && (!memSession || stored.last >= memSession.last) ? stored : memSession;
-    memSession = nextSession(prev, now(), newId, config.sessionMinutes * 60000);
-    if (persist) storage.set(SESSION_KEY, JSON.stringify(memSession));
-    return memSession;
+    const mine = state._session;
+    const prev = stored && stored.id && (!mine || stored.last >= mine.last) ? stored : mine;
+    state._session = nextSession(prev, now(), newId, config.sessionMinutes * 60000);
+    if (persist) storage.set(SESSION_KEY, JSON.stringify(state._session));
+    return state._session;
   }
 
-  function build(type, props, extra, persist) {
-    const current = session(persist);
-    const event = Object.assign({
-      event_id: newId(),
-      type,
-      visitor_id: visitorId(persist),
-      session_id: current.id,
-      ts: now(),
-      url: win.location.href,
-    }, extra);
-    event.props = Object.assign({}, props);
-    if (type === 'page_view') event.props.session_index = current.index;
-    if (userId) event.user_id = userId;
-    return event;
+  // page: {referrer, title} of a page view. persist: may write the cookie and storage.
+  function build(type, props, page, persist) {
+    const known = { session: session(persist), visitorId: visitorId(persist), userId: state._userId, url: win.location.href };
+    return buildEvent(Object.assign(known, page), { id: newId(), type, props }, now);
   }
 
   // Returns the event id, or null when the event may not be recorded.
-  function emit(type, props, extra) {
+  function emit(type, props, page) {
     const allowed = perms();
     if (!allowed.analytics && !allowed.waiting) return null;
-    const event = build(type, props, extra, allowed.analytics);
-    if (byteLength(JSON.stringify(event)) > EVENT_MAX_BYTES) return null;
-    if (!allowed.analytics) {
-      if (held.push(event) > config.maxQueue) held.shift();
-    } else {
-      outbox.push(event);
-      if (outbox.size >= config.batchSize) flush();
-      else schedule(config.batchSeconds * 1000);
-    }
+    const event = build(type, props, page, allowed.analytics);
+    if (!fits(event)) return null;
+    if (allowed.analytics) emitter.add(event);
+    else if (state._held.push(event) > config.maxQueue) state._held.shift();
     return event.event_id;
   }
 
-  function schedule(ms) {
-    const at = now() + ms;
-    if (timer !== null) {
-      if (dueAt <= at) return;
-      win.clearTimeout(timer);
-    }
-    dueAt = at;
-    timer = later(() => {
-      timer = null;
-      flush();
-    }, ms);
-  }
-
-  function post(events, keepalive) {
-    return win.fetch(eventsUrl, { method: 'POST', body: body(events), credentials: 'include', keepalive: !!keepalive })
-      .then(
-        (res) => ({ verdict: classify(res.status), retryAfter: res.headers && res.headers.get('Retry-After') }),
-        () => ({ verdict: RETRY }), // network error, CORS refusal, offline
-      );
-  }
-
-  // Sends the outbox in chunks. A retryable failure stops the round and waits;
-  // the events keep their event_id, so a retry can never count one twice.
-  async function flush() {
-    if (sending || !outbox.size || !perms().analytics || nav.onLine === false) return;
-    const wait = retryAt - now();
-    if (wait > 0) return schedule(wait);
-    sending = true;
-    try {
-      for (const batch of chunk(outbox.events)) {
-        const outcome = await post(batch);
-        if (outcome.verdict === RETRY) {
-          attempt++;
-          retryAt = now() + backoffMs(attempt, outcome.retryAfter);
-          schedule(retryAt - now());
-          return;
-        }
-        attempt = 0;
-        retryAt = 0;
-        outbox.remove(batch.map((e) => e.event_id)); // delivered, or refused for good (4xx)
-      }
-    } finally {
-      sending = false;
-    }
-    if (outbox.size >= config.batchSize) flush();
-    else if (outbox.size) schedule(config.batchSeconds * 1000);
-  }
-
-  // The page is hidden or going away: hand the outbox to sendBeacon, which
-  // delivers after unload. Chunks stay under 64 KB, the browsers' beacon budget.
+  // Hidden or going away: the engaged time so far, then the queue by beacon.
   function leave(closing) {
     ping();
     engagement.hide(now());
-    if (perms().analytics && outbox.size && nav.onLine !== false) {
-      const handedOver = [];
-      for (const batch of chunk(outbox.events)) {
-        const ids = batch.map((e) => e.event_id);
-        let queued = false;
-        try {
-          queued = !!(nav.sendBeacon && nav.sendBeacon(eventsUrl, body(batch)));
-        } catch (e) { /* falls back to fetch */ }
-        if (queued) handedOver.push(...ids);
-        else post(batch, true).then((o) => o.verdict !== RETRY && outbox.remove(ids));
-      }
-      outbox.remove(handedOver);
-    }
-    if (closing) outbox.save(true); // what is left goes with the next page of this site
+    emitter.leave(closing);
   }
 
   function ping() {
@@ -207,9 +142,9 @@ export function createTracker(win, options, now = () => Date.now()) {
   // Takes over the queues of tabs that are gone (see queue.js).
   function adopt() {
     if (!perms().analytics) return;
-    const take = (alive) => outbox.adopt(alive) && flush();
+    const take = (alive) => outbox.adopt(alive) && emitter.flush();
     if (locks && locks.query) {
-      locks.query().then((state) => take(new Set((state.held || [])
+      locks.query().then((info) => take(new Set((info.held || [])
         .filter((lock) => lock.name && lock.name.indexOf(LOCK_PREFIX) === 0)
         .map((lock) => lock.name.slice(LOCK_PREFIX.length)))), () => take(null));
     } else take(null);
@@ -221,15 +156,15 @@ export function createTracker(win, options, now = () => Date.now()) {
       init.body = JSON.stringify(data);
       init.headers['Content-Type'] = 'application/json';
     }
-    return win.fetch(base + path, init).then((res) => res.json().catch(() => null).then((answer) => {
+    return fetch(base + path, init).then((res) => res.json().catch(() => null).then((answer) => {
       if (res.ok) return answer;
       throw Object.assign(new Error((answer && answer.error) || 'HTTP ' + res.status), { status: res.status, detail: answer });
     }));
   }
 
   function pageView(props) {
-    const referrer = lastPage || doc.referrer;
-    lastPage = win.location.href;
+    const referrer = state._lastPage || doc.referrer;
+    state._lastPage = win.location.href;
     return emit('page_view', props, { referrer, title: doc.title });
   }
 
@@ -238,8 +173,8 @@ export function createTracker(win, options, now = () => Date.now()) {
   // Single-page apps: a page_view per history change of path or query.
   function watchHistory() {
     const history = win.history;
-    const changed = () => later(() => {
-      if (withoutHash(win.location.href) !== withoutHash(lastPage)) pageView();
+    const changed = () => win.setTimeout(() => {
+      if (withoutHash(win.location.href) !== withoutHash(state._lastPage)) pageView();
     }, 0); // after the app has set the new title
     for (const name of ['pushState', 'replaceState']) {
       const original = history && history[name];
@@ -257,8 +192,7 @@ export function createTracker(win, options, now = () => Date.now()) {
     let target = e.target;
     if (target && !target.closest) target = target.parentElement;
     if (!target) return;
-    const slot = target.closest(`[${SLOT_ATTR}]`);
-    if (slot && shown.has(slot)) emit('content_click', shown.get(slot));
+    slots.clicked(target);
     const link = config.trackLinks && target.closest('a[href]');
     if (!link) return;
     let to;
@@ -270,68 +204,6 @@ export function createTracker(win, options, now = () => Date.now()) {
     if (/^https?:$/.test(to.protocol) && to.hostname !== win.location.hostname) {
       emit('link_click', { href: to.href.slice(0, 2048), text: (link.textContent || '').trim().slice(0, 100) });
     }
-  }
-
-  // An impression when the content is on screen, not merely in the page.
-  function watchImpression(el, props) {
-    const IO = win.IntersectionObserver;
-    const previous = watching.get(el);
-    if (previous) previous.disconnect();
-    if (typeof IO !== 'function') return emit('impression', props);
-    const observer = new IO((entries) => {
-      if (!entries.some((entry) => entry.isIntersecting)) return;
-      observer.disconnect();
-      emit('impression', props);
-    });
-    watching.set(el, observer);
-    observer.observe(el);
-  }
-
-  // Fills the slots in time, or leaves their default content: the slots are
-  // hidden (by the snippet's style) until filled, at most `timeout` ms after `since`.
-  function decide(slots, opts) {
-    opts = opts || {};
-    const asked = typeof slots === 'string' ? [slots] : slots;
-    const elements = slotElements(doc, asked);
-    const names = asked && asked.length ? asked : slotNames(elements);
-    if (!names.length) return Promise.resolve({});
-    let settled = false;
-    let guard = null;
-    const giveUp = () => {
-      if (!settled) reveal(elements);
-      settled = true;
-    };
-    if (!perms().personalization) giveUp();
-    const timeout = opts.timeout === undefined ? config.antiFlickerMs : opts.timeout;
-    if (timeout > 0) {
-      const left = (opts.since || now()) + timeout - now();
-      if (left <= 0) giveUp();
-      else if (!settled) guard = later(giveUp, left);
-    }
-    if (settled) return Promise.resolve({});
-    let siteContext = config.context;
-    try {
-      if (typeof siteContext === 'function') siteContext = siteContext();
-    } catch (e) {
-      siteContext = null;
-    }
-    const context = cleanContext(Object.assign(pageContext(win, now()), siteContext, opts.context));
-    // No user_id: without an API key the server takes the person from the cookie.
-    return request('POST', '/v1/decide', { visitor_id: visitorId(true), slots: names, context }).then((answer) => {
-      const decisions = (answer && answer.decisions) || {};
-      if (!settled) {
-        settled = true;
-        if (guard !== null) win.clearTimeout(guard);
-        for (const [el, props] of fillSlots(elements, decisions)) {
-          shown.set(el, props);
-          watchImpression(el, props);
-        }
-      }
-      return decisions;
-    }, () => {
-      giveUp();
-      return {};
-    });
   }
 
   function consent(choice) {
@@ -346,25 +218,23 @@ export function createTracker(win, options, now = () => Date.now()) {
     const after = perms();
     if (after.analytics) {
       visitorId(true);
-      const waiting = held;
-      held = [];
-      for (const event of waiting) outbox.push(event);
+      for (const event of state._held.splice(0)) outbox.push(event);
       const id = emit('consent', { consent: said });
-      flush();
+      emitter.flush();
       return id;
     }
-    held = [];
+    state._held = [];
     if (!before.analytics) return null;
     // Withdrawn: tell the server once, then send nothing more.
     outbox.clear();
     const event = build('consent', { consent: said }, null, false);
-    post([event], true);
+    emitter.post([event], true);
     return event.event_id;
   }
 
   function optOut() {
     writeCookie(doc, OPTOUT_COOKIE, '1', COOKIE_MAX_AGE, config.cookieDomain);
-    held = [];
+    state._held = [];
     outbox.clear();
   }
 
@@ -374,14 +244,14 @@ export function createTracker(win, options, now = () => Date.now()) {
 
   // Erases the visitor on the server (with their own cookie), then forgets them here.
   function forget() {
-    const id = readCookie(doc, VISITOR_COOKIE) || memVid;
-    held = [];
+    const id = readCookie(doc, VISITOR_COOKIE) || state._visitorId;
+    state._held = [];
     outbox.clear();
     const clear = () => {
       deleteCookie(doc, VISITOR_COOKIE, config.cookieDomain);
       storage.del(USER_KEY);
       storage.del(SESSION_KEY);
-      memVid = memSession = userId = lastPage = null;
+      state._visitorId = state._session = state._userId = state._lastPage = null;
     };
     const erase = id ? request('DELETE', '/v1/profiles/' + encodeURIComponent(id)) : Promise.resolve(null);
     return erase.then((answer) => {
@@ -393,15 +263,19 @@ export function createTracker(win, options, now = () => Date.now()) {
     });
   }
 
-  function identify(id, traits) {
+  // proof.userHash: hex HMAC-SHA256 of the user id by the shop's secret, made by
+  // the shop's back end at login; the engine links the visitor to the person only with it.
+  function identify(id, traits, proof) {
     if (id === null || id === undefined || id === '') {
-      userId = null;
+      state._userId = null;
       storage.del(USER_KEY);
       return null;
     }
-    userId = String(id).slice(0, 128);
-    if (perms().analytics) storage.set(USER_KEY, userId);
-    return emit('identify', { traits: traits || {} });
+    state._userId = String(id).slice(0, 128);
+    if (perms().analytics) storage.set(USER_KEY, state._userId);
+    const props = { traits: traits || {} };
+    if (proof && proof.userHash) props.user_hash = String(proof.userHash);
+    return emit('identify', props);
   }
 
   // key and value, or one object of preferences.
@@ -447,10 +321,8 @@ export function createTracker(win, options, now = () => Date.now()) {
     on(win, 'pagehide', () => leave(true));
     on(win, 'pageshow', (e) => e.persisted && outbox.save()); // back from the bfcache
     on(win, 'online', () => {
-      attempt = 0;
-      retryAt = 0;
       adopt();
-      flush();
+      emitter.resume();
     });
     win.setInterval(ping, config.pingSeconds * 1000);
     win.setInterval(() => {
@@ -460,15 +332,14 @@ export function createTracker(win, options, now = () => Date.now()) {
     watchHistory();
     if (config.autoPageView) pageView();
     if (config.autoDecide) {
-      whenReady(() => slotElements(doc).length && decide(null, { since: config.startedAt || now() }));
+      whenReady(() => slotElements(doc).length && slots.decide(null, { since: config.startedAt || now() }));
     }
   }
 
   start();
 
   return {
-    // custom:NAME, with NAME as the collector accepts it ('add to list' -> 'add_to_list')
-    track: (name, props) => emit('custom:' + String(name).replace(/[^\w.-]/g, '_').slice(0, 64), props),
+    track: (name, props) => emit(customType(name), props),
     pageView,
     productView: (product) => emit('product_view', { product }),
     addToCart: (product, qty) => emit('add_to_cart', { product, qty: qty || 1 }),
@@ -479,12 +350,12 @@ export function createTracker(win, options, now = () => Date.now()) {
     optOut,
     optIn,
     forget,
-    decide,
+    decide: slots.decide,
     setPreference,
     recommendations,
-    flush,
+    flush: emitter.flush,
     visitorId: () => visitorId(false),
-    sessionId: () => memSession && memSession.id,
+    sessionId: () => state._session && state._session.id,
     permissions: perms,
   };
 }

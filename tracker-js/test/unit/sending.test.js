@@ -67,6 +67,24 @@ test('every event has the contract fields and a uuid4 event_id', async () => {
   await close(page);
 });
 
+test('identify with the back end\'s userHash sends props.user_hash; without it, none', async () => {
+  const page = trackedPage(quiet);
+  const hash = 'a3f1'.repeat(16); // hex HMAC-SHA256, as the shop renders it into the page
+  page.tracker.identify('u-1', { first_name: 'Ann' }, { userHash: hash });
+  page.tracker.identify('u-2', { first_name: 'Bob' });
+  page.tracker.identify('u-3', null, {});
+  page.tracker.track('after');
+  await page.clock.advance(5000);
+  const events = page.fetch.events();
+  assert.deepEqual(events.map((e) => e.type), ['identify', 'identify', 'identify', 'custom:after']);
+  assert.deepEqual(events[0].props, { traits: { first_name: 'Ann' }, user_hash: hash });
+  assert.equal(events[0].user_id, 'u-1');
+  assert.deepEqual(events[1].props, { traits: { first_name: 'Bob' } }, 'no third argument: no user_hash');
+  assert.deepEqual(events[2].props, { traits: {} }, 'no userHash in it: none either');
+  assert.deepEqual(events[3].props, {}, 'only identify carries it');
+  await close(page);
+});
+
 test('the collector\'s cookie, when already set, is the visitor id', async () => {
   const page = trackedPage({}, { cookies: 'clickstream_vid=fromthecollector123' });
   await page.clock.advance(5000);
