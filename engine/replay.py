@@ -22,7 +22,7 @@ async def replay(settings: Settings, progress: bool = True) -> int:
     await kafka.ensure_topics(settings)
     redis = open_redis(settings.redis)
     try:
-        rules = LiveRules(settings.rules)
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
         handlers = batch_handlers(settings, redis, rules)
         applied, started = 0, time.monotonic()
