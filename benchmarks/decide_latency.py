@@ -101,14 +101,14 @@ async def main(requests: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="decide-bench-"))
     (workdir / "rules").mkdir()
     (workdir / "rules" / "bench.yaml").write_text(rule_files(rng))
-    rs = load_ruleset(workdir / "rules")
-    assert not rs.errors, rs.errors[:3]
     port = free_port()
     server = subprocess.Popen(redis_command(port, workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api = None
     try:
         wait_for_port(port, 20, server)
         settings = Settings(redis=f"redis://127.0.0.1:{port}/0", rules=workdir / "rules", api_keys=("bench",), redis_prefix="bench")
+        rs = load_ruleset(settings.rules, half_life_days=settings.interest_half_life_days)
+        assert not rs.errors, rs.errors[:3]
         redis = aioredis.from_url(settings.redis)
         stores = build_stores(settings, redis)
         visitors = [f"visitor-{i}" for i in range(2000)]
@@ -116,7 +116,7 @@ async def main(requests: int) -> None:
         events = [e for vid in visitors for e in visitor_events(rng, vid, t0)]
         for start in range(0, len(events), 5000):
             await stores.profiles.apply(events[start:start + 5000])
-        rules = LiveRules(settings.rules)
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
         service = DecideService(settings, stores.people, stores.values, rules)
 
@@ -136,13 +136,14 @@ async def main(requests: int) -> None:
         class Reloading(LiveRules):
             @property
             def current(self):
-                return load_ruleset(self.path)
+                return load_ruleset(self.path, half_life_days=self.half_life_days)
 
             @current.setter
             def current(self, value):
                 pass
 
-        naive = DecideService(settings, stores.people, stores.values, Reloading(settings.rules))
+        naive = DecideService(settings, stores.people, stores.values,
+                              Reloading(settings.rules, half_life_days=settings.interest_half_life_days))
         saved = requests
         requests = max(200, requests // 20)
         baseline = await timed(lambda v, c: naive.decide(v, None, slots, dict(c)))

@@ -164,9 +164,9 @@ def cmd_bench(args) -> int:
 def cmd_rules(args) -> int:
     from engine.rules import commands
 
-    if args.rules_command == "check":
-        return commands.check(args.path)
     settings = _settings()
+    if args.rules_command == "check":
+        return commands.check(args.path, settings.interest_half_life_days)
     if args.rules_command == "preview":
         try:
             context = commands.parse_context(args.context)
@@ -188,7 +188,8 @@ def cmd_rules(args) -> int:
             person, prefs = asyncio.run(load_person(settings, args.profile))
             if person is None:
                 print(f"note: no profile {args.profile!r}; deciding as for a new visitor", file=sys.stderr)
-        return commands.preview(args.path, person, prefs, context, args.profile or "", args.slot, now_ms)
+        return commands.preview(args.path, person, prefs, context, args.profile or "", args.slot, now_ms,
+                                settings.interest_half_life_days)
     _require(settings, "kafka")
     from engine.wiring import profile_config
 

@@ -141,7 +141,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         stores = open_stores(settings, timeout_s=API_REDIS_TIMEOUT_S)
         services.stores = stores
         services.profile_config = profile_config(settings)
-        services.rules = LiveRules(settings.rules)
+        services.rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         services.recommend = recommend_service(settings, stores)
         services.slots = ModelSlots(stores.bandit)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
@@ -179,7 +179,7 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
     """What the worker's stream service runs; opened inside the worker's event loop."""
     await kafka.ensure_topics(settings)
     stores = open_stores(settings, profile_cache=settings.profile_cache_size)
-    rules = LiveRules(settings.rules)
+    rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
     dead_letter = kafka.producer(settings)
     await dead_letter.start()
     rules.start()
@@ -216,7 +216,7 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
 
     stores = open_stores(settings)
     try:
-        rules = LiveRules(settings.rules)
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
         applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores),
                                progress)

@@ -10,18 +10,27 @@ from pathlib import Path
 
 from engine.rules.backtest import Backtest
 from engine.rules.decide import decide
+from engine.rules.live import rules_folder
 from engine.rules.ruleset import load_ruleset
 
 
-def check(path: str, out=sys.stdout) -> int:
-    """Prints every problem (file:line: [rule] level: message); 1 if there are errors."""
-    rs = load_ruleset(path, int(time.time() * 1000))
+def check(path: str, half_life_days: float, out=sys.stdout) -> int:
+    """Prints every problem (file:line: [rule] level: message); 1 if there are errors, 2 without rules."""
+    if not Path(path).exists():
+        served = rules_folder(Path(path))
+        if served == Path(path):
+            print(f"{path}: no such file or folder", file=out)
+            return 2
+        print(f"{path}: no such folder; the engine serves its built-in demo rules from {served} "
+              f"(set CLICKSTREAM_RULES or create {path}/ to use your own). Checking those:", file=out)
+        path = str(served)
+    rs = load_ruleset(path, int(time.time() * 1000), half_life_days=half_life_days)
     for problem in sorted(rs.problems, key=lambda p: (p.file, p.line, p.level)):
         print(problem, file=out)
     errors, warnings = len(rs.errors), len(rs.warnings)
     print(f"{len(rs.files)} files: {len(rs.rules)} rules, {len(rs.slots)} slots, {len(rs.segments)} segments; "
           f"{errors} errors, {warnings} warnings", file=out)
-    return 1 if errors or not Path(path).exists() else 0
+    return 1 if errors else 0
 
 
 def parse_context(pairs: list[str]) -> dict:
@@ -40,14 +49,14 @@ async def person_for_preview(people, values, rules_path, profile_id: str, half_l
     person = await people.person(profile_id)
     prefs = person.get("preferences", {}) if person else await people.preferences(profile_id, None, [profile_id])
     if person is not None:
-        rs = load_ruleset(rules_path)
+        rs = load_ruleset(rules_path, half_life_days=half_life_days)
         person = derive(person, await values.model(), rs.segments, int(time.time() * 1000), half_life_days)
     return person, prefs
 
 
 def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_id: str, slots: list[str] | None,
-            now_ms: int, out=sys.stdout) -> int:
-    rs = load_ruleset(path, now_ms)
+            now_ms: int, half_life_days: float, out=sys.stdout) -> int:
+    rs = load_ruleset(path, now_ms, half_life_days=half_life_days)
     for problem in rs.errors:
         print(problem, file=out)
     if rs.errors:
@@ -67,7 +76,7 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
 async def backtest(path: str, settings, config, hours: float, progress: bool = True, out=sys.stdout) -> int:
     from engine.stream.history import topic_history
 
-    rs = load_ruleset(path, int(time.time() * 1000))
+    rs = load_ruleset(path, int(time.time() * 1000), half_life_days=config.interest_half_life_days)
     for problem in rs.errors:
         print(problem, file=out)
     if rs.errors:

@@ -1,30 +1,39 @@
 """The condition language shared by rule files and segment definitions.
 
 A condition is a tree: `all: [...]`, `any: [...]`, `not: {...}`, or one leaf from a
-fixed registry of typed conditions, each declaring its parameters. Everything is
-checked when the file is loaded; evaluation is pure (profile, context, now in,
-verdict and reasons out). There is no scripting and no eval, anywhere.
+fixed registry of typed conditions, each declaring its parameters as a msgspec
+Struct. Everything is checked when the file is loaded; evaluation is pure (profile,
+context, now in, verdict and reasons out). There is no scripting and no eval, anywhere.
 
 Leaves (parameters in brackets are optional):
+    always:      true                                 # e.g. a catch-all rule
     profile:     {field: dotted.path, op: eq|ne|gt|gte|lt|lte|in|contains|exists, [value]}
     segment:     {name, [min_score]}
     value_tier:  {in: [key, growth, low]}
     history:     {event, [category], min, days}       # e.g. 3 product views of shoes in 7 days
-    interest:    {category, min}                      # decayed interest score
+    interest:    {category, min}                      # decayed interest score (configured half-life)
     country | region | city | weather | device | utm_campaign | language:  {in: [...]}
     referrer | page:  {contains | prefix | equals: "..."}
     time_of_day: {from: "HH:MM", to: "HH:MM"}         # local time; may wrap midnight
     day_of_week: {in: [mon, tue, ...]}
+
+`interest` decays a visitor's score to now with the profile's half-life, which the
+caller passes to `compile_condition` (CLICKSTREAM_INTEREST_HALF_LIFE_DAYS): the rule
+sees the score the profile shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
 from engine.profiles.model import DAY_MS, count_in_window, decay
+from engine.rules.shapes import description, dotted, explain
 
 MAX_DEPTH = 32
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -55,37 +64,103 @@ class Condition:
         return self.test(profile, context, now_ms)
 
 
+ALWAYS = Condition("always", lambda p, c, n: (True, ["always"]))
+
+
+class At(NamedTuple):
+    """Where a leaf is compiled, and what its test may need besides its parameters."""
+
+    path: str
+    half_life_days: float
+
+    def error(self, message: str, part: str = "") -> ConditionError:
+        return ConditionError(f"{self.path}.{part}" if part else self.path, message)
+
+
 def _leaf(describe: str, predicate: Callable[[dict, dict, int], bool], never: bool = False) -> Condition:
     return Condition(describe, lambda p, c, n: (True, [describe]) if predicate(p, c, n) else (False, []), never)
 
 
-def _params(raw: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
-    if not isinstance(raw, dict):
-        raise ConditionError(path, f"expected parameters {', '.join(required + optional)}")
-    unknown = set(raw) - set(required) - set(optional)
-    if unknown:
-        raise ConditionError(path, f"unknown parameter {sorted(map(str, unknown))[0]!r}; expected {', '.join(required + optional)}")
-    missing = [name for name in required if name not in raw]
-    if missing:
-        raise ConditionError(path, f"missing parameter {missing[0]!r}")
-    return raw
+# --- parameters, declared -------------------------------------------------------------
+
+class Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
 
 
-def _strings(value: Any, path: str) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in items):
-        raise ConditionError(path, "expected a non-empty list of names")
-    return tuple(str(v).lower() for v in items)
+Names = Annotated[Annotated[list[str | int], Meta(min_length=1)] | str | int, Meta(description="a non-empty list of names")]
+Clock = Annotated[str, Meta(pattern=r"^\d\d:\d\d$", description="a time as HH:MM")]
 
 
-def _number(value: Any, path: str, minimum: float = 0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConditionError(path, f"expected a number of at least {minimum}")
-    return value
+class ProfileParams(Params):
+    field: Annotated[str, Meta(min_length=1, description="a dotted path such as traits.first_name")]
+    op: Annotated[Literal[OPS], Meta(description=f"one of {', '.join(OPS)}")]
+    value: Any | UnsetType = UNSET
 
 
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
+class SegmentParams(Params):
+    name: Annotated[str, Meta(min_length=1, description="a segment name")]
+    min_score: Annotated[float, Meta(ge=0, description="a number of at least 0")] = 0.0
+
+
+class InParams(Params):
+    in_: Names = msgspec.field(name="in")
+
+
+class HistoryParams(Params):
+    event: Annotated[str, Meta(min_length=1, description="an event type such as product_view")]
+    min: Annotated[float, Meta(ge=1, description="a number of at least 1")]
+    days: Annotated[float, Meta(ge=1, le=90, description="a number of days from 1 to 90 (profiles keep 90 days of history)")]
+    category: str | int | None = None
+
+
+class InterestParams(Params):
+    category: Annotated[str | int, Meta(description="a category")]
+    min: Annotated[float, Meta(ge=0, description="a number of at least 0")]
+
+
+class TextParams(Params):
+    contains: str | None = None
+    prefix: str | None = None
+    equals: str | None = None
+
+
+class TimeParams(Params):
+    from_: Clock = msgspec.field(name="from")
+    to: Clock
+
+
+def _params(body: Any, kind: Any, at: At) -> Any:
+    """`body` as the leaf's parameters, or ConditionError naming the parameter at fault."""
+    try:
+        return msgspec.convert(body, kind)
+    except msgspec.ValidationError as exc:
+        inside, message = explain(exc)
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(kind)} if isinstance(kind, type) and issubclass(kind, Params) else {}
+    if fields and message.startswith("unknown field"):
+        message = f"unknown parameter {message[len('unknown field '):]}; expected {', '.join(fields)}"
+    elif fields and message.startswith("missing "):
+        message = f"missing parameter {message[len('missing '):]!r}"
+    elif fields and not inside:
+        message = f"expected parameters {', '.join(fields)}"
+    elif len(inside) == 1 and description(fields.get(inside[0])):
+        message = f"expected {description(fields[inside[0]])}"
+    raise at.error(message, dotted(inside))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(v).lower() for v in (value if isinstance(value, list) else [value]))
+
+
+# --- the leaves ---------------------------------------------------------------------
+
+def _always(p: bool, at: At) -> Condition:
+    if p is not True:
+        raise at.error("expected true (to switch a rule off, set enabled: false)")
+    return ALWAYS
+
+
+def _dig(data: Any, dotted_path: str) -> Any:
+    for part in dotted_path.split("."):
         if not isinstance(data, dict) or part not in data:
             return None
         data = data[part]
@@ -119,90 +194,70 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
     return False
 
 
-def _profile(raw, path):
-    params = _params(raw, path, ("field", "op"), ("value",))
-    field, op = params["field"], params["op"]
-    if not isinstance(field, str) or not field:
-        raise ConditionError(f"{path}.field", "expected a dotted path such as traits.first_name")
-    if op not in OPS:
-        raise ConditionError(f"{path}.op", f"expected one of {', '.join(OPS)}")
-    if op != "exists" and "value" not in params:
-        raise ConditionError(path, f"op {op} needs a value")
-    if op == "in" and not isinstance(params.get("value"), list):
-        raise ConditionError(f"{path}.value", "op in needs a list")
-    value = params.get("value")
+def _profile(p: ProfileParams, at: At) -> Condition:
+    if p.op != "exists" and p.value is UNSET:
+        raise at.error(f"op {p.op} needs a value")
+    if p.op == "in" and not isinstance(p.value, list):
+        raise at.error("op in needs a list", "value")
+    field, op, value = p.field, p.op, p.value
     return _leaf(f"profile {field} {op}{'' if op == 'exists' else f' {value!r}'}",
-                 lambda p, c, n: _compare(op, _dig(p, field), value))
+                 lambda pr, c, n: _compare(op, _dig(pr, field), value))
 
 
-def _segment(raw, path):
-    params = _params(raw, path, ("name",), ("min_score",))
-    name = params["name"]
-    if not isinstance(name, str) or not name:
-        raise ConditionError(f"{path}.name", "expected a segment name")
-    minimum = _number(params.get("min_score", 0), f"{path}.min_score")
+def _segment(p: SegmentParams, at: At) -> Condition:
+    name, minimum = p.name, p.min_score
     return _leaf(f"in segment {name}" + (f" (score >= {minimum})" if minimum else ""),
-                 lambda p, c, n: (p.get("segments") or {}).get(name, -1) >= minimum if name in (p.get("segments") or {}) else False)
+                 lambda pr, c, n: name in (pr.get("segments") or {}) and pr["segments"][name] >= minimum)
 
 
-def _value_tier(raw, path):
-    tiers = _strings(_params(raw, path, ("in",))["in"], f"{path}.in")
+def _value_tier(p: InParams, at: At) -> Condition:
+    tiers = _names(p.in_)
     bad = [t for t in tiers if t not in TIERS]
     if bad:
-        raise ConditionError(f"{path}.in", f"unknown tier {bad[0]!r}; tiers are {', '.join(TIERS)}")
-    return _leaf(f"value tier in {list(tiers)}", lambda p, c, n: (p.get("value") or {}).get("tier") in tiers)
+        raise at.error(f"unknown tier {bad[0]!r}; tiers are {', '.join(TIERS)}", "in")
+    return _leaf(f"value tier in {list(tiers)}", lambda pr, c, n: (pr.get("value") or {}).get("tier") in tiers)
 
 
-def _history(raw, path):
-    params = _params(raw, path, ("event", "min", "days"), ("category",))
-    event = params["event"]
-    if not isinstance(event, str) or not event:
-        raise ConditionError(f"{path}.event", "expected an event type such as product_view")
-    minimum = _number(params["min"], f"{path}.min", 1)
-    days = _number(params["days"], f"{path}.days", 1)
-    if days > 90:
-        raise ConditionError(f"{path}.days", "profiles keep 90 days of history")
-    key = f"{event}:{params['category']}" if params.get("category") else event
-    return _leaf(f"{key} at least {minimum:g} times in {days:g} days",
-                 lambda p, c, n: count_in_window(p, key, int(days), n) >= minimum if "daily" in p else False)
+def _history(p: HistoryParams, at: At) -> Condition:
+    key = f"{p.event}:{p.category}" if p.category not in (None, "") else p.event
+    minimum, days = p.min, int(p.days)
+    return _leaf(f"{key} at least {minimum:g} times in {p.days:g} days",
+                 lambda pr, c, n: "daily" in pr and count_in_window(pr, key, days, n) >= minimum)
 
 
-def _interest(raw, path):
-    params = _params(raw, path, ("category", "min"))
-    category, minimum = str(params["category"]), _number(params["min"], f"{path}.min")
+def _interest(p: InterestParams, at: At) -> Condition:
+    category, minimum, half_life = str(p.category), p.min, at.half_life_days
 
-    def test(p, c, n):
-        score, ts = (p.get("interests") or {}).get(category, (0.0, n))
-        return decay(score, ts, n, 14.0) >= minimum
+    def test(pr, c, n):
+        score, ts = (pr.get("interests") or {}).get(category, (0.0, n))
+        return decay(score, ts, n, half_life) >= minimum
     return _leaf(f"interest in {category} >= {minimum:g}", test)
 
 
-def _context_set(name):
-    def build(raw, path):
-        values = _strings(_params(raw, path, ("in",))["in"], f"{path}.in")
-        return _leaf(f"{name} in {list(values)}", lambda p, c, n: str(c.get(name, "")).lower() in values)
+def _context_set(name: str) -> Callable[[InParams, At], Condition]:
+    def build(p: InParams, at: At) -> Condition:
+        values = _names(p.in_)
+        return _leaf(f"{name} in {list(values)}", lambda pr, c, n: str(c.get(name, "")).lower() in values)
     return build
 
 
-def _context_text(name):
+def _context_text(name: str) -> Callable[[TextParams, At], Condition]:
     key = "url" if name == "page" else name
 
-    def build(raw, path):
-        params = _params(raw, path, (), ("contains", "prefix", "equals"))
-        if len(params) != 1 or not isinstance(next(iter(params.values())), str):
-            raise ConditionError(path, "expected exactly one of contains, prefix, equals with a text")
-        (how, text), = params.items()
+    def build(p: TextParams, at: At) -> Condition:
+        given = {how: text for how, text in msgspec.structs.asdict(p).items() if text is not None}
+        if len(given) != 1:
+            raise at.error("expected exactly one of contains, prefix, equals with a text")
+        (how, text), = given.items()
         checks = {"contains": lambda v: text in v, "prefix": lambda v: v.startswith(text), "equals": lambda v: v == text}
-        return _leaf(f"{name} {how} {text!r}", lambda p, c, n: checks[how](str(c.get(key) or "")))
+        return _leaf(f"{name} {how} {text!r}", lambda pr, c, n: checks[how](str(c.get(key) or "")))
     return build
 
 
-def _clock(value: Any, path: str) -> int:
-    if not isinstance(value, str) or len(value) != 5 or value[2] != ":" or not (value[:2] + value[3:]).isdigit():
-        raise ConditionError(path, "expected a time as HH:MM")
+def _clock(value: str, at: At, part: str) -> int:
     hours, minutes = int(value[:2]), int(value[3:])
     if hours > 24 or minutes > 59 or (hours == 24 and minutes):
-        raise ConditionError(path, "expected a time between 00:00 and 24:00")
+        raise at.error("expected a time between 00:00 and 24:00", part)
     return hours * 60 + minutes
 
 
@@ -226,31 +281,37 @@ def _minutes(context: dict, now_ms: int) -> int:
     return moment.hour * 60 + moment.minute
 
 
-def _time_of_day(raw, path):
-    params = _params(raw, path, ("from", "to"))
-    start, end = _clock(params["from"], f"{path}.from"), _clock(params["to"], f"{path}.to")
+def _time_of_day(p: TimeParams, at: At) -> Condition:
+    start, end = _clock(p.from_, at, "from"), _clock(p.to, at, "to")
     inside = (lambda m: start <= m < end) if start <= end else (lambda m: m >= start or m < end)
-    return _leaf(f"local time {params['from']}-{params['to']}", lambda p, c, n: inside(_minutes(c, n)), never=start == end)
+    return _leaf(f"local time {p.from_}-{p.to}", lambda pr, c, n: inside(_minutes(c, n)), never=start == end)
 
 
-def _day_of_week(raw, path):
-    days = _strings(_params(raw, path, ("in",))["in"], f"{path}.in")
+def _day_of_week(p: InParams, at: At) -> Condition:
+    days = _names(p.in_)
     bad = [d for d in days if d[:3] not in DAYS]
     if bad:
-        raise ConditionError(f"{path}.in", f"unknown day {bad[0]!r}")
+        raise at.error(f"unknown day {bad[0]!r}", "in")
     wanted = {d[:3] for d in days}
 
-    def test(p, c, n):
+    def test(pr, c, n):
         given = str(c.get("day_of_week", "")).lower()[:3]
         return (given or DAYS[local_time(c, n).weekday()]) in wanted
     return _leaf(f"day of week in {sorted(wanted)}", test)
 
 
-LEAVES: dict[str, Callable[[Any, str], Condition]] = {
-    "profile": _profile, "segment": _segment, "value_tier": _value_tier, "history": _history,
-    "interest": _interest, "time_of_day": _time_of_day, "day_of_week": _day_of_week,
-    **{name: _context_set(name) for name in CONTEXT_SETS},
-    **{name: _context_text(name) for name in CONTEXT_TEXT},
+class Leaf(NamedTuple):
+    params: Any  # the parameters' type
+    build: Callable[[Any, At], Condition]
+
+
+LEAVES: dict[str, Leaf] = {
+    "always": Leaf(bool, _always), "profile": Leaf(ProfileParams, _profile), "segment": Leaf(SegmentParams, _segment),
+    "value_tier": Leaf(InParams, _value_tier), "history": Leaf(HistoryParams, _history),
+    "interest": Leaf(InterestParams, _interest), "time_of_day": Leaf(TimeParams, _time_of_day),
+    "day_of_week": Leaf(InParams, _day_of_week),
+    **{name: Leaf(InParams, _context_set(name)) for name in CONTEXT_SETS},
+    **{name: Leaf(TextParams, _context_text(name)) for name in CONTEXT_TEXT},
 }
 
 
@@ -283,23 +344,31 @@ def _not(child: Condition) -> Condition:
     return Condition(f"not {child.describe}", test)
 
 
-def compile_condition(tree: Any, path: str = "when", depth: int = 0) -> Condition:
-    """Compiles a condition tree (parsed YAML) or raises ConditionError naming where."""
+def compile_condition(tree: Any, *, half_life_days: float, path: str = "when") -> Condition:
+    """Compiles a condition tree (parsed YAML) or raises ConditionError naming where.
+
+    `half_life_days` is the profile's interest half-life, for `interest` leaves."""
+    return _compile(tree, At(path, half_life_days), 0)
+
+
+def _compile(tree: Any, at: At, depth: int) -> Condition:
     if depth > MAX_DEPTH:
-        raise ConditionError(path, f"nested more than {MAX_DEPTH} levels")
+        raise at.error(f"nested more than {MAX_DEPTH} levels")
     if not isinstance(tree, dict) or len(tree) != 1:
-        raise ConditionError(path, "expected exactly one of all, any, not, or a condition type")
+        raise at.error("expected exactly one of all, any, not, or a condition type")
     (kind, body), = tree.items()
     if kind in ("all", "any"):
         if not isinstance(body, list) or not body:
-            raise ConditionError(f"{path}.{kind}", "expected a non-empty list of conditions")
-        children = [compile_condition(child, f"{path}.{kind}[{i}]", depth + 1) for i, child in enumerate(body)]
+            raise at.error("expected a non-empty list of conditions", kind)
+        children = [_compile(child, at._replace(path=f"{at.path}.{kind}[{i}]"), depth + 1) for i, child in enumerate(body)]
         return _all(children) if kind == "all" else _any(children)
     if kind == "not":
-        return _not(compile_condition(body, f"{path}.not", depth + 1))
-    if kind not in LEAVES:
-        raise ConditionError(path, f"unknown condition type {str(kind)[:40]!r}; known: all, any, not, {', '.join(sorted(LEAVES))}")
-    return LEAVES[kind](body, f"{path}.{kind}")
+        return _not(_compile(body, at._replace(path=f"{at.path}.not"), depth + 1))
+    leaf = LEAVES.get(kind) if isinstance(kind, str) else None
+    if leaf is None:
+        raise at.error(f"unknown condition type {str(kind)[:40]!r}; known: all, any, not, {', '.join(sorted(LEAVES))}")
+    inner = at._replace(path=f"{at.path}.{kind}")
+    return leaf.build(_params(body, leaf.params, inner), inner)
 
 
 def segments_named(tree: Any) -> set[str]:
@@ -318,4 +387,4 @@ def segments_named(tree: Any) -> set[str]:
     return set()
 
 
-__all__ = ["Condition", "ConditionError", "compile_condition", "segments_named", "local_time", "LEAVES", "DAY_MS"]
+__all__ = ["ALWAYS", "Condition", "ConditionError", "compile_condition", "segments_named", "local_time", "LEAVES", "DAY_MS"]

@@ -34,9 +34,13 @@ def rules_folder(configured: Path) -> Path:
 
 
 class LiveRules:
-    def __init__(self, path: Path, poll_s: float = 0.5) -> None:
+    """The served rule set of `path`; `half_life_days` is the profiles' interest half-life
+    (CLICKSTREAM_INTEREST_HALF_LIFE_DAYS), compiled into `interest` conditions."""
+
+    def __init__(self, path: Path, poll_s: float = 0.5, *, half_life_days: float) -> None:
         self.path = rules_folder(Path(path))
         self.poll_s = poll_s
+        self.half_life_days = half_life_days
         self.current = RuleSet()
         self.problems: list = []       # of the newest attempt, good or refused
         self.refused_at: float | None = None
@@ -59,7 +63,7 @@ class LiveRules:
         if signature == self._signature:
             return False
         self._signature = signature
-        candidate = load_ruleset(self.path, int(time.time() * 1000))
+        candidate = load_ruleset(self.path, int(time.time() * 1000), half_life_days=self.half_life_days)
         self.problems = candidate.problems
         if candidate.errors:
             REFUSED.inc()

@@ -21,9 +21,12 @@ An example (rules/examples/ in the repository has a complete set):
         then: {hero: {variants: [{content: umbrella, weight: 1}], control: 10}}
     segments:
       - name: shoe-lovers
-        when: {interest: {category: shoes, min: 3}}
+        when: {history: {event: product_view, category: shoes, min: 3, days: 7}}
         score: {interest: shoes}
 
+A file is read as YAML 1.2 with lines (engine.rules.yaml_lines), checked against its
+declared shape (engine.rules.schema) and compiled here: conditions into closures,
+dates into milliseconds, cross-references (a default among its slot's content).
 Every problem carries the file, line and rule id; errors keep a file's rules out
 of the set, warnings do not. Nothing in a file is ever executed.
 """
@@ -33,20 +36,17 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.rules.conditions import CONTEXT_SETS, CONTEXT_TEXT, Condition, ConditionError, compile_condition, segments_named
-from engine.rules.yaml_lines import Located, LocatedList, YamlError, load
+import msgspec
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-RULE_KEYS = ("id", "description", "priority", "enabled", "schedule", "when", "then")
-SEGMENT_KEYS = ("name", "description", "when", "score")
-SLOT_KEYS = ("default", "content", "model")
-CONTENT_KEYS = ("html", "text", "topics", "language", "data")
-MODEL_KEYS = ("variants", "min_impressions", "exploration", "holdout")
-SCORES = ("clv", "revenue", "orders", "sessions", "interest", "count")
+from engine.rules import schema
+from engine.rules.conditions import ALWAYS, CONTEXT_SETS, CONTEXT_TEXT, Condition, ConditionError, compile_condition, segments_named
+from engine.rules.shapes import Issue, S, check, dotted
+from engine.rules.yaml_lines import YamlError, line_at, line_of, load, node_line
+
+NAME = re.compile(schema.NAME)
 CONTEXT_ONLY = set(CONTEXT_SETS) | set(CONTEXT_TEXT) | {"time_of_day", "day_of_week"}
 
 
@@ -157,293 +157,147 @@ class RuleSet:
         return [r for r in self.rules if any(c.slot == slot for c in r.choices)]
 
 
-class _FileProblems(Exception):
-    pass
-
-
 class _Reader:
-    """Collects the problems of one file while its parts are compiled."""
+    """Compiles the parts of one file, collecting its problems."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, half_life_days: float) -> None:
         self.file = file
+        self.half_life_days = half_life_days
         self.problems: list[Problem] = []
 
-    def error(self, line: int, message: str, rule_id: str | None = None, level: str = "error") -> None:
-        self.problems.append(Problem(self.file, line, rule_id, message, level))
+    def error(self, line: int, message: str, owner: str | None = None, level: str = "error") -> None:
+        self.problems.append(Problem(self.file, line, owner, message, level))
 
-    def warn(self, line: int, message: str, rule_id: str | None = None) -> None:
-        self.error(line, message, rule_id, "warning")
+    def warn(self, line: int, message: str, owner: str | None = None) -> None:
+        self.error(line, message, owner, "warning")
 
+    def failed_since(self, count: int) -> bool:
+        return any(p.level == "error" for p in self.problems[count:])
 
-def line_at(root: Any, path: str) -> int:
-    """The line of the deepest part of `path` (e.g. when.all[2].history.min) inside `root`."""
-    line = getattr(root, "line", 1)
-    node = root
-    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
-        if name and isinstance(node, Located) and name in node:
-            line, node = node.line_of(name), node[name]
-        elif index and isinstance(node, LocatedList) and int(index) < len(node):
-            line, node = node.line_of(int(index)), node[int(index)]
-        else:
-            break
-    return line
+    def shape(self, raw: Any, kind: type[S], owner: str | None, line: int, label: str = "", at: tuple = ()) -> S | None:
+        """`raw` checked as `kind`; each problem reported at its own line, as `label` + path: message."""
+        issues: list[Issue] = []
+        value = check(raw, kind, issues)
+        for issue in issues:
+            where = dotted(at + issue.path)
+            self.error(line_at(raw, issue.line_path or issue.path) if isinstance(raw, (dict, list)) else line,
+                       f"{label}{where}: {issue.message}" if where else f"{label}{issue.message}", owner)
+        return value
 
-
-ALWAYS = Condition("always", lambda p, c, n: (True, ["always"]))
-
-
-def _when(raw: Any, node: Located, reader: _Reader, owner: str | None) -> Condition | None:
-    if raw == "always":
-        return ALWAYS
-    try:
-        return compile_condition(raw, "when")
-    except ConditionError as exc:
-        reader.error(line_at(node, exc.path), exc.message + f" (at {exc.path})", owner)
-    except RecursionError:
-        reader.error(node.line_of("when"), "condition nested too deeply", owner)
-    return None
-
-
-def _timestamp(value: Any) -> int:
-    if isinstance(value, datetime):
-        moment = value
-    elif hasattr(value, "isoformat") and not isinstance(value, str):  # a YAML date
-        moment = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    else:
-        raise ValueError("expected a date or time such as 2026-12-01 or 2026-12-01T08:00:00Z")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
-def _unknown_keys(node: Located, allowed: tuple[str, ...], reader: _Reader, what: str, owner: str | None) -> None:
-    for key in node:
-        if key not in allowed:
-            reader.error(node.line_of(key), f"unknown {what} field {str(key)[:40]!r}; expected {', '.join(allowed)}", owner)
-
-
-def _number(node: Located, key: str, default: float, reader: _Reader, owner: str | None, low: float, high: float) -> float:
-    value = node.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        reader.error(node.line_of(key), f"{key}: expected a number from {low:g} to {high:g}", owner)
-        return default
-    return value
-
-
-# --- slots (the content catalog) ---------------------------------------------------
-
-
-def _content(cid: str, raw: Any, line: int, reader: _Reader, slot: str) -> Content | None:
-    if isinstance(raw, str):
-        return Content(cid, raw)
-    if not isinstance(raw, Located):
-        reader.error(line, f"content {cid!r} of slot {slot!r}: expected text or a mapping with html", slot)
+    def when(self, entry: dict, owner: str | None) -> Condition | None:
+        raw = entry["when"]
+        if raw == "always":
+            return ALWAYS
+        try:
+            return compile_condition(raw, half_life_days=self.half_life_days)
+        except ConditionError as exc:
+            self.error(line_at(entry, exc.path), f"{exc.message} (at {exc.path})", owner)
         return None
-    _unknown_keys(raw, CONTENT_KEYS, reader, "content", slot)
-    template = raw.get("html", raw.get("text"))
-    if not isinstance(template, str):
-        reader.error(raw.line, f"content {cid!r}: needs html (or text)", slot)
-        return None
-    topics = raw.get("topics", [])
-    if isinstance(topics, str):
-        topics = [topics]
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        reader.error(raw.line_of("topics"), f"content {cid!r}: topics must be a list of names", slot)
-        topics = []
-    language = raw.get("language")
-    if language is not None and not isinstance(language, str):
-        reader.error(raw.line_of("language"), f"content {cid!r}: language must be a tag such as nb or en", slot)
-        language = None
-    return Content(cid, template, tuple(t.lower() for t in topics), language.lower() if language else None, raw.get("data"))
 
+    # --- slots (the content catalog) ------------------------------------------------
 
-def _model(raw: Any, slot: str, content: dict, reader: _Reader) -> ModelSpec | None:
-    if not isinstance(raw, Located):
-        reader.error(getattr(raw, "line", 1), f"slot {slot!r}: model needs variants", slot)
-        return None
-    _unknown_keys(raw, MODEL_KEYS, reader, "model", slot)
-    variants = raw.get("variants")
-    if not isinstance(variants, list) or len(variants) < 2 or not all(isinstance(v, str) for v in variants):
-        reader.error(raw.line_of("variants"), f"slot {slot!r}: model variants must list at least two content ids", slot)
-        return None
-    for i, v in enumerate(variants):
-        if v not in content:
-            reader.error(variants.line_of(i), f"slot {slot!r}: model variant {v!r} is not content of this slot", slot)
-            return None
-    return ModelSpec(
-        tuple(variants),
-        int(_number(raw, "min_impressions", 200, reader, slot, 0, 10**9)),
-        float(_number(raw, "exploration", 0.1, reader, slot, 0, 1)),
-        float(_number(raw, "holdout", 5.0, reader, slot, 0, 50)),
-    )
-
-
-def _slots(raw: Any, line: int, reader: _Reader) -> dict[str, Slot]:
-    if not isinstance(raw, Located):
-        reader.error(line, "slots: expected a mapping of slot name to its default and content")
-        return {}
-    out = {}
-    for name, body in raw.items():
-        where = raw.line_of(name)
+    def slot(self, name: Any, raw: Any, line: int) -> Slot | None:
         if not isinstance(name, str) or not NAME.match(name):
-            reader.error(where, f"slot name {str(name)[:40]!r}: letters, digits, _ . : - only")
-            continue
-        if not isinstance(body, Located):
-            reader.error(where, f"slot {name!r}: expected default and content", name)
-            continue
-        _unknown_keys(body, SLOT_KEYS, reader, "slot", name)
-        items = body.get("content")
-        if not isinstance(items, Located) or not items:
-            reader.error(body.line_of("content"), f"slot {name!r}: content must map content ids to content", name)
-            continue
+            self.error(line, f"slot name {str(name)[:40]!r}: letters, digits, _ . : - only")
+            return None
+        before = len(self.problems)
+        label = f"slot {name!r}: "
+        shape = self.shape(raw, schema.Slot, name, line, label)
+        items = raw.get("content") if isinstance(raw, dict) else None
+        items = items if isinstance(items, dict) else {}
         content = {}
         for cid, item in items.items():
-            compiled = _content(str(cid), item, items.line_of(cid), reader, name)
+            compiled = self.content(str(cid), item, line_of(items, cid), name)
             if compiled:
-                content[str(cid)] = compiled
-        default = body.get("default")
-        if default not in content:
-            reader.error(body.line_of("default"), f"slot {name!r}: default {default!r} is not one of its content ids", name)
-            continue
-        model = _model(body["model"], name, content, reader) if "model" in body else None
-        out[name] = Slot(name, default, content, model)
-    return out
-
-
-# --- rules ----------------------------------------------------------------------
-
-
-def _choice(slot: str, raw: Any, line: int, reader: _Reader, rule_id: str) -> Choice | None:
-    if isinstance(raw, str):
-        return Choice(slot, (Variant(raw, 1.0),))
-    if not isinstance(raw, Located):
-        reader.error(line, f"then.{slot}: expected a content id, or variants with weights", rule_id)
-        return None
-    _unknown_keys(raw, ("content", "variants", "control"), reader, f"then.{slot}", rule_id)
-    control = _number(raw, "control", 0, reader, rule_id, 0, 100)
-    if "content" in raw and "variants" not in raw:
-        if not isinstance(raw["content"], str):
-            reader.error(raw.line_of("content"), f"then.{slot}.content: expected a content id", rule_id)
+                content[compiled.id] = compiled
+        default = raw.get("default") if isinstance(raw, dict) else None
+        if isinstance(default, str) and items and default not in items:
+            self.error(line_of(raw, "default"), f"{label}default {default!r} is not one of its content ids", name)
+        model = raw.get("model") if isinstance(raw, dict) else None
+        variants = model.get("variants") if isinstance(model, dict) else None
+        for i, variant in enumerate(variants if isinstance(variants, list) else ()):
+            if isinstance(variant, str) and items and variant not in items:
+                self.error(line_of(variants, i), f"{label}model variant {variant!r} is not content of this slot", name)
+        if shape is None or self.failed_since(before):
             return None
-        return Choice(slot, (Variant(raw["content"], 1.0),), control)
-    variants = raw.get("variants")
-    if not isinstance(variants, LocatedList) or not variants:
-        reader.error(raw.line_of("variants"), f"then.{slot}: expected content, or a list of variants", rule_id)
-        return None
-    out = []
-    for i, v in enumerate(variants):
-        if not isinstance(v, Located) or not isinstance(v.get("content"), str):
-            reader.error(variants.line_of(i), f"then.{slot}.variants[{i}]: expected {{content: ID, weight: N}}", rule_id)
+        return Slot(name, shape.default, content, _model_spec(shape.model) if shape.model else None)
+
+    def content(self, cid: str, raw: Any, line: int, slot: str) -> Content | None:
+        if isinstance(raw, str):
+            return Content(cid, raw)
+        shape = self.shape(raw, schema.Content, slot, line, f"content {cid!r}: ")
+        if shape is None:
             return None
-        _unknown_keys(v, ("content", "weight"), reader, "variant", rule_id)
-        out.append(Variant(v["content"], float(_number(v, "weight", 1, reader, rule_id, 0, 10**6))))
-    if sum(v.weight for v in out) <= 0:
-        reader.error(variants.line, f"then.{slot}: the variant weights add up to 0", rule_id)
-        return None
-    return Choice(slot, tuple(out), control)
+        topics = [shape.topics] if isinstance(shape.topics, str) else shape.topics
+        return Content(cid, shape.html if shape.html is not None else shape.text, tuple(t.lower() for t in topics),
+                       shape.language.lower() if shape.language else None, shape.data)
 
+    # --- rules and segments -----------------------------------------------------------
 
-def _named(raw: Any, line: int, reader: _Reader, what: str, key: str, allowed: tuple[str, ...]) -> str | None:
-    """The name of a rule or segment entry, once its shape is checked; None (and an error) if it has none."""
-    if not isinstance(raw, Located):
-        reader.error(line, f"a {what} must be a mapping with {key}, when and {'then' if what == 'rule' else 'score'}")
-        return None
-    name = raw.get(key)
-    if not isinstance(name, str) or not NAME.match(name):
-        reader.error(raw.line_of(key), f"{what} {key}: expected a name of letters, digits, _ . : - (up to 64)")
-        return None
-    _unknown_keys(raw, allowed, reader, what, name)
-    return name
+    def rule(self, raw: Any, line: int) -> Rule | None:
+        rule_id = _name_of(raw, "id")
+        before = len(self.problems)
+        shape = self.shape(raw, schema.Rule, rule_id, line)
+        condition = self.when(raw, rule_id) if isinstance(raw, dict) and "when" in raw else None
+        then = raw.get("then") if isinstance(raw, dict) else None
+        choices = [self.choice(str(slot), body, line_of(then, slot), rule_id)
+                   for slot, body in (then.items() if isinstance(then, dict) else ())]
+        if shape is None or condition is None or self.failed_since(before):
+            return None
+        start, end = (_moment(shape.schedule, "start"), _moment(shape.schedule, "end")) if shape.schedule else (None, None)
+        return Rule(rule_id, shape.description, shape.priority, shape.enabled, start, end, condition,
+                    tuple(choices), self.file, node_line(raw))
 
+    def choice(self, slot: str, raw: Any, line: int, rule_id: str | None) -> Choice | None:
+        if isinstance(raw, str):
+            return Choice(slot, (Variant(raw, 1.0),))
+        shape = self.shape(raw, schema.Choice, rule_id, line, at=("then", slot))
+        if shape is None:
+            return None
+        variants = [Variant(shape.content, 1.0)] if shape.content is not None else [Variant(v.content, v.weight) for v in shape.variants]
+        return Choice(slot, tuple(variants), shape.control)
 
-def _rule(raw: Any, line: int, reader: _Reader) -> Rule | None:
-    before = len(reader.problems)
-    rule_id = _named(raw, line, reader, "rule", "id", RULE_KEYS)
-    if rule_id is None:
-        return None
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        reader.error(raw.line_of("description"), "description: expected text", rule_id)
-    priority = raw.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 10**6:
-        reader.error(raw.line_of("priority"), "priority: expected a whole number (higher wins)", rule_id)
-        priority = 0
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        reader.error(raw.line_of("enabled"), "enabled: expected true or false", rule_id)
-    start = end = None
-    schedule = raw.get("schedule")
-    if schedule is not None:
-        if not isinstance(schedule, Located) or not set(schedule) <= {"start", "end"}:
-            reader.error(raw.line_of("schedule"), "schedule: expected start and/or end", rule_id)
-        else:
-            try:
-                start = _timestamp(schedule["start"]) if "start" in schedule else None
-                end = _timestamp(schedule["end"]) if "end" in schedule else None
-            except (ValueError, TypeError, OverflowError) as exc:
-                reader.error(schedule.line, f"schedule: {exc}", rule_id)
-            if start is not None and end is not None and end <= start:
-                reader.error(schedule.line, "schedule: end is not after start", rule_id)
-    if "when" not in raw:
-        reader.error(raw.line, "missing when: a condition tree, or always", rule_id)
-    condition = _when(raw.get("when"), raw, reader, rule_id) if "when" in raw else None
-    then = raw.get("then")
-    choices = []
-    if not isinstance(then, Located) or not then:
-        reader.error(raw.line_of("then"), "then: expected a mapping of slot name to content or variants", rule_id)
-    else:
-        for slot, body in then.items():
-            choice = _choice(str(slot), body, then.line_of(slot), reader, rule_id)
-            if choice:
-                choices.append(choice)
-    if any(p.level == "error" for p in reader.problems[before:]) or condition is None:
-        return None
-    return Rule(rule_id, description if isinstance(description, str) else "", priority, enabled is True,
-                start, end, condition, tuple(choices), reader.file, raw.line)
-
-
-# --- segments ---------------------------------------------------------------------
-
-
-def _score(raw: Any, line: int, reader: _Reader, name: str) -> tuple | None:
-    if raw is None:
-        return ("constant",)
-    if isinstance(raw, str) and raw in ("clv", "revenue", "orders", "sessions"):
-        return (raw,)
-    if isinstance(raw, Located) and len(raw) == 1:
-        (kind, body), = raw.items()
-        if kind == "interest" and isinstance(body, str):
-            return ("interest", body)
-        if kind == "count" and isinstance(body, Located) and isinstance(body.get("event"), str) \
-                and isinstance(body.get("days"), int) and 1 <= body["days"] <= 90:
-            key = f"{body['event']}:{body['category']}" if body.get("category") else body["event"]
-            return ("count", key, body["days"])
-    reader.error(line, "score: expected clv, revenue, orders, sessions, {interest: CATEGORY} "
-                       "or {count: {event, days, category?}}", name)
-    return None
-
-
-def _segment(raw: Any, line: int, reader: _Reader) -> Segment | None:
-    before = len(reader.problems)
-    name = _named(raw, line, reader, "segment", "name", SEGMENT_KEYS)
-    if name is None:
-        return None
-    condition = _when(raw.get("when"), raw, reader, name) if "when" in raw else None
-    if "when" not in raw:
-        reader.error(raw.line, "missing when", name)
-    score = _score(raw.get("score"), raw.line_of("score"), reader, name)
-    if condition is not None:
-        used = _leaf_kinds(raw.get("when")) & CONTEXT_ONLY
+    def segment(self, raw: Any, line: int) -> Segment | None:
+        name = _name_of(raw, "name")
+        before = len(self.problems)
+        shape = self.shape(raw, schema.Segment, name, line)
+        condition = self.when(raw, name) if isinstance(raw, dict) and "when" in raw else None
+        if shape is None or condition is None or self.failed_since(before):
+            return None
+        used = _leaf_kinds(shape.when) & CONTEXT_ONLY
         if used:
-            reader.warn(raw.line_of("when"), f"segments are kept from events, without a request's context; "
-                                             f"{', '.join(sorted(used))} never match here", name)
-    if any(p.level == "error" for p in reader.problems[before:]) or condition is None or score is None:
-        return None
-    description = raw.get("description", "")
-    uses_value = "value_tier" in _leaf_kinds(raw.get("when")) or score[0] == "clv"
-    return Segment(name, description if isinstance(description, str) else "", condition, score, reader.file, raw.line, uses_value)
+            self.warn(line_of(raw, "when"), f"segments are kept from events, without a request's context; "
+                                            f"{', '.join(sorted(used))} never match here", name)
+        score = _score(shape.score)
+        uses_value = "value_tier" in _leaf_kinds(shape.when) or score[0] == "clv"
+        return Segment(name, shape.description, condition, score, self.file, node_line(raw), uses_value)
+
+
+def _model_spec(shape: schema.Model) -> ModelSpec:
+    given = {k: v for k, v in msgspec.structs.asdict(shape).items() if v is not msgspec.UNSET}  # else ModelSpec's defaults
+    return ModelSpec(**dict(given, variants=tuple(shape.variants)))
+
+
+def _name_of(raw: Any, key: str) -> str | None:
+    """The entry's name when it is a valid one: problems of the entry carry it."""
+    name = raw.get(key) if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and NAME.match(name) else None
+
+
+def _moment(schedule: schema.Schedule, key: str) -> int | None:
+    text = getattr(schedule, key)
+    return schema.timestamp(text) if text is not None else None
+
+
+def _score(shape: str | schema.ScoreBy | None) -> tuple:
+    if shape is None:
+        return ("constant",)
+    if isinstance(shape, str):
+        return (shape,)
+    if shape.interest is not None:
+        return ("interest", shape.interest)
+    count = shape.count
+    return ("count", f"{count.event}:{count.category}" if count.category else count.event, count.days)
 
 
 def _leaf_kinds(tree: Any) -> set[str]:
@@ -464,9 +318,9 @@ def _leaf_kinds(tree: Any) -> set[str]:
 # --- files and the whole set --------------------------------------------------------
 
 
-def parse_file(name: str, data: bytes) -> tuple[list[Rule], dict[str, Slot], list[Segment], list[Problem], dict]:
+def parse_file(name: str, data: bytes, half_life_days: float) -> tuple[list[Rule], dict[str, Slot], list[Segment], list[Problem], dict]:
     """One file's parts and problems; never raises on any input."""
-    reader = _Reader(name)
+    reader = _Reader(name, half_life_days)
     try:
         doc = load(data)
     except YamlError as exc:
@@ -474,30 +328,33 @@ def parse_file(name: str, data: bytes) -> tuple[list[Rule], dict[str, Slot], lis
         return [], {}, [], reader.problems, {}
     if doc is None:
         return [], {}, [], [], {}
-    if not isinstance(doc, Located):
-        reader.error(getattr(doc, "line", 1), "expected a mapping with rules, slots and/or segments")
+    reader.shape(doc, schema.File, None, 1)
+    if not isinstance(doc, dict):
         return [], {}, [], reader.problems, {}
-    _unknown_keys(doc, ("rules", "slots", "segments"), reader, "top-level", None)
-    rules, segments, raw_rules = [], [], {}
-    slots = _slots(doc["slots"], doc.line_of("slots"), reader) if "slots" in doc else {}
-    for key, build, into in (("rules", _rule, rules), ("segments", _segment, segments)):
-        if key not in doc:
-            continue
-        items = doc[key]
-        if not isinstance(items, LocatedList):
-            reader.error(doc.line_of(key), f"{key}: expected a list")
-            continue
-        for i, item in enumerate(items):
-            try:
-                compiled = build(item, items.line_of(i), reader)
-            except RecursionError:
-                reader.error(items.line_of(i), "nested too deeply")
-                compiled = None
+    rules, segments, raw_rules, slots = [], [], {}, {}
+    catalog = doc.get("slots")
+    for slot_name, body in catalog.items() if isinstance(catalog, dict) else ():
+        compiled = _guarded(reader, lambda line: reader.slot(slot_name, body, line), line_of(catalog, slot_name))
+        if compiled:
+            slots[compiled.name] = compiled
+    for key, build, into in (("rules", reader.rule, rules), ("segments", reader.segment, segments)):
+        items = doc.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            compiled = _guarded(reader, lambda line: build(item, line), line_of(items, i))
             if compiled:
                 into.append(compiled)
                 if key == "rules":
                     raw_rules.setdefault(compiled.id, item)
     return rules, slots, segments, reader.problems, raw_rules
+
+
+def _guarded(reader: _Reader, build, line: int):
+    """`build(line)`, or None with an error: a value nested hundreds deep can still exhaust the stack."""
+    try:
+        return build(line)
+    except RecursionError:
+        reader.error(line, "nested too deeply")
+        return None
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -508,8 +365,11 @@ def rule_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_ruleset(path: Path | str, now_ms: int | None = None) -> RuleSet:
-    """Every file under `path`, compiled and cross-checked."""
+def load_ruleset(path: Path | str, now_ms: int | None = None, *, half_life_days: float) -> RuleSet:
+    """Every file under `path`, compiled and cross-checked.
+
+    `half_life_days` is the profiles' interest half-life (CLICKSTREAM_INTEREST_HALF_LIFE_DAYS),
+    which `interest` conditions decay with."""
     path = Path(path)
     files = rule_files(path)
     sources = []
@@ -518,7 +378,8 @@ def load_ruleset(path: Path | str, now_ms: int | None = None) -> RuleSet:
             sources.append((str(f), f.read_bytes()))
         except OSError as exc:
             sources.append((str(f), None, exc))
-    ruleset = build_ruleset([(name, data) for name, data, *_ in sources if data is not None], now_ms)
+    ruleset = build_ruleset([(name, data) for name, data, *_ in sources if data is not None], now_ms,
+                            half_life_days=half_life_days)
     for name, _, *err in sources:
         if err:
             ruleset.problems.append(Problem(name, 1, None, f"cannot read: {err[0].strerror}"))
@@ -527,14 +388,15 @@ def load_ruleset(path: Path | str, now_ms: int | None = None) -> RuleSet:
     return ruleset
 
 
-def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = None) -> RuleSet:
+def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = None, *, half_life_days: float) -> RuleSet:
+    """The rule set of (file name, contents) pairs; `now_ms` dates the "schedule ended" warning."""
     out = RuleSet()
     digest = hashlib.sha256()
     raw_rules: dict[str, Any] = {}
     for name, data in sources:
         digest.update(name.encode() + b"\0" + data + b"\0")
         out.files.append(name)
-        rules, slots, segments, problems, raws = parse_file(name, data)
+        rules, slots, segments, problems, raws = parse_file(name, data, half_life_days)
         out.problems += problems
         for slot in slots.values():
             if slot.name in out.slots:
@@ -577,7 +439,7 @@ def _cross_check(rs: RuleSet, raw_rules: dict, now_ms: int | None) -> list[Probl
                 warn(f"unknown segment {name!r}: no segment file defines it", line_at(raw, "when"))
         for choice in rule.choices:
             slot = rs.slots.get(choice.slot)
-            line = raw.get("then").line_of(choice.slot) if raw is not None else rule.line
+            line = line_of(raw["then"], choice.slot) if raw is not None else rule.line
             if slot is None:
                 warn(f"unknown slot {choice.slot!r}: the catalog has {', '.join(sorted(rs.slots)) or 'no slots'}", line)
                 continue

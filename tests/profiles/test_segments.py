@@ -33,7 +33,7 @@ def person():
 
 
 def test_members_get_scores_and_later_segments_see_earlier_ones():
-    rs = build_ruleset([("s.yaml", SEGMENTS)])
+    rs = build_ruleset([("s.yaml", SEGMENTS)], half_life_days=14.0)
     assert not rs.problems
     inside = memberships(person(), rs.segments, NOW)
     assert inside["browsers"] == 3.0
@@ -45,7 +45,7 @@ def test_members_get_scores_and_later_segments_see_earlier_ones():
 
 
 def test_derive_adds_value_and_a_week_later_the_browsing_segment_is_gone():
-    rs = build_ruleset([("s.yaml", SEGMENTS)])
+    rs = build_ruleset([("s.yaml", SEGMENTS)], half_life_days=14.0)
     derived = derive(person(), ValueModel(), rs.segments, NOW)
     assert derived["value"]["tier"] == "low" and derived["segments"]["low-value"] == 0.0
     later = derive(person(), ValueModel(), rs.segments, NOW + 8 * DAY_MS)

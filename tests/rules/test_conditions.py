@@ -6,6 +6,11 @@ from engine.profiles.model import DAY_MS, fold, new_profile
 from engine.rules.conditions import LEAVES, ConditionError, compile_condition, segments_named
 
 NOW = 1_795_400_000_000  # 2026-11-23 02:13:20 UTC, a Monday
+HALF_LIFE = 14.0  # days, as the profiles folded in these tests use
+
+
+def compiled(tree, half_life_days=HALF_LIFE):
+    return compile_condition(tree, half_life_days=half_life_days)
 
 
 def shopper():
@@ -19,6 +24,8 @@ def shopper():
 
 
 CASES = [
+    ({"always": True}, {}, True),
+    ({"all": [{"always": True}, {"country": {"in": ["NO"]}}]}, {"country": "SE"}, False),
     ({"profile": {"field": "traits.first_name", "op": "eq", "value": "Ada"}}, {}, True),
     ({"profile": {"field": "traits.first_name", "op": "exists"}}, {}, True),
     ({"profile": {"field": "traits.last_name", "op": "exists"}}, {}, False),
@@ -64,7 +71,7 @@ CASES = [
 
 @pytest.mark.parametrize("tree, context, expected", CASES)
 def test_condition_types(tree, context, expected):
-    ok, reasons = compile_condition(tree).evaluate(shopper(), context, NOW)
+    ok, reasons = compiled(tree).evaluate(shopper(), context, NOW)
     assert ok is expected
     assert bool(reasons) is expected
 
@@ -82,13 +89,13 @@ def test_every_registered_type_has_a_table_case():
 
 
 def test_reasons_name_what_matched():
-    _, reasons = compile_condition({"all": [{"country": {"in": ["NO"]}}, {"weather": {"in": ["rain"]}}]}).evaluate({}, {"country": "NO", "weather": "rain"}, NOW)
+    _, reasons = compiled({"all": [{"country": {"in": ["NO"]}}, {"weather": {"in": ["rain"]}}]}).evaluate({}, {"country": "NO", "weather": "rain"}, NOW)
     assert reasons == ["country in ['no']", "weather in ['rain']"]
 
 
 def test_local_time_from_timezone():
     # 02:13 UTC is 03:13 in Oslo
-    cond = compile_condition({"time_of_day": {"from": "03:00", "to": "04:00"}})
+    cond = compiled({"time_of_day": {"from": "03:00", "to": "04:00"}})
     assert cond.evaluate({}, {"timezone": "Europe/Oslo"}, NOW)[0] is True
     assert cond.evaluate({}, {"timezone": "UTC"}, NOW)[0] is False
 
@@ -109,18 +116,41 @@ def test_local_time_from_timezone():
         ({"value_tier": {"in": ["gold"]}}, "when.value_tier.in"),
         ({"page": {"contains": "a", "prefix": "b"}}, "when.page"),
         ({"a": 1, "b": 2}, "when"),
+        ({"always": False}, "when.always"),
+        ({"always": "yes"}, "when.always"),
+        ({"history": {"event": "product_view", "min": 1}}, "when.history"),
+        ({"time_of_day": {"from": "7:30", "to": "10:00"}}, "when.time_of_day.from"),
         ("rain", "when"),
     ],
 )
 def test_bad_conditions_name_their_path(tree, path):
     with pytest.raises(ConditionError) as caught:
-        compile_condition(tree)
+        compiled(tree)
     assert caught.value.path == path
 
 
+def test_messages_say_what_was_expected():
+    def message(tree):
+        with pytest.raises(ConditionError) as caught:
+            compiled(tree)
+        return caught.value.message
+    assert message({"weather": {"is": ["rain"]}}) == "unknown parameter 'is'; expected in"
+    assert message({"history": {"event": "product_view", "min": 1}}) == "missing parameter 'days'"
+    assert "profiles keep 90 days of history" in message({"history": {"event": "purchase", "min": 1, "days": 400}})
+    assert message({"country": "NO"}) == "expected parameters in"
+    assert "always" in message({"sometimes": True})  # the known types are listed
+
+
+def test_interest_decays_with_the_half_life_it_was_compiled_with():
+    tree = {"interest": {"category": "shoes", "min": 3}}
+    later = NOW + 2 * DAY_MS  # the shopper's shoe interest is about 3.5 at NOW
+    assert compiled(tree, half_life_days=14).evaluate(shopper(), {}, later)[0]
+    assert not compiled(tree, half_life_days=1).evaluate(shopper(), {}, later)[0]
+
+
 def test_day_of_week_from_the_clock():
-    assert compile_condition({"day_of_week": {"in": ["mon"]}}).evaluate({}, {"timezone": "Europe/Oslo"}, NOW)[0]
-    assert not compile_condition({"day_of_week": {"in": ["mon"]}}).evaluate({}, {"timezone": "America/Los_Angeles"}, NOW)[0]
+    assert compiled({"day_of_week": {"in": ["mon"]}}).evaluate({}, {"timezone": "Europe/Oslo"}, NOW)[0]
+    assert not compiled({"day_of_week": {"in": ["mon"]}}).evaluate({}, {"timezone": "America/Los_Angeles"}, NOW)[0]
 
 
 def test_deep_nesting_is_refused_not_a_crash():
@@ -128,12 +158,12 @@ def test_deep_nesting_is_refused_not_a_crash():
     for _ in range(5000):
         tree = {"not": tree}
     with pytest.raises(ConditionError, match="nested more than"):
-        compile_condition(tree)
+        compiled(tree)
 
 
 def test_empty_time_window_can_never_fire():
-    assert compile_condition({"time_of_day": {"from": "10:00", "to": "10:00"}}).never
-    assert not compile_condition({"time_of_day": {"from": "10:00", "to": "11:00"}}).never
+    assert compiled({"time_of_day": {"from": "10:00", "to": "10:00"}}).never
+    assert not compiled({"time_of_day": {"from": "10:00", "to": "11:00"}}).never
 
 
 def test_segments_named():

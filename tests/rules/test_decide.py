@@ -40,7 +40,7 @@ rules:
 
 
 def ruleset():
-    rs = build_ruleset([("r.yaml", FILES)], NOW)
+    rs = build_ruleset([("r.yaml", FILES)], NOW, half_life_days=14.0)
     assert not rs.errors, rs.errors
     return rs
 

@@ -1,12 +1,20 @@
 """Rule files: what loads, the errors and warnings a marketer sees, and their lines."""
 
+import time
 from pathlib import Path
+
+import pytest
 
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.profiles.model import fold, new_profile
+from engine.profiles.segments import memberships
+from engine.rules.live import PACKAGED
 from engine.rules.ruleset import build_ruleset, load_ruleset
+
+HALF_LIFE = 14.0  # days
 
 CATALOG = b"""\
 slots:
@@ -40,7 +48,7 @@ rules:
 
 
 def build(*files: bytes):
-    return build_ruleset([(f"f{i}.yaml", data) for i, data in enumerate(files)])
+    return build_ruleset([(f"f{i}.yaml", data) for i, data in enumerate(files)], half_life_days=HALF_LIFE)
 
 
 def problem(rs, text):
@@ -135,7 +143,7 @@ rules:
     schedule: {start: 2020-01-01, end: 2020-02-01}
     then: {hero: sun}
 """
-    rs = build_ruleset([("c.yaml", CATALOG), ("r.yaml", text)], now_ms=1_795_400_000_000)
+    rs = build_ruleset([("c.yaml", CATALOG), ("r.yaml", text)], now_ms=1_795_400_000_000, half_life_days=HALF_LIFE)
     assert not rs.errors
     assert problem(rs, "unknown segment 'big-spenders'").rule_id == "a"
     assert problem(rs, "unknown slot 'sidebar'").line == 4
@@ -180,14 +188,95 @@ def test_garbage_never_crashes_and_gives_a_line():
         assert all(p.line >= 1 and p.file == "f0.yaml" for p in rs.problems)
 
 
+def test_always_is_a_condition_too():
+    text = b"""\
+rules:
+  - id: catch-all
+    priority: 10
+    when: {always: true}
+    then: {hero: welcome}
+  - id: shadowed
+    when: {country: {in: [DK]}}
+    then: {hero: sun}
+  - id: off
+    when: {always: false}
+    then: {hero: sun}
+"""
+    rs = build(CATALOG, text)
+    assert [r.id for r in rs.rules] == ["catch-all", "shadowed"]
+    assert rs.rules[0].condition.evaluate({}, {}, 0) == (True, ["always"])
+    assert problem(rs, "has higher priority").rule_id == "shadowed"
+    off = problem(rs, "expected true")
+    assert (off.line, off.rule_id, off.level) == (10, "off", "error")
+
+
+def test_every_error_of_an_entry_is_reported_at_its_line():
+    text = b"""\
+rules:
+  - id: r1
+    priority: high
+    enabled: maybe
+    schedule: {start: soon}
+    when: {country: {in: [NO]}}
+    then:
+      hero: {variants: [{content: umbrella, weight: -1}]}
+      side: {content: a, control: 120}
+    colour: red
+segments:
+  - name: s1
+    score: {count: {event: add_to_cart, days: 100}}
+"""
+    rs = build(CATALOG, text)
+    found = sorted((p.line, p.rule_id, p.message) for p in rs.errors)
+    assert [(line, rid) for line, rid, _ in found] == [
+        (3, "r1"), (4, "r1"), (5, "r1"), (8, "r1"), (9, "r1"), (10, "r1"), (12, "s1"), (13, "s1")]
+    assert "enabled: expected true or false" in found[1][2]
+    assert found[3][2].startswith("then.hero.variants[0].weight:")
+    assert "missing when" in found[6][2] and "score.count.days" in found[7][2]
+    assert rs.rules == [] and [s.name for s in rs.segments] == ["shoe-lovers"]  # the catalog's
+
+
+def test_yaml_that_could_hurt_is_refused_with_a_line():
+    bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%s: &%s [*%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s]\n" % ((bytes([c]),) * 2 + (bytes([c - 1]),) * 9)
+        for c in range(ord("b"), ord("j")))
+    started = time.perf_counter()
+    rs = build(bomb)
+    assert time.perf_counter() - started < 1.0
+    assert (problem(rs, "aliases").line, len(rs.problems)) == (2, 1)
+    assert problem(build(b"rules:\n  - !!python/object/apply:os.system [echo hi]\n"), "tag").line == 2
+    assert problem(build(b"slots:\n  hero: {default: a, content: {a: A}}\n  hero: {}\n"), "duplicate key").line == 3
+    assert problem(build(b"rules: [" + b"x" * (3 * 1024 * 1024) + b"]"), "larger than").line == 1
+
+
+def test_interest_conditions_use_the_half_life_given():
+    text = b"rules:\n  - id: fans\n    when: {interest: {category: shoes, min: 1}}\n    then: {hero: welcome}\n"
+    profile = {"interests": {"shoes": [2.0, 0]}}  # 2.0 a day ago
+    day = 86_400_000
+    for half_life, fires in ((14.0, True), (0.5, False)):
+        (rule,) = build_ruleset([("r.yaml", text)], half_life_days=half_life).rules
+        assert rule.condition.evaluate(profile, {}, day)[0] is fires
+
+
+def test_the_demo_segment_of_shoe_fans_takes_three_views(tmp_path: Path):
+    rs = load_ruleset(PACKAGED, half_life_days=HALF_LIFE)
+    assert not rs.problems
+    now = 1_795_400_000_000
+    views = [{"event_id": f"e{i}", "type": "product_view", "visitor_id": "v", "session_id": "s", "ts": now - 3000 + i * 1000,
+              "props": {"product": {"id": f"p{i}", "category": "shoes"}}} for i in range(3)]
+    assert "shoe-lovers" not in memberships(fold(new_profile("v"), views[:2]), rs.segments, now, HALF_LIFE)
+    inside = memberships(fold(new_profile("v"), views), rs.segments, now, HALF_LIFE)
+    assert inside["shoe-lovers"] == pytest.approx(3, abs=0.001)  # the score is the (decayed) interest
+
+
 def test_a_folder_loads_every_yaml_file_and_notes_a_missing_one(tmp_path: Path):
     (tmp_path / "catalog.yaml").write_bytes(CATALOG)
     (tmp_path / "nested").mkdir()
     (tmp_path / "nested" / "rules.yml").write_bytes(GOOD_RULE)
     (tmp_path / "notes.txt").write_text("not a rule file")
-    rs = load_ruleset(tmp_path)
+    rs = load_ruleset(tmp_path, half_life_days=HALF_LIFE)
     assert [r.id for r in rs.rules] == ["umbrella-norway-rain"] and not rs.problems
-    assert load_ruleset(tmp_path / "nowhere").warnings
+    assert load_ruleset(tmp_path / "nowhere", half_life_days=HALF_LIFE).warnings
 
 
 yaml_values = st.recursive(
