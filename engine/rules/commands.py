@@ -21,6 +21,7 @@ def check(path: str, half_life_days: float, out=sys.stdout) -> int:
         if served == Path(path):
             print(f"{path}: no such file or folder", file=out)
             return 2
+        path = str(Path(path))
         print(f"{path}: no such folder; the engine serves its built-in demo rules from {served} "
               f"(set CLICKSTREAM_RULES or create {path}/ to use your own). Checking those:", file=out)
         path = str(served)
