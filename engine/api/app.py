@@ -27,6 +27,7 @@ from engine.api.collector import collector_routes
 from engine.api.decide import decide_routes
 from engine.api.errors import EXCEPTION_HANDLERS
 from engine.api.health import health_routes
+from engine.api.openapi import openapi_routes
 from engine.api.profiles import person_view, profile_routes
 from engine.api.recommendations import recommend_routes
 from engine.api.segments import segment_routes
@@ -142,6 +143,8 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
     routes += health_routes(access, checks, services.heartbeats)
+    served = [(method, r.path) for r in routes if isinstance(r, Route) for method in sorted(r.methods - {"HEAD"})]
+    routes += openapi_routes(access, served)
     unguarded = [r.path for r in routes if isinstance(r, Route) and not hasattr(r.endpoint, "access_action")]
     if unguarded:
         raise RuntimeError(f"routes without an access rule: {unguarded}")

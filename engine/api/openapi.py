@@ -1,0 +1,164 @@
+"""GET /openapi.json (the public contract as OpenAPI 3.1) and GET /docs (the same, readable).
+
+Each operation names its access action, so who may call it is read from the one
+access table (engine.api.access.RULES), never written twice. A test checks that the
+operations listed here are exactly the routes the app serves.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from engine.api.access import RULES, Access, Reach, guarded
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+OBJECT = {"type": "object"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    action: str
+    query: tuple[tuple[str, str, bool], ...] = ()   # (name, description, required)
+    body: str | None = None                         # what the JSON body holds
+    returns: str = "JSON"
+    statuses: tuple[int, ...] = field(default=(200,))
+
+
+VISITOR = ("visitor_id", "a visitor id (own cookie's without a key)", False)
+LIST = (("k", "how many items, 1-100 (10)", False), ("category", "only this category", False),
+        ("max_per_category", "items per category, 0: no cap (3)", False))
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("POST", "/v1/events", "Collect one event or {\"events\": [...]}", "collect",
+              body="an event object or {\"events\": [event, ...]} (docs/contract.md, Event)",
+              returns="{accepted, rejected: [{index, error}]}", statuses=(202, 400, 413, 429, 503)),
+    Operation("GET", "/v1/pixel.gif", "Collect one event from query parameters (no JavaScript)", "collect",
+              query=(("type", "event type", True), ("props.NAME", "a prop", False)), returns="a 1x1 GIF"),
+    Operation("POST", "/v1/decide", "Decide what a visitor sees in each slot", "decide",
+              body="{visitor_id?, user_id? (key only), slots: [...], context: {...}}",
+              returns="{visitor_id, decisions: {slot: {content, content_id, variant, source, reason, decision_id}}}",
+              statuses=(200, 400, 401, 403, 503)),
+    Operation("GET", "/v1/slots/{slot}/report", "A model-driven slot's report", "reports",
+              returns="impressions, clicks and click rate per variant and for the holdout", statuses=(200, 401, 404)),
+    Operation("GET", "/v1/recommendations/also-bought", "Customers who bought this also bought", "also_bought",
+              query=(("item", "the item id", True), VISITOR, *LIST), returns="{item, items: [{id, score}], source}",
+              statuses=(200, 400, 401, 403, 503)),
+    Operation("GET", "/v1/recommendations/for-you", "A list for the visitor", "for_you",
+              query=(VISITOR[:2] + (True,), *LIST), returns="{visitor_id, items: [{id, score}], source}",
+              statuses=(200, 400, 401, 403, 503)),
+    Operation("PUT", "/v1/catalog/items", "Add or replace catalog items", "catalog",
+              body="[{id, category?, available?, title?, price?}] or {items: [...]}", returns="{stored}",
+              statuses=(200, 400, 401, 403, 413)),
+    Operation("GET", "/v1/profiles/{profile_id}", "The profile of a visitor id or user id", "profile",
+              statuses=(200, 401, 403, 404, 503)),
+    Operation("DELETE", "/v1/profiles/{profile_id}", "Erase every trace of the person", "erase",
+              returns="{erased, visitor_ids}", statuses=(200, 401, 403, 503)),
+    Operation("GET", "/v1/profiles/{profile_id}/export", "Everything stored about the person", "export",
+              statuses=(200, 401, 403, 404, 503)),
+    Operation("PUT", "/v1/profiles/{profile_id}/preferences", "The visitor's own choices", "preferences",
+              body="{show?, hide?, language?, do_not_personalize?, NAME: value}", returns="{id, preferences}",
+              statuses=(200, 400, 401, 403, 503)),
+    Operation("GET", "/v1/segments", "Every segment with its size", "segments", statuses=(200, 401, 403)),
+    Operation("GET", "/v1/segments/{name}", "A segment's top members", "segments",
+              query=(("limit", "1-1000 (100)", False),), statuses=(200, 400, 401, 404)),
+    Operation("GET", "/healthz", "Ready only when broker, Redis and a worker are", "public", statuses=(200, 503)),
+    Operation("GET", "/metrics", "Prometheus text", "public", returns="text/plain"),
+    Operation("GET", "/openapi.json", "This description", "public"),
+    Operation("GET", "/docs", "This description, readable", "public", returns="HTML"),
+)
+
+
+def who_may(action: str) -> str:
+    """The access rule of an action in words, from the one table."""
+    rule = RULES[action]
+    if rule.visitor is Reach.EVERYONE and rule.scope is None:
+        return "anyone"
+    parts = [f"an API key with the {rule.scope} scope"] if rule.scope else []
+    if rule.visitor is Reach.OWN_VISITOR:
+        parts.append("the visitor with their own cookie")
+    elif rule.visitor is Reach.OWN_PERSON:
+        parts.append("the visitor with their own cookie, for themselves or the user they are linked to")
+    elif rule.visitor is Reach.EVERYONE:
+        parts.append("anyone")
+    if rule.anonymous and rule.visitor is not Reach.EVERYONE:
+        parts.append("anyone without a visitor id (as a new visitor)")
+    return "; ".join(parts)
+
+
+def spec(operations=OPERATIONS) -> dict:
+    paths: dict = {}
+    for op in operations:
+        params = [{"name": name, "in": "query", "required": required, "description": text, "schema": {"type": "string"}}
+                  for name, text, required in op.query]
+        params += [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                   for name in _path_names(op.path)]
+        operation = {
+            "summary": op.summary,
+            "description": f"Who may call: {who_may(op.action)}. Returns {op.returns}.",
+            "parameters": params,
+            "responses": {str(s): ({"description": op.returns} if s < 300 else
+                                   {"description": "error", "content": {"application/json": {"schema": ERROR}}})
+                          for s in op.statuses},
+        }
+        if RULES[op.action].scope:
+            operation["security"] = [{"apiKey": []}, {"visitorCookie": []}, {}]
+        if op.body:
+            operation["requestBody"] = {"description": op.body, "content": {"application/json": {"schema": OBJECT}}}
+        paths.setdefault(op.path, {})[op.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "clickstream-engine", "version": "1",
+                 "description": "Collector and API of the engine; docs/contract.md has the event fields in full."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["error"],
+                                  "properties": {"error": {"type": "string"}, "detail": {}}}},
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"},
+                                "visitorCookie": {"type": "apiKey", "in": "cookie", "name": "clickstream_vid"}},
+        },
+    }
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def docs_page(document: dict) -> str:
+    rows = []
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            params = ", ".join(p["name"] for p in op["parameters"])
+            rows.append(f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td><td>{html.escape(op['summary'])}"
+                        f"</td><td>{html.escape(op['description'])}</td><td>{html.escape(params)}</td></tr>")
+    return ("<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            "<title>clickstream-engine API</title><style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;"
+            "max-width:72rem}td{vertical-align:top;padding:.4rem .6rem;border-bottom:1px solid #ddd}"
+            "code{white-space:nowrap}</style><h1>clickstream-engine API</h1>"
+            "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are JSON "
+            "<code>{\"error\", \"detail\"}</code>.</p><table><tr><th>route<th>does<th>who and what<th>parameters"
+            + "".join(rows) + "</table></html>")
+
+
+def openapi_routes(access: Access, served: list[tuple[str, str]]) -> list[Route]:
+    """`served`: the (method, path) pairs of the app, so the description lists only what runs."""
+    wanted = {(m, p) for m, p in served} | {("GET", "/openapi.json"), ("GET", "/docs")}
+    document = spec(tuple(op for op in OPERATIONS if (op.method, op.path) in wanted))
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(docs_page(document))
+
+    return [
+        Route("/openapi.json", guarded(access, "public", openapi_json), methods=["GET"]),
+        Route("/docs", guarded(access, "public", docs), methods=["GET"]),
+    ]
