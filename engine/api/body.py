@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from engine.errors import InvalidInput, TooLarge
+from engine.ingest import jsondoc
 
 _PARSED = "parsed_json"
 
@@ -27,14 +27,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode_json(body: bytes) -> Any:
+    """JSON with its nesting and numbers bounded (engine.ingest.jsondoc): no input makes a 5xx."""
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise InvalidInput("body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("malformed JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except (RecursionError, ValueError) as exc:
-        raise InvalidInput("malformed JSON", str(exc)[:200]) from None
+        return jsondoc.loads(body)
+    except jsondoc.InvalidJson as exc:
+        raise InvalidInput(exc.message, exc.detail) from None
 
 
 async def json_body(request: Request, limit: int) -> Any:

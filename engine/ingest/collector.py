@@ -1,18 +1,20 @@
 """Turns a request body into accepted and rejected events. Pure: no HTTP, no Kafka.
 
-The body is one event object or {"events": [...]}. A body that is not JSON, or
-not one of those shapes, fails whole (400); too many events fails whole (413);
-otherwise each event is checked on its own and the good ones are kept.
+The body is one event object or {"events": [...]}. A body that is not JSON this
+engine takes (engine.ingest.jsondoc), or not one of those shapes, fails whole
+(400); too many events fails whole (413); otherwise each event is checked on its
+own and the good ones are kept. What the schema accepts, msgpack encodes: the
+decoder bounds depth and integers, the schema the rest.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from engine.stream import codec
 from engine.errors import InvalidInput, TooLarge
+from engine.ingest import jsondoc
+from engine.stream import codec
 from engine.ingest.enrich import enrich
 from engine.ingest.schema import InvalidEvent, validate_event
 
@@ -50,11 +52,9 @@ def parse_events(payload: Any) -> list:
 
 def parse_body(body: bytes) -> list:
     try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        raise InvalidInput("body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("malformed JSON", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        payload = jsondoc.loads(body)
+    except jsondoc.InvalidJson as exc:
+        raise InvalidInput(exc.message, exc.detail) from None
     return parse_events(payload)
 
 
@@ -70,12 +70,6 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
             batch.rejected_raw.append(raw)
             continue
         event = enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
-        try:
-            encoded = codec.encode(event)
-        except (OverflowError, ValueError, TypeError):
-            batch.rejected.append({"index": index, "error": "props: a number is outside the 64-bit range"})
-            batch.rejected_raw.append(raw)
-            continue
         batch.accepted.append(event)
-        batch.encoded.append(encoded)
+        batch.encoded.append(codec.encode(event))
     return batch

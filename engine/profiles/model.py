@@ -7,12 +7,19 @@ comparing with the last session seen, which gives the same answer on replay.
 
 A profile is one visitor id's history (its "piece" of a person). Identified
 people are the merge of their pieces (engine.profiles.identity).
+
+The fold is total: the event schema (engine.ingest.schema) accepts nothing it
+cannot carry (QTY_MAX and MONEY_MAX are its bounds), and props outside what a
+type declares (a `product` on a page view, a string where a number was meant)
+are read defensively, so no event stops the stream or leaves a profile that
+msgpack or a strict JSON renderer refuses.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine.profiles.user_ids import is_identity_id
 
@@ -25,6 +32,8 @@ DAYS_KEPT = 90
 PING_MS_DEFAULT = 10_000
 PING_MS_MAX = 60_000
 INTEREST_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+QTY_MAX = 1_000_000  # one line of a cart or an order
+MONEY_MAX = 1e12  # one price or order; sums of them stay far from float overflow
 
 
 @dataclass(frozen=True)
@@ -114,51 +123,97 @@ def _add_interest(profile: dict, category: str, weight: float, ts: int, config: 
     ]
 
 
+def _object(value: Any) -> dict:
+    return value if type(value) is dict else {}
+
+
 def _props(event: dict) -> dict:
-    return event.get("props") or {}
+    return _object(event.get("props"))
 
 
 def _product(event: dict) -> dict:
-    return _props(event).get("product") or {}
+    return _object(_props(event).get("product"))
+
+
+def _text(value: Any) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _item_id(value: Any) -> str | None:
+    """Ids as the schema normalizes them (strings); anything else is no id."""
+    if type(value) is int:
+        return str(value)
+    return _text(value)
+
+
+def _qty(value: Any) -> int:
+    return value if type(value) is int and 1 <= value <= QTY_MAX else 1
+
+
+def _money(value: Any) -> float:
+    if type(value) not in (int, float) or not value >= 0:  # NaN fails the comparison too
+        return 0.0
+    return float(min(value, MONEY_MAX))
+
+
+def _trait(value: Any) -> bool:
+    """A trait value a profile keeps: a scalar that msgpack and strict JSON both carry."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is int:
+        return -(2**63) <= value < 2**63
+    return kind is str or kind is bool
 
 
 def _commerce(profile: dict, event: dict, config: ProfileConfig) -> None:
     kind, ts, commerce = event["type"], event["ts"], profile["commerce"]
     if kind == "product_view":
         product = _product(event)
-        viewed = [v for v in profile["viewed"] if v["id"] != product["id"]]
-        viewed.append({"id": product["id"], "category": product.get("category"), "ts": ts})
+        product_id = _item_id(product.get("id"))
+        if product_id is None:
+            return
+        viewed = [v for v in profile["viewed"] if v["id"] != product_id]
+        viewed.append({"id": product_id, "category": _text(product.get("category")), "ts": ts})
         profile["viewed"] = viewed[-VIEWED_KEPT:]
     elif kind in ("add_to_cart", "remove_from_cart"):
-        product_id = _product(event)["id"]
-        qty = _props(event).get("qty", 1)
+        product_id = _item_id(_product(event).get("id"))
+        if product_id is None:
+            return
+        qty = _qty(_props(event).get("qty", 1))
         cart = commerce["cart"]
-        cart[product_id] = cart.get(product_id, 0) + (qty if kind == "add_to_cart" else -qty)
+        # Bounded: a cart line holds at most QTY_MAX, however many adds arrive.
+        cart[product_id] = min(cart.get(product_id, 0) + (qty if kind == "add_to_cart" else -qty), QTY_MAX)
         if cart[product_id] <= 0:
             del cart[product_id]
     elif kind == "purchase":
-        order = _props(event)["order"]
-        if any(entry[2] == order["id"] for entry in commerce["order_log"]):
-            return  # the same order sent twice under two event_ids
-        revenue = float(order.get("revenue") or 0)
+        order = _object(_props(event).get("order"))
+        order_id = _item_id(order.get("id"))
+        if order_id is None or any(entry[2] == order_id for entry in commerce["order_log"]):
+            return  # no order, or the same order sent twice under two event_ids
+        lines = order.get("items") if type(order.get("items")) is list else []
+        items = [(item_id, _text(line.get("category"))) for line in lines if type(line) is dict
+                 if (item_id := _item_id(line.get("id")))]
+        revenue = _money(order.get("revenue"))
         commerce["orders"] += 1
         commerce["revenue"] = round(commerce["revenue"] + revenue, 2)
         commerce["first_purchase"] = ts if commerce["first_purchase"] is None else min(commerce["first_purchase"], ts)
         commerce["last_purchase"] = ts if commerce["last_purchase"] is None else max(commerce["last_purchase"], ts)
-        commerce["order_log"] = sorted(commerce["order_log"] + [[ts, revenue, order["id"]]])[-ORDERS_KEPT:]
-        commerce["items"] = newest_items({**commerce["items"], **{item["id"]: ts for item in order["items"]}})
-        for item in order["items"]:
-            commerce["cart"].pop(item["id"], None)
-            if item.get("category"):
-                _add_interest(profile, item["category"], INTEREST_WEIGHTS["purchase"], ts, config)
+        commerce["order_log"] = sorted(commerce["order_log"] + [[ts, revenue, order_id]])[-ORDERS_KEPT:]
+        commerce["items"] = newest_items({**commerce["items"], **{item_id: ts for item_id, _ in items}})
+        for item_id, category in items:
+            commerce["cart"].pop(item_id, None)
+            if category:
+                _add_interest(profile, category, INTEREST_WEIGHTS["purchase"], ts, config)
 
 
 def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> dict:
     """Fold one event into the profile (mutates and returns it)."""
     kind, ts = event["type"], event["ts"]
     if kind == "consent":  # changes the consent, and nothing else
-        if ts >= profile["consent"].get("ts", ts):
-            profile["consent"] = {**profile["consent"], **_props(event)["consent"], "ts": ts}
+        given = {k: v for k, v in _object(_props(event).get("consent")).items() if type(v) is bool and k != "ts"}
+        if given and ts >= profile["consent"].get("ts", ts):
+            profile["consent"] = {**profile["consent"], **given, "ts": ts}
         return profile
     if not has_analytics_consent(profile, config):
         if config.count_without_consent:
@@ -168,38 +223,38 @@ def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> 
     counts = profile["counts"]
     counts[kind] = counts.get(kind, 0) + 1
     previous_last = profile["last_seen"]
-    _touch_session(profile["sessions"], event.get("session_id"), ts, previous_last)
+    _touch_session(profile["sessions"], _text(event.get("session_id")), ts, previous_last)
     if profile["first_seen"] is None or ts < profile["first_seen"]:
         profile["first_seen"] = ts
     if previous_last is None or ts > previous_last:
         profile["last_seen"] = ts
 
-    category = _product(event).get("category")
+    category = _text(_product(event).get("category"))
     _count_day(profile, ts, kind, *( [f"{kind}:{category}"] if category else []))
     if category and kind in INTEREST_WEIGHTS and kind != "purchase":
         _add_interest(profile, category, INTEREST_WEIGHTS[kind], ts, config)
 
-    if kind == "page_view" and event.get("url"):
+    if kind == "page_view" and _text(event.get("url")):
         page = {"url": event["url"], "ts": ts}
-        if event.get("title"):
+        if _text(event.get("title")):
             page["title"] = event["title"]
         pages = profile["pages"]
         pages.append(page)
         del pages[:-PAGES_KEPT]
     elif kind == "page_ping":
         engaged = _props(event).get("engaged_ms", PING_MS_DEFAULT)
-        if isinstance(engaged, (int, float)) and not isinstance(engaged, bool):
-            profile["engaged_ms"] += int(min(max(engaged, 0), PING_MS_MAX))
+        if type(engaged) in (int, float) and engaged > 0:  # NaN fails the comparison
+            profile["engaged_ms"] += int(min(engaged, PING_MS_MAX))
     elif kind == "identify":
-        traits = _props(event).get("traits") or {}
-        for key, value in traits.items():
-            if isinstance(value, (str, int, float, bool)) and ts >= profile["traits_ts"].get(key, ts):
+        for key, value in _object(_props(event).get("traits")).items():
+            if _trait(value) and ts >= profile["traits_ts"].get(key, ts):
                 profile["traits"][key] = value
                 profile["traits_ts"][key] = ts
-        if profile["user_id"] is None and is_identity_id(event["user_id"], config.blocked_user_ids):
+        user_id = event.get("user_id")
+        if profile["user_id"] is None and is_identity_id(user_id, config.blocked_user_ids):
             # The first user to log in on this cookie owns it; another user's login is
             # refused by the store's link step (never two users in one profile).
-            profile["user_id"] = event["user_id"]
+            profile["user_id"] = user_id
             profile["kind"] = "identified"
     _commerce(profile, event, config)
     return profile

@@ -7,6 +7,7 @@ from engine.api.errors import status_of
 from engine.errors import BadRequest, PayloadTooLarge
 from engine.ingest.collector import RequestInfo, collect, parse_body
 from engine.ingest.schema import InvalidEvent, validate_event
+from engine.profiles.model import MONEY_MAX, QTY_MAX
 
 NOW = 1_795_400_000_000
 
@@ -68,6 +69,58 @@ def test_bad_events_name_the_field(raw, field):
     assert str(caught.value).startswith(f"{field}:")
 
 
+@pytest.mark.parametrize(
+    "raw, error",
+    [
+        ({"type": "bogus"}, "type: unknown event type 'bogus'"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": -1}]}}},
+         "props.order.items[0].qty: expected a positive integer"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": QTY_MAX + 1}]}}},
+         f"props.order.items[0].qty: must be at most {QTY_MAX}"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": 1.0}]}}},
+         "props.order.items[0].qty: expected an integer, got a number"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "price": MONEY_MAX * 10}]}}},
+         f"props.order.items[0].price: must be at most {MONEY_MAX:.0f}"),
+        ({"type": "purchase", "props": {"order": {"id": True, "items": [{"id": "a"}]}}},
+         "props.order.id: expected an integer or a string, got a boolean"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a"}] * 501}}}, "props.order.items: more than 500 items"),
+        ({"type": "purchase", "props": {"order": {"id": "o", "items": [3]}}}, "props.order.items[0]: expected an object, got an integer"),
+        ({"type": "product_view", "props": {"product": {"id": ""}}}, "props.product.id: must not be empty"),
+        ({"type": "product_view", "props": {"product": {"id": "a", "price": float("nan")}}}, "props.product.price: must be at least 0"),
+        ({"type": "product_view"}, "props: is required"),
+        ({"type": "consent", "props": {"consent": {}}}, "props.consent: expected analytics and/or personalization"),
+        ({"type": "impression", "props": {"slot": "hero", "content": ""}}, "props.content: must not be empty"),
+        ({"type": "identify", "user_id": ""}, "user_id: must not be empty"),
+        ({"type": "identify", "user_id": "u", "props": {"traits": []}}, "props.traits: expected an object, got a list"),
+        ({"type": "page_view", "title": "x" * 2049}, "title: longer than 2048 characters"),
+        ({"type": "page_view", "ts": 12}, "ts: expected integer milliseconds since epoch, from the year 2000 to one day ahead"),
+        ("page_view", "event: expected an object, got a string"),
+    ],
+)
+def test_error_texts(raw, error):
+    with pytest.raises(InvalidEvent) as caught:
+        check(raw)
+    assert str(caught.value) == error
+
+
+def test_unknown_keys_inside_declared_objects_are_kept():
+    event = check({"type": "purchase", "coupon": "X", "props": {"order": {"id": 5, "currency": "NOK", "items": [
+        {"id": "a", "price": None, "name": "Boot"}]}}})
+    assert event["props"] == {"coupon": "X", "order": {"id": "5", "currency": "NOK", "revenue": 0,
+                                                        "items": [{"id": "a", "price": None, "name": "Boot", "qty": 1}]}}
+
+
+def test_a_top_level_field_named_like_a_prop_is_checked_as_that_prop():
+    assert check({"type": "product_view", "product": {"id": 3}})["props"] == {"product": {"id": "3"}}
+    with pytest.raises(InvalidEvent, match=r"^props\.product\.id:"):
+        check({"type": "product_view", "product": {"category": "shoes"}})
+
+
+def test_consent_keeps_only_the_purposes():
+    event = check({"type": "consent", "props": {"consent": {"analytics": False, "ts": 5, "other": 1}}})
+    assert event["props"]["consent"] == {"analytics": False}
+
+
 def test_visitor_id_required_without_cookie():
     with pytest.raises(InvalidEvent, match="^visitor_id:"):
         check({"type": "page_view"}, visitor_id=None)
@@ -82,6 +135,22 @@ def test_bad_bodies_fail_whole(body, status):
     with pytest.raises(BadRequest) as caught:
         parse_body(body)
     assert status_of(caught.value) == status
+
+
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        (b"[" * 50_000, "nesting deeper than 32"),
+        (b'{"type": "page_ping", "props": {"engaged_ms": NaN}}', "NaN and Infinity are not JSON"),
+        (b'{"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": ' + b"1" * 4301 + b"}]}}}",
+         "a number is too large"),
+        (b'{"type": "page_view", "props": {"n": 9223372036854775808}}', "a number is too large"),
+    ],
+)
+def test_bodies_past_the_decoder_bounds_fail_whole_with_the_reason(body, error):
+    with pytest.raises(BadRequest) as caught:
+        parse_body(body)
+    assert status_of(caught.value) == 400 and caught.value.error == error
 
 
 def test_too_many_events_is_413():
@@ -120,3 +189,25 @@ def test_any_input_is_either_an_event_or_a_named_error(raw):
         assert ":" in str(exc)
         return
     assert event["type"] and event["event_id"] and isinstance(event["ts"], int) and isinstance(event["props"], dict)
+
+
+bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.lists(event_like, max_size=5).map(lambda v: json.dumps({"events": v}).encode()),
+    st.integers(1, 200).map(lambda n: b'{"events": [' + b"[" * n + b"]" * n + b"]}"),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(bodies)
+def test_any_body_is_refused_whole_or_gives_events_that_encode(body):
+    info = RequestInfo(received_at=NOW, visitor_id="v", user_agent=None, ip=None)
+    try:
+        raw_events = parse_body(body)
+    except BadRequest as exc:
+        assert status_of(exc) == 400 and exc.error
+        return
+    batch = collect(raw_events, info, max_events=500, new_id=lambda: "id")
+    assert len(batch.accepted) + len(batch.rejected) == len(raw_events) == len(batch.rejected_raw) + len(batch.encoded)
+    json.dumps(batch.rejected, allow_nan=False)

@@ -122,7 +122,8 @@ async def test_any_redelivery_order_gives_the_live_state(store, order):
 
 async def test_an_event_that_breaks_the_fold_is_skipped_not_stuck(store):
     good = events_for("a", 3)
-    broken = {"event_id": "bad", "type": "product_view", "visitor_id": "a", "ts": 1_700_000_000_500, "props": {}}
+    # The fold takes any props; a ts that is not an integer (never past the schema) still breaks it.
+    broken = {"event_id": "bad", "type": "product_view", "visitor_id": "a", "ts": "soon", "props": {}}
     result = await store.apply_batch(good[:2] + [broken] + good[2:])
     assert result.applied == 4 and result.failed == 1
     assert sum((await store.get("a"))["counts"].values()) == 3
