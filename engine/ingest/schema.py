@@ -21,6 +21,7 @@ EVENT_TYPES = frozenset(
     }
 )
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
+SERVER_ONLY = "server:"  # the engine's own state changes (engine.profiles.changes): never from outside
 ID_MAX = 64
 TEXT_MAX = 2048
 KNOWN_FIELDS = ("event_id", "type", "visitor_id", "session_id", "user_id", "ts", "url", "referrer", "title", "props")
@@ -164,6 +165,8 @@ def validate_event(
     if not isinstance(raw, dict):
         raise InvalidEvent(f"event: expected an object, got {type(raw).__name__}")
     kind = _string(raw.get("type"), "type", 80, required=True)
+    if kind.startswith(SERVER_ONLY):
+        _fail("type", f"{kind[:80]!r} is reserved for the engine's own state changes")
     if kind not in EVENT_TYPES and not CUSTOM_TYPE.fullmatch(kind):
         _fail("type", f"unknown event type {kind[:80]!r}")
 
