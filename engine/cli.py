@@ -63,7 +63,7 @@ def _serve(args, roles: set[str]) -> int:
     if "collector" in roles:
         _require(settings, "kafka")
     if "api" in roles:
-        _require(settings, "redis")
+        _require(settings, "kafka", "redis")  # the API puts its state changes on the log
         _check_catalog(settings)
     # No access log: it would write every visitor's IP address.
     uvicorn.run(create_app(settings, roles), host=args.host, port=args.port, log_level="warning",
@@ -124,7 +124,7 @@ def cmd_catalog(args) -> int:
     from engine.wiring import load_catalog
 
     settings = _settings()
-    _require(settings, "redis")
+    _require(settings, "kafka", "redis")
     try:
         items = read_file(args.path)
     except (OSError, ValueError) as exc:

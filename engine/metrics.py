@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from engine.stream.consumer import BATCH_SIZE_BUCKETS
@@ -11,6 +11,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_ACCEPTED = Counter("clickstream_events_accepted", "Events accepted by the collector", registry=REGISTRY)
 EVENTS_REJECTED = Counter("clickstream_events_rejected", "Events rejected by the collector", registry=REGISTRY)
+DEPENDENCY_UP = Gauge("clickstream_dependency_up", "1 when the dependency answered the last check (broker, redis)",
+                      ["dependency"], registry=REGISTRY)
 REQUEST_LATENCY = Histogram(
     "clickstream_http_request_duration_seconds", "HTTP request latency inside the server",
     ["route", "method", "status"], registry=REGISTRY,
@@ -27,16 +29,21 @@ class WorkerCollector:
     def collect(self):
         lag = GaugeMetricFamily("clickstream_consumer_lag", "Events on the topic not yet processed", labels=["worker"])
         processed = CounterMetricFamily("clickstream_worker_events", "Events processed by the worker", labels=["worker"])
-        dead = CounterMetricFamily("clickstream_worker_dead_letters", "Undecodable messages sent to the dead-letter topic", labels=["worker"])
+        dead = CounterMetricFamily("clickstream_worker_dead_letters",
+                                   "Messages sent to the dead-letter topic (undecodable, or not applicable)", labels=["worker"])
+        unapplied = CounterMetricFamily("clickstream_worker_unapplied_events",
+                                        "Events decoded but not applied (a broken envelope, a fold that fails), "
+                                        "sent to the dead-letter topic with the reason", labels=["worker"])
         sizes = HistogramMetricFamily("clickstream_worker_batch_size", "Events per batch", labels=["worker"])
         for worker, beat in sorted(self.heartbeats.items()):
             lag.add_metric([worker], beat.get("lag", 0))
             processed.add_metric([worker], beat.get("events", 0))
             dead.add_metric([worker], beat.get("dead_letters", 0))
+            unapplied.add_metric([worker], beat.get("unapplied", 0))
             buckets = [(str(b), c) for b, c in zip(BATCH_SIZE_BUCKETS, beat.get("batch_size_buckets", []))]
             buckets.append(("+Inf", beat.get("batches", 0)))
             sizes.add_metric([worker], buckets, beat.get("batch_size_sum", 0))
-        yield from (lag, processed, dead, sizes)
+        yield from (lag, processed, dead, unapplied, sizes)
 
 
 WORKERS = WorkerCollector()

@@ -165,6 +165,7 @@ class Settings:
     blocked_user_ids: tuple[str, ...] = _env_field((), _csv)
     max_visitors_per_user: int = _env_field(50, _positive_int)
     anonymous_retention_days: int = _env_field(180, _positive_int)
+    dedup_days: float = _env_field(30.0, _positive_float)  # an event_id resent within this long counts once
     interest_half_life_days: float = _env_field(14.0, _positive_float)
     profile_cache_size: int = _env_field(20_000, _positive_int)
     max_body_bytes: int = _env_field(1 << 20, _positive_int)

@@ -7,7 +7,8 @@ and no domain module opens a client of its own.
 
     Settings ─▶ Redis, Kafka producer
              └▶ Stores: profiles, people, values, segments, co-occurrence, catalog, bandit
-                  └▶ services: live rules, decide, model slots, recommendations, publisher
+                  └▶ services: live rules, decide, model slots, recommendations, publisher,
+                               change log (the API's state changes, on the events topic)
                        └▶ engine.api.app (routes)  ·  engine.stream.worker (batch handlers)
 """
 
@@ -22,6 +23,8 @@ from starlette.applications import Starlette
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
 from engine.ingest.publisher import Publisher
+from engine.profiles import changes
+from engine.profiles.changelog import ChangeLog
 from engine.profiles.derived import SegmentUpdater, refit_periodically
 from engine.profiles.model import ProfileConfig
 from engine.profiles.people import People
@@ -45,7 +48,7 @@ from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
 
 log = logging.getLogger("engine.wiring")
 
-API_REDIS_TIMEOUT_S = 1.0     # a request waits at most this long on Redis, then answers 503
+API_REDIS_TIMEOUT_S = 0.5     # a request waits at most this long on Redis, then answers 503 (within 1 s)
 WORKER_REDIS_TIMEOUT_S = 30.0  # a batch's scripts may run long; a failed batch is retried
 
 
@@ -82,7 +85,8 @@ class Stores:
 def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> Stores:
     prefix = settings.redis_prefix
     profiles = ProfileStore(redis, prefix, cluster=settings.redis_cluster,
-                            anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=profile_cache)
+                            anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=profile_cache,
+                            dedup_days=settings.dedup_days)
     people = People(redis, profiles, max_visitors=settings.max_visitors_per_user,
                     blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
     values = ValueStore(redis, profiles, settings.interest_half_life_days)
@@ -93,14 +97,15 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
 
 
-def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S) -> Stores:
-    return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s), profile_cache)
+def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S,
+                fail_fast: bool = False) -> Stores:
+    return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s, fail_fast=fail_fast), profile_cache)
 
 
 def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
     config = profile_config(settings)
-    processor = ProfileProcessor(stores.profiles, stores.people, config)
+    processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog)
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
@@ -138,7 +143,7 @@ async def train(settings: Settings, stores: Stores, progress: bool = True, out_p
 def http_services(settings: Settings, roles: set[str]) -> HttpServices:
     services = HttpServices(settings, roles)
     if settings.redis:
-        stores = open_stores(settings, timeout_s=API_REDIS_TIMEOUT_S)
+        stores = open_stores(settings, timeout_s=API_REDIS_TIMEOUT_S, fail_fast=True)
         services.stores = stores
         services.profile_config = profile_config(settings)
         services.rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
@@ -149,18 +154,25 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
     if COLLECTOR in roles:
         services.publisher = Publisher(None, settings.topic, settings.rejected_topic)
-        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher)
+    if API in roles:
+        # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
+        services.changelog = ChangeLog(None, settings.topic)
+        services.stores.people.publish = services.changelog.publish
+    if settings.kafka and roles & {COLLECTOR, API}:
+        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog)
     return services
 
 
-async def _connect_publisher(settings: Settings, publisher: Publisher):
+async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None):
     """Keeps trying, so the app can answer /healthz (503) while the broker comes up."""
     while True:
         try:
             await kafka.ensure_topics(settings, timeout_s=5)
             producer = kafka.producer(settings)
             await producer.start()
-            publisher.producer = producer
+            for user in (publisher, changelog):
+                if user is not None:
+                    user.producer = producer
             return producer
         except Exception as exc:
             log.info("broker not reachable yet: %r", exc)
@@ -236,11 +248,25 @@ async def run_train(settings: Settings, progress: bool = True, out_path=None) ->
 
 
 async def load_catalog(settings: Settings, items: list) -> int:
+    """`clickstream catalog load`: on the log first, like the API's PUT, then in Redis at once."""
     stores = open_stores(settings)
+    await kafka.ensure_topics(settings)
+    producer = kafka.producer(settings)
+    await producer.start()
     try:
+        await ChangeLog(producer, settings.topic).publish(catalog_changes(items))
         return await stores.catalog.put(items)
     finally:
+        await producer.stop()
         await stores.close()
+
+
+def catalog_changes(items: list) -> list[dict]:
+    import time
+    import uuid
+
+    return changes.catalog([dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000),
+                           lambda: uuid.uuid4().hex)
 
 
 async def load_person(settings: Settings, profile_id: str) -> tuple[dict | None, dict]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -78,6 +79,7 @@ class HttpServices:
         self.decider = None       # engine.rules.service.DecideService
         self.profile_config = None  # engine.profiles.model.ProfileConfig
         self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
+        self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.producer = None
@@ -87,14 +89,24 @@ class HttpServices:
         if API in self.roles:
             self.rules.start()
             if self.settings.catalog is not None:
-                stored = await self.recommend.catalog.load_file(self.settings.catalog)
-                log.info("catalog: %d items from %s", stored, self.settings.catalog)
+                self._tasks.append(asyncio.create_task(self._load_catalog(self.settings.catalog)))
             self.recommend.models.start()
-        if COLLECTOR in self.roles:
+        if self.connect_publisher is not None:
             self._tasks.append(asyncio.create_task(self._connect()))
 
     async def _connect(self) -> None:
         self.producer = await self.connect_publisher()
+
+    async def _load_catalog(self, path) -> None:
+        """The catalog file, loaded once Redis answers (the app serves, with 503s, until then)."""
+        while True:
+            try:
+                stored = await self.recommend.catalog.load_file(path)
+                log.info("catalog: %d items from %s", stored, path)
+                return
+            except RedisError as exc:
+                log.warning("catalog file not loaded yet, Redis unavailable: %s", type(exc).__name__)
+                await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         if self.rules is not None:
@@ -132,14 +144,15 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     checks = {}
     if COLLECTOR in roles:
         routes += collector_routes(settings, access, services.publisher)
-        checks["broker"] = services.broker_ok
+    if roles & {COLLECTOR, API}:
+        checks["broker"] = services.broker_ok  # the API puts its state changes on the log
     if API in roles:
         stores = services.stores
         routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
         routes += segment_routes(access, stores.segments, services.rules)
         routes += decide_routes(settings, access, services.decider)
         routes += recommend_routes(access, services.recommend)
-        routes += catalog_routes(access, services.recommend)
+        routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
     routes += health_routes(access, checks, services.heartbeats)

@@ -11,12 +11,13 @@ import time
 import uuid
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.api.access import Access, guarded
 from engine.api.body import decode_json, read_body
 from engine.api.cookies import opted_out, set_visitor_cookie, visitor_cookie
+from engine.api.responses import JSONResponse
 from engine.ingest.collector import RequestInfo, collect, parse_events
 from engine.ingest.enrich import truncate_ip
 from engine.ingest.pixel import event_from_query

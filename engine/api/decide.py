@@ -8,11 +8,11 @@ a back end with a read key may name any visitor_id and user_id.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.api.access import Access, guarded, subject
 from engine.api.body import json_body
+from engine.api.responses import JSONResponse
 from engine.errors import AccessDenied, NotFound
 from engine.rules.context import build_context
 from engine.rules.service import DecideService, check_request

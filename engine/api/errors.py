@@ -12,9 +12,9 @@ import logging
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from engine import errors
+from engine.api.responses import JSONResponse
 
 log = logging.getLogger("engine.api")
 

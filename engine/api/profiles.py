@@ -2,6 +2,7 @@
 
 Back ends use an API key; a visitor holding their own cookie may export or erase
 their own data and set their own preferences (engine.api.access has the rules).
+Erasures and preferences go on the log before Redis shows them (engine.profiles.people).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import time
 from typing import Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.api.access import Access, guarded, path_param
 from engine.api.body import json_body
+from engine.api.responses import JSONResponse
 from engine.errors import NotFound
 from engine.profiles.model import ProfileConfig, interest_scores
 from engine.profiles.people import People
@@ -52,7 +53,7 @@ def profile_routes(access: Access, people: People, public_view: Callable) -> lis
         return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="clickstream-export.json"'})
 
     async def erase(request: Request) -> JSONResponse:
-        return JSONResponse(await people.erase(request.path_params["profile_id"]))
+        return JSONResponse(await people.request_erasure(request.path_params["profile_id"]))
 
     async def put_preferences(request: Request) -> JSONResponse:
         profile_id = request.path_params["profile_id"]

@@ -11,11 +11,11 @@ a key (engine.api.access). Bad parameters are a 400 naming the field.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.api.access import Access, guarded, query_param
 from engine.api.params import int_param, text_param
+from engine.api.responses import JSONResponse
 from engine.recommend.service import RecommendService
 
 K_MAX = 100

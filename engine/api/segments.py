@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.api.access import Access, guarded
 from engine.api.params import int_param
+from engine.api.responses import JSONResponse
 from engine.errors import NotFound
 from engine.profiles.segments_index import SegmentIndex
 from engine.rules.live import LiveRules

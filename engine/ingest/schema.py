@@ -34,6 +34,7 @@ EVENT_TYPES = frozenset(
     }
 )
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
+SERVER_ONLY = "server:"  # the engine's own state changes (engine.profiles.changes): never from outside
 ID_MAX = 64
 TEXT_MAX = 2048
 ITEMS_MAX = 500
@@ -220,6 +221,8 @@ def validate_event(
     if type(raw) is not dict:
         raise InvalidEvent(f"event: expected an object, got {_json_name(raw)}")
     kind = raw.get("type")
+    if type(kind) is str and kind.startswith(SERVER_ONLY):
+        raise InvalidEvent(f"type: {kind[:80]!r} is reserved for the engine's own state changes")
     props = raw.get("props")
     if not KNOWN_FIELDS.issuperset(raw) and (props is None or type(props) is dict):
         props = {**{key: value for key, value in raw.items() if key not in KNOWN_FIELDS}, **(props or {})}

@@ -3,7 +3,8 @@
     {prefix}:{u:<digest>}:links  set   visitor ids linked to the user (capped)
     {prefix}:{u:<digest>}:audit  hash  event_id -> JSON entry: every link and refusal
     {prefix}:{u:<digest>}:prefs  str   the user's preferences (JSON)
-    {prefix}:{u:<digest>}:tomb   str   the user was erased: no new links
+    {prefix}:{u:<digest>}:prefs_at  str  when they were set ("<ms> <event id>"): the later write wins
+    {prefix}:{u:<digest>}:tomb   str   the user was erased: no new links, no preferences
 
 <digest> is a plain hash of the user id: user ids are often e-mail addresses,
 and key names should not carry them (a tombstone outlives the person's data).
@@ -12,6 +13,13 @@ A person is read by merging the profiles of every linked visitor id
 (engine.profiles.identity.merge_all). Each visitor's profile has one writer (the
 worker that owns its partition), so linking never moves data between keys, and
 erasure has a fixed list of keys to remove.
+
+Preferences and erasures are state changes on the log (engine.profiles.changes):
+the API publishes the change, then applies what must show at once (preferences are
+written, an erased person's profiles are hidden); the worker applies the same change
+when the log reaches it, with the same bytes, and a replay does again. Preference
+writes carry a stamp, and the latest stamp wins, so the order in which the API and the
+worker write them does not matter.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from typing import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from engine.errors import NotFound
+from engine.profiles import changes
 from engine.profiles.identity import merge_all
 from engine.profiles.user_ids import is_identity_id
 from engine.profiles.store import BatchResult, ProfileStore
@@ -40,7 +51,42 @@ redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
 return 'linked'
 """
 
+# Byte-wise "a is later than b" for stamps (Lua's own `<` follows the server's locale).
+_LATER = """
+local function later(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+"""
+
+# KEYS: the visitor's profile.  ARGV: document, stamp.  An erased visitor keeps no preferences.
+VISITOR_PREFS = _LATER + """
+if redis.call('HEXISTS', KEYS[1], 't') == 1 then return 0 end
+local current = redis.call('HGET', KEYS[1], 'prefs_at')
+if current and not later(ARGV[2], current) then return 0 end
+redis.call('HSET', KEYS[1], 'prefs', ARGV[1], 'prefs_at', ARGV[2])
+return 1
+"""
+
+# KEYS: the user's prefs, prefs_at, tomb.  ARGV: document, stamp.
+USER_PREFS = _LATER + """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local current = redis.call('GET', KEYS[2])
+if current and not later(ARGV[2], current) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
 ErasureHook = Callable[[str, list[dict]], Awaitable[None]]
+Publish = Callable[[list[dict]], Awaitable[None]]
+
+
+def _new_event_id() -> str:
+    return uuid.uuid4().hex
 
 
 class People:
@@ -53,10 +99,19 @@ class People:
         self.blocked = blocked_user_ids
         self.half_life_days = half_life_days
         self.erasure_hooks: list[ErasureHook] = []
+        self.publish: Publish | None = None  # the API's: puts state changes on the log first
         self._link = redis.register_script(LINK)
+        self._visitor_prefs = redis.register_script(VISITOR_PREFS)
+        self._user_prefs = redis.register_script(USER_PREFS)
+
+    @staticmethod
+    def digest(user_id: str) -> str:
+        return hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
     def _key(self, user_id: str, kind: str) -> str:
-        digest = hashlib.sha256(user_id.encode()).hexdigest()[:24]
+        return self._digest_key(self.digest(user_id), kind)
+
+    def _digest_key(self, digest: str, kind: str) -> str:
         return f"{self.prefix}:{{u:{digest}}}:{kind}"
 
     # --- the worker's side -------------------------------------------------
@@ -151,21 +206,39 @@ class People:
         return merged
 
     async def set_preferences(self, profile_id: str, preferences: dict) -> dict:
-        """Stores the choices where the next decide reads them: the user's, else the visitor's."""
+        """Stores the choices where the next decide reads them (the user's, else the visitor's), through the log."""
         user_id, visitor_ids = await self.resolve(profile_id)
+        if user_id is None and (await self.redis.hmget(self.store.profile_key(profile_id), ["t", "e"])) != [None, None]:
+            raise NotFound("no such profile", {"id": profile_id})
         current = await self.preferences(profile_id, user_id, visitor_ids or [profile_id])
         current.update(preferences)
-        payload = json.dumps(current)
         if user_id:
-            await self.redis.set(self._key(user_id, "prefs"), payload)
+            stored = await self.redis.get(self._key(user_id, "prefs_at"))
         else:
-            await self.store.set_preferences(profile_id, payload.encode())
+            stored = await self.redis.hget(self.store.profile_key(profile_id), "prefs_at")
+        # After the stored stamp, whatever this host's clock says: a later PUT always wins.
+        at = max(int(time.time() * 1000), int(stored.split(b" ")[0]) + 1 if stored else 0)
+        change = changes.preferences(None if user_id else profile_id, self.digest(user_id) if user_id else None,
+                                     json.dumps(current), at, _new_event_id)
+        if self.publish is not None:
+            await self.publish([change])
+        await self.apply_preferences(change)
         return current
+
+    async def apply_preferences(self, change: dict) -> bool:
+        """Writes a server:preferences change unless a later one is stored (or the person is erased)."""
+        props = changes.check(change)
+        args = [props["document"], props["stamp"]]
+        if props.get("user"):
+            digest = props["user"]
+            keys = [self._digest_key(digest, "prefs"), self._digest_key(digest, "prefs_at"), self._digest_key(digest, "tomb")]
+            return bool(await self._user_prefs(keys=keys, args=args))
+        return bool(await self._visitor_prefs(keys=[self.store.profile_key(change["visitor_id"])], args=args))
 
     async def export(self, profile_id: str) -> dict | None:
         user_id, visitor_ids = await self.resolve(profile_id)
         pieces = await self.store.get_many(visitor_ids)
-        if not pieces and not user_id:
+        if not pieces:
             return None
         return {
             "id": user_id or profile_id,
@@ -177,18 +250,55 @@ class People:
             "preferences": await self.preferences(profile_id, user_id, visitor_ids),
         }
 
-    async def erase(self, profile_id: str) -> dict:
-        """Removes every trace of the person; tombstones stop the stream and replays bringing them back."""
+    async def erasure(self, profile_id: str) -> tuple[dict, list[dict]]:
+        """The answer to erasing a person, and the server:erase changes it takes (one per visitor id)."""
         user_id, visitor_ids = await self.resolve(profile_id)
         visitor_ids = visitor_ids or [profile_id]
-        pieces = list((await self.store.get_many(visitor_ids)).values())
-        person_id = user_id or profile_id
-        for hook in self.erasure_hooks:
-            await hook(person_id, pieces)
+        digest = self.digest(user_id) if user_id else None
         now_ms = int(time.time() * 1000)
-        for vid in visitor_ids:
-            await self.store.erase(vid, now_ms)
-        if user_id:
-            await self.redis.delete(self._key(user_id, "links"), self._key(user_id, "audit"), self._key(user_id, "prefs"))
-            await self.redis.set(self._key(user_id, "tomb"), now_ms)
-        return {"erased": person_id, "visitor_ids": visitor_ids}
+        events = [changes.erasure(vid, digest, now_ms, _new_event_id) for vid in visitor_ids]
+        return {"erased": user_id or profile_id, "visitor_ids": visitor_ids}, events
+
+    async def request_erasure(self, profile_id: str) -> dict:
+        """The API's erasure: on the log first, then out of sight at once; the worker erases when the log reaches it.
+
+        At once: the profiles read as erased, and the person leaves segments, buyers and
+        the co-occurrence counts (the erasure hooks). The worker runs the hooks again at
+        the erasure's place in the log, which also catches events that were in flight.
+        """
+        outcome, events = await self.erasure(profile_id)
+        if self.publish is None:
+            for event in events:
+                await self.apply_erasure(event)
+            return outcome
+        pieces = list((await self.store.get_many(outcome["visitor_ids"])).values())
+        await self.publish(events)
+        for event in events:
+            await self.store.hide(event["visitor_id"], event["event_id"])
+        for hook in self.erasure_hooks:
+            await hook(outcome["erased"], pieces)
+        return outcome
+
+    async def erase(self, profile_id: str) -> dict:
+        """Removes every trace of the person at once (no log: for tests and tools)."""
+        outcome, events = await self.erasure(profile_id)
+        for event in events:
+            await self.apply_erasure(event)
+        return outcome
+
+    async def apply_erasure(self, change: dict) -> None:
+        """Applies a server:erase: the visitor's traces in every store, its tombstone, and the user's keys.
+
+        Runs in log order after the visitor's earlier events, so a replay subtracts exactly
+        what it added; the tombstone stops later events and later replays.
+        """
+        props = changes.check(change)
+        vid, at, digest = change["visitor_id"], props["at"], props.get("user")
+        piece = await self.store.get(vid, pending_too=True)
+        person_id = piece["user_id"] if piece is not None and piece.get("user_id") else vid
+        for hook in self.erasure_hooks:
+            await hook(person_id, [piece] if piece is not None else [])
+        await self.store.erase(vid, at)
+        if digest:
+            await self.redis.delete(*(self._digest_key(digest, kind) for kind in ("links", "audit", "prefs", "prefs_at")))
+            await self.redis.set(self._digest_key(digest, "tomb"), at)

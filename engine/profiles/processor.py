@@ -1,27 +1,89 @@
-"""The worker's profile step for one batch: fold into profiles, then link identities."""
+"""The worker's profile step for one batch: fold into profiles, link identities, apply state changes.
+
+State changes from the API (engine.profiles.changes) are applied where they stand in
+the batch: the events before one are folded first, those after it next, so each
+partition's order holds (an erasure subtracts exactly what came before it). Events
+that cannot be applied (a broken envelope, a fold that fails, a malformed change)
+are left out of every later step and returned in the result's `rejected`, with the
+reason, for the dead-letter topic.
+"""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Awaitable, Callable
 
-from engine.profiles import model
+from engine.errors import InvalidInput
+from engine.profiles import changes, model
 from engine.profiles.people import People
 from engine.profiles.store import BatchResult, ProfileStore
+from engine.recommend.catalog import check_items
+
+log = logging.getLogger("engine.profiles")
 
 AfterBatch = Callable[[list[dict], BatchResult], Awaitable[None]]
 
 
 class ProfileProcessor:
-    def __init__(self, store: ProfileStore, people: People, config: model.ProfileConfig) -> None:
+    def __init__(self, store: ProfileStore, people: People, config: model.ProfileConfig, catalog=None) -> None:
         self.store = store
         self.people = people
+        self.catalog = catalog  # engine.recommend.catalog.Catalog, for server:catalog
         self.fold = partial(model.fold, config=config)
         self.after_batch: list[AfterBatch] = []
 
-    async def __call__(self, events: list[dict]) -> int:
+    async def __call__(self, events: list[dict]) -> BatchResult:
+        outcome = BatchResult()
+        run: list[dict] = []
+        in_run: set = set()  # visitor ids with events in the run
+        for event in events:
+            kind = event.get("type") if type(event) is dict else None
+            if type(kind) is str and kind[:7] in ("server:", "consent"):
+                if kind.startswith(changes.PREFIX):
+                    if run:
+                        await self._events(run, outcome)
+                        run, in_run = [], set()
+                    await self._change(event, outcome)
+                    continue
+                if kind == "consent" and event.get("visitor_id") in in_run:
+                    await self._events(run, outcome)
+                    run, in_run = [], set()
+            run.append(event)
+            in_run.add(event.get("visitor_id") if kind is not None else None)
+        if run:
+            await self._events(run, outcome)
+        return outcome
+
+    async def _events(self, events: list[dict], outcome: BatchResult) -> None:
         result = await self.store.apply_batch(events, self.fold)
+        rejected = result.rejected
+        if rejected:
+            left_out = {id(event) for event, _ in rejected}
+            events = [event for event in events if id(event) not in left_out]
         await self.people.link(events, result)
         for step in self.after_batch:
             await step(events, result)
-        return result.applied
+        outcome.applied += result.applied
+        outcome.profiles.update(result.profiles)
+        outcome.malformed += rejected
+
+    async def _change(self, event: dict, outcome: BatchResult) -> None:
+        try:
+            props = changes.check(event)
+            if not isinstance(event.get("visitor_id"), str) or not isinstance(event.get("event_id"), str):
+                raise InvalidInput("visitor_id: expected the change's key")
+            if event["type"] == changes.CATALOG:
+                items = check_items(props["items"])
+        except InvalidInput as exc:
+            outcome.malformed.append((event, f"state change: {exc.error}"))
+            return
+        kind = event["type"]
+        if kind == changes.PREFERENCES:
+            await self.people.apply_preferences(event)
+        elif kind == changes.ERASE:
+            await self.people.apply_erasure(event)
+            outcome.profiles[event["visitor_id"]] = None
+        elif self.catalog is not None:
+            await self.catalog.put(items)
+        outcome.applied += 1

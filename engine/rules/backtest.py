@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from engine.profiles.changes import is_state_change
 from engine.profiles.model import ProfileConfig, apply_event, new_profile
 from engine.rules.context import device_from_user_agent
 from engine.rules.decide import decide_slot
@@ -52,7 +53,7 @@ class Backtest:
 
     def feed(self, event: dict) -> None:
         vid = event.get("visitor_id")
-        if not vid or "type" not in event or "ts" not in event:
+        if not vid or "type" not in event or "ts" not in event or is_state_change(event):
             return
         self.events += 1
         profile = self.profiles.get(vid) or new_profile(vid)

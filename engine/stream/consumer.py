@@ -7,8 +7,13 @@ offsets only after every handler has written. Faust still runs this loop: it is 
 service of the worker app (engine.stream.worker), supervised, started and stopped with it.
 
 Failure policy, in one place (`_handle`): an undecodable message goes to the
-dead-letter topic with its reason and is skipped; a handler error (Redis down)
-retries the same batch with backoff and commits nothing, so nothing is lost.
+dead-letter topic with its reason and is skipped; so does an event the handlers
+cannot apply (they return it in their result's `rejected`, or it makes a handler
+raise something other than an outage: the batch is split in halves until the event
+that fails alone is found), so one bad event never holds up its batch or its
+partition. An outage (Redis or the broker unreachable) retries the same batch with
+backoff and commits nothing, so nothing is lost. Offsets are committed only once
+every dead letter is on its topic.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError, ResponseError
 
+from engine.errors import Unavailable
 from engine.stream import codec
 from engine.settings import Settings
 
@@ -32,6 +40,14 @@ log = logging.getLogger("engine.stream")
 Handler = Callable[[list[dict]], Awaitable[object]]
 BackgroundTask = Callable[[Callable[[], bool]], Awaitable[None]]  # runs until the callable says stop
 BATCH_SIZE_BUCKETS = (1, 10, 100, 1000, 5000, 10000, 50000)
+RAW_KEPT = 900 * 1024  # a dead letter keeps the whole record up to this, so it can be produced again
+
+
+def is_outage(exc: BaseException) -> bool:
+    """An error that says nothing about the events (retry them), as opposed to one they cause."""
+    if isinstance(exc, ResponseError):
+        return "script" not in str(exc).lower()  # a Lua error comes from the data it was given
+    return isinstance(exc, (Unavailable, RedisError, KafkaError, OSError, asyncio.TimeoutError))
 
 
 @dataclass
@@ -41,6 +57,7 @@ class StreamStats:
     events: int = 0
     batches: int = 0
     dead_letters: int = 0
+    unapplied: int = 0  # decoded, but the handlers could not apply them (also dead letters)
     handler_errors: int = 0
     lag: int = 0
     partitions: list[str] = field(default_factory=list)
@@ -122,39 +139,76 @@ class BatchConsumer:
             await self._update_lag()
 
     async def _handle(self, fetched: dict, should_stop: Callable[[], bool]) -> None:
-        events = []
+        events, sources = [], []  # sources[n]: the record events[n] came from
         for tp, records in fetched.items():
             for record in records:
                 try:
-                    events.append(codec.decode(record.value))
+                    event = codec.decode(record.value)
                 except Exception as exc:
-                    await self._dead_letter(tp, record, f"undecodable: {exc}")
+                    await self._dead_letter(tp, record, f"undecodable: {exc}", should_stop)
+                    continue
+                events.append(event)
+                sources.append(record)
+        rejected: dict[int, tuple[dict, str]] = {}
+        await self._apply(events, rejected, should_stop)
+        if rejected:
+            at = {id(event): n for n, event in enumerate(events)}
+            for event, reason in rejected.values():
+                record = sources[at[id(event)]]
+                self.stats.unapplied += 1
+                await self._dead_letter(TopicPartition(record.topic, record.partition), record,
+                                        f"not applied: {reason}", should_stop)
+        self.stats.observe_batch(len(events))
+
+    async def _apply(self, events: list[dict], rejected: dict, should_stop: Callable[[], bool]) -> None:
+        """Every handler over `events`; what they cannot apply lands in `rejected` (id(event) -> (event, reason))."""
         delay = 0.1
-        while True:
+        while events:
             try:
                 for handler in self.handlers:
-                    await handler(events)
-                break
+                    outcome = await handler(events)
+                    for event, reason in getattr(outcome, "rejected", None) or ():
+                        rejected.setdefault(id(event), (event, reason))
+                return
             except Exception as exc:
                 self.stats.handler_errors += 1
+                if not is_outage(exc):
+                    if len(events) == 1:
+                        rejected[id(events[0])] = (events[0], f"{type(exc).__name__}: {exc}"[:500])
+                        return
+                    half = len(events) // 2  # in order: a partition's earlier events go first
+                    await self._apply(events[:half], rejected, should_stop)
+                    await self._apply(events[half:], rejected, should_stop)
+                    return
                 log.error("batch of %d events failed, retrying in %.1fs: %r", len(events), delay, exc)
                 if should_stop():
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.stats.observe_batch(len(events))
 
-    async def _dead_letter(self, tp: TopicPartition, record, reason: str) -> None:
+    async def _dead_letter(self, tp: TopicPartition, record, reason: str, should_stop: Callable[[], bool] = lambda: False) -> None:
         self.stats.dead_letters += 1
-        log.warning("dead letter %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, reason)
+        log.warning("dead letter %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, reason.split(":")[0])
         if self.dead_letter is None:
             return
+        raw = record.value or b""
         payload = {
             "reason": reason,
             "source": {"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
-            "raw": (record.value or b"")[:4096],
+            "raw": raw if len(raw) <= RAW_KEPT else raw[:4096],
+            "at": int(time.time() * 1000),
         }
-        await self.dead_letter.send_and_wait(self.settings.rejected_topic, codec.encode(payload), key=record.key)
+        delay = 0.1
+        while True:  # the offset is committed only after the dead letter is on its topic
+            try:
+                await self.dead_letter.send_and_wait(self.settings.rejected_topic, codec.encode(payload), key=record.key)
+                return
+            except Exception as exc:
+                if should_stop():
+                    raise
+                log.error("dead-letter topic unreachable, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _update_lag(self) -> None:
         consumer = self.consumer

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st, HealthCheck
 
 from engine.profiles.model import fold, new_profile
-from engine.profiles.store import SEEN_KEPT, ProfileStore, event_hash, seen_hashes
+from engine.profiles.store import CHUNK, DAY_MS, SEEN_KEPT, ProfileStore, event_hash, next_seen, seen_hashes
 
 
 def events_for(visitor, n, start=1_700_000_000_000):
@@ -62,13 +62,69 @@ async def test_concurrent_writers_on_one_profile_stay_exact(store):
     assert profile["first_seen"] == events[0]["ts"] and profile["last_seen"] == events[-1]["ts"]
 
 
-async def test_seen_ids_live_in_the_profile_hash_and_are_bounded(store, redis_client):
+async def test_seen_ids_live_in_the_profile_hash_up_to_a_bound_then_move_in_chunks(store, redis_client):
     events = events_for("a", SEEN_KEPT + 10)
     assert await store.apply(events) == SEEN_KEPT + 10
     seen = await redis_client.hget(store.profile_key("a"), "s")
-    assert len(seen) == SEEN_KEPT * 8
-    assert seen_hashes(seen) == {event_hash(e["event_id"]) for e in events[10:]}
+    assert len(seen) == (SEEN_KEPT + 10 - CHUNK) * 8
+    assert seen_hashes(seen) == {event_hash(e["event_id"]) for e in events[CHUNK:]}
+    older = await redis_client.hgetall(store.seen_key("a"))
+    assert seen_hashes(older[b"1"]) == {event_hash(e["event_id"]) for e in events[:CHUNK]}
+    assert older[b"1"] == b"".join(sorted(seen_hashes(older[b"1"])))
     assert await store.apply(events[-50:]) == 0
+
+
+async def test_oldest_events_resent_after_3000_newer_ones_count_once(store):
+    """Exactly once has no horizon by count: only by time (dedup_days)."""
+    events = events_for("a", 3020)
+    for i in range(0, len(events), 500):  # the live worker's way: batches as they come
+        await store.apply(events[i : i + 500])
+    before = await store.get("a")
+    assert sum(before["counts"].values()) == 3020
+    result = await store.apply_batch(events[:20] + events[-20:] + events_for("a", 3021)[-1:])
+    assert result.applied == 1
+    after = await store.get("a")
+    assert sum(after["counts"].values()) == 3021
+
+
+async def test_chunks_older_than_the_horizon_are_dropped(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    store = ProfileStore(redis_client, prefix, dedup_days=2)
+    day = lambda events, d: [dict(e, received_at=1_700_000_000_000 + d * DAY_MS + n) for n, e in enumerate(events)]
+    events = events_for("a", 6 * CHUNK)
+    for d in range(6):  # a chunk of events a day; from day 2 on, each pushes the oldest chunk out of the profile
+        await store.apply(day(events[d * CHUNK : (d + 1) * CHUNK], d))
+    index = (await redis_client.hget(store.seen_key("a"), "i")).decode()
+    stamps = [int(entry.split(":")[1]) for entry in index.split(",")]
+    assert len(stamps) == 3 and max(stamps) - min(stamps) == 2 * DAY_MS
+    assert await store.apply(day(events[CHUNK:CHUNK + 5], 6)) == 0  # day 1's ids, moved out on day 3: kept
+    assert await store.apply(day(events[:5], 6)) == 5                # day 0's, moved out on day 2: past the horizon
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+
+
+async def test_any_batching_writes_the_same_bytes(redis_client):
+    """A replay batches differently from the live worker; the keys must come out the same."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    one, other = ProfileStore(redis_client, prefix + "a"), ProfileStore(redis_client, prefix + "b", cache_size=10)
+    events = events_for("a", 2 * SEEN_KEPT + 100)
+    await one.apply(events)
+    start = 0
+    for size in (1, 7, 300, 1500, 5000):
+        await other.apply(events[start : start + size])
+        start += size
+    for key in ("profile_key", "seen_key"):
+        a = await redis_client.hgetall(getattr(one, key)("a"))
+        b = await redis_client.hgetall(getattr(other, key)("a"))
+        assert a == b and a
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+
+
+def test_next_seen_moves_whole_chunks_stamped_by_the_event_that_pushed_them():
+    ids = [event_hash(str(i)) for i in range(SEEN_KEPT + CHUNK + 1)]
+    seen, moves = next_seen(b"".join(ids[:SEEN_KEPT]), b"".join(ids[SEEN_KEPT:]), list(range(CHUNK + 1)))
+    assert moves[0] == b"0" and moves[2] == str(CHUNK).encode()
+    assert seen_hashes(moves[1]) == set(ids[:CHUNK]) and seen_hashes(moves[3]) == set(ids[CHUNK : 2 * CHUNK])
+    assert seen == b"".join(ids[2 * CHUNK :])
 
 
 def test_event_hash_is_stable_and_fixed_size():
@@ -91,9 +147,10 @@ async def test_commit_refuses_an_id_already_seen(store, redis_client):
     """The script itself checks seen ids, not only the read before it."""
     await store.apply(events_for("a", 2))
     version = await redis_client.hget(store.profile_key("a"), "v")
-    commit = lambda ids: store._commit(keys=[store.profile_key("a")], args=[msgpack.packb([version, b"v2", b"x", ids, 0], use_bin_type=False)])
-    assert await commit(event_hash("a-1")) == b"0"
-    flags = await commit(event_hash("new") + event_hash("a-1"))
+    commit = lambda ids: store._commit(keys=[store.profile_key("a")],
+                                       args=[msgpack.packb([version, b"v2", b"x", ids, 0, []], use_bin_type=False), 0, 60])
+    assert (await commit(event_hash("a-1")))[0] == b"0"
+    flags, _ = await commit(event_hash("new") + event_hash("a-1"))
     assert flags == b"0"
     assert (await store.get("a"))["counts"] == {"page_ping": 1, "page_view": 1}
 
@@ -120,13 +177,32 @@ async def test_any_redelivery_order_gives_the_live_state(store, order):
     assert sum(profile["counts"].values()) == len(set(order))
 
 
-async def test_an_event_that_breaks_the_fold_is_skipped_not_stuck(store):
+async def test_an_event_that_breaks_the_fold_is_left_out_with_its_reason(store):
+    def fragile(profile, events):
+        for event in events:
+            if event.get("props", {}).get("marker") == "boom":
+                profile["counts"]["partial"] = 1  # a failure part way must not be stored
+                raise ValueError("cannot convert float NaN to integer")
+        return fold(profile, events)
+
     good = events_for("a", 3)
-    # The fold takes any props; a ts that is not an integer (never past the schema) still breaks it.
-    broken = {"event_id": "bad", "type": "product_view", "visitor_id": "a", "ts": "soon", "props": {}}
-    result = await store.apply_batch(good[:2] + [broken] + good[2:])
-    assert result.applied == 4 and result.failed == 1
-    assert sum((await store.get("a"))["counts"].values()) == 3
+    broken = {"event_id": "bad", "type": "page_ping", "visitor_id": "a", "ts": 1_700_000_000_500, "props": {"marker": "boom"}}
+    result = await store.apply_batch(good[:2] + [broken] + good[2:] + events_for("b", 2), fragile)
+    assert result.applied == 5 and [(e["event_id"], r) for e, r in result.rejected] == [
+        ("bad", "the profile fold failed: ValueError: cannot convert float NaN to integer")]
+    assert await store.get("a") == fold(new_profile("a"), good)
+    # not marked seen: redelivered, it is refused again (and would apply once the fold is fixed)
+    again = await store.apply_batch([broken], fragile)
+    assert again.applied == 0 and len(again.rejected) == 1
+    assert (await store.apply_batch([broken])).applied == 1
+
+
+async def test_events_without_a_usable_envelope_are_rejected_not_fatal(store):
+    bad = [{"type": "page_view", "ts": 1}, {"event_id": "x", "visitor_id": "a", "type": "page_view", "ts": "soon"}, "text"]
+    result = await store.apply_batch(bad + events_for("a", 2))
+    assert result.applied == 2
+    assert [reason for _, reason in result.rejected] == [
+        "event_id: expected a non-empty string", "ts: expected integer milliseconds", "event: expected a map"]
 
 
 async def test_erased_profile_gets_a_tombstone_that_stops_new_events(store):
