@@ -171,7 +171,8 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.publisher = Publisher(None, settings.topic, settings.rejected_topic, spool=spool)
         services.log_watch = LogWatch(services.publisher, LogIdentity(settings), open_archive(settings),
                                       grace_s=settings.spool_grace_s, rotate_events=settings.broker_rotate_events,
-                                      admin_delete=lambda topic: kafka.delete_topic(settings, topic))
+                                      admin_delete=lambda topic: kafka.delete_topic(settings, topic),
+                                      drain_timeout_s=3 * settings.archive_segment_s)
         services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.log_watch)
     return services
 

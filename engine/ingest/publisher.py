@@ -38,6 +38,7 @@ class Publisher:
         self.spool = spool
         self.log_id: str | None = None            # the log the producer writes to (engine.stream.logid)
         self.sent: dict[int, int] = {}           # partition -> highest offset acknowledged in that log
+        self.fresh = 0                           # events published to that log, not counting ones sent again
 
     async def publish(self, batch: Batch) -> None:
         """Returns once the broker has every event of the batch (and the spool, when there is one).
@@ -64,6 +65,7 @@ class Publisher:
             log.warning("broker did not acknowledge %d events: %r", len(batch.accepted), exc)
             raise Unavailable("the event broker is unavailable, retry later") from None
         if keys:
+            self.fresh += len(keys)
             await self._spool(list(zip(keys, batch.encoded)), acks[:len(keys)])
 
     async def send_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
@@ -104,7 +106,8 @@ class LogWatch:
     """
 
     def __init__(self, publisher: Publisher, identity, archive=None, *, grace_s: float = 5.0,
-                 rotate_events: int = 0, admin_delete=None, clock=time.monotonic) -> None:
+                 rotate_events: int = 0, admin_delete=None, drain_timeout_s: float = 30.0,
+                 clock=time.monotonic) -> None:
         self.publisher = publisher
         self.identity = identity
         self.archive = archive
@@ -117,6 +120,8 @@ class LogWatch:
         self.rotations = 0
         self.resent = 0
         self.last_reset: dict | None = None
+        self.drain_timeout_s = drain_timeout_s
+        self.draining: tuple[float, dict[int, int]] | None = None  # since when, the offsets to see archived
 
     def state(self) -> dict:
         spool = self.publisher.spool
@@ -142,17 +147,32 @@ class LogWatch:
         current = await self.identity.read()
         if current != publisher.log_id:
             await self._reset("no log id on the broker" if current is None else f"the broker holds log {current}")
-        elif self.rotate_events and sum(o + 1 for o in publisher.sent.values()) >= self.rotate_events \
+        elif self.rotate_events and publisher.fresh >= self.rotate_events \
                 and publisher.spool is not None and self.admin_delete is not None:
-            await self._rotate()
+            await self._drain_then_rotate()
         if publisher.spool is not None:
             await self._settle()
+
+    async def _drain_then_rotate(self) -> None:
+        """Waits until the archive holds what was acknowledged when the limit was reached, then rotates:
+        what the spool sends again is then only what arrived meanwhile (about one archive segment's time)."""
+        now = self.clock()
+        if self.draining is None:
+            self.draining = (now, dict(self.publisher.sent))
+            return
+        since, target = self.draining
+        held = await asyncio.to_thread(self._archived, {self.publisher.log_id})
+        ends = held.get(self.publisher.log_id, {})
+        if all(ends.get(p, 0) > offset for p, offset in target.items()) or now - since > self.drain_timeout_s:
+            self.draining = None
+            await self._rotate()
 
     async def _reset(self, reason: str) -> None:
         publisher = self.publisher
         old = publisher.log_id
         publisher.log_id = await self.identity.ensure()
-        publisher.sent = {}
+        publisher.sent, publisher.fresh = {}, 0
+        self.draining = None
         if old is None:  # the first check after start: nothing was sent yet
             return
         self.resets += 1
@@ -176,7 +196,7 @@ class LogWatch:
         await self.admin_delete(publisher.topic)
         old = publisher.log_id
         publisher.log_id = await self.identity.ensure()
-        publisher.sent = {}
+        publisher.sent, publisher.fresh = {}, 0
         self.rotations += 1
         log.info("event log %s -> %s", old, publisher.log_id)
 
