@@ -103,6 +103,13 @@ class LogWatch:
     (the worker archives before it commits, and labels segments with a log id it
     has just read again). It leaves the spool `grace_s` after that, time for a Redis
     that fsyncs its append-only file every second to have the batch's effects on disk.
+
+    A batch is labelled with the log the collector believed current; a broker that
+    lost its log acknowledges sends before anyone notices, at small offsets the old
+    log's archive seems to cover. So a file's label is trusted only once a check that
+    began after the file's last write found that log still current; a file never so
+    confirmed (written across a reset or a rotation, or adopted from a dead
+    collector) is sent again instead.
     """
 
     def __init__(self, publisher: Publisher, identity, archive=None, *, grace_s: float = 5.0,
@@ -116,6 +123,7 @@ class LogWatch:
         self.admin_delete = admin_delete  # async (topic) -> None, deletes the events topic
         self.clock = clock
         self.confirmed_at: dict[str, float] = {}
+        self.good_at: dict[str, float] = {}  # log id -> when the last check that found it current began
         self.resets = 0
         self.rotations = 0
         self.resent = 0
@@ -144,7 +152,10 @@ class LogWatch:
 
     async def check(self) -> None:
         publisher = self.publisher
+        began = self.clock()
         current = await self.identity.read()
+        if current is not None and current == publisher.log_id:
+            self.good_at[current] = began
         if current != publisher.log_id:
             await self._reset("no log id on the broker" if current is None else f"the broker holds log {current}")
         elif self.rotate_events and publisher.fresh >= self.rotate_events \
@@ -212,12 +223,15 @@ class LogWatch:
         archived = await asyncio.to_thread(self._archived, logs)
         now = self.clock()
         for spool_file in files:
-            if _held(spool_file, archived):
+            trusted = all(spool_file.last_write < self.good_at.get(log_id, float("-inf"))
+                          for log_id in spool_file.ends)
+            if trusted and _held(spool_file, archived):
                 since = self.confirmed_at.setdefault(spool_file.path.name, now)
                 if now - since >= self.grace_s:
                     spool.remove(spool_file)
                     self.confirmed_at.pop(spool_file.path.name, None)
-            elif any(log_id != self.publisher.log_id for log_id in spool_file.ends):
+            elif spool_file.last_write == float("inf") or any(log_id != self.publisher.log_id
+                                                               for log_id in spool_file.ends):
                 await self._resend(spool_file)
 
     def _archived(self, logs: set[str]) -> dict[str, dict[int, int]]:

@@ -47,6 +47,7 @@ class SpoolFile:
     events: int = 0
     size: int = 0
     ends: dict[str, dict[int, int]] = field(default_factory=dict)  # log -> partition -> highest offset
+    last_write: float = float("inf")  # monotonic time of the last append; inf: adopted, its history unknown
 
     def note(self, log_id: str, ends: dict[int, int], events: int, size: int) -> None:
         per_log = self.ends.setdefault(log_id, {})
@@ -154,6 +155,7 @@ class Spool:
         os.write(spool_file.fd, frame)  # O_APPEND: one write per frame, so frames never interleave
         spool_file.written += 1
         spool_file.note(log_id, ends, len(pairs), len(frame))
+        spool_file.last_write = time.monotonic()
         await self._sync(spool_file, spool_file.written)
 
     def _writable(self) -> SpoolFile:

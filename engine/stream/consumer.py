@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from engine.settings import Settings
 from engine.stream import codec
@@ -198,8 +198,13 @@ class BatchConsumer:
         """
         async with self._sealing:
             if self.writer is not None and self.writer.pending():
-                if verify and self.identity is not None and await self._log_changed():
-                    return
+                if verify and self.identity is not None:
+                    try:
+                        if await self._log_changed():
+                            return
+                    except KafkaError as exc:  # the broker is away: keep the buffers, seal later
+                        log.info("could not read the log id before sealing, will retry: %r", exc)
+                        return
                 await asyncio.to_thread(self.writer.seal, self.log_id or "unknown")
                 self.stats.archived_events, self.stats.archive_segments = self.writer.events, self.writer.segments
                 self.stats.archive_pending = 0

@@ -20,7 +20,8 @@ async def _running(settings, log_dir) -> Engine:
 
 async def _health(engine: Engine) -> dict:
     async with engine.client() as client:
-        return (await client.get("/healthz")).json()
+        body = (await client.get("/healthz")).json()
+    return body if "log" in body else dict(body["detail"], status="not ready")
 
 
 async def test_broker_killed_and_restarted_loses_nothing(chaos_settings, own_broker, tmp_path):

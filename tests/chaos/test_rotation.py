@@ -27,6 +27,6 @@ async def test_rotating_the_log_under_load_loses_and_doubles_nothing(chaos_setti
         print(f"rotation: {tally.events} events, lost {lost}, double {double}, {state['rotations']} rotations, "
               f"{state['resent_events']} events sent again, statuses {dict(tally.statuses)}")
         assert (lost, double, tally.server_errors) == (0, 0, 0)
-        assert state["rotations"] >= 2 and state["resets"] == 0
+        assert state["rotations"] >= 1 and state["resets"] == 0
     finally:
         engine.stop()
