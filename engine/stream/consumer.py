@@ -41,6 +41,7 @@ log = logging.getLogger("engine.stream")
 Handler = Callable[[list[dict]], Awaitable[object]]
 BackgroundTask = Callable[[Callable[[], bool]], Awaitable[None]]  # runs until the callable says stop
 BATCH_SIZE_BUCKETS = (1, 10, 100, 1000, 5000, 10000, 50000)
+STALE_AFTER_RESET_S = 30.0  # a position past the end this soon after a reset is the old log's committed offset
 
 
 @dataclass
@@ -239,6 +240,12 @@ class BatchConsumer:
             except Exception:
                 continue
             if high < position:
+                if time.time() - (self.stats.last_reset or {}).get("at", 0) < STALE_AFTER_RESET_S:
+                    # The group's committed offset from the log before came back with a rebalance: not a new reset.
+                    log.warning("%s[%d]: position %d from the previous log, past the end %d: reading from the start",
+                                tp.topic, tp.partition, position, high)
+                    await self._rewind([tp])
+                    continue
                 await self._reset(f"{tp.topic}[{tp.partition}] ends at {high}, below this worker's position {position}",
                                   renew=True)
                 return
@@ -275,7 +282,17 @@ class BatchConsumer:
                   "spool re-sends them; reading the new log from its earliest offset",
                   reason, old, self.log_id, unapplied, unarchived)
         if consumer.assignment():
-            await consumer.seek_to_beginning(*consumer.assignment())
+            await self._rewind(list(consumer.assignment()))
+
+    async def _rewind(self, partitions: list[TopicPartition]) -> None:
+        """Reads from the earliest offset, and commits that, so a rebalance does not bring back an old position."""
+        consumer = self.consumer
+        await consumer.seek_to_beginning(*partitions)
+        try:
+            starts = await consumer.beginning_offsets(partitions)
+            await consumer.commit({tp: starts[tp] for tp in partitions})
+        except Exception as exc:
+            log.info("could not commit the earliest offsets: %r", exc)
 
     async def _handle(self, fetched: dict, should_stop: Callable[[], bool]) -> None:
         events = []
