@@ -287,9 +287,14 @@ class BatchConsumer:
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
         """Reads from the earliest offset, and commits that, so a rebalance does not bring back an old position."""
         consumer = self.consumer
-        await consumer.seek_to_beginning(*partitions)
         try:
             starts = await consumer.beginning_offsets(partitions)
+        except Exception:
+            await consumer.seek_to_beginning(*partitions)
+            return
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # explicit: seek_to_beginning did not always replace a stale position
+        try:
             await consumer.commit({tp: starts[tp] for tp in partitions})
         except Exception as exc:
             log.info("could not commit the earliest offsets: %r", exc)
