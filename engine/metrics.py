@@ -35,7 +35,17 @@ class WorkerCollector:
                                         "Events decoded but not applied (a broken envelope, a fold that fails), "
                                         "sent to the dead-letter topic with the reason", labels=["worker"])
         sizes = HistogramMetricFamily("clickstream_worker_batch_size", "Events per batch", labels=["worker"])
+        resets = CounterMetricFamily("clickstream_worker_log_resets", "Times the worker found the broker's log reset",
+                                     labels=["worker"])
+        reset_unapplied = GaugeMetricFamily("clickstream_worker_log_reset_unapplied",
+                                      "Events the old log acknowledged that the worker had not applied, at its last reset",
+                                      labels=["worker"])
+        archived = CounterMetricFamily("clickstream_worker_archived_events", "Events the worker sealed into the archive",
+                                       labels=["worker"])
         for worker, beat in sorted(self.heartbeats.items()):
+            resets.add_metric([worker], beat.get("resets", 0))
+            reset_unapplied.add_metric([worker], (beat.get("last_reset") or {}).get("unapplied", 0))
+            archived.add_metric([worker], beat.get("archived_events", 0))
             lag.add_metric([worker], beat.get("lag", 0))
             processed.add_metric([worker], beat.get("events", 0))
             dead.add_metric([worker], beat.get("dead_letters", 0))
@@ -43,8 +53,34 @@ class WorkerCollector:
             buckets = [(str(b), c) for b, c in zip(BATCH_SIZE_BUCKETS, beat.get("batch_size_buckets", []))]
             buckets.append(("+Inf", beat.get("batches", 0)))
             sizes.add_metric([worker], buckets, beat.get("batch_size_sum", 0))
-        yield from (lag, processed, dead, unapplied, sizes)
+        yield from (lag, processed, dead, unapplied, sizes, resets, reset_unapplied, archived)
+
+
+class CollectorLogState:
+    """The collector's view of the event log and its spool (engine.ingest.publisher.LogWatch.state)."""
+
+    def __init__(self) -> None:
+        self.state = None
+
+    def collect(self):
+        state = self.state() if self.state is not None else None
+        if state is None:
+            return
+        spool = state.get("spool") or {}
+        yield CounterMetricFamily("clickstream_log_resets", "Times the collector found the broker's log reset",
+                                  value=state["resets"])
+        yield CounterMetricFamily("clickstream_log_rotations", "Times the collector rotated the embedded broker's log",
+                                  value=state["rotations"])
+        yield CounterMetricFamily("clickstream_spool_resent_events", "Spooled events sent again after a reset",
+                                  value=state["resent_events"])
+        yield GaugeMetricFamily("clickstream_spool_events", "Acknowledged events in the spool, not yet confirmed archived",
+                                value=spool.get("events", 0))
+        yield GaugeMetricFamily("clickstream_spool_bytes", "Bytes in the spool", value=spool.get("bytes", 0))
+        yield CounterMetricFamily("clickstream_spool_dropped_events", "Events dropped by a full spool",
+                                  value=spool.get("dropped_events", 0))
 
 
 WORKERS = WorkerCollector()
 REGISTRY.register(WORKERS)
+COLLECTOR_LOG = CollectorLogState()
+REGISTRY.register(COLLECTOR_LOG)

@@ -173,6 +173,15 @@ class Settings:
     cookie_domain: str | None = _env_field(None)
     country_header: str = _env_field("cf-ipcountry")
     data_dir: Path = _env_field(Path("var"), Path)
+    # Durability (README "Durability"): the archive of applied events, the collector's spool, log checks
+    archive: str = _env_field("")  # a folder or file:// URL; empty: DATA_DIR/archive; "off": none
+    archive_segment_s: float = _env_field(10.0, _positive_float)
+    archive_segment_events: int = _env_field(50_000, _positive_int)
+    spool: bool = _env_field(True, _bool)
+    spool_grace_s: float = _env_field(5.0, _non_negative_float)
+    spool_max_mb: int = _env_field(1024, _positive_int)
+    log_check_s: float = _env_field(1.0, _positive_float)
+    broker_rotate_events: int = _env_field(0, _count)  # embedded broker: a new log past this many events (0: never)
     log_level: str = _env_field("info")
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
@@ -217,6 +226,17 @@ class Settings:
     @property
     def embedded_redis(self) -> bool:
         return self.redis is None
+
+    @property
+    def archive_location(self) -> str | Path | None:
+        if self.archive.strip().lower() in ("off", "none", "false", "no"):
+            return None
+        return self.archive.strip() or self.data_dir / "archive"
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """The collector's spool needs the archive: a batch leaves it once archived."""
+        return self.data_dir / "spool" if self.spool and self.archive_location is not None else None
 
     def environ(self) -> dict[str, str]:
         """The CLICKSTREAM_* variables that reproduce these settings in a child process."""

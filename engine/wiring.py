@@ -43,7 +43,11 @@ from engine.rules.live import LiveRules
 from engine.rules.model_slots import ModelSlots
 from engine.rules.service import DecideService
 from engine.settings import Settings
+from engine.ingest.publisher import LogWatch
+from engine.ingest.spool import Spool
 from engine.stream import kafka
+from engine.stream.archive import Archive, open_archive
+from engine.stream.logid import LogIdentity, ensure_log
 from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
 
 log = logging.getLogger("engine.wiring")
@@ -94,7 +98,19 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
     people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    archive = open_archive(settings)
+    if archive is not None:
+        people.erasure_hooks.append(archive_eraser(archive))
     return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+
+
+def archive_eraser(archive: Archive):
+    """Erasure hook: the archive stops holding the person's events (their visitor ids and user id)."""
+    async def forget(person_id: str, pieces: list[dict]) -> None:
+        subjects = {person_id, *(p.get("id") for p in pieces), *(p.get("user_id") for p in pieces)}
+        removed = await asyncio.to_thread(archive.forget, [s for s in subjects if isinstance(s, str)])
+        log.info("erasure removed %d archived events", removed)
+    return forget
 
 
 def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S,
@@ -153,30 +169,49 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
                                          weather=load_weather_provider(settings.weather_provider))
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
     if COLLECTOR in roles:
-        services.publisher = Publisher(None, settings.topic, settings.rejected_topic)
+        spool = None
+        if settings.spool_dir is not None:
+            spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_mb << 20)
+            spool.open()
+        services.publisher = Publisher(None, settings.topic, settings.rejected_topic, spool=spool)
+        services.log_watch = LogWatch(services.publisher, LogIdentity(settings), open_archive(settings),
+                                      grace_s=settings.spool_grace_s, rotate_events=settings.broker_rotate_events,
+                                      admin_delete=lambda topic: kafka.delete_topic(settings, topic),
+                                      drain_timeout_s=3 * settings.archive_segment_s)
     if API in roles:
         # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
         services.changelog = ChangeLog(None, settings.topic)
         services.stores.people.publish = services.changelog.publish
     if settings.kafka and roles & {COLLECTOR, API}:
-        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog)
+        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog,
+                                                                services.log_watch)
     return services
 
 
-async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None):
-    """Keeps trying, so the app can answer /healthz (503) while the broker comes up."""
+async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None,
+                             watch: LogWatch | None):
+    """Keeps trying, so the app can answer /healthz (503) while the broker comes up; then watches the log."""
     while True:
         try:
-            await kafka.ensure_topics(settings, timeout_s=5)
+            if watch is not None:
+                await watch.identity.start()
+                publisher.log_id = await watch.identity.ensure(timeout_s=5)
+            else:
+                await ensure_log(settings)
             producer = kafka.producer(settings)
             await producer.start()
             for user in (publisher, changelog):
                 if user is not None:
                     user.producer = producer
-            return producer
+            break
         except Exception as exc:
+            if watch is not None:
+                await watch.identity.stop()
             log.info("broker not reachable yet: %r", exc)
             await asyncio.sleep(0.5)
+    if watch is not None:
+        watch.task = asyncio.create_task(watch.run(settings.log_check_s))
+    return producer
 
 
 def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset({COLLECTOR, API})) -> Starlette:
@@ -189,7 +224,7 @@ def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset(
 
 async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
     """What the worker's stream service runs; opened inside the worker's event loop."""
-    await kafka.ensure_topics(settings)
+    await ensure_log(settings)
     stores = open_stores(settings, profile_cache=settings.profile_cache_size)
     rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
     dead_letter = kafka.producer(settings)
@@ -210,7 +245,8 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
             lambda: train(settings, stores, progress=False)),
     ]
-    return WorkerParts(batch_handlers(settings, stores, rules), dead_letter, heartbeat, background, close)
+    return WorkerParts(batch_handlers(settings, stores, rules), dead_letter, heartbeat, background, close,
+                       archive=open_archive(settings), identity=LogIdentity(settings))
 
 
 def create_worker(settings: Settings):
@@ -250,7 +286,7 @@ async def run_train(settings: Settings, progress: bool = True, out_path=None) ->
 async def load_catalog(settings: Settings, items: list) -> int:
     """`clickstream catalog load`: on the log first, like the API's PUT, then in Redis at once."""
     stores = open_stores(settings)
-    await kafka.ensure_topics(settings)
+    await ensure_log(settings)
     producer = kafka.producer(settings)
     await producer.start()
     try:

@@ -1,5 +1,6 @@
 """`clickstream up`: everything on one machine, and nothing left behind on SIGTERM."""
 
+import json
 import os
 import signal
 import subprocess
@@ -80,11 +81,25 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
                 r = await client.get(f"/v1/profiles/{vid}", headers={"Authorization": "Bearer up-key"})
                 return r.status_code == 200 and r.json()
             assert (await wait_until(profile, message="profile via up"))["counts"] == {"page_view": 1}
+            recorded = json.loads((tmp_path / "up.json").read_text())
+            assert recorded["kafka"] in banner and recorded["redis"] in banner and Path(recorded["rules"]).is_absolute()
+            assert (tmp_path / "redis" / "appendonlydir").is_dir()  # the embedded Redis keeps an append-only file
+            # A command run elsewhere, with nothing configured but the data folder, finds what up runs.
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+            env.update(CLICKSTREAM_DATA_DIR=str(tmp_path), PYTHONPATH=str(REPO))
+            replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=elsewhere, env=env,
+                                    capture_output=True, text=True, timeout=120)
+            assert replay.returncode == 0, replay.stderr
+            assert f"rules {recorded['rules']}" in replay.stderr and "replayed 1 events" in replay.stdout
+            assert (await wait_until(profile, message="profile after replay"))["counts"] == {"page_view": 1}
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     leftovers = [pid for pid in children if alive(pid)]
     assert leftovers == [], f"left behind: {[children[p] for p in leftovers]}"
+    assert not (tmp_path / "up.json").exists()
 
 
 async def test_up_uses_configured_kafka_and_redis(tmp_path, kafka_bootstrap, redis_url):

@@ -72,9 +72,14 @@ async def test_healthz_and_metrics(engine):
         health = await client.get("/healthz")
         await wait_until(lambda: _metric_positive(client, "clickstream_worker_events_total"), message="worker metrics")
         metrics = (await client.get("/metrics")).text
-    assert health.json() == {"status": "ok", "checks": {"broker": "ok", "redis": "ok", "worker": "ok"}}
+    body = health.json()
+    assert {k: body[k] for k in ("status", "checks")} == {"status": "ok", "checks": {"broker": "ok", "redis": "ok", "worker": "ok"}}
+    log_id = body["log"]["collector"]["log_id"]
+    assert body["log"]["collector"]["resets"] == 0 and log_id
+    assert [w["log_id"] for w in body["log"]["workers"].values()] == [log_id]
     for name in ("clickstream_events_accepted_total", "clickstream_events_rejected_total", "clickstream_consumer_lag",
-                 "clickstream_worker_batch_size_bucket", "clickstream_http_request_duration_seconds_bucket"):
+                 "clickstream_worker_batch_size_bucket", "clickstream_http_request_duration_seconds_bucket",
+                 "clickstream_log_resets_total", "clickstream_spool_events", "clickstream_worker_log_resets_total"):
         assert name in metrics, name
     assert 'route="/v1/events"' in metrics
 

@@ -32,7 +32,7 @@ from engine.api.openapi import openapi_routes
 from engine.api.profiles import person_view, profile_routes
 from engine.api.recommendations import recommend_routes
 from engine.api.segments import segment_routes
-from engine.metrics import REQUEST_LATENCY
+from engine.metrics import COLLECTOR_LOG, REQUEST_LATENCY
 from engine.settings import Settings
 
 log = logging.getLogger("engine.app")
@@ -81,6 +81,7 @@ class HttpServices:
         self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
         self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
+        self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.producer = None
         self._tasks: list[asyncio.Task] = []
@@ -115,8 +116,14 @@ class HttpServices:
             await self.recommend.models.stop()
         for task in self._tasks:
             task.cancel()
+        if self.log_watch is not None:
+            if getattr(self.log_watch, "task", None) is not None:
+                self.log_watch.task.cancel()
+            await self.log_watch.identity.stop()
         if self.producer is not None:
             await self.producer.stop()
+        if self.publisher is not None and self.publisher.spool is not None:
+            self.publisher.spool.close()
         if self.stores is not None:
             await self.stores.close()
 
@@ -130,6 +137,17 @@ class HttpServices:
 
     async def worker_ok(self) -> bool:
         return any(beat.get("ready") for beat in (await self.heartbeats()).values())
+
+    async def log_state(self) -> dict:
+        """What /healthz says of the event log: the collector's view, and each worker's."""
+        state = {}
+        if self.log_watch is not None:
+            state["collector"] = self.log_watch.state()
+        if API in self.roles:
+            state["workers"] = {worker: {k: beat.get(k) for k in ("log_id", "resets", "last_reset", "archived_events",
+                                                                  "archive_pending")}
+                                for worker, beat in (await self.heartbeats()).items()}
+        return state
 
 
 async def _no_heartbeats() -> dict:
@@ -155,7 +173,9 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
-    routes += health_routes(access, checks, services.heartbeats)
+    routes += health_routes(access, checks, services.heartbeats, services.log_state)
+    if services.log_watch is not None:
+        COLLECTOR_LOG.state = services.log_watch.state
     served = [(method, r.path) for r in routes if isinstance(r, Route) for method in sorted(r.methods - {"HEAD"})]
     routes += openapi_routes(access, served)
     unguarded = [r.path for r in routes if isinstance(r, Route) and not hasattr(r.endpoint, "access_action")]

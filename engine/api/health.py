@@ -38,18 +38,34 @@ async def _heartbeats(read: Callable[[], Awaitable[dict]]) -> dict:
         return {}
 
 
-def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]]) -> list[Route]:
+async def _details(log_state: Callable[[], Awaitable[dict]] | None) -> dict:
+    if log_state is None:
+        return {}
+    try:
+        return await asyncio.wait_for(log_state(), CHECK_TIMEOUT_S)
+    except Exception:
+        return {}
+
+
+def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]],
+                  log_state: Callable[[], Awaitable[dict]] | None = None) -> list[Route]:
+    """`log` in the body tells which event log is read and written, and every reset seen (engine.stream.logid).
+
+    A reset does not make the engine unready by itself: it recovers (new topics, the
+    spool sent again); the body and /metrics say it happened and what may be missing.
+    """
     async def healthz(request: Request) -> JSONResponse:
         names = list(checks)
-        results = await asyncio.gather(*(_run(checks[name]) for name in names))
+        results, details = await asyncio.gather(asyncio.gather(*(_run(checks[name]) for name in names)),
+                                                _details(log_state))
         status = {name: "ok" if ok else "missing" for name, ok in zip(names, results)}
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         missing = [name for name, ok in zip(names, results) if not ok]
         if missing:
-            return JSONResponse({"error": "not ready", "detail": {"missing": missing, "checks": status}}, status_code=503,
-                                headers={"Retry-After": str(REDIS_RETRY_AFTER_S)})
-        return JSONResponse({"status": "ok", "checks": status})
+            return JSONResponse({"error": "not ready", "detail": {"missing": missing, "checks": status, "log": details}},
+                                status_code=503, headers={"Retry-After": str(REDIS_RETRY_AFTER_S)})
+        return JSONResponse({"status": "ok", "checks": status, "log": details})
 
     async def metrics(request: Request) -> Response:
         names = [name for name in checks if name != "worker"]  # workers: their heartbeats, below

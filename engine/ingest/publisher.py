@@ -1,4 +1,14 @@
-"""Puts accepted events on Kafka and waits for the broker's acknowledgement."""
+"""Puts accepted events on Kafka, waits for the broker's acknowledgement, spools them.
+
+`Publisher.publish` answers only once the broker has every event and, with a spool
+(engine.ingest.spool), once the batch is fsynced there too. `LogWatch` runs beside
+it: it notices a broker whose log is not the one the collector was writing to (a
+new log id, a vanished topic), recreates the topics, and sends again from the spool
+every batch the archive does not hold; it removes from the spool what the archive
+holds. With `rotate_events` it also bounds an embedded broker's memory: past that
+many events it deletes the events topic (Tansu 0.6 has no retention), which the
+spool and the archive make a lossless reset.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,10 @@ import time
 
 from aiokafka import AIOKafkaProducer
 
-from engine.stream import codec
 from engine.errors import Unavailable
 from engine.ingest.collector import Batch
+from engine.ingest.spool import Spool, SpoolFile
+from engine.stream import codec
 
 log = logging.getLogger("engine.ingest")
 
@@ -18,14 +29,19 @@ RAW_KEPT = 2048
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer | None, topic: str, rejected_topic: str, ack_timeout_s: float = 10.0) -> None:
+    def __init__(self, producer: AIOKafkaProducer | None, topic: str, rejected_topic: str, ack_timeout_s: float = 10.0,
+                 spool: Spool | None = None) -> None:
         self.producer = producer
         self.topic = topic
         self.rejected_topic = rejected_topic
         self.ack_timeout_s = ack_timeout_s
+        self.spool = spool
+        self.log_id: str | None = None            # the log the producer writes to (engine.stream.logid)
+        self.sent: dict[int, int] = {}           # partition -> highest offset acknowledged in that log
+        self.fresh = 0                           # events published to that log, not counting ones sent again
 
     async def publish(self, batch: Batch) -> None:
-        """Returns once the broker has every event of the batch; raises Unavailable otherwise.
+        """Returns once the broker has every event of the batch (and the spool, when there is one).
 
         Events are keyed by visitor_id so one visitor's events stay in order on
         one partition. A failure part way may leave some events on the topic:
@@ -34,11 +50,9 @@ class Publisher:
         """
         if self.producer is None:
             raise Unavailable("the event broker is not connected yet, retry later")
+        keys = [event["visitor_id"].encode() for event in batch.accepted]
         try:
-            futures = [
-                await self.producer.send(self.topic, encoded, key=event["visitor_id"].encode())
-                for event, encoded in zip(batch.accepted, batch.encoded)
-            ]
+            futures = [await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)]
             for raw, rejection in zip(batch.rejected_raw, batch.rejected):
                 payload = {"reason": rejection["error"], "raw": _truncated(raw), "received_at": int(time.time() * 1000)}
                 try:
@@ -46,14 +60,198 @@ class Publisher:
                 except (OverflowError, ValueError, TypeError):
                     encoded = codec.encode(dict(payload, raw=repr(raw)[:RAW_KEPT]))
                 futures.append(await self.producer.send(self.rejected_topic, encoded))
-            if futures:
-                await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
+            acks = await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s) if futures else []
         except Exception as exc:
             log.warning("broker did not acknowledge %d events: %r", len(batch.accepted), exc)
             raise Unavailable("the event broker is unavailable, retry later") from None
+        if keys:
+            self.fresh += len(keys)
+            await self._spool(list(zip(keys, batch.encoded)), acks[:len(keys)])
+
+    async def send_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Sends (key, value) events as they are, e.g. again from the spool; spools them under the current log."""
+        futures = [await self.producer.send(self.topic, value, key=key) for key, value in pairs]
+        acks = await asyncio.wait_for(asyncio.gather(*futures), max(self.ack_timeout_s, 30.0))
+        await self._spool(pairs, acks)
+
+    async def _spool(self, pairs: list[tuple[bytes, bytes]], acks: list) -> None:
+        ends: dict[int, int] = {}
+        for ack in acks:
+            ends[ack.partition] = max(ends.get(ack.partition, -1), ack.offset)
+        for partition, offset in ends.items():
+            self.sent[partition] = max(self.sent.get(partition, -1), offset)
+        if self.spool is None:
+            return
+        try:
+            await self.spool.append(self.log_id or "unknown", ends, pairs)
+        except OSError as exc:
+            log.error("could not spool %d events: %r", len(pairs), exc)
+            raise Unavailable("the collector cannot store events durably, retry later") from None
 
 
 def _truncated(raw) -> object:
     """Rejected input is kept for debugging, but bounded."""
     text = repr(raw)
     return raw if len(text) <= RAW_KEPT else text[:RAW_KEPT]
+
+
+class LogWatch:
+    """The collector's side of a reset broker: detect, recreate, re-send; and confirm spooled batches.
+
+    A spooled batch is confirmed when the archive holds, in the log the batch was
+    sent to, an offset at or past the batch's own on every partition it touched
+    (the worker archives before it commits, and labels segments with a log id it
+    has just read again). It leaves the spool `grace_s` after that, time for a Redis
+    that fsyncs its append-only file every second to have the batch's effects on disk.
+
+    A batch is labelled with the log the collector believed current; a broker that
+    lost its log acknowledges sends before anyone notices, at small offsets the old
+    log's archive seems to cover. So a file's label is trusted only once a check that
+    began after the file's last write found that log still current; a file never so
+    confirmed (written across a reset or a rotation, or adopted from a dead
+    collector) is sent again instead.
+    """
+
+    def __init__(self, publisher: Publisher, identity, archive=None, *, grace_s: float = 5.0,
+                 rotate_events: int = 0, admin_delete=None, drain_timeout_s: float = 30.0,
+                 clock=time.monotonic) -> None:
+        self.publisher = publisher
+        self.identity = identity
+        self.archive = archive
+        self.grace_s = grace_s
+        self.rotate_events = rotate_events
+        self.admin_delete = admin_delete  # async (topic) -> None, deletes the events topic
+        self.clock = clock
+        self.confirmed_at: dict[str, float] = {}
+        self.good_at: dict[str, float] = {}  # log id -> when the last check that found it current began
+        self.resets = 0
+        self.rotations = 0
+        self.resent = 0
+        self.last_reset: dict | None = None
+        self.drain_timeout_s = drain_timeout_s
+        self.draining: tuple[float, dict[int, int]] | None = None  # since when, the offsets to see archived
+
+    def state(self) -> dict:
+        spool = self.publisher.spool
+        return {
+            "log_id": self.publisher.log_id, "resets": self.resets, "rotations": self.rotations,
+            "last_reset": self.last_reset, "resent_events": self.resent,
+            "spool": None if spool is None else {"events": spool.events(), "bytes": spool.size(),
+                                                 "files": len(spool.files()), "dropped_events": spool.dropped},
+        }
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("log check failed (broker unreachable?): %r", exc)
+            await asyncio.sleep(interval_s)
+
+    async def check(self) -> None:
+        publisher = self.publisher
+        began = self.clock()
+        current = await self.identity.read()
+        if current is not None and current == publisher.log_id:
+            self.good_at[current] = began
+        if current != publisher.log_id:
+            await self._reset("no log id on the broker" if current is None else f"the broker holds log {current}")
+        elif self.rotate_events and publisher.fresh >= self.rotate_events \
+                and publisher.spool is not None and self.admin_delete is not None:
+            await self._drain_then_rotate()
+        if publisher.spool is not None:
+            await self._settle()
+
+    async def _drain_then_rotate(self) -> None:
+        """Waits until the archive holds what was acknowledged when the limit was reached, then rotates:
+        what the spool sends again is then only what arrived meanwhile (about one archive segment's time)."""
+        now = self.clock()
+        if self.draining is None:
+            self.draining = (now, dict(self.publisher.sent))
+            return
+        since, target = self.draining
+        held = await asyncio.to_thread(self._archived, {self.publisher.log_id})
+        ends = held.get(self.publisher.log_id, {})
+        if all(ends.get(p, 0) > offset for p, offset in target.items()) or now - since > self.drain_timeout_s:
+            self.draining = None
+            await self._rotate()
+
+    async def _reset(self, reason: str) -> None:
+        publisher = self.publisher
+        old = publisher.log_id
+        publisher.log_id = await self.identity.ensure()
+        publisher.sent, publisher.fresh = {}, 0
+        self.draining = None
+        if old is None:  # the first check after start: nothing was sent yet
+            return
+        self.resets += 1
+        pending = publisher.spool.events() if publisher.spool is not None else 0
+        self.last_reset = {"at": time.time(), "reason": reason, "from_log": old, "to_log": publisher.log_id,
+                           "spooled": pending}
+        if publisher.spool is None:
+            log.error("event log reset (%s): log %s -> %s; events the old log acknowledged but the workers had not "
+                      "applied are missing (no spool to send them again)", reason, old, publisher.log_id)
+        else:
+            log.warning("event log reset (%s): log %s -> %s; the spool holds %d acknowledged events, sending again "
+                        "those the archive lacks", reason, old, publisher.log_id, pending)
+            publisher.spool.rotate()
+
+    async def _rotate(self) -> None:
+        """Bounds the embedded broker's memory: a new, empty log; the spool covers what is not archived yet."""
+        publisher = self.publisher
+        log.info("rotating the event log %s after %d events (the embedded broker keeps no retention)",
+                 publisher.log_id, sum(o + 1 for o in publisher.sent.values()))
+        publisher.spool.rotate()
+        await self.admin_delete(publisher.topic)
+        old = publisher.log_id
+        publisher.log_id = await self.identity.ensure()
+        publisher.sent, publisher.fresh = {}, 0
+        self.rotations += 1
+        log.info("event log %s -> %s", old, publisher.log_id)
+
+    async def _settle(self) -> None:
+        spool = self.publisher.spool
+        spool.adopt_orphans()
+        if spool.current is not None and spool.current.written and self.clock() - spool.current.opened >= spool.rotate_s:
+            spool.rotate()
+        files = [f for f in spool.files() if f.fd is None or f.synced >= f.written]
+        if not files:
+            return
+        logs = {log_id for f in files for log_id in f.ends}
+        archived = await asyncio.to_thread(self._archived, logs)
+        now = self.clock()
+        for spool_file in files:
+            trusted = all(spool_file.last_write < self.good_at.get(log_id, float("-inf"))
+                          for log_id in spool_file.ends)
+            if trusted and _held(spool_file, archived):
+                since = self.confirmed_at.setdefault(spool_file.path.name, now)
+                if now - since >= self.grace_s:
+                    spool.remove(spool_file)
+                    self.confirmed_at.pop(spool_file.path.name, None)
+            elif spool_file.last_write == float("inf") or any(log_id != self.publisher.log_id
+                                                               for log_id in spool_file.ends):
+                await self._resend(spool_file)
+
+    def _archived(self, logs: set[str]) -> dict[str, dict[int, int]]:
+        if self.archive is None:
+            return {}
+        return {log_id: self.archive.ends(log_id) for log_id in logs}
+
+    async def _resend(self, spool_file: SpoolFile) -> None:
+        spool = self.publisher.spool
+        pairs = [(bytes(k), bytes(v)) for record in spool.read(spool_file) for k, v in record["events"]]
+        for start in range(0, len(pairs), 5000):
+            await self.publisher.send_raw(pairs[start:start + 5000])
+        spool.remove(spool_file)
+        self.resent += len(pairs)
+        log.warning("sent %d spooled events again to log %s (%s)", len(pairs), self.publisher.log_id, spool_file.path.name)
+
+
+def _held(spool_file: SpoolFile, archived: dict[str, dict[int, int]]) -> bool:
+    for log_id, ends in spool_file.ends.items():
+        held = archived.get(log_id, {})
+        if any(held.get(partition, 0) <= offset for partition, offset in ends.items()):
+            return False
+    return True

@@ -14,6 +14,12 @@ that fails alone is found), so one bad event never holds up its batch or its
 partition. An outage (Redis or the broker unreachable) retries the same batch with
 backoff and commits nothing, so nothing is lost. Offsets are committed only once
 every dead letter is on its topic.
+
+Applied records go to the archive (engine.stream.archive) and offsets are committed
+once their segment is sealed. A broker whose log was reset (a new log id, an end
+offset below this worker's position, an offset out of range) is never skipped over
+in silence: `_reset` logs how many events may be missing, counts it in the stats
+(/healthz, /metrics), and reads the new log from its earliest offset.
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from redis.exceptions import RedisError, ResponseError
 
 from engine.errors import Unavailable
-from engine.stream import codec
 from engine.settings import Settings
+from engine.stream import codec
+from engine.stream.archive import Archive, ArchiveWriter
+from engine.stream.logid import LogIdentity
 
 log = logging.getLogger("engine.stream")
 
@@ -48,6 +56,7 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, ResponseError):
         return "script" not in str(exc).lower()  # a Lua error comes from the data it was given
     return isinstance(exc, (Unavailable, RedisError, KafkaError, OSError, asyncio.TimeoutError))
+STALE_AFTER_RESET_S = 30.0  # a position past the end this soon after a reset is the old log's committed offset
 
 
 @dataclass
@@ -63,6 +72,12 @@ class StreamStats:
     partitions: list[str] = field(default_factory=list)
     batch_size_buckets: list[int] = field(default_factory=lambda: [0] * len(BATCH_SIZE_BUCKETS))
     batch_size_sum: int = 0
+    log_id: str | None = None          # the event log this worker reads (engine.stream.logid)
+    resets: int = 0                    # times the broker's log was found reset
+    last_reset: dict | None = None     # when, why, and how many events may be missing
+    archived_events: int = 0
+    archive_segments: int = 0
+    archive_pending: int = 0           # applied, not sealed into the archive yet
 
     def observe_batch(self, size: int) -> None:
         self.batches += 1
@@ -93,7 +108,25 @@ def kafka_consumer(settings: Settings, *topics: str, group_id: str | None, **ove
     return AIOKafkaConsumer(*topics, **options)
 
 
+class _Revocations(ConsumerRebalanceListener):
+    """Seals and commits what this worker applied of the partitions it is about to lose."""
+
+    def __init__(self, owner: "BatchConsumer") -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        try:
+            await self.owner.seal_and_commit()
+        except Exception as exc:  # the new owner re-reads from the last commit: harmless
+            log.warning("could not seal before the rebalance: %r", exc)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass
+
+
 class BatchConsumer:
+    """Kafka batches -> handlers -> archive -> commit; notices a broker whose log was reset."""
+
     def __init__(
         self,
         settings: Settings,
@@ -101,46 +134,192 @@ class BatchConsumer:
         *,
         group_id: str | None = None,
         dead_letter: AIOKafkaProducer | None = None,
+        archive: Archive | None = None,
+        identity: LogIdentity | None = None,
     ) -> None:
         self.settings = settings
         self.handlers = list(handlers)
         self.group_id = group_id or settings.consumer_group
         self.dead_letter = dead_letter
+        self.writer = ArchiveWriter(archive, settings.archive_segment_s, settings.archive_segment_events) if archive else None
+        self.identity = identity
+        self.log_id: str | None = None
         self.stats = StreamStats()
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
+        self.applied: dict[TopicPartition, int] = {}   # next offset per partition, applied, not yet committed
+        self.seen_end: dict[TopicPartition, int] = {}  # the highest end offset seen, for the loss estimate
+        self._checked = 0.0
+        self._sealing = asyncio.Lock()  # a rebalance may seal while a batch is being handled
 
     async def start(self) -> None:
-        self.consumer = kafka_consumer(self.settings, self.settings.topic, group_id=self.group_id)
+        if self.identity is not None:
+            await self.identity.start()
+            self.log_id = await self.identity.ensure()
+            self.stats.log_id = self.log_id
+        # "none": an offset out of range is a named event here, never a silent jump (see _run_once).
+        self.consumer = kafka_consumer(self.settings, group_id=self.group_id, auto_offset_reset="none")
+        self.consumer.subscribe([self.settings.topic], listener=_Revocations(self))
         await self.consumer.start()
 
     async def stop(self) -> None:
         if self.consumer is not None:
+            try:
+                await self.seal_and_commit(verify=False)
+            except Exception as exc:
+                log.warning("could not seal at stop; the next start re-reads from the last commit: %r", exc)
             await self.consumer.stop()
             self.consumer = None
+        if self.identity is not None:
+            await self.identity.stop()
 
     async def run(self, should_stop: Callable[[], bool]) -> None:
-        consumer = self.consumer
-        assert consumer is not None, "start() first"
-        wait_ms = self.settings.batch_wait_ms
+        assert self.consumer is not None, "start() first"
         while not should_stop():
-            fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=self.settings.batch_size)
-            if consumer.assignment():
-                self.ready.set()
-            if not fetched:
-                await self._update_lag()
-                continue
+            await self._run_once(should_stop)
+
+    async def _run_once(self, should_stop: Callable[[], bool]) -> None:
+        consumer = self.consumer
+        try:
+            fetched = await consumer.getmany(timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_size)
+        except NoOffsetForPartitionError as exc:  # a new group, or a new log: start at its beginning
+            await consumer.seek_to_beginning(*_partitions(exc))
+            return
+        except OffsetOutOfRangeError as exc:
+            await self._reset(f"offsets out of range: {_describe(exc)}", renew=True)
+            return
+        if consumer.assignment():
+            self.ready.set()
+        if fetched:
             await self._handle(fetched, should_stop)
-            offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
+            async with self._sealing:
+                for tp, records in fetched.items():
+                    self.applied[tp] = records[-1].offset + 1
+            if self.writer is None:
+                await self._commit()
+        now = time.monotonic()
+        if now - self._checked >= self.settings.log_check_s:
+            self._checked = now
+            await self._check_log()
+        if self.writer is not None and self.writer.due():
+            await self.seal_and_commit()
+        await self._update_lag()
+
+    async def seal_and_commit(self, verify: bool = True) -> None:
+        """Archives what was applied, then commits it; a committed offset is an archived one.
+
+        The log id is read again first: records fetched from a broker that lost its log
+        must not be archived under the old log's name, where they would seem to cover
+        offsets that were lost. Dropping them is safe: the collectors' spools keep
+        every batch until the archive holds it.
+        """
+        async with self._sealing:
+            if self.writer is not None and self.writer.pending():
+                if verify and self.identity is not None:
+                    try:
+                        if await self._log_changed():
+                            return
+                    except KafkaError as exc:  # the broker is away: keep the buffers, seal later
+                        log.info("could not read the log id before sealing, will retry: %r", exc)
+                        return
+                await asyncio.to_thread(self.writer.seal, self.log_id or "unknown")
+                self.stats.archived_events, self.stats.archive_segments = self.writer.events, self.writer.segments
+                self.stats.archive_pending = 0
+            await self._commit()
+
+    async def _commit(self) -> None:
+        if not self.applied:
+            return
+        offsets = {tp: offset for tp, offset in self.applied.items() if tp in self.consumer.assignment()}
+        self.applied = {}
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # partitions moved away mid-batch: redelivery is harmless
+            log.warning("commit failed, batch will be redelivered and de-duplicated: %s", exc)
+
+    async def _check_log(self) -> None:
+        if self.identity is None:
+            return
+        try:
+            if await self._log_changed():
+                return
+        except Exception as exc:
+            log.info("could not read the log id: %r", exc)
+            return
+        consumer = self.consumer
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
             try:
-                await consumer.commit(offsets)
-            except Exception as exc:  # partitions moved away mid-batch: redelivery is harmless
-                log.warning("commit failed, batch will be redelivered and de-duplicated: %s", exc)
-            await self._update_lag()
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except Exception:
+                continue
+            if high < position:
+                if time.time() - (self.stats.last_reset or {}).get("at", 0) < STALE_AFTER_RESET_S:
+                    # The group's committed offset from the log before came back with a rebalance: not a new reset.
+                    log.warning("%s[%d]: position %d from the previous log, past the end %d: reading from the start",
+                                tp.topic, tp.partition, position, high)
+                    await self._rewind([tp])
+                    continue
+                await self._reset(f"{tp.topic}[{tp.partition}] ends at {high}, below this worker's position {position}",
+                                  renew=True)
+                return
+
+    async def _log_changed(self) -> bool:
+        current = await self.identity.read()
+        if current == self.log_id:
+            return False
+        await self._reset("the broker holds no log id" if current is None else f"the broker holds log {current}",
+                          renew=False)
+        return True
+
+    async def _reset(self, reason: str, renew: bool) -> None:
+        """The broker's log is not the one this worker was reading: start over on the new one."""
+        consumer = self.consumer
+        old = self.log_id
+        unapplied = 0
+        for tp in consumer.assignment():
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except Exception:
+                position = self.applied.get(tp, 0)
+            unapplied += max(0, self.seen_end.get(tp, 0) - position)
+        unarchived = self.writer.discard() if self.writer is not None else 0
+        if self.identity is not None:
+            self.log_id = await (self.identity.renew(old) if renew else self.identity.ensure())
+        self.applied, self.seen_end = {}, {}
+        self.stats.resets += 1
+        self.stats.log_id = self.log_id
+        self.stats.last_reset = {"at": time.time(), "reason": reason, "from_log": old, "to_log": self.log_id,
+                                 "unapplied": unapplied, "unarchived": unarchived}
+        log.error("event log reset (%s): log %s -> %s; up to %d events the old log acknowledged were not applied "
+                  "by this worker and %d applied ones were not archived yet: they are missing unless a collector's "
+                  "spool re-sends them; reading the new log from its earliest offset",
+                  reason, old, self.log_id, unapplied, unarchived)
+        if consumer.assignment():
+            await self._rewind(list(consumer.assignment()))
+
+    async def _rewind(self, partitions: list[TopicPartition]) -> None:
+        """Reads from the earliest offset, and commits that, so a rebalance does not bring back an old position."""
+        consumer = self.consumer
+        try:
+            starts = await consumer.beginning_offsets(partitions)
+        except Exception:
+            await consumer.seek_to_beginning(*partitions)
+            return
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # explicit: seek_to_beginning did not always replace a stale position
+        try:
+            await consumer.commit({tp: starts[tp] for tp in partitions})
+        except Exception as exc:
+            log.info("could not commit the earliest offsets: %r", exc)
 
     async def _handle(self, fetched: dict, should_stop: Callable[[], bool]) -> None:
         events, sources = [], []  # sources[n]: the record events[n] came from
+        archived: dict[int, list] = {}
         for tp, records in fetched.items():
+            kept = archived.setdefault(tp.partition, [])
             for record in records:
                 try:
                     event = codec.decode(record.value)
@@ -149,6 +328,8 @@ class BatchConsumer:
                     continue
                 events.append(event)
                 sources.append(record)
+                user = event.get("user_id")
+                kept.append((record.offset, record.key or b"", record.value, user if isinstance(user, str) else None))
         rejected: dict[int, tuple[dict, str]] = {}
         await self._apply(events, rejected, should_stop)
         if rejected:
@@ -158,6 +339,11 @@ class BatchConsumer:
                 self.stats.unapplied += 1
                 await self._dead_letter(TopicPartition(record.topic, record.partition), record,
                                         f"not applied: {reason}", should_stop)
+        if self.writer is not None:
+            async with self._sealing:
+                for partition, records in archived.items():
+                    self.writer.add(partition, records)
+            self.stats.archive_pending = self.writer.pending()
         self.stats.observe_batch(len(events))
 
     async def _apply(self, events: list[dict], rejected: dict, should_stop: Callable[[], bool]) -> None:
@@ -219,13 +405,28 @@ class BatchConsumer:
             high = consumer.highwater(tp)
             if high is None:
                 continue
+            self.seen_end[tp] = max(self.seen_end.get(tp, 0), high)
             try:
-                position = await consumer.position(tp)
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
             except Exception:
                 continue
             lag += max(0, high - position)
         self.stats.lag = lag
         self.stats.partitions = sorted(partitions)
+
+
+def _partitions(exc: Exception) -> list[TopicPartition]:
+    found = exc.args[0] if exc.args else ()
+    if isinstance(found, TopicPartition):
+        return [found]
+    return list(found) if isinstance(found, (dict, list, set, tuple)) else []
+
+
+def _describe(exc: Exception) -> str:
+    found = exc.args[0] if exc.args else {}
+    if isinstance(found, dict):
+        return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in found.items())
+    return str(found)
 
 
 @dataclass
@@ -237,6 +438,8 @@ class WorkerParts:
     heartbeat: Callable[[StreamStats, asyncio.Event], "Heartbeat"]
     background: list[BackgroundTask]
     close: Callable[[], Awaitable[None]]
+    archive: Archive | None = None
+    identity: LogIdentity | None = None
 
 
 class Heartbeat:

@@ -42,6 +42,15 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
             await admin.close()
 
 
+async def delete_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 def producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     """acks=all: a 202 means the broker has the events."""
     options = dict(

@@ -1,7 +1,8 @@
-"""`clickstream replay`: rebuild the derived state in Redis from the start of the topic.
+"""`clickstream replay`: rebuild the derived state in Redis from the whole event log.
 
-Wipes what the worker derives, then reads every partition from offset zero up to
-the end offsets seen at the start, through the same batch handlers as the worker.
+Wipes what the worker derives, then reads the archive (every log the broker ever
+held, engine.stream.archive) and the broker's current log past what is archived, up
+to the end offsets seen at the start, through the same batch handlers as the worker.
 A live worker may keep running: both apply each event_id once, so they converge.
 """
 

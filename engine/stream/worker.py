@@ -47,7 +47,8 @@ def create_worker_app(settings: Settings, open_parts: OpenParts) -> faust.App:
 
         async def on_start(self) -> None:
             self.parts = await open_parts(settings, f"{socket.gethostname()}:{os.getpid()}")
-            self.batches = BatchConsumer(settings, self.parts.handlers, dead_letter=self.parts.dead_letter)
+            self.batches = BatchConsumer(settings, self.parts.handlers, dead_letter=self.parts.dead_letter,
+                                         archive=self.parts.archive, identity=self.parts.identity)
             await self.batches.start()
             self.heartbeat = self.parts.heartbeat(self.batches.stats, self.batches.ready)
             for task in self.parts.background:
