@@ -84,7 +84,12 @@ PER_REQUEST = 500
 DAYS = 30
 ROUTE = "/v1/recommendations/also-bought"
 FOR_YOU = "/v1/recommendations/for-you"
-AUTH = {"Authorization": "Bearer bench"}
+AUTH = {"Authorization": "Bearer bench"}  # the shop's back end: its events are trusted and never rate limited
+
+
+def vid(name: str) -> str:
+    """The engine's form of a visitor id (a v4 UUID), derived from the benchmark's readable name."""
+    return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, name).bytes, version=4))
 
 Basket = tuple[int, list[tuple[str, str]]]  # basket id, distinct (item, level2) in file order
 
@@ -288,8 +293,8 @@ class Engine:
 
 def post_events(client: httpx.Client, events: list[dict]) -> None:
     for start in range(0, len(events), PER_REQUEST):
-        chunk = events[start:start + PER_REQUEST]
-        response = client.post("/v1/events", json={"events": chunk})
+        chunk = [dict(e, visitor_id=vid(e["visitor_id"])) for e in events[start:start + PER_REQUEST]]
+        response = client.post("/v1/events", json={"events": chunk}, headers=AUTH)
         body = response.json()
         if response.status_code != 202 or body.get("accepted") != len(chunk) or body.get("rejected"):
             raise RuntimeError(f"collector answered {response.status_code}: {response.text[:500]}")
@@ -320,7 +325,7 @@ def ask(client: httpx.Client, route: str, params: dict, cap: int | None) -> tupl
 
 
 def also_bought(client: httpx.Client, item: str, cap: int | None, visitor: str | None = None) -> tuple[dict, float]:
-    return ask(client, ROUTE, {"item": item, **({"visitor_id": visitor} if visitor else {})}, cap)
+    return ask(client, ROUTE, {"item": item, **({"visitor_id": vid(visitor)} if visitor else {})}, cap)
 
 
 def wait_carts(engine: Engine, api: httpx.Client, carts: dict[str, int], timeout_s: float = 120) -> None:
@@ -328,7 +333,7 @@ def wait_carts(engine: Engine, api: httpx.Client, carts: dict[str, int], timeout
     deadline = time.monotonic() + timeout_s
     for visitor, expected in carts.items():
         while True:
-            response = api.get(f"/v1/profiles/{visitor}", headers=AUTH)
+            response = api.get(f"/v1/profiles/{vid(visitor)}", headers=AUTH)
             if response.status_code == 200 and len(response.json()["commerce"]["cart"]) >= expected:
                 break
             if time.monotonic() > deadline:
@@ -338,7 +343,7 @@ def wait_carts(engine: Engine, api: httpx.Client, carts: dict[str, int], timeout
 
 
 def for_you(client: httpx.Client, visitor: str, cap: int | None) -> tuple[dict, float]:
-    return ask(client, FOR_YOU, {"visitor_id": visitor}, cap)
+    return ask(client, FOR_YOU, {"visitor_id": vid(visitor)}, cap)
 
 
 def wait_for_als(client: httpx.Client, items: list[str], timeout_s: float = 30) -> float:

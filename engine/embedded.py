@@ -33,6 +33,7 @@ from engine.settings import Settings
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 10
+IDENTITY_SECRET_FILE = "identity-secret"
 
 
 def free_port() -> int:
@@ -110,6 +111,16 @@ def running_engine(data_dir: Path) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return body
+def identity_secret(data_dir: Path) -> str:
+    """The data folder's identity secret (made once, readable by its owner only), so that the
+    user hashes a shop's back end computed stay valid across restarts."""
+    path = data_dir / IDENTITY_SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 class Interrupted(Exception):
@@ -185,6 +196,7 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     lines = []
+    embedded_default = settings.embedded_kafka and settings.embedded_redis
     try:
         if settings.embedded_kafka:
             broker_port = free_port()
@@ -212,6 +224,12 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         if not settings.api_keys:
             settings = replace(settings, api_keys=("dev-" + secrets.token_hex(8),))
             lines.append(f"  api key  {settings.api_keys[0]}  (made for this run; set CLICKSTREAM_API_KEYS to choose)")
+        if not settings.identity_secret:
+            settings = replace(settings, identity_secret=identity_secret(data_dir))
+            lines.append(f"  identity secret in {data_dir / IDENTITY_SECRET_FILE} (for identify's user_hash; "
+                         "set CLICKSTREAM_IDENTITY_SECRET to choose)")
+        if settings.demo_login is None:  # the demo's login signs any user id: only on the embedded default
+            settings = replace(settings, demo_login=embedded_default)
         env = dict(os.environ, **settings.environ())
         python = sys.executable
         for index in range(workers):

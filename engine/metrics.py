@@ -13,6 +13,11 @@ EVENTS_ACCEPTED = Counter("clickstream_events_accepted", "Events accepted by the
 EVENTS_REJECTED = Counter("clickstream_events_rejected", "Events rejected by the collector", registry=REGISTRY)
 DEPENDENCY_UP = Gauge("clickstream_dependency_up", "1 when the dependency answered the last check (broker, redis)",
                       ["dependency"], registry=REGISTRY)
+RATE_LIMITED = Counter("clickstream_rate_limited", "Collector requests refused with 429 (per client address limit)",
+                       registry=REGISTRY)
+RATE_LIMIT_UNAVAILABLE = Counter("clickstream_rate_limit_unavailable",
+                                 "Collector requests let through because the rate limiter's Redis could not be reached",
+                                 registry=REGISTRY)
 REQUEST_LATENCY = Histogram(
     "clickstream_http_request_duration_seconds", "HTTP request latency inside the server",
     ["route", "method", "status"], registry=REGISTRY,
@@ -80,7 +85,23 @@ class CollectorLogState:
                                   value=spool.get("dropped_events", 0))
 
 
+class BotCollector:
+    """Bot events per day, as the collectors counted them in Redis (set before each scrape)."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, int] = {}
+
+    def collect(self):
+        bots = GaugeMetricFamily("clickstream_bot_events", "Events marked as sent by crawlers or headless browsers, per day (UTC)",
+                                 labels=["day"])
+        for day, count in sorted(self.days.items()):
+            bots.add_metric([day], count)
+        yield bots
+
+
 WORKERS = WorkerCollector()
 REGISTRY.register(WORKERS)
 COLLECTOR_LOG = CollectorLogState()
 REGISTRY.register(COLLECTOR_LOG)
+BOTS = BotCollector()
+REGISTRY.register(BOTS)

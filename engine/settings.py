@@ -18,6 +18,8 @@ PREFIX = "CLICKSTREAM_"
 # The co-occurrence similarities engine.recommend.cooccur implements (a test checks they agree).
 SIMILARITIES = ("confidence", "cosine", "jaccard", "lift", "raw")
 SCOPES = ("read", "write", "erase")
+# How browsers' (untrusted) purchases count (engine.profiles.orders implements them; a test checks they agree).
+UNTRUSTED_ORDERS = ("count", "until-trusted", "claim")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,13 @@ def _origins(value: str) -> tuple[str, ...]:
     return tuple(o.rstrip("/") for o in origins)
 
 
+def _untrusted_orders(value: str) -> str:
+    policy = value.strip().lower()
+    if policy not in UNTRUSTED_ORDERS:
+        raise ValueError(f"expected one of {', '.join(UNTRUSTED_ORDERS)}, got {value!r}")
+    return policy
+
+
 def _env_field(default, parse: Callable[[str], object] = str, **kwargs):
     return field(default=default, metadata={"parse": parse}, **kwargs)
 
@@ -149,6 +158,11 @@ class Settings:
     redis: str | None = _env_field(None, _redis)
     api_keys: tuple[ApiKey, ...] = _env_field((), _api_keys, repr=False)
     identity_secret: str | None = _env_field(None, repr=False)  # HMAC key of identify's user_hash
+    demo_login: bool | None = _env_field(None, _bool)  # POST /demo/login signs any user id; None: `up` decides
+    untrusted_orders: str = _env_field("until-trusted", _untrusted_orders)  # browsers' purchases: engine.profiles.orders
+    rate_limit_per_s: float = _env_field(50.0, _non_negative_float)  # collector requests per client address; 0: off
+    rate_limit_burst: int = _env_field(500, _positive_int)
+    bot_filter: bool = _env_field(True, _bool)  # mark crawlers and headless browsers (engine.ingest.bots)
     rules: Path = _env_field(Path("rules"), Path)
     site_origins: tuple[str, ...] = _env_field((), _origins)
     topic: str = _env_field("clickstream.events")

@@ -22,11 +22,14 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
+from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
 from engine.profiles.changelog import ChangeLog
+from engine.ingest.ratelimit import RateLimiter
 from engine.profiles.derived import SegmentUpdater, refit_periodically
 from engine.profiles.model import ProfileConfig
+from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
 from engine.profiles.processor import ProfileProcessor
 from engine.profiles.segments_index import SegmentIndex
@@ -121,7 +124,8 @@ def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float 
 def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list:
     """Every store's idempotent batch update, in the order the worker applies them."""
     config = profile_config(settings)
-    processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog)
+    processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog,
+                                 orders=order_trust(settings, stores))
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
@@ -131,8 +135,13 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
     return [processor]
 
 
-async def clear_derived_state(stores: Stores) -> int:
+def order_trust(settings: Settings, stores: Stores) -> OrderTrust:
+    return OrderTrust(stores.redis, settings.redis_prefix, settings.untrusted_orders)
+
+
+async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     """What replay wipes before it rebuilds: everything batch_handlers derive."""
+    await order_trust(settings, stores).clear()
     await stores.segments.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
@@ -168,6 +177,10 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
+    if COLLECTOR in roles and services.stores is not None:
+        services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
+                                       settings.rate_limit_burst)
+        services.bot_counts = BotCounts(services.stores.redis, settings.redis_prefix)
     if COLLECTOR in roles:
         spool = None
         if settings.spool_dir is not None:
@@ -266,7 +279,7 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
     try:
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
-        applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores),
+        applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores, settings),
                                progress)
         if await stores.values.buyers():
             await stores.values.refit()

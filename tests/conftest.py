@@ -19,7 +19,7 @@ import redis as redis_sync
 from engine.embedded import broker_command, free_port, redis_command, wait_for_port
 from engine.settings import Settings
 
-from helpers import Engine
+from helpers import IDENTITY_SECRET, Engine
 
 
 def _redis_answers(url: str) -> bool:
@@ -69,7 +69,7 @@ def settings_for(kafka_bootstrap, redis_url, tmp_session):
             kafka=kafka_bootstrap, redis=redis_url, api_keys=("test-key",),
             topic=f"events-{tag}", rejected_topic=f"rejected-{tag}", consumer_group=f"group-{tag}",
             redis_prefix=f"t{tag}", rebalance_timeout_s=1.0, partitions=2,
-            data_dir=tmp_session / tag, worker_heartbeat_s=0.5,
+            data_dir=tmp_session / tag, worker_heartbeat_s=0.5, identity_secret=IDENTITY_SECRET,
         )
         return replace(base, **overrides)
 

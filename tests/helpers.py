@@ -16,6 +16,17 @@ from engine.embedded import free_port, wait_for_port
 from engine.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+IDENTITY_SECRET = "test-identity-secret"  # the tests' CLICKSTREAM_IDENTITY_SECRET
+# What a visitor's browser sends: a client library's own user agent (python-httpx) is a bot's.
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+
+
+def user_hash(user_id: str, secret: str = IDENTITY_SECRET) -> str:
+    """What a shop's back end computes at login: hex HMAC-SHA256 of the user id."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
 async def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
@@ -87,7 +98,9 @@ class Engine:
             await wait_until(ready, timeout, message="/healthz 200")
 
     def client(self, **kwargs) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=20, **kwargs)
+        """A client as a visitor's browser is one (its user agent; headers given replace it)."""
+        headers = {"User-Agent": BROWSER_UA, **kwargs.pop("headers", {})}
+        return httpx.AsyncClient(base_url=self.url, timeout=20, headers=headers, **kwargs)
 
     async def profile(self, profile_id: str) -> dict | None:
         async with self.client() as client:

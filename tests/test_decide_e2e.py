@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import REPO, engine_with_rules, unique, wait_until
+from helpers import REPO, engine_with_rules, unique, user_hash, wait_until
 from helpers import visitor as visitor_named
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -62,9 +62,11 @@ async def decide(client, visitor_id=None, context=None, headers=None):
 async def test_norway_rain_rule_from_file_to_live(rules_engine):
     engine = rules_engine
     rain_in_norway = {"weather": "rain"}
+    kari = unique("user")
     async with engine.client(headers={"cf-ipcountry": "NO"}) as visitor:
         r = await visitor.post("/v1/events", json={"events": [
-            {"type": "identify", "user_id": unique("user"), "ts": int(time.time() * 1000), "props": {"traits": {"first_name": "Kari"}}},
+            {"type": "identify", "user_id": kari, "ts": int(time.time() * 1000),
+             "props": {"traits": {"first_name": "Kari"}, "user_hash": user_hash(kari)}},
             *[{"type": "page_view", "url": "/", "ts": int(time.time() * 1000) + i, "props": {"context": {"weather": "rain"}}} for i in range(3)],
         ]})
         assert r.status_code == 202

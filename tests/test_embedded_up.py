@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine.embedded import free_port
-from helpers import REPO, unique, wait_until
+from helpers import BROWSER_UA, REPO, unique, user_hash, wait_until
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -72,7 +72,7 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
         commands = " | ".join(children.values())
         assert "tansu" in commands and "redis-server" in commands and "engine.cli worker" in commands and "engine.cli api" in commands
         vid = unique()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER_UA}) as client:
             assert (await client.get("/healthz")).status_code == 200
             response = await client.post("/v1/events", json={"type": "page_view", "visitor_id": vid, "url": "/hello"})
             assert response.status_code == 202
@@ -94,6 +94,12 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
             assert replay.returncode == 0, replay.stderr
             assert f"rules {recorded['rules']}" in replay.stderr and "replayed 1 events" in replay.stdout
             assert (await wait_until(profile, message="profile after replay"))["counts"] == {"page_view": 1}
+            # The embedded default's demo login signs with the data folder's identity secret.
+            secret = (tmp_path / "identity-secret").read_text().strip()
+            assert len(secret) == 64 and (tmp_path / "identity-secret").stat().st_mode & 0o077 == 0
+            login = await client.post("/demo/login", json={"user_id": "ada@example.com"})
+            assert login.json() == {"user_id": "ada@example.com", "user_hash": user_hash("ada@example.com", secret)}
+            assert (await client.post("/demo/login", json={"user_id": 7})).status_code == 400
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
@@ -112,6 +118,8 @@ async def test_up_uses_configured_kafka_and_redis(tmp_path, kafka_bootstrap, red
         commands = " | ".join(children_of(process.pid).values())
         assert "tansu" not in commands and "redis-server" not in commands
         assert f"broker   {kafka_bootstrap}" in banner and f"redis    {redis_url}" in banner
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:  # no demo login on a real setup
+            assert (await client.post("/demo/login", json={"user_id": "ada@example.com"})).status_code in (404, 405)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0

@@ -63,7 +63,7 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
 
         # Visitors click the discount and never the newsletter.
         events = [e for vid, d in first for e in feedback(vid, d, click=d["content_id"] == "discount" and d["source"] == "model")]
-        r = await shop.post("/v1/events", json={"events": events})
+        r = await shop.post("/v1/events", json={"events": events}, headers=AUTH)  # the shop posts for its visitors
         assert r.status_code == 202 and r.json()["accepted"] == len(events)
         discounts = sum(1 for d in shown if d["content_id"] == "discount")
 
@@ -74,7 +74,7 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
         assert rep["variants"]["newsletter"]["clicks"] == 0 and rep["holdout"]["impressions"] == len(holdout)
 
         # The same events again (a redelivery) change nothing.
-        r = await shop.post("/v1/events", json={"events": events})
+        r = await shop.post("/v1/events", json={"events": events}, headers=AUTH)  # the shop posts for its visitors
         assert r.status_code == 202
         time.sleep(1.5)
         again = await report(shop)

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from helpers import REPO, unique, wait_until
+from helpers import REPO, unique, user_hash, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 T0 = 1_795_400_000_000
@@ -38,8 +38,10 @@ async def test_two_devices_log_in_and_become_one_person(engine):
                                     "props": {"order": {"id": unique("o"), "revenue": 80.0, "items": [{"id": "s2", "qty": 2, "price": 40.0}]}}}])
         laptop_vid, phone_vid = laptop.cookies["clickstream_vid"], phone.cookies["clickstream_vid"]
         assert laptop_vid != phone_vid
-        await send(engine, laptop, [{"type": "identify", "user_id": user, "ts": T0 + 4, "session_id": "l1", "props": {"traits": {"first_name": "Ada"}}}])
-        await send(engine, phone, [{"type": "identify", "user_id": user, "ts": T0 + 5, "session_id": "p1"}])
+        await send(engine, laptop, [{"type": "identify", "user_id": user, "ts": T0 + 4, "session_id": "l1",
+                                     "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)}}])
+        await send(engine, phone, [{"type": "identify", "user_id": user, "ts": T0 + 5, "session_id": "p1",
+                                    "props": {"user_hash": user_hash(user)}}])
 
     person = await person_when(engine, user, lambda p: len(p["visitor_ids"]) == 2, "both devices linked")
     assert sorted(person["visitor_ids"]) == sorted([laptop_vid, phone_vid])
@@ -56,22 +58,23 @@ async def test_two_devices_log_in_and_become_one_person(engine):
 async def test_a_second_user_on_one_cookie_is_refused_and_audited(engine):
     first, second = unique("user"), unique("user")
     async with engine.client() as device:
-        await send(engine, device, [{"type": "identify", "user_id": first, "ts": T0}])
+        await send(engine, device, [{"type": "identify", "user_id": first, "ts": T0, "props": {"user_hash": user_hash(first)}}])
         await send(engine, device, [{"type": "identify", "user_id": "guest", "ts": T0 + 1},
-                                    {"type": "identify", "user_id": second, "ts": T0 + 2}])
+                                    {"type": "identify", "user_id": second, "ts": T0 + 2, "props": {"user_hash": user_hash(second)}}])
         vid = device.cookies["clickstream_vid"]
     await person_when(engine, first, lambda p: p["counts"].get("identify") == 3, "all identifies applied")
     async with engine.client() as client:
         assert (await client.get(f"/v1/profiles/{second}", headers=AUTH)).status_code == 404
         export = (await client.get(f"/v1/profiles/{first}/export", headers=AUTH)).json()
-    assert [e["action"] for e in export["audit"]] == ["linked"] and export["audit"][0]["visitor_id"] == vid
+    assert [e["action"] for e in export["audit"]] == ["linked", "refused"] and export["audit"][0]["visitor_id"] == vid
 
 
 async def test_export_and_erasure_by_the_visitor_own_cookie(engine, redis_client):
     async with engine.client() as visitor, engine.client() as stranger:
+        ada = unique("user")
         await send(engine, visitor, [{"type": "page_view", "url": "/private", "ts": T0, "session_id": "s"},
-                                     {"type": "identify", "user_id": unique("user"), "ts": T0 + 1, "session_id": "s",
-                                      "props": {"traits": {"email": "ada@example.com"}}}])
+                                     {"type": "identify", "user_id": ada, "ts": T0 + 1, "session_id": "s",
+                                      "props": {"traits": {"email": "ada@example.com"}, "user_hash": user_hash(ada)}}])
         vid = visitor.cookies["clickstream_vid"]
         await send(engine, stranger, [{"type": "page_view", "url": "/", "ts": T0}])
         await person_when(engine, vid, lambda p: p["kind"] == "identified", "identified")
@@ -133,11 +136,14 @@ async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session
         await engine.wait_ready()
         user = unique("user")
         async with engine.client() as a, engine.client() as b:
-            await send(engine, a, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1}])
-            await send(engine, b, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1}])
-            await send(engine, a, [{"type": "page_view", "ts": T0, "visitor_id": "bystander"}])
+            signed = {"user_hash": user_hash(user)}
+            await send(engine, a, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}])
+            await send(engine, b, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}])
+        async with engine.client() as c:
+            await send(engine, c, [{"type": "page_view", "ts": T0}])
+            bystander = c.cookies["clickstream_vid"]
         await person_when(engine, user, lambda p: len(p["visitor_ids"]) == 2, "linked")
-        await person_when(engine, "bystander", lambda p: True, "bystander")
+        await person_when(engine, bystander, lambda p: True, "bystander")
         async with engine.client() as client:
             assert (await client.delete(f"/v1/profiles/{user}", headers=AUTH)).status_code == 200
         replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO,
@@ -145,6 +151,6 @@ async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session
         assert replay.returncode == 0, replay.stderr
         async with engine.client() as client:
             assert (await client.get(f"/v1/profiles/{user}", headers=AUTH)).status_code == 404
-            assert (await client.get("/v1/profiles/bystander", headers=AUTH)).status_code == 200
+            assert (await client.get(f"/v1/profiles/{bystander}", headers=AUTH)).status_code == 200
     finally:
         engine.stop()

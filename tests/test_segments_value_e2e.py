@@ -6,7 +6,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from helpers import unique, wait_until
+from helpers import unique, user_hash, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 # Two hours ago, not a fixed date: interest decays with the wall clock (14-day half-life).
@@ -44,8 +44,10 @@ async def test_segments_and_value_follow_a_person_across_devices_and_erasure(eng
 
         await send(phone, [{"type": "page_view", "url": "/", "ts": T0 + 10, "session_id": "p1"}])
         phone_vid = phone.cookies["clickstream_vid"]
-        await send(laptop, [{"type": "identify", "user_id": user, "ts": T0 + 20, "session_id": "l1", "props": {"traits": {"first_name": "Ada"}}}])
-        await send(phone, [{"type": "identify", "user_id": user, "ts": T0 + 21, "session_id": "p1"},
+        await send(laptop, [{"type": "identify", "user_id": user, "ts": T0 + 20, "session_id": "l1",
+                             "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)}}])
+        await send(phone, [{"type": "identify", "user_id": user, "ts": T0 + 21, "session_id": "p1",
+                            "props": {"user_hash": user_hash(user)}},
                            {"type": "purchase", "ts": T0 + 30, "session_id": "p1",
                             "props": {"order": {"id": order, "revenue": 120.0, "items": [{"id": "s1", "qty": 1, "price": 120.0, "category": "shoes"}]}}}])
 

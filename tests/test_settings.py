@@ -51,6 +51,11 @@ def test_reads_every_documented_variable():
         ("CLICKSTREAM_EASE_REGULARIZATION", "0"),
         ("CLICKSTREAM_EASE_MAX_ITEMS", "-1"),
         ("CLICKSTREAM_POPULARITY_HALF_LIFE_DAYS", "0"),
+        ("CLICKSTREAM_UNTRUSTED_ORDERS", "sometimes"),
+        ("CLICKSTREAM_RATE_LIMIT_PER_S", "-1"),
+        ("CLICKSTREAM_RATE_LIMIT_BURST", "0"),
+        ("CLICKSTREAM_DEMO_LOGIN", "maybe"),
+        ("CLICKSTREAM_BOT_FILTER", "maybe"),
     ],
 )
 def test_bad_value_names_the_variable(variable, value):
@@ -107,3 +112,13 @@ def test_the_similarities_settings_accept_are_the_ones_implemented():
     from engine.settings import SIMILARITIES
 
     assert tuple(SIMILARITIES) == tuple(METHODS)
+
+
+def test_trust_settings_and_their_defaults():
+    default = Settings.from_env({})
+    assert (default.untrusted_orders, default.rate_limit_per_s, default.rate_limit_burst) == ("until-trusted", 50.0, 500)
+    assert default.demo_login is None and default.bot_filter is True and default.identity_secret is None
+    chosen = Settings.from_env({"CLICKSTREAM_UNTRUSTED_ORDERS": "Claim", "CLICKSTREAM_RATE_LIMIT_PER_S": "0",
+                                "CLICKSTREAM_IDENTITY_SECRET": "shh", "CLICKSTREAM_DEMO_LOGIN": "false"})
+    assert (chosen.untrusted_orders, chosen.rate_limit_per_s, chosen.demo_login) == ("claim", 0.0, False)
+    assert "shh" not in repr(chosen) and Settings.from_env(chosen.environ()) == chosen

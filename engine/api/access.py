@@ -20,12 +20,17 @@ A caller is one of
     segments        GET /v1/segments[/{name}]              read     no               no
     reports         GET /v1/slots/{slot}/report            read     no               no
     catalog         PUT /v1/catalog/items                  write    no               no
+    demo_login      POST /demo/login                       -        yes              yes   (only with CLICKSTREAM_DEMO_LOGIN)
     public          /healthz, /metrics, /demo/, /static/   -        yes              yes
 
 "Own visitor": without a key the visitor is the cookie's, always; a visitor_id in the
 body or query that differs from it is refused with 403 (401 when there is no cookie).
-"Own person": the cookie's visitor id, or the user id that visitor is linked to.
-Which events an untrusted caller may send is the collector's rule (engine.ingest.collector).
+"Own person": the cookie's visitor id, or the user id that visitor is linked to (only a
+verified identify links: engine.ingest.trust). Which events a caller may send is the
+collector's rule (engine.ingest.trust): without a key, the cookie's visitor's own, and
+consent, preference, identify and purchase events only with that visitor's cookie.
+demo_login signs any user id for the demo shop: it exists only where `clickstream up`
+runs the embedded default on one machine (engine.api.demo).
 Every route is registered through `guarded`, and the app refuses to start with one that is not.
 """
 
@@ -69,6 +74,7 @@ RULES: dict[str, Rule] = {
     "segments": Rule("read", Reach.NOBODY, False),
     "reports": Rule("read", Reach.NOBODY, False),
     "catalog": Rule("write", Reach.NOBODY, False),
+    "demo_login": Rule(None, Reach.EVERYONE, True),
     "public": Rule(None, Reach.EVERYONE, True),
 }
 

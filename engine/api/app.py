@@ -26,6 +26,7 @@ from engine.api.access import Access, guarded
 from engine.api.catalog import catalog_routes
 from engine.api.collector import collector_routes
 from engine.api.decide import decide_routes
+from engine.api.demo import demo_routes
 from engine.api.errors import EXCEPTION_HANDLERS
 from engine.api.health import health_routes
 from engine.api.openapi import openapi_routes
@@ -80,6 +81,8 @@ class HttpServices:
         self.profile_config = None  # engine.profiles.model.ProfileConfig
         self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
         self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
+        self.limiter = None       # engine.ingest.ratelimit.RateLimiter, when Redis is configured
+        self.bot_counts = None    # engine.ingest.bot_counts.BotCounts, when Redis is configured
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
         self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
@@ -161,7 +164,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     routes: list = []
     checks = {}
     if COLLECTOR in roles:
-        routes += collector_routes(settings, access, services.publisher)
+        routes += collector_routes(settings, access, services.publisher, services.limiter, services.bot_counts)
     if roles & {COLLECTOR, API}:
         checks["broker"] = services.broker_ok  # the API puts its state changes on the log
     if API in roles:
@@ -173,7 +176,10 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
-    routes += health_routes(access, checks, services.heartbeats, services.log_state)
+    if settings.demo_login:
+        routes += demo_routes(settings, access)
+    bot_days = services.bot_counts.recent if services.bot_counts is not None else None
+    routes += health_routes(access, checks, services.heartbeats, services.log_state, bot_days)
     if services.log_watch is not None:
         COLLECTOR_LOG.state = services.log_watch.state
     served = [(method, r.path) for r in routes if isinstance(r, Route) for method in sorted(r.methods - {"HEAD"})]

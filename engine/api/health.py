@@ -8,6 +8,7 @@ which dependencies answered (`clickstream_dependency_up`).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from engine.api.access import Access, guarded
 from engine.api.errors import REDIS_RETRY_AFTER_S
 from engine.api.responses import JSONResponse
-from engine.metrics import DEPENDENCY_UP, REGISTRY, WORKERS
+from engine.metrics import BOTS, DEPENDENCY_UP, REGISTRY, WORKERS
 
 Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_S = 0.8
@@ -31,33 +32,29 @@ async def _run(check: Check) -> bool:
         return False
 
 
-async def _heartbeats(read: Callable[[], Awaitable[dict]]) -> dict:
+async def _bounded(read: Callable[[], Awaitable[dict]] | None) -> dict:
+    """What `read` answers within CHECK_TIMEOUT_S, or {} when it is slow, failing or absent."""
+    if read is None:
+        return {}
     try:
         return await asyncio.wait_for(read(), CHECK_TIMEOUT_S)
     except Exception:
         return {}
 
 
-async def _details(log_state: Callable[[], Awaitable[dict]] | None) -> dict:
-    if log_state is None:
-        return {}
-    try:
-        return await asyncio.wait_for(log_state(), CHECK_TIMEOUT_S)
-    except Exception:
-        return {}
-
-
 def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]],
-                  log_state: Callable[[], Awaitable[dict]] | None = None) -> list[Route]:
+                  log_state: Callable[[], Awaitable[dict]] | None = None,
+                  bot_days: Callable[[int], Awaitable[dict]] | None = None) -> list[Route]:
     """`log` in the body tells which event log is read and written, and every reset seen (engine.stream.logid).
 
     A reset does not make the engine unready by itself: it recovers (new topics, the
     spool sent again); the body and /metrics say it happened and what may be missing.
+    `bot_days` fills the per-day bot counts /metrics shows (engine.ingest.bot_counts).
     """
     async def healthz(request: Request) -> JSONResponse:
         names = list(checks)
         results, details = await asyncio.gather(asyncio.gather(*(_run(checks[name]) for name in names)),
-                                                _details(log_state))
+                                                _bounded(log_state))
         status = {name: "ok" if ok else "missing" for name, ok in zip(names, results)}
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
@@ -69,10 +66,13 @@ def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable
 
     async def metrics(request: Request) -> Response:
         names = [name for name in checks if name != "worker"]  # workers: their heartbeats, below
-        *results, beats = await asyncio.gather(*(_run(checks[name]) for name in names), _heartbeats(heartbeats))
+        bots = (lambda: bot_days(int(time.time() * 1000))) if bot_days is not None else None
+        *results, beats, days = await asyncio.gather(*(_run(checks[name]) for name in names),
+                                                     _bounded(heartbeats), _bounded(bots))
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         WORKERS.heartbeats = beats
+        BOTS.days = days
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return [

@@ -69,6 +69,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/segments", "Every segment with its size", "segments", statuses=(200, 401, 403)),
     Operation("GET", "/v1/segments/{name}", "A segment's top members", "segments",
               query=(("limit", "1-1000 (100)", False),), statuses=(200, 400, 401, 404)),
+    Operation("POST", "/demo/login", "The demo shop's login: the user hash its back end would compute",
+              "demo_login", body="{user_id}", returns="{user_id, user_hash}", statuses=(200, 400)),
     Operation("GET", "/healthz", "Ready only when broker, Redis and a worker are", "public", statuses=(200, 503)),
     Operation("GET", "/metrics", "Prometheus text", "public", returns="text/plain"),
     Operation("GET", "/openapi.json", "This description", "public"),

@@ -35,6 +35,14 @@ def person_view(values: ValueStore, rules: LiveRules, config: ProfileConfig) -> 
     return view
 
 
+def without_claims(export: dict) -> dict:
+    """An export as a cookie's holder sees it: no user id a browser merely claimed (only key holders see those)."""
+    def strip(profile: dict | None) -> dict | None:
+        return None if profile is None else {k: v for k, v in profile.items() if k != "claimed_user_id"}
+    return dict(export, person=strip(export["person"]),
+                profiles={vid: strip(piece) for vid, piece in export["profiles"].items()})
+
+
 def profile_routes(access: Access, people: People, public_view: Callable) -> list[Route]:
     async def get_profile(request: Request) -> JSONResponse:
         profile_id = request.path_params["profile_id"]
@@ -50,6 +58,8 @@ def profile_routes(access: Access, people: People, public_view: Callable) -> lis
             raise NotFound("no such profile", {"id": profile_id})
         if data["person"] is not None:
             data["person"] = await public_view(data["person"])
+        if not request.state.caller.trusted:
+            data = without_claims(data)
         return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="clickstream-export.json"'})
 
     async def erase(request: Request) -> JSONResponse:

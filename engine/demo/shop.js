@@ -161,11 +161,21 @@
         var email = $('#email').value.trim();
         var first = $('#first-name').value.trim();
         if (!email) return;
-        store('demo_user', { email: email, first_name: first || email });
-        clickstream('identify', email, { first_name: first, email: email });
-        $('#status').textContent = 'Logged in as ' + email + '.';
-        $('#logout').hidden = false;
-        showCartCount();
+        // A shop's back end signs the user id at login (HMAC-SHA256 by its identity secret):
+        // the proof that makes identify link this browser to the account. The demo's
+        // stand-in for that back end is POST /demo/login, which signs any e-mail.
+        fetch('/demo/login', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user_id: email }),
+        }).then(function (r) {
+          if (!r.ok) throw new Error('the demo login answered ' + r.status);
+          return r.json();
+        }).then(function (login) {
+          store('demo_user', { email: email, first_name: first || email });
+          clickstream('identify', email, { first_name: first, email: email }, { userHash: login.user_hash });
+          $('#status').textContent = 'Logged in as ' + email + '.';
+          $('#logout').hidden = false;
+          showCartCount();
+        }).catch(function (err) { $('#status').textContent = 'Could not log in: ' + err.message; });
       };
       $('#logout').onclick = function () {
         localStorage.removeItem('demo_user');

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from engine.errors import InvalidInput, TooLarge
 from engine.ingest import jsondoc
 from engine.stream import codec
+from engine.ingest import trust
 from engine.ingest.enrich import enrich
 from engine.ingest.schema import InvalidEvent, validate_event
 
@@ -25,6 +26,7 @@ class Batch:
     encoded: list[bytes] = field(default_factory=list)  # the accepted events as they go on Kafka
     rejected: list[dict] = field(default_factory=list)  # {"index", "error"}
     rejected_raw: list[Any] = field(default_factory=list)
+    denied: set[int] = field(default_factory=set)  # indexes refused to this sender (trust.EventDenied)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class RequestInfo:
     user_agent: str | None
     ip: str | None  # already truncated (engine.ingest.enrich.truncate_ip)
     country: str | None = None
+    # Who sent it (engine.ingest.trust): an API key, the visitor's own cookie, or neither.
+    trusted: bool = False
+    from_cookie: bool = False        # visitor_id is the cookie's (else just issued)
+    identity_secret: str | None = field(default=None, repr=False)
+    bot: bool = False
 
 
 def parse_events(payload: Any) -> list:
@@ -64,8 +71,10 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
     batch = Batch()
     for index, raw in enumerate(raw_events):
         try:
-            event = validate_event(raw, now_ms=info.received_at, new_id=new_id, visitor_id=info.visitor_id)
+            event = trust.judge(validate_event(raw, now_ms=info.received_at, new_id=new_id, visitor_id=info.visitor_id), info)
         except InvalidEvent as exc:
+            if isinstance(exc, trust.EventDenied):
+                batch.denied.add(index)
             batch.rejected.append({"index": index, "error": str(exc)})
             batch.rejected_raw.append(raw)
             continue

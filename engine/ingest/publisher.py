@@ -22,6 +22,7 @@ from engine.errors import Unavailable
 from engine.ingest.collector import Batch
 from engine.ingest.spool import Spool, SpoolFile
 from engine.stream import codec
+from engine.ingest.trust import scrubbed
 
 log = logging.getLogger("engine.ingest")
 
@@ -54,7 +55,7 @@ class Publisher:
         try:
             futures = [await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)]
             for raw, rejection in zip(batch.rejected_raw, batch.rejected):
-                payload = {"reason": rejection["error"], "raw": _truncated(raw), "received_at": int(time.time() * 1000)}
+                payload = {"reason": rejection["error"], "raw": _truncated(scrubbed(raw)), "received_at": int(time.time() * 1000)}
                 try:
                     encoded = codec.encode(payload)
                 except (OverflowError, ValueError, TypeError):

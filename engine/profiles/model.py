@@ -8,6 +8,14 @@ comparing with the last session seen, which gives the same answer on replay.
 A profile is one visitor id's history (its "piece" of a person). Identified
 people are the merge of their pieces (engine.profiles.identity).
 
+Trust (engine.ingest.trust sets the fields): only a `verified` identify gives the
+piece its user id and traits, and only the first user's: another user's login on the
+same cookie changes nothing (the link step audits the refusal). An unverified one is
+kept as `claimed_user_id` (what the browser said; no access, no traits). A purchase
+the worker marked `claim` (engine.profiles.orders) goes to commerce.claims, counted
+nowhere; a `trusted` purchase replaces a browser's entry of the same order id, and
+nothing replaces a trusted one. order_log entries: [ts, revenue, order id(, 1 if trusted)].
+
 The fold is total: the event schema (engine.ingest.schema) accepts nothing it
 cannot carry (QTY_MAX and MONEY_MAX are its bounds), and props outside what a
 type declares (a `product` on a page view, a string where a number was meant)
@@ -27,6 +35,7 @@ DAY_MS = 86_400_000
 PAGES_KEPT = 20
 VIEWED_KEPT = 20
 ORDERS_KEPT = 200
+CLAIMS_KEPT = 50
 ITEMS_KEPT = 100
 DAYS_KEPT = 90
 PING_MS_DEFAULT = 10_000
@@ -189,22 +198,56 @@ def _commerce(profile: dict, event: dict, config: ProfileConfig) -> None:
     elif kind == "purchase":
         order = _object(_props(event).get("order"))
         order_id = _item_id(order.get("id"))
-        if order_id is None or any(entry[2] == order_id for entry in commerce["order_log"]):
-            return  # no order, or the same order sent twice under two event_ids
+        if order_id is None:
+            return  # no order to count
         lines = order.get("items") if type(order.get("items")) is list else []
         items = [(item_id, _text(line.get("category"))) for line in lines if type(line) is dict
                  if (item_id := _item_id(line.get("id")))]
         revenue = _money(order.get("revenue"))
+        if event.get("claim") is True:  # a browser's order the shop's policy does not count
+            claims = commerce.setdefault("claims", [])
+            if not any(entry[2] == order_id for entry in claims):
+                commerce["claims"] = sorted(claims + [[ts, revenue, order_id]])[-CLAIMS_KEPT:]
+            return
+        trusted = event.get("trusted") is True
+        same = [entry for entry in commerce["order_log"] if entry[2] == order_id]
+        if same and (not trusted or len(same[0]) > 3):
+            return  # the same order sent twice under two event_ids, or a browser's copy of a confirmed one
+        if same:  # the back end confirms what the browser said first: its revenue is the one
+            commerce["order_log"] = [entry for entry in commerce["order_log"] if entry[2] != order_id]
+            commerce["orders"] -= 1
+            commerce["revenue"] = round(commerce["revenue"] - same[0][1], 2)
         commerce["orders"] += 1
         commerce["revenue"] = round(commerce["revenue"] + revenue, 2)
         commerce["first_purchase"] = ts if commerce["first_purchase"] is None else min(commerce["first_purchase"], ts)
         commerce["last_purchase"] = ts if commerce["last_purchase"] is None else max(commerce["last_purchase"], ts)
-        commerce["order_log"] = sorted(commerce["order_log"] + [[ts, revenue, order_id]])[-ORDERS_KEPT:]
+        entry = [ts, revenue, order_id, 1] if trusted else [ts, revenue, order_id]
+        commerce["order_log"] = sorted(commerce["order_log"] + [entry])[-ORDERS_KEPT:]
         commerce["items"] = newest_items({**commerce["items"], **{item_id: ts for item_id, _ in items}})
         for item_id, category in items:
             commerce["cart"].pop(item_id, None)
             if category:
                 _add_interest(profile, category, INTEREST_WEIGHTS["purchase"], ts, config)
+
+
+def _identify(profile: dict, event: dict, config: ProfileConfig) -> None:
+    user_id = event.get("user_id")
+    if event.get("verified") is not True:
+        if is_identity_id(user_id, config.blocked_user_ids):
+            profile["claimed_user_id"] = user_id  # what the browser said, unproven: no link, no traits
+        return
+    if profile["user_id"] is None and is_identity_id(user_id, config.blocked_user_ids):
+        # The first user to log in on this cookie owns it; another user's login is
+        # refused by the link step (never two users in one profile).
+        profile["user_id"] = user_id
+        profile["kind"] = "identified"
+    if profile["user_id"] is not None and profile["user_id"] != user_id:
+        return  # another user's traits never land on the first user's profile
+    ts = event["ts"]
+    for key, value in _object(_props(event).get("traits")).items():
+        if _trait(value) and ts >= profile["traits_ts"].get(key, ts):
+            profile["traits"][key] = value
+            profile["traits_ts"][key] = ts
 
 
 def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> dict:
@@ -246,16 +289,7 @@ def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> 
         if type(engaged) in (int, float) and engaged > 0:  # NaN fails the comparison
             profile["engaged_ms"] += int(min(engaged, PING_MS_MAX))
     elif kind == "identify":
-        for key, value in _object(_props(event).get("traits")).items():
-            if _trait(value) and ts >= profile["traits_ts"].get(key, ts):
-                profile["traits"][key] = value
-                profile["traits_ts"][key] = ts
-        user_id = event.get("user_id")
-        if profile["user_id"] is None and is_identity_id(user_id, config.blocked_user_ids):
-            # The first user to log in on this cookie owns it; another user's login is
-            # refused by the store's link step (never two users in one profile).
-            profile["user_id"] = user_id
-            profile["kind"] = "identified"
+        _identify(profile, event, config)
     _commerce(profile, event, config)
     return profile
 

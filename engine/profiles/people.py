@@ -1,7 +1,10 @@
 """People: the identified person behind several visitor ids, in Redis.
 
     {prefix}:{u:<digest>}:links  set   visitor ids linked to the user (capped)
-    {prefix}:{u:<digest>}:audit  hash  event_id -> JSON entry: every link and refusal
+    {prefix}:{u:<digest>}:audit  hash  event_id -> JSON entry: every link and refusal; a refusal
+                                     because the cookie is another user's is in both users'
+                                     logs, each naming the other by digest (`other`), so both
+                                     exports show it and either erasure removes both copies
     {prefix}:{u:<digest>}:prefs  str   the user's preferences (JSON)
     {prefix}:{u:<digest>}:prefs_at  str  when they were set ("<ms> <event id>"): the later write wins
     {prefix}:{u:<digest>}:tomb   str   the user was erased: no new links, no preferences
@@ -9,6 +12,8 @@
 <digest> is a plain hash of the user id: user ids are often e-mail addresses,
 and key names should not carry them (a tombstone outlives the person's data).
 
+Only a verified identify links (engine.ingest.trust: the shop's user_hash, or an API
+key); an unverified one is a claim on the visitor's own profile and links nothing.
 A person is read by merging the profiles of every linked visitor id
 (engine.profiles.identity.merge_all). Each visitor's profile has one writer (the
 worker that owns its partition), so linking never moves data between keys, and
@@ -81,6 +86,15 @@ redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
+# KEYS: the refused user's audit, the owner's audit, their tombstones.  ARGV: event id, the two entries.
+# Both or neither: an erased person leaves no trace in the other's log either.
+REFUSE = """
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
 ErasureHook = Callable[[str, list[dict]], Awaitable[None]]
 Publish = Callable[[list[dict]], Awaitable[None]]
 
@@ -101,6 +115,7 @@ class People:
         self.erasure_hooks: list[ErasureHook] = []
         self.publish: Publish | None = None  # the API's: puts state changes on the log first
         self._link = redis.register_script(LINK)
+        self._refuse = redis.register_script(REFUSE)
         self._visitor_prefs = redis.register_script(VISITOR_PREFS)
         self._user_prefs = redis.register_script(USER_PREFS)
 
@@ -123,17 +138,24 @@ class People:
         between the profile write and this step is repaired by the redelivery.
         """
         for event in events:
-            if event["type"] != "identify" or not is_identity_id(event.get("user_id"), self.blocked):
-                continue
+            if event["type"] != "identify" or event.get("verified") is not True \
+                    or not is_identity_id(event.get("user_id"), self.blocked):
+                continue  # an unverified identify is a claim on the profile, not a link
             vid, uid = event["visitor_id"], event["user_id"]
             profile = result.profiles.get(vid)
             if profile is None:
                 continue  # erased, or consent withheld before any profile existed
             base = {"ts": event["ts"], "visitor_id": vid, "event_id": event["event_id"]}
             if profile.get("user_id") != uid:
-                if profile.get("user_id") is not None:
-                    entry = dict(base, action="refused", reason="the visitor id belongs to another user")
-                    await self.redis.hsetnx(self._key(uid, "audit"), event["event_id"], json.dumps(entry))
+                owner = profile.get("user_id")
+                if owner is not None:
+                    refused = dict(base, action="refused", reason="the visitor id belongs to another user",
+                                   other=self.digest(owner))
+                    kept = dict(base, action="refused", reason="another user's login on this visitor id was refused",
+                                other=self.digest(uid))
+                    await self._refuse(keys=[self._key(uid, "audit"), self._key(owner, "audit"),
+                                             self._key(uid, "tomb"), self._key(owner, "tomb")],
+                                       args=[event["event_id"], json.dumps(refused), json.dumps(kept)])
                 continue
             linked = json.dumps(dict(base, action="linked"))
             refused = json.dumps(dict(base, action="refused", reason=f"more than {self.max_visitors} visitor ids"))
@@ -158,8 +180,16 @@ class People:
         return user_id
 
     async def resolve(self, profile_id: str) -> tuple[str | None, list[str]]:
-        """(user id or None, visitor ids) of the person a visitor id or user id names."""
-        return await self._resolve(profile_id, await self.store.get(profile_id))
+        """(user id or None, visitor ids) of the person a visitor id or user id names.
+
+        A user with no linked visitor but an audit log (their logins were all refused) is
+        still a person: their export shows the refusals, their erasure removes them.
+        """
+        piece = await self.store.get(profile_id)
+        user_id, visitor_ids = await self._resolve(profile_id, piece)
+        if user_id is None and piece is None and await self.redis.exists(self._key(profile_id, "audit")):
+            return profile_id, []
+        return user_id, visitor_ids
 
     async def _resolve(self, profile_id: str, piece: dict | None) -> tuple[str | None, list[str]]:
         """`resolve`, given the profile stored under `profile_id` (None: no such visitor)."""
@@ -238,7 +268,8 @@ class People:
     async def export(self, profile_id: str) -> dict | None:
         user_id, visitor_ids = await self.resolve(profile_id)
         pieces = await self.store.get_many(visitor_ids)
-        if not pieces:
+        audit = await self.audit(user_id) if user_id else []
+        if not pieces and not audit:  # a user whose logins were all refused still has their log
             return None
         return {
             "id": user_id or profile_id,
@@ -246,7 +277,7 @@ class People:
             "person": await self.person(profile_id),
             "profiles": pieces,
             "visitor_ids": visitor_ids,
-            "audit": await self.audit(user_id) if user_id else [],
+            "audit": audit,
             "preferences": await self.preferences(profile_id, user_id, visitor_ids),
         }
 
@@ -275,6 +306,10 @@ class People:
         await self.publish(events)
         for event in events:
             await self.store.hide(event["visitor_id"], event["event_id"])
+        digest = events[0]["props"].get("user") if events else None
+        if digest:  # the audit logs, both copies of each refusal, out of sight at once too
+            await self._forget_refusals(digest)
+            await self.redis.delete(self._digest_key(digest, "audit"))
         for hook in self.erasure_hooks:
             await hook(outcome["erased"], pieces)
         return outcome
@@ -300,5 +335,13 @@ class People:
             await hook(person_id, [piece] if piece is not None else [])
         await self.store.erase(vid, at)
         if digest:
+            await self._forget_refusals(digest)
             await self.redis.delete(*(self._digest_key(digest, kind) for kind in ("links", "audit", "prefs", "prefs_at")))
             await self.redis.set(self._digest_key(digest, "tomb"), at)
+
+    async def _forget_refusals(self, digest: str) -> None:
+        """The other user's copies of the refusals that name this one (the entries of both are about both)."""
+        for raw in (await self.redis.hgetall(self._digest_key(digest, "audit"))).values():
+            entry = json.loads(raw)
+            if entry.get("action") == "refused" and entry.get("other"):
+                await self.redis.hdel(self._digest_key(entry["other"], "audit"), entry["event_id"])

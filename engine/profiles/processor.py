@@ -1,5 +1,10 @@
 """The worker's profile step for one batch: fold into profiles, link identities, apply state changes.
 
+Before anything sees the batch, events the collector marked `bot` (crawlers,
+headless browsers) are left out, so no store counts them (profiles, segments,
+co-occurrence, the value model, the bandit), and purchases are marked as counting
+or as claims (engine.profiles.orders).
+
 State changes from the API (engine.profiles.changes) are applied where they stand in
 the batch: the events before one are folded first, those after it next, so each
 partition's order holds (an erasure subtracts exactly what came before it). Events
@@ -16,6 +21,7 @@ from typing import Awaitable, Callable
 
 from engine.errors import InvalidInput
 from engine.profiles import changes, model
+from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
 from engine.profiles.store import BatchResult, ProfileStore
 from engine.recommend.catalog import check_items
@@ -25,15 +31,27 @@ log = logging.getLogger("engine.profiles")
 AfterBatch = Callable[[list[dict], BatchResult], Awaitable[None]]
 
 
+def people_events(events: list[dict]) -> list[dict]:
+    """The events sent by people: what the collector marked `bot` is kept out of every store.
+
+    Anything that is not an object stays, for the fold to reject to the dead-letter topic."""
+    return [event for event in events if type(event) is not dict or event.get("bot") is not True]
+
+
 class ProfileProcessor:
-    def __init__(self, store: ProfileStore, people: People, config: model.ProfileConfig, catalog=None) -> None:
+    def __init__(self, store: ProfileStore, people: People, config: model.ProfileConfig, catalog=None,
+                 orders: OrderTrust | None = None) -> None:
         self.store = store
         self.people = people
         self.catalog = catalog  # engine.recommend.catalog.Catalog, for server:catalog
+        self.orders = orders
         self.fold = partial(model.fold, config=config)
         self.after_batch: list[AfterBatch] = []
 
     async def __call__(self, events: list[dict]) -> BatchResult:
+        events = people_events(events)
+        if self.orders is not None:
+            await self.orders.mark(events)
         outcome = BatchResult()
         run: list[dict] = []
         in_run: set = set()  # visitor ids with events in the run

@@ -15,6 +15,7 @@ import time
 
 from redis.asyncio import Redis
 
+from engine.profiles import orders
 from engine.profiles.identity import merge_all
 from engine.profiles.store import BatchResult, ProfileStore
 from engine.profiles.value import Summary, ValueModel, fit, summarize
@@ -34,7 +35,7 @@ class ValueStore:
 
     async def mark_buyers(self, events: list[dict], result: BatchResult) -> None:
         """After-batch step: remember who bought, for the next refit."""
-        buyers = {e["visitor_id"] for e in events if e["type"] == "purchase" and result.profiles.get(e["visitor_id"])}
+        buyers = {e["visitor_id"] for e in events if orders.counts(e) and result.profiles.get(e["visitor_id"])}
         if buyers:
             await self.redis.sadd(self.buyers_key, *buyers)
 

@@ -44,6 +44,7 @@ from typing import Awaitable, Callable, Iterable  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
+from engine.profiles import orders  # noqa: E402
 from engine.profiles.user_ids import is_identity_id  # noqa: E402
 from engine.recommend import cooccur, ease  # noqa: E402
 
@@ -82,25 +83,31 @@ class Interactions:
     """Person x item confidences from events in topic order.
 
     Consent follows the profile model: an event counts only while the visitor's
-    analytics consent (default `consent_default`) holds. An order id counts once,
-    whatever event ids carried it.
+    analytics consent (default `consent_default`) holds. Trust follows the worker:
+    bots' events count nothing; only a verified identify makes a visitor one user's;
+    a browser's purchase counts as `untrusted_orders` says (engine.profiles.orders),
+    once per visitor and order id, and gives way to the back end's order of the same
+    id; a back end's order id counts once, whatever event ids carried it.
     """
 
     def __init__(self, weights: dict[str, float] | None = None, consent_default: bool = True,
-                 blocked_user_ids: Iterable[str] = ()) -> None:
+                 blocked_user_ids: Iterable[str] = (), untrusted_orders: str = "until-trusted") -> None:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.consent_default = consent_default
         self.blocked = tuple(blocked_user_ids)
+        self.untrusted_orders = untrusted_orders
+        self.trusted_seen = False
         self.cells: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # visitor -> item -> weight
         self.user_of: dict[str, str] = {}
         self.consent: dict[str, bool] = {}
-        self.orders: set[str] = set()
+        self.orders: set[str] = set()                    # trusted order ids
+        self.browser_orders: dict[str, list[str]] = {}   # 'visitor:order id' -> items, until a trusted order replaces it
         self.events = 0
 
     def add(self, event: dict) -> None:
         self.events += 1
         kind, vid = event.get("type"), event.get("visitor_id")
-        if not vid:
+        if not vid or event.get("bot") is True:
             return
         props = event.get("props") or {}
         if kind == "consent":
@@ -111,17 +118,27 @@ class Interactions:
         if not self.consent.get(vid, self.consent_default):
             return
         user_id = event.get("user_id")
-        if vid not in self.user_of and is_identity_id(user_id, self.blocked):
+        if kind == "identify" and event.get("verified") is True and vid not in self.user_of \
+                and is_identity_id(user_id, self.blocked):
             self.user_of[vid] = user_id  # the first user to log in on a cookie owns it
         weight = self.weights.get(kind)
         if not weight:
             return
         if kind == "purchase":
             order = props.get("order") or {}
-            if order.get("id") is None or str(order["id"]) in self.orders:
+            self.trusted_seen = orders.mark_claims([event], self.untrusted_orders, self.trusted_seen)
+            if order.get("id") is None or not orders.counts(event) or str(order["id"]) in self.orders:
                 return
-            self.orders.add(str(order["id"]))
             items = cooccur.order_items(str(line.get("id", "")) for line in order.get("items") or [] if isinstance(line, dict))
+            copy = f"{vid}:{order['id']}"
+            if event.get("trusted") is not True:
+                if copy in self.browser_orders:
+                    return
+                self.browser_orders[copy] = items
+            else:
+                self.orders.add(str(order["id"]))
+                for item in self.browser_orders.pop(copy, ()):  # the browser's copy gives way
+                    self.cells[vid][item] -= weight
         else:
             product = props.get("product") or {}
             items = [str(product["id"])] if product.get("id") is not None else []
@@ -139,7 +156,8 @@ class Interactions:
                 continue
             person = self.user_of.get(vid, vid)
             for item, weight in items.items():
-                yield person, item, weight
+                if weight > 0:   # a browser's order replaced by the back end's leaves zeros
+                    yield person, item, weight
 
 
 # --- the model -------------------------------------------------------------------
@@ -379,7 +397,8 @@ async def train(settings, redis, profiles, params: AlsParams = AlsParams(), prog
     """`clickstream train`: the topic's history -> ALS -> published in Redis (and to `out_path`).
 
     `profiles` (engine.profiles.store.ProfileStore) tells which visitors were erased."""
-    history = Interactions(params.weights, settings.consent_default, settings.blocked_user_ids)
+    history = Interactions(params.weights, settings.consent_default, settings.blocked_user_ids,
+                           settings.untrusted_orders)
     await read_history(settings, history, progress)
     erased = await erased_among(profiles, history.visitors())
     rows = list(history.rows(skip=erased))

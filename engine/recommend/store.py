@@ -4,9 +4,11 @@ Every key sits under `{prefix}:rec:{co}:` (B below). `{co}` is one hash tag, so 
 scripts that touch many items' counts run on Redis Cluster too (one slot, hence one
 node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PER_ORDER).
 
-    B order              hash  order id -> msgpack [visitor, ts, weight, items, categories, era];
-                               'x' once erased. HSETNX on it is the exactly-once check.
-    B vorders:<visitor>  set   the visitor's order ids (what erasure subtracts)
+    B order              hash  order field -> msgpack [visitor, ts, weight, items, categories, era];
+                               'x' once erased or replaced. HSETNX on it is the exactly-once check.
+                               The field of a back end's (trusted) order is its id; a browser's is
+                               'u:<visitor>:<id>', so nobody can claim another visitor's order id
+    B vorders:<visitor>  set   the visitor's order fields (what erasure subtracts)
     B pp:<item>          hash  other item -> orders holding both        (co-purchase)
     B np                 hash  item -> orders holding it
     B pv:<item>          hash  other item -> sessions viewing both      (co-view)
@@ -17,9 +19,12 @@ node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PE
     B sv:<visitor>:<session>  set  items the session viewed (expires after `view_ttl_s`)
     B vsess:<visitor>    set   the visitor's sessions with views (same expiry)
 
-A purchase is applied in the same script call that claims its order id (HSETNX), so
+A purchase is applied in the same script call that claims its order field (HSETNX), so
 a redelivered batch, a tracker retry under a new event_id or a replay over live
-state adds nothing. A view adds its pairs only when the item is new in its session's
+state adds nothing. A trusted order is authoritative: it replaces (subtracts) the
+browser's copy of the same order by the same visitor, and a browser's order whose
+id a trusted order holds counts nothing. Purchases the worker marked `claim`
+(engine.profiles.orders) never get here. A view adds its pairs only when the item is new in its session's
 set (cooccur.view_pairs), which makes a redelivered view harmless as well.
 Erasure (`forget`) subtracts exactly the orders and sessions recorded for the
 person's visitor ids. Session sets expire with `view_ttl_s` (the anonymous retention
@@ -34,23 +39,65 @@ from typing import Iterable
 import msgpack
 from redis.asyncio import Redis
 
-from engine.profiles import model
+from engine.profiles import model, orders
 from engine.profiles.store import BatchResult
 from engine.recommend import cooccur, popularity
 
 KINDS = {"purchase": ("pp:", "np", "orders"), "view": ("pv:", "nv", "sessions")}
 PAIRS_PER_CALL = 20_000  # bounds how long one script holds Redis (an order of n items costs n^2)
 
+# Subtracts one count, deleting fields that reach zero (no ghosts of erased people).
+_DECR = """
+local function decr(key, field)
+  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
+end
+local function unweigh(key, w, item)
+  local left = tonumber(redis.call('ZINCRBY', key, '-' .. w, item))
+  if left <= tonumber(w) * 1e-9 then redis.call('ZREM', key, item) end
+end
+"""
+
+# Subtracts one order's record (msgpack [visitor, ts, weight, items, categories, era]).
+_UNAPPLY = _DECR + """
+local function unapply(B, rec)
+  local r = cmsgpack.unpack(rec)
+  local w, items, cats, era = r[3], r[4], r[5], r[6]
+  for i = 1, #items do
+    local a = items[i]
+    decr(B .. 'np', a)
+    unweigh(B .. 'pop:' .. era, w, a)
+    if cats[i] ~= '' then unweigh(B .. 'popc:' .. era .. ':' .. cats[i], w, a) end
+    for j = 1, #items do
+      if j ~= i then decr(B .. 'pp:' .. a, items[j]) end
+    end
+  end
+  decr(B .. 'totals', 'orders')
+end
+"""
+
 # KEYS[1]: B order.  ARGV: B, msgpack ops, view ttl (s), items per session.
-# op: {'o', order id, visitor, record, weight, items, categories, era}
+# op: {'o', order field, visitor, record, weight, items, categories, era, order id, trusted (1/0)}
 #   | {'v', visitor, session, item, category}
 # Returns how many orders and views were new.
-APPLY = """
+APPLY = _UNAPPLY + """
 local B, ops, ttl, cap = ARGV[1], cmsgpack.unpack(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local new = 0
 for _, op in ipairs(ops) do
+  local counted = true
+  if op[1] == 'o' and op[10] == 1 then
+    -- the back end confirms an order: the browser's copy of it (same visitor) gives way
+    local copy = 'u:' .. op[3] .. ':' .. op[9]
+    local rec = redis.call('HGET', KEYS[1], copy)
+    if rec and rec ~= 'x' and redis.call('HEXISTS', KEYS[1], op[2]) == 0 then
+      unapply(B, rec)
+      redis.call('HSET', KEYS[1], copy, 'x')
+      redis.call('SREM', B .. 'vorders:' .. op[3], copy)
+    end
+  elseif op[1] == 'o' and redis.call('HEXISTS', KEYS[1], op[9]) == 1 then
+    counted = false  -- a browser's copy of an order the back end has confirmed
+  end
   if op[1] == 'o' then
-    if redis.call('HSETNX', KEYS[1], op[2], op[4]) == 1 then
+    if counted and redis.call('HSETNX', KEYS[1], op[2], op[4]) == 1 then
       new = new + 1
       redis.call('SADD', B .. 'vorders:' .. op[3], op[2])
       redis.call('HINCRBY', B .. 'totals', 'orders', 1)
@@ -96,35 +143,13 @@ end
 return new
 """
 
-# Subtracts one count, deleting fields that reach zero (no ghosts of erased people).
-_DECR = """
-local function decr(key, field)
-  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
-end
-local function unweigh(key, w, item)
-  local left = tonumber(redis.call('ZINCRBY', key, '-' .. w, item))
-  if left <= tonumber(w) * 1e-9 then redis.call('ZREM', key, item) end
-end
-"""
-
-# KEYS[1]: B order.  ARGV: B, visitor, order ids...   Returns how many orders were subtracted.
-FORGET_ORDERS = _DECR + """
+# KEYS[1]: B order.  ARGV: B, visitor, order fields...   Returns how many orders were subtracted.
+FORGET_ORDERS = _UNAPPLY + """
 local B, done = ARGV[1], 0
 for n = 3, #ARGV do
   local rec = redis.call('HGET', KEYS[1], ARGV[n])
   if rec and rec ~= 'x' then
-    local r = cmsgpack.unpack(rec)
-    local w, items, cats, era = r[3], r[4], r[5], r[6]
-    for i = 1, #items do
-      local a = items[i]
-      decr(B .. 'np', a)
-      unweigh(B .. 'pop:' .. era, w, a)
-      if cats[i] ~= '' then unweigh(B .. 'popc:' .. era .. ':' .. cats[i], w, a) end
-      for j = 1, #items do
-        if j ~= i then decr(B .. 'pp:' .. a, items[j]) end
-      end
-    end
-    decr(B .. 'totals', 'orders')
+    unapply(B, rec)
     redis.call('HSET', KEYS[1], ARGV[n], 'x')
     done = done + 1
   end
@@ -238,7 +263,9 @@ class CooccurrenceStore:
         weight = repr(w)  # a string: Lua would round a double to 14 digits
         cats = [category.get(item, "") for item in items]
         record = msgpack.packb([event["visitor_id"], ts, weight, items, cats, era], use_bin_type=False)
-        return ["o", str(order["id"]), event["visitor_id"], record, weight, items, cats, era]
+        order_id, trusted = str(order["id"]), event.get("trusted") is True
+        field = order_id if trusted else f"u:{event['visitor_id']}:{order_id}"
+        return ["o", field, event["visitor_id"], record, weight, items, cats, era, order_id, 1 if trusted else 0]
 
     @staticmethod
     def view_op(event: dict) -> list | None:
@@ -379,7 +406,7 @@ class CooccurrenceUpdater:
         out = []
         for event in events:
             kind = event.get("type")
-            if kind not in ("purchase", "product_view"):
+            if kind not in ("purchase", "product_view") or (kind == "purchase" and not orders.counts(event)):
                 continue
             profile = result.profiles.get(event["visitor_id"])
             if profile is None or not model.has_analytics_consent(profile, self.config):

@@ -55,6 +55,8 @@ class Backtest:
         vid = event.get("visitor_id")
         if not vid or "type" not in event or "ts" not in event or is_state_change(event):
             return
+        if event.get("bot") is True:
+            return  # bots' events (engine.ingest.bots) are no visitors the rules decide for
         self.events += 1
         profile = self.profiles.get(vid) or new_profile(vid)
         try:

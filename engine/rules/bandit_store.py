@@ -37,6 +37,7 @@ from collections import defaultdict
 
 from redis.asyncio import Redis
 
+from engine.profiles import orders
 from engine.profiles.model import has_analytics_consent
 from engine.rules.bandit import GLOBAL, HOLDOUT, lift
 
@@ -263,7 +264,7 @@ class BanditLearner:
                 if isinstance(slot, str) and NAME.match(slot) and isinstance(decision, str) and DECISION_ID.match(decision):
                     kind = "c" if event["type"] == "content_click" else "i"
                     seen[slot].append((kind, decision, visitor_hash(event["visitor_id"]), ts))
-            elif event["type"] == "purchase":
+            elif orders.counts(event):   # a claimed order converts nothing (engine.profiles.orders)
                 buyers[visitor_hash(event["visitor_id"])].append(ts)
         if seen:
             await self._credit(seen)

@@ -2,6 +2,10 @@
 
 Per slot, the first source that has an answer decides:
 
+0. consent: a person who withheld personalization consent (consent.personalization
+   false) gets the default content, filled without their profile: no rule, no model,
+   no token from their traits, and the reason says so. Likewise for a visitor who
+   chose "do_not_personalize".
 1. preference: the visitor's own choice. "do_not_personalize" means the default only;
    a preference named after the slot picks that content; `show` topics pick the
    first content of the slot with such a topic.
@@ -117,19 +121,34 @@ def _topics(prefs: dict, key: str) -> set[str]:
 ModelChooser = Callable[[Slot, dict | None, dict, str], Any]  # -> Choice-like or None
 
 
+NO_CONSENT = "no personalization consent: default content"
+NOT_PERSONALIZED = "the visitor chose not to personalize"
+
+
+def withheld(person: dict | None, prefs: dict) -> str | None:
+    """Why nothing may be personalized for this person, or None when it may."""
+    if person and (person.get("consent") or {}).get("personalization") is False:
+        return NO_CONSENT
+    if prefs.get("do_not_personalize") is True:
+        return NOT_PERSONALIZED
+    return None
+
+
 def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, context: dict, visitor_id: str,
                 now_ms: int, model: ModelChooser | None = None) -> Decision:
     slot = rs.slots.get(slot_name)
     if slot is None:
         return Decision(slot_name, None, None, None, "default", "no such slot in the catalog")
+    reason = withheld(person, prefs)
+    if reason is not None:  # the default, rendered without the person
+        content = slot.content[slot.default]
+        return Decision(slot_name, slot.default, render(content.template, None, context), slot.default, "default", reason)
 
     def show(content_id: str, source: str, reason: str, variant: str | None = None, **kw) -> Decision:
         content = slot.content[content_id]
         return Decision(slot_name, content_id, render(content.template, person, context), variant or content_id, source, reason, **kw)
 
     default_reason = "default content"
-    if prefs.get("do_not_personalize") is True:
-        return show(slot.default, "default", "the visitor chose not to personalize")
     hidden, shown = _topics(prefs, "hide"), _topics(prefs, "show")
     language = str(prefs.get("language") or "").lower()
 
@@ -171,9 +190,9 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
     return show(slot.default, "default", default_reason)
 
 
-def model_variants(slot: Slot, prefs: dict) -> tuple[str, ...]:
-    """The model's variants this visitor may see (no hidden topic, no other language)."""
-    if slot.model is None or prefs.get("do_not_personalize") is True:
+def model_variants(slot: Slot, prefs: dict, person: dict | None = None) -> tuple[str, ...]:
+    """The model's variants this visitor may see (no hidden topic, no other language; none without consent)."""
+    if slot.model is None or withheld(person, prefs) is not None:
         return ()
     hidden, language = _topics(prefs, "hide"), str(prefs.get("language") or "").lower()
     return tuple(v for v in slot.model.variants if not _hidden(slot.content[v], hidden, language))

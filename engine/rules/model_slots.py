@@ -29,7 +29,7 @@ class ModelSlots:
         key = None
         for name in slots:
             slot = rs.slots.get(name)
-            allowed = model_variants(slot, prefs) if slot is not None else ()
+            allowed = model_variants(slot, prefs, person) if slot is not None else ()
             if len(allowed) < 1:
                 continue
             key = key or context_key(person, context, now_ms)

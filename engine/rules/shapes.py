@@ -27,7 +27,7 @@ Path = tuple  # of str | int
 WORDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false", "array": "a list",
          "object": "a mapping", "null": "nothing"}
 _EXPECTED = re.compile(r"^Expected `([^`]+)`(.*)$")
-_CODE = re.compile(r"`([^`]+)`")
+_CODE = re.compile(r"`([^`]*)`")  # `*`: a key may be empty
 
 
 class Shape(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -10,6 +10,7 @@ from engine.ingest.schema import InvalidEvent, validate_event
 from engine.profiles.model import MONEY_MAX, QTY_MAX
 
 NOW = 1_795_400_000_000
+VID = "6f1c2a4e-8b3d-4c7a-9e21-0a5b6c7d8e9f"  # a visitor id as the engine issues them
 
 
 def check(raw, visitor_id="cookie-vid"):
@@ -154,13 +155,13 @@ def test_bodies_past_the_decoder_bounds_fail_whole_with_the_reason(body, error):
 
 
 def test_too_many_events_is_413():
-    info = RequestInfo(received_at=NOW, visitor_id="v", user_agent=None, ip=None)
+    info = RequestInfo(received_at=NOW, visitor_id=VID, user_agent=None, ip=None)
     with pytest.raises(PayloadTooLarge):
         collect([{"type": "page_view"}] * 501, info, max_events=500, new_id=lambda: "x")
 
 
 def test_good_events_of_a_mixed_batch_are_kept():
-    info = RequestInfo(received_at=NOW, visitor_id="v", user_agent="UA", ip="203.0.113.0")
+    info = RequestInfo(received_at=NOW, visitor_id=VID, user_agent="UA", ip="203.0.113.0")
     batch = collect(parse_body(json.dumps({"events": [{"type": "page_view"}, {"type": "nope"}, {"type": "page_ping"}]}).encode()),
                     info, max_events=500, new_id=lambda: "id")
     assert [e["type"] for e in batch.accepted] == ["page_view", "page_ping"]

@@ -25,6 +25,7 @@ def ev(kind, ts, vid="v", **props):
              "ts": ts, "url": f"/{kind}/{ts}", "props": props}
     if kind == "identify":
         event["user_id"] = props.pop("user_id")
+        event["verified"] = props.pop("verified", True)  # the collector's check of the user hash
         event["props"] = props
     return event
 

@@ -81,7 +81,7 @@ def test_engaged_ms_is_bounded(engaged, added):
 def test_traits_keep_only_values_the_store_and_renderer_carry():
     traits = {"plan": "gold", "age": 40, "vip": True, "score": 0.5, "nan": float("nan"), "inf": float("-inf"),
               "huge": 2**70, "list": [1], "obj": {"a": 1}, "none": None}
-    profile = carried(apply_event(new_profile("v"), ev("identify", user_id="u1", props={"traits": traits})))
+    profile = carried(apply_event(new_profile("v"), ev("identify", user_id="u1", verified=True, props={"traits": traits})))
     assert profile["traits"] == {"plan": "gold", "age": 40, "vip": True, "score": 0.5}
 
 

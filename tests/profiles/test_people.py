@@ -22,7 +22,8 @@ async def people(redis_client):
 
 
 def identify(vid, uid, ts):
-    return {"event_id": f"{vid}-{uid}-{ts}", "type": "identify", "visitor_id": vid, "user_id": uid, "ts": ts, "props": {}}
+    return {"event_id": f"{vid}-{uid}-{ts}", "type": "identify", "visitor_id": vid, "user_id": uid, "ts": ts, "props": {},
+            "verified": True}
 
 
 def view(vid, ts):
@@ -76,3 +77,23 @@ async def test_erasing_a_user_removes_every_device_and_blocks_relinking(people, 
     remaining = [k async for k in redis_client.scan_iter(match=f"{people.prefix}:*")]
     values = [await redis_client.dump(k) for k in remaining]
     assert not any(b"nb" in (v or b"") and b"language" in (v or b"") for v in values)
+
+
+async def test_an_unverified_identify_links_nothing(people):
+    claim = dict(identify("d", "u9", T0 + 1), verified=False)
+    await run(people, [view("d", T0), claim])
+    assert await people.links("u9") == [] and await people.linked_user("d") is None
+    assert await people.resolve("u9") == (None, [])
+
+
+async def test_a_refusal_is_in_both_logs_and_either_erasure_removes_both(people):
+    await run(people, [view("d", T0), identify("d", "ada", T0 + 1), identify("d", "eve", T0 + 2)])
+    assert [e["action"] for e in await people.audit("ada")] == ["linked", "refused"]
+    assert [e["action"] for e in await people.audit("eve")] == ["refused"]
+    assert await people.resolve("eve") == ("eve", [])  # a person: their export shows it
+    export = await people.export("eve")
+    assert export["user_id"] == "eve" and export["person"] is None and len(export["audit"]) == 1
+    await people.erase("eve")
+    assert [e["action"] for e in await people.audit("ada")] == ["linked"]
+    await run(people, [identify("d", "eve", T0 + 3)])  # erased: no new entry in either log
+    assert await people.audit("eve") == [] and [e["action"] for e in await people.audit("ada")] == ["linked"]

@@ -73,8 +73,11 @@ def test_interactions_weigh_purchases_merge_users_and_respect_consent():
     for event in [
         view("d1", "a"), view("d1", "a", 1), purchase("d1", "o1", ["a", "b"]),
         purchase("d1", "o1", ["a", "b"]) | {"event_id": "retry"},        # the same order again
-        {"event_id": "i1", "type": "identify", "visitor_id": "d1", "user_id": "ann", "ts": T0, "props": {}},
-        view("d2", "c", 0) | {"user_id": "ann"},                          # ann's second device
+        {"event_id": "i1", "type": "identify", "visitor_id": "d1", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
+        {"event_id": "i2", "type": "identify", "visitor_id": "d2", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
+        view("d2", "c", 0),                                                # ann's second device
+        {"event_id": "i3", "type": "identify", "visitor_id": "d5", "user_id": "bob", "ts": T0, "props": {}},
+        view("d5", "y") | {"user_id": "bob"},                             # an unverified login links nobody
         {"event_id": "c1", "type": "consent", "visitor_id": "d3", "ts": T0, "props": {"consent": {"analytics": False}}},
         view("d3", "secret"),
         {"event_id": "c2", "type": "consent", "visitor_id": "d3", "ts": T0, "props": {"consent": {"analytics": True}}},
@@ -83,8 +86,10 @@ def test_interactions_weigh_purchases_merge_users_and_respect_consent():
     ]:
         history.add(event)
     rows = sorted(history.rows())
-    assert rows == [("ann", "a", 7.0), ("ann", "b", 5.0), ("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0)]
-    assert sorted(history.rows(skip={"d1"})) == [("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0)]
+    assert rows == [("ann", "a", 7.0), ("ann", "b", 5.0), ("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0),
+                    ("d5", "y", 1.0)]
+    assert sorted(history.rows(skip={"d1"})) == [("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0),
+                                                  ("d5", "y", 1.0)]
 
 
 async def test_artefacts_round_trip_through_bytes_redis_and_the_holder(redis_client, tmp_path):

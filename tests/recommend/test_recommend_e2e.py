@@ -13,10 +13,15 @@ T0 = 1_795_400_000_000
 
 
 async def post(engine, events):
-    async with engine.client() as client:
-        response = await client.post("/v1/events", json={"events": events})
-    assert response.status_code == 202, response.text
-    assert response.json()["accepted"] == len(events)
+    """Each visitor's events from their own browser (their cookie): a purchase needs it."""
+    by_visitor: dict[str, list] = {}
+    for event in events:
+        by_visitor.setdefault(event["visitor_id"], []).append(event)
+    for vid, own in by_visitor.items():
+        async with engine.client(cookies={"clickstream_vid": vid}) as client:
+            response = await client.post("/v1/events", json={"events": own})
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == len(own)
 
 
 def purchase(vid, order_id, items, ts=T0):

@@ -131,7 +131,8 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     cat = lambda item: "dairy" if item < "i10" else "bread"  # noqa: E731
     events = [purchase(vid, oid, items, T0 + n, category=cat) for n, (vid, oid, items) in enumerate(orders)]
     # u0 and u1 are one person (both logged in as alice); u0 also viewed things
-    events += [{"event_id": f"id-{v}", "type": "identify", "visitor_id": v, "user_id": "alice", "ts": T0 + 500, "props": {}}
+    events += [{"event_id": f"id-{v}", "type": "identify", "visitor_id": v, "user_id": "alice", "ts": T0 + 500, "props": {},
+                "verified": True}
                for v in ("u0", "u1")]
     events += [view("u0", "s9", item, T0 + 600 + n) for n, item in enumerate(ITEMS[:4])]
     events += [view("u2", "s9", item, T0 + 700 + n) for n, item in enumerate(ITEMS[2:5])]
@@ -232,3 +233,40 @@ async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_c
     assert await store.counts() == {} and await store.popular(10) == []
     await run(world, events)
     assert (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0)) == before
+
+
+async def test_a_back_end_order_replaces_the_browsers_copy_and_no_browser_claims_its_id(world):
+    profiles, people, updater = world
+    store = updater.store
+    await run(world, [purchase("v1", "o1", ["a", "junk"], T0)])          # the browser says it first
+    await run(world, [purchase("v2", "o1", ["a", "fake"], T0 + 1)])       # a stranger, the same id, their own cookie
+    await run(world, [dict(purchase("v1", "o1", ["a", "b"], T0 + 2), trusted=True, event_id="shop-o1")])
+    assert await store.neighbours("a") == {"b": 1, "fake": 1}  # the customer's browser copy gave way
+    assert await store.orders_of("v1") == ["o1"] and await store.orders_of("v2") == ["u:v2:o1"]
+    await run(world, [purchase("v1", "o1", ["a", "junk"], T0 + 3, event_id="again"),
+                      dict(purchase("v1", "o1", ["a", "c"], T0 + 4), trusted=True, event_id="shop-again")])
+    assert await store.neighbours("a") == {"b": 1, "fake": 1} and (await store.totals())["orders"] == 2
+    await run(world, [dict(purchase("v3", "o9", ["a", "z"], T0 + 5), claim=True)])  # counted nowhere
+    assert "z" not in await store.neighbours("a") and await store.orders_of("v3") == []
+    await updater.forget("v1", [])
+    assert await store.neighbours("a") == {"fake": 1}
+
+
+async def test_until_trusted_browsers_orders_count_until_any_worker_saw_the_shops_first(redis_client):
+    from engine.profiles.orders import OrderTrust
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    one, two = OrderTrust(redis_client, prefix), OrderTrust(redis_client, prefix)
+    browser = lambda: {"type": "purchase", "trusted": False}  # noqa: E731
+    first = [browser()]
+    await one.mark(first)
+    assert first[0]["claim"] is False
+    await one.mark([{"type": "purchase", "trusted": True}])
+    later = [browser()]
+    await two.mark(later)  # another worker: the flag is shared in Redis
+    assert later[0]["claim"] is True
+    await two.clear()
+    again = [browser()]
+    await OrderTrust(redis_client, prefix).mark(again)
+    assert again[0]["claim"] is False
+    await redis_client.delete(f"{prefix}:orders:trusted")

@@ -126,3 +126,16 @@ def test_the_model_decides_after_rules_and_before_the_default():
     assert (holdout.source, holdout.variant, holdout.content_id) == ("default", "holdout", "welcome")
     decisions = decide(rs, ["hero", "hero2"], None, {}, {}, "v1", NOW, model)
     assert set(decisions) == {"hero", "hero2"} and decisions["hero"].decision_id != decisions["hero2"].decision_id
+
+
+def test_withheld_personalization_consent_means_the_default_filled_without_the_person():
+    rs = ruleset()
+    ada = {"traits": {"first_name": "Ada"}, "consent": {"personalization": False, "ts": NOW}}
+    for prefs, context in (({}, {"weather": "rain"}), ({"hero": "sun"}, {}), ({"show": ["summer"]}, {"country": "NO"})):
+        d = decide_slot(rs, "hero", ada, prefs, context, "v1", NOW, lambda *a: SimpleNamespace(
+            variant="sun", expected_ctr=0.1, explore=False, holdout=False, context="*", reason="model"))
+        assert (d.source, d.content_id, d.reason) == ("default", "welcome", "no personalization consent: default content")
+        assert d.content == "<h2>Welcome, there</h2>" and "model" not in d.extra
+    assert model_variants(rs.slots["hero"], {}, ada) == ()
+    given = dict(ada, consent={"personalization": True})
+    assert "Ada" in decide_slot(rs, "hero", given, {}, {}, "v1", NOW).content
