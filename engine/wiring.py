@@ -129,7 +129,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
-        BanditLearner(stores.redis, settings.redis_prefix),
+        BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
     return [processor]
@@ -173,7 +173,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.profile_config = profile_config(settings)
         services.rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         services.recommend = recommend_service(settings, stores)
-        services.slots = ModelSlots(stores.bandit)
+        services.slots = ModelSlots(stores.bandit, half_life_days=settings.interest_half_life_days)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
