@@ -35,7 +35,7 @@ from engine.profiles import model  # noqa: E402
 from engine.rules.live import LiveRules  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.stream import codec  # noqa: E402
-from engine.stream.consumer import BatchConsumer  # noqa: E402
+from engine.stream.consumer import BatchConsumer, tune_garbage_collection  # noqa: E402
 from engine.wiring import batch_handlers, clear_derived_state, open_stores  # noqa: E402
 
 PARTITIONS = 4
@@ -48,6 +48,7 @@ class Wire:
         self.round_trips = 0
         self.scripts = 0
         self.commands = 0
+        self.names: dict[str, int] = defaultdict(int)
         send, pack = Connection.send_packed_command, Connection.pack_commands
         wire = self
 
@@ -58,12 +59,20 @@ class Wire:
         def counted_pack(conn, commands):
             commands = list(commands)
             wire.commands += len(commands)
+            for c in commands:
+                wire.names[c[0] if isinstance(c[0], str) else c[0].decode()] += 1
             wire.scripts += sum(1 for c in commands if c and c[0] in ("EVALSHA", b"EVALSHA", "EVAL"))
             return pack(conn, commands)
 
         Connection.send_packed_command = counted_send
         Connection.pack_commands = counted_pack
         self.restore = lambda: (setattr(Connection, "send_packed_command", send), setattr(Connection, "pack_commands", pack))
+
+
+async def redis_usec(redis) -> dict[str, int]:
+    """Redis' own time per command (INFO commandstats; the server is shared, so an upper bound)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
 
 
 def timed(name: str, fn, spent: dict):
@@ -106,6 +115,7 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
                              for step in processor.after_batch]
     from engine.stream.archive import open_archive
     consumer = BatchConsumer(settings, handlers, archive=open_archive(settings))
+    tune_garbage_collection()  # as the worker does once started
     # the stream's events, each visitor's in order, timed a month before now so segments see them
     now_ms = int(time.time() * 1000)
     events = collected(make_events(n + batch, tag, now_ms=now_ms - n - batch - 60_000))
@@ -117,8 +127,10 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
         spent.clear()
         fetches = [records_of(rest[i : i + batch], offsets) for i in range(0, len(rest), batch)]
         wire.round_trips = wire.scripts = wire.commands = 0
+        wire.names.clear()
+        redis_before = await redis_usec(stores.redis)
         profiler = cProfile.Profile() if profile else None
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         seal_s = 0.0
         if profiler:
             profiler.enable()
@@ -129,7 +141,8 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
             seal_s += time.perf_counter() - sealing
         if profiler:
             profiler.disable()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        redis_after = await redis_usec(stores.redis)
     finally:
         wire.restore()
         await clear_derived_state(stores, settings)
@@ -141,13 +154,17 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
     handled = sum(spent.values())
     spent["archive: seal"] = seal_s
     spent["decode, archive buffer, the rest"] = elapsed - handled - seal_s
-    out = {"events_per_s": n / elapsed, "elapsed": elapsed, "spent": dict(spent), "batches": len(fetches),
+    out = {"events_per_s": n / elapsed, "elapsed": elapsed, "per_cpu_s": n / cpu, "spent": dict(spent), "batches": len(fetches),
+           "redis_ms": {k: (redis_after.get(k, 0) - v) / 1000 / len(fetches) for k, v in redis_before.items()
+                        if redis_after.get(k, 0) - v > 0},
            "round_trips": wire.round_trips / len(fetches), "scripts": wire.scripts / len(fetches),
-           "commands": wire.commands / len(fetches)}
+           "commands": wire.commands / len(fetches),
+           "by_name": {k: v / len(fetches) for k, v in sorted(wire.names.items(), key=lambda kv: -kv[1])}}
     if profiler:
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
-        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats("engine", 30)
         out["profile"] = text.getvalue()
     return out
 
@@ -163,9 +180,13 @@ def main() -> None:
     print(f"data: {args.n:,} mixed events ({VISITORS:,} visitors), batches of {args.batch:,}, demo rules "
           f"(3 segments, a model slot), archive on, Redis on the same machine")
     out = asyncio.run(run(args.n, args.batch, args.cprofile, args.redis))
-    print(f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s)")
+    print(f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s); "
+          f"{out['per_cpu_s']:,.0f} events per CPU second of this process (Redis not included)")
     print(f"per batch: {out['round_trips']:.1f} Redis round trips, {out['scripts']:.1f} script calls, "
-          f"{out['commands']:.1f} commands")
+          f"{out['commands']:.1f} commands (" + ", ".join(f"{k} {v:.0f}" for k, v in list(out["by_name"].items())[:6]) + ")")
+    busiest = sorted(out["redis_ms"].items(), key=lambda kv: -kv[1])[:6]
+    print(f"Redis' own time per batch: {sum(out['redis_ms'].values()):.1f} ms ("
+          + ", ".join(f"{k} {v:.1f}" for k, v in busiest) + ")")
     total = out["elapsed"]
     for name, seconds in sorted(out["spent"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<40} {seconds / out['batches'] * 1000:8.1f} ms/batch  {100 * seconds / total:5.1f}%")

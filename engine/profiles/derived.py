@@ -45,8 +45,8 @@ class SegmentUpdater:
                 memberships[vid] = derive(piece, model, segments, now_ms, self.half_life_days)["segments"]
             else:
                 memberships[vid] = {}
-        for user_id in users:
-            person = await self.people.person(user_id)
+        people = await self.people.users(sorted(users), result.profiles) if users else {}
+        for user_id, person in people.items():
             memberships[user_id] = derive(person, model, segments, now_ms, self.half_life_days)["segments"] if person else {}
         await self.index.update(memberships, [s.name for s in segments])
 

@@ -23,7 +23,11 @@ and none of the new event_ids has been seen, appending them. So the duplicate ch
 and the update are one atomic step per profile; a profile changed in between (a
 replay, a worker that took over a partition) is re-read and folded again. An event
 that breaks the fold is left out (and not marked seen): the batch's result lists it
-with the reason, for the dead-letter topic.
+with the reason, for the dead-letter topic. A profile the worker wrote last (its
+cache holds the version, the profile and, up to SEEN_CACHED, its seen ids) is not
+read at all: the commit's version check is the same guard, and a profile written by
+anything else since is read and folded again. In a steady stream most batches thus
+cost one round trip.
 
 De-duplication: an event_id is applied once if it comes again within `dedup_days`
 of being applied, whatever the number of events in between. The latest SEEN_KEPT
@@ -63,6 +67,7 @@ from engine.profiles import model
 log = logging.getLogger("engine.profiles")
 
 SEEN_KEPT = 2048   # seen ids kept in the profile's own hash
+SEEN_CACHED = 256  # the worker keeps a written profile's seen ids in memory up to this many (2 KiB)
 CHUNK = 1024       # ids moved together to the visitor's :seen hash once SEEN_KEPT is passed
 ID_BYTES = 8
 DAY_MS = 86_400_000
@@ -294,7 +299,8 @@ class ProfileStore:
         self.redis = redis
         # The worker keeps the profiles it wrote last, with their version: while Redis
         # still holds that version, the read skips the data and the decode.
-        self.cache: OrderedDict[str, tuple[bytes, dict]] = OrderedDict()
+        # (version, profile, seen ids or None when there are more than SEEN_CACHED)
+        self.cache: OrderedDict[str, tuple[bytes, dict, bytes | None]] = OrderedDict()
         self.cache_size = cache_size
         self.prefix = prefix
         self.cluster = cluster
@@ -333,6 +339,7 @@ class ProfileStore:
 
     async def erase(self, profile_id: str, now_ms: int) -> None:
         """Delete the profile and its seen ids and leave a tombstone, so neither the stream nor a replay brings it back."""
+        self.cache.pop(profile_id, None)
         await self._erase(keys=[self.profile_key(profile_id), self.seen_key(profile_id)], args=[now_ms])
 
     async def hide(self, profile_id: str, erasure_id: str) -> None:
@@ -382,15 +389,25 @@ class ProfileStore:
 
     async def _apply_once(self, pending: dict[str, list[dict]], fold, result: BatchResult,
                           old: dict[str, set[bytes]]) -> list[str]:
-        ids = list(pending)
-        read_chunks = self._chunks(ids)
         cache = self.cache
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for chunk in read_chunks:
-                held = [cache[vid][0] if vid in cache else b"" for vid in chunk]
-                await self._read(keys=[self.profile_key(vid) for vid in chunk], args=held, client=pipe)
-            rows = [row for reply in await pipe.execute() for row in reply]
-        ids = [vid for chunk in read_chunks for vid in chunk]
+        # A profile this worker wrote last, with its seen ids at hand, is not read: the
+        # commit's version check finds out if anything wrote it since (then it is read).
+        ids, rows, unread = [], [], []
+        for vid in pending:
+            cached = cache.get(vid)
+            if cached is not None and cached[2] is not None:
+                ids.append(vid)
+                rows.append((cached[0], None, cached[2], None))
+            else:
+                unread.append(vid)
+        if unread:
+            read_chunks = self._chunks(unread)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for chunk in read_chunks:
+                    held = [cache[vid][0] if vid in cache else b"" for vid in chunk]
+                    await self._read(keys=[self.profile_key(vid) for vid in chunk], args=held, client=pipe)
+                rows += [row for reply in await pipe.execute() for row in reply]
+            ids += [vid for chunk in read_chunks for vid in chunk]
 
         writes: dict[str, tuple] = {}
         conflicts = []
@@ -433,7 +450,8 @@ class ProfileStore:
                 else:
                     seen_after, moves = next_seen(seen_packed or b"", new_ids, [stamp_of(e) for e in fresh])
                 ttl = 0 if profile.get("user_id") else self.anonymous_ttl_s
-                writes[vid] = (version or b"", version_of(blob, seen_after), blob, new_ids, ttl, moves, len(fresh), profile)
+                writes[vid] = (version or b"", version_of(blob, seen_after), blob, new_ids, ttl, moves, len(fresh), profile,
+                               seen_after if len(seen_after) <= SEEN_CACHED * ID_BYTES else None)
             if profile is not None:
                 result.profiles[vid] = profile
         if not writes:
@@ -457,7 +475,7 @@ class ProfileStore:
                 if flag == "1":
                     result.applied += writes[vid][6]
                     if self.cache_size:
-                        cache[vid] = (writes[vid][1], writes[vid][7])
+                        cache[vid] = (writes[vid][1], writes[vid][7], writes[vid][8])
                         if len(cache) > self.cache_size:
                             cache.popitem(last=False)
                 elif flag == "2":
