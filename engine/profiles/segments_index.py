@@ -11,6 +11,8 @@ from __future__ import annotations
 import msgpack
 from redis.asyncio import Redis
 
+PEOPLE_PER_CALL = 10_000  # bounds how long one script holds Redis
+
 # KEYS[1]: the segment's set.  ARGV[1]: msgpack [[score, member, ...] in, [member, ...] out].
 # Scores are doubles in msgpack and go to ZADD as Lua numbers (17 significant digits).
 SET = """
@@ -42,17 +44,19 @@ class SegmentIndex:
         in one argument: the client's cost is per command and per argument, not per member."""
         if not memberships or not names:
             return
+        people = list(memberships.items())
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                inside: list = []
-                outside: list[str] = []
-                for person_id, scores in memberships.items():
-                    if name in scores:
-                        inside += (float(scores[name]), person_id)
-                    else:
-                        outside.append(person_id)
-                packed = msgpack.packb([inside, outside], use_bin_type=False)  # Redis' cmsgpack reads str, not bin
-                await self._set(keys=[self.key(name)], args=[packed], client=pipe)
+                for start in range(0, len(people), PEOPLE_PER_CALL):
+                    inside: list = []
+                    outside: list[str] = []
+                    for person_id, scores in people[start : start + PEOPLE_PER_CALL]:
+                        if name in scores:
+                            inside += (float(scores[name]), person_id)
+                        else:
+                            outside.append(person_id)
+                    packed = msgpack.packb([inside, outside], use_bin_type=False)  # Redis' cmsgpack reads str, not bin
+                    await self._set(keys=[self.key(name)], args=[packed], client=pipe)
             await pipe.execute()
 
     async def sizes(self, names: list[str]) -> dict[str, int]:

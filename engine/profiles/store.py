@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import msgpack
+import msgspec
 import zstandard
 from redis.asyncio import Redis
 from redis.cluster import key_slot
@@ -225,15 +226,20 @@ _compress = zstandard.ZstdCompressor(level=1, dict_data=_zdict, write_content_si
 _decompress = zstandard.ZstdDecompressor(dict_data=_zdict).decompress
 
 
+# msgspec writes the same msgpack bytes as msgpack.packb for a profile, in half the time.
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
+
+
 def pack_profile(profile: dict) -> bytes:
     """msgpack, compressed with a dictionary of the profile's own structure (about 5x smaller)."""
-    return ZDICT_V1 + _compress(msgpack.packb(profile))
+    return ZDICT_V1 + _compress(_pack(profile))
 
 
 def unpack_profile(blob: bytes) -> dict:
     if blob[:1] == ZDICT_V1:
         blob = _decompress(blob[1:])
-    return msgpack.unpackb(blob, raw=False)
+    return _unpack(blob)
 
 
 def event_hash(event_id: str) -> bytes:
@@ -247,9 +253,21 @@ def seen_hashes(packed: bytes | None) -> set[bytes]:
     return {packed[i : i + ID_BYTES] for i in range(0, len(packed), ID_BYTES)}
 
 
+def holds_id(packed: bytes, h: bytes) -> bool:
+    """Whether the concatenated 8-byte ids hold `h` (a search in C: no set of them is built)."""
+    at = packed.find(h)
+    while at != -1:
+        if at % ID_BYTES == 0:
+            return True
+        at = packed.find(h, at + 1)
+    return False
+
+
 def version_of(blob: bytes, seen: bytes) -> bytes:
     """A write's version is a hash of what it stored, so a replay writes the same bytes as the live worker."""
-    return hashlib.blake2b(blob + seen, digest_size=8).digest()
+    digest = hashlib.blake2b(blob, digest_size=8)
+    digest.update(seen)  # the hash of blob + seen, without copying them into one
+    return digest.digest()
 
 
 def envelope_error(event: dict) -> str | None:
@@ -417,14 +435,14 @@ class ProfileStore:
             if tombstone:
                 result.profiles[vid] = None
                 continue
-            seen = seen_hashes(seen_packed)
-            if vid in old:
-                seen |= old[vid]
+            held = seen_packed or b""
+            older = old.get(vid)
+            batch: set[bytes] = set()
             fresh, fresh_hashes = [], []
             for event in pending[vid]:
                 h = event_hash(event["event_id"])
-                if h not in seen:
-                    seen.add(h)
+                if h not in batch and not (older and h in older) and not holds_id(held, h):
+                    batch.add(h)
                     fresh.append(event)
                     fresh_hashes.append(h)
             from_cache = not data and version is not None and cached is not None and cached[0] == version
