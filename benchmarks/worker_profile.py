@@ -35,7 +35,13 @@ from engine.profiles import model  # noqa: E402
 from engine.rules.live import LiveRules  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.stream import codec  # noqa: E402
-from engine.stream.consumer import BatchConsumer, tune_garbage_collection  # noqa: E402
+from engine.stream.consumer import BatchConsumer  # noqa: E402
+
+try:
+    from engine.stream.consumer import tune_garbage_collection  # noqa: E402
+except ImportError:  # an engine from before it (for a before/after run)
+    def tune_garbage_collection() -> None:
+        pass
 from engine.wiring import batch_handlers, clear_derived_state, open_stores  # noqa: E402
 
 PARTITIONS = 4
@@ -173,7 +179,7 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("n", type=int, nargs="?", default=100_000)
-    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=Settings().batch_size, help="events per fetch (default: the worker's)")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
