@@ -16,7 +16,7 @@
    batch with one probe visitor; the time from the collector's 202 to the probe's
    profile being readable in Redis: p50, p95, p99.
 
-Usage: python benchmarks/pipeline_throughput.py [N] [--quick] [--no-scale-out]
+Usage: python benchmarks/pipeline_throughput.py [N] [--quick] [--no-scale-out] [--parts worker,e2e,freshness]
    (default N 200,000; --quick: 20,000 events, 5 s of freshness per rate, about a minute)
 Starts its own Tansu broker; uses the Redis at 127.0.0.1:6379 (else starts one).
 """
@@ -170,7 +170,13 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
              "url": "https://shop.example/probe"}]
 
         async def send(batch=batch, probe=probe):
-            response = await client.post("/v1/events", content=json.dumps({"events": batch}), headers=AUTH)
+            for attempt in range(3):  # a kept-alive connection the server closed meanwhile: send again
+                try:
+                    response = await client.post("/v1/events", content=json.dumps({"events": batch}), headers=AUTH)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
             assert response.status_code == 202 and not response.json()["rejected"], response.text
             accepted[probe] = time.perf_counter()
         sends.append(asyncio.create_task(send()))
@@ -181,7 +187,7 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
     return latencies
 
 
-async def main(n: int, quick: bool, with_scale_out: bool) -> None:
+async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"commit: {commit_id()}")
     print(f"data: {n:,} msgpack events of the mixed stream (~150 bytes), {VISITORS:,} visitors, 4 partitions; "
@@ -213,29 +219,30 @@ async def main(n: int, quick: bool, with_scale_out: bool) -> None:
 
         # 1. the batch worker
         settings = replace(base, topic=f"bench-{tag}", redis_prefix=f"b{tag}", consumer_group=f"b{tag}")
-        produce_s = await produce(settings, on_topic)
-        print(f"produced {n:,} events with aiokafka in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
-        processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], worker_env(settings), logs / "worker.log"))
-        first, last = await time_until(await worker_count(redis, settings), n)
-        results["worker"] = n / (last - first)
-        print(f"batch worker, every handler on:                       {results['worker']:,.0f} events/s", flush=True)
-        processes.pop().terminate()
+        if "worker" in parts:
+            produce_s = await produce(settings, on_topic)
+            print(f"produced {n:,} events with aiokafka in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
+            processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], worker_env(settings), logs / "worker.log"))
+            first, last = await time_until(await worker_count(redis, settings), n)
+            results["worker"] = n / (last - first)
+            print(f"batch worker, every handler on:                       {results['worker']:,.0f} events/s", flush=True)
+            processes.pop().terminate()
 
-        # 2. the naive per-event faust agent on the same events
-        naive_prefix = f"n{tag}"
-        env = dict(os.environ, BENCH_KAFKA=settings.kafka, BENCH_REDIS=redis_url, BENCH_TOPIC=settings.topic, BENCH_PREFIX=naive_prefix)
-        processes.append(spawn([sys.executable, str(ROOT / "benchmarks" / "naive_worker.py"), "worker", "-l", "warn", "--without-web"], env, logs / "naive.log"))
+            # 2. the naive per-event faust agent on the same events
+            naive_prefix = f"n{tag}"
+            env = dict(os.environ, BENCH_KAFKA=settings.kafka, BENCH_REDIS=redis_url, BENCH_TOPIC=settings.topic, BENCH_PREFIX=naive_prefix)
+            processes.append(spawn([sys.executable, str(ROOT / "benchmarks" / "naive_worker.py"), "worker", "-l", "warn", "--without-web"], env, logs / "naive.log"))
 
-        async def naive_count():
-            return int(await redis.get(f"{naive_prefix}:processed") or 0)
-        first, last = await time_until(naive_count, n)
-        results["naive"] = n / (last - first)
-        print(f"naive faust agent (1 event, 1 Redis round trip):      {results['naive']:,.0f} events/s", flush=True)
-        print(f"ratio, batch worker / naive agent: {results['worker'] / results['naive']:.1f}x", flush=True)
-        processes.pop().terminate()
+            async def naive_count():
+                return int(await redis.get(f"{naive_prefix}:processed") or 0)
+            first, last = await time_until(naive_count, n)
+            results["naive"] = n / (last - first)
+            print(f"naive faust agent (1 event, 1 Redis round trip):      {results['naive']:,.0f} events/s", flush=True)
+            print(f"ratio, batch worker / naive agent: {results['worker'] / results['naive']:.1f}x", flush=True)
+            processes.pop().terminate()
 
         # 3. two workers, one consumer group
-        if with_scale_out:
+        if with_scale_out and "worker" in parts:
             settings = replace(base, topic=f"scale-{tag}", redis_prefix=f"s{tag}", consumer_group=f"s{tag}")
             results["two_workers"] = await scale_out(redis, settings, collected(make_events(n, f"s{tag}", now_ms=now_ms - n)),
                                                      logs, processes)
@@ -257,25 +264,26 @@ async def main(n: int, quick: bool, with_scale_out: bool) -> None:
                 await asyncio.sleep(0.1)
             count = await worker_count(redis, settings)
             await asyncio.sleep(2.0)  # let the worker join its group before timing
-            started, cpu_before = time.perf_counter(), cpu_seconds(collector.pid)
-            queue = list(reversed(bodies))
+            if "e2e" in parts:
+                started, cpu_before = time.perf_counter(), cpu_seconds(collector.pid)
+                queue = list(reversed(bodies))
 
-            async def sender():
-                while queue:
-                    body = queue.pop()
-                    response = await client.post("/v1/events", content=body, headers=AUTH)
-                    assert response.status_code == 202 and not response.json()["rejected"], response.text
+                async def sender():
+                    while queue:
+                        body = queue.pop()
+                        response = await client.post("/v1/events", content=body, headers=AUTH)
+                        assert response.status_code == 202 and not response.json()["rejected"], response.text
 
-            await asyncio.gather(*(sender() for _ in range(8)))
-            http_done, collector_cpu = time.perf_counter(), cpu_seconds(collector.pid) - cpu_before
-            _, last = await time_until(count, n)
-            results["collector"] = n / (http_done - started)
-            results["collector_per_core"] = n / collector_cpu
-            results["end_to_end"] = n / (last - started)
-            print(f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
-                  f"{results['collector_per_core']:,.0f} events per CPU second of the collector", flush=True)
-            print(f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s", flush=True)
-            for rate in (1_000, 5_000):
+                await asyncio.gather(*(sender() for _ in range(8)))
+                http_done, collector_cpu = time.perf_counter(), cpu_seconds(collector.pid) - cpu_before
+                _, last = await time_until(count, n)
+                results["collector"] = n / (http_done - started)
+                results["collector_per_core"] = n / collector_cpu
+                results["end_to_end"] = n / (last - started)
+                print(f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
+                      f"{results['collector_per_core']:,.0f} events per CPU second of the collector", flush=True)
+                print(f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s", flush=True)
+            for rate in (1_000, 5_000) if "freshness" in parts else ():
                 latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
                 print(f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "
                       f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
@@ -297,5 +305,8 @@ if __name__ == "__main__":
     parser.add_argument("n", type=int, nargs="?", default=None)
     parser.add_argument("--quick", action="store_true", help="20,000 events and 5 s of freshness per rate")
     parser.add_argument("--no-scale-out", action="store_true")
+    parser.add_argument("--parts", default="worker,e2e,freshness", help="which of worker (with the naive agent and "
+                        "scale-out), e2e, freshness to run")
     args = parser.parse_args()
-    asyncio.run(main(args.n or (20_000 if args.quick else 200_000), args.quick, not args.no_scale_out))
+    asyncio.run(main(args.n or (20_000 if args.quick else 200_000), args.quick, not args.no_scale_out,
+                     set(args.parts.split(","))))
