@@ -11,7 +11,7 @@ import logging
 import time
 
 from engine.profiles.people import People
-from engine.profiles.segments import derive, memberships as inside
+from engine.profiles.segments import derive, memberships as memberships_of
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import BatchResult
 from engine.profiles.value_store import ValueStore
@@ -43,7 +43,7 @@ class SegmentUpdater:
                 memberships[vid] = {}
             elif piece is not None:
                 memberships[vid] = (derive(piece, model, segments, now_ms, self.half_life_days)["segments"] if model is not None
-                                    else inside(piece, segments, now_ms, self.half_life_days))  # no copy to make
+                                    else memberships_of(piece, segments, now_ms, self.half_life_days))  # no copy to make
             else:
                 memberships[vid] = {}
         people = await self.people.users(sorted(users), result.profiles) if users else {}
