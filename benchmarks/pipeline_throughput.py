@@ -1,23 +1,33 @@
 """Events per second through the pipeline, against the naive per-event faust agent, same run.
 
-1. worker: N events put on the topic, then one `clickstream worker` drains them
-   into Redis profiles; timed from its first processed event to its last.
+1. worker: N events of the mixed stream (benchmarks/events.py: views, pings, product
+   views, carts, impressions, logins, purchases) put on a 4-partition topic, then one
+   `clickstream worker` (every handler on: profiles, identity, segments of the packaged
+   demo rules, value, bandit, co-occurrence, archive) drains them; timed from its first
+   processed event to its last.
 2. baseline: the same N events drained by benchmarks/naive_worker.py (a faust agent,
    one event and one Redis round trip at a time), timed the same way.
-3. end to end: N events POSTed to the HTTP collector in batches of 500 (8 concurrent
-   clients) with a worker running; timed from the first request until the last
-   event is in Redis.
+3. scale-out: two `clickstream worker` processes in one consumer group on another copy
+   of the events; their combined rate from the moment both hold partitions.
+4. end to end: N events POSTed to the HTTP collector in batches of 500 (8 concurrent
+   clients, an API key) with a worker running; timed from the first request until the
+   last event is in Redis. The collector's CPU seconds give its events per core.
+5. freshness: events POSTed at 1,000 and 5,000 events/s in batches every 20 ms, each
+   batch with one probe visitor; the time from the collector's 202 to the probe's
+   profile being readable in Redis: p50, p95, p99.
 
-Usage: python benchmarks/pipeline_throughput.py [N]   (default 200000)
+Usage: python benchmarks/pipeline_throughput.py [N] [--quick] [--no-scale-out] [--parts worker,e2e,freshness]
+   (default N 200,000; --quick: 20,000 events, 5 s of freshness per rate, about a minute)
 Starts its own Tansu broker; uses the Redis at 127.0.0.1:6379 (else starts one).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
-import uuid
+import statistics
 import subprocess
 import sys
 import time
@@ -29,25 +39,24 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
+from benchmarks.events import VISITORS, collected, make_events  # noqa: E402
 from engine.stream import codec, kafka  # noqa: E402
 from engine.embedded import broker_command, free_port, redis_command, wait_for_port  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.wiring import workers_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-VISITORS = 10_000
-VISITOR_IDS = [str(uuid.UUID(int=i, version=4)) for i in range(VISITORS)]  # the engine's form of a visitor id
+AUTH = {"Content-Type": "application/json", "Authorization": "Bearer bench"}  # a back end: never rate limited
 
 
-def make_events(n: int, tag: str) -> list[dict]:
-    """~150-byte events, 10,000 visitors, a realistic mix of types."""
-    kinds = ("page_view", "page_view", "page_ping", "product_view")
-    return [
-        {"event_id": f"{tag}{i:09d}", "type": kinds[i % 4], "visitor_id": VISITOR_IDS[i % VISITORS],
-         "session_id": f"s{i // 50_000}", "ts": 1_795_400_000_000 + i, "url": f"https://shop.example/p/{i % 997}",
-         "props": {"product": {"id": f"sku-{i % 997}", "category": "shoes", "price": 9.5}} if i % 4 == 3 else {}}
-        for i in range(n)
-    ]
+def commit_id() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+changes" if dirty else "") if head else "unknown"
+    except OSError:
+        return "unknown"
 
 
 async def produce(settings: Settings, events: list[dict]) -> float:
@@ -81,18 +90,107 @@ def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def heartbeats(redis, settings: Settings) -> list[dict]:
+    return [json.loads(raw) for raw in (await redis.hgetall(workers_key(settings))).values()]
+
+
 async def worker_count(redis, settings: Settings):
     async def count():
-        total = 0
-        for raw in (await redis.hgetall(workers_key(settings))).values():
-            total += json.loads(raw)["events"]
-        return total
+        return sum(body["events"] for body in await heartbeats(redis, settings))
     return count
 
 
-async def main(n: int) -> None:
-    print(f"machine: {machine()}")
-    print(f"data: {n:,} msgpack events (~150 bytes), {VISITORS:,} visitors; broker (Tansu) and Redis on the same machine")
+def worker_env(settings: Settings) -> dict:
+    return dict(os.environ, **settings.environ())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+async def scale_out(redis, settings: Settings, events: list[dict], logs: Path, processes: list) -> float:
+    """Two workers in one group: events/s from the moment both hold partitions to the last event."""
+    await produce(settings, events)
+    env = worker_env(settings)
+    for n in range(2):
+        processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], env, logs / f"scale-{n}.log"))
+    count = await worker_count(redis, settings)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        bodies = await heartbeats(redis, settings)
+        if len(bodies) == 2 and all(b["partitions"] for b in bodies):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise TimeoutError("the two workers did not both get partitions")
+    started, done = time.perf_counter(), await count()
+    _, last = await time_until(count, len(events))
+    for _ in range(2):
+        processes.pop().terminate()
+    return (len(events) - done) / (last - started)
+
+
+async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: int, seconds: float) -> list[float]:
+    """Milliseconds from the 202 to the probe's profile in Redis, one probe per 20 ms batch."""
+    per_batch = max(1, rate // 50)
+    background = make_events(int(rate * seconds) + per_batch, f"f{rate}", now_ms=int(time.time() * 1000))
+    accepted: dict[str, float] = {}
+    latencies: list[float] = []
+    sending = True
+
+    async def poll():
+        while sending or accepted:
+            if accepted:
+                keys = list(accepted)
+                async with redis.pipeline(transaction=False) as pipe:
+                    for vid in keys:
+                        pipe.hexists(f"{settings.redis_prefix}:{{v:{vid}}}:p", "d")
+                    found = await pipe.execute()
+                now = time.perf_counter()
+                for vid, there in zip(keys, found):
+                    if there:
+                        latencies.append((now - accepted.pop(vid)) * 1000)
+            await asyncio.sleep(0.002)
+
+    poller = asyncio.create_task(poll())
+    started = time.perf_counter()
+    sends = []
+    for n in range(int(seconds * 50)):
+        probe = str(uuid.uuid4())
+        batch = background[n * per_batch : (n + 1) * per_batch - 1] + [
+            {"event_id": f"probe-{probe}", "type": "page_view", "visitor_id": probe, "ts": int(time.time() * 1000),
+             "url": "https://shop.example/probe"}]
+
+        async def send(batch=batch, probe=probe):
+            for attempt in range(3):  # a kept-alive connection the server closed meanwhile: send again
+                try:
+                    response = await client.post("/v1/events", content=json.dumps({"events": batch}), headers=AUTH)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            assert response.status_code == 202 and not response.json()["rejected"], response.text
+            accepted[probe] = time.perf_counter()
+        sends.append(asyncio.create_task(send()))
+        await asyncio.sleep(max(0.0, started + (n + 1) * 0.02 - time.perf_counter()))
+    await asyncio.gather(*sends)
+    sending = False
+    await asyncio.wait_for(poller, 60)
+    return latencies
+
+
+async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> None:
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"commit: {commit_id()}")
+    print(f"data: {n:,} msgpack events of the mixed stream (~150 bytes), {VISITORS:,} visitors, 4 partitions; "
+          f"broker (Tansu) and Redis on the same machine; packaged demo rules (3 segments, a model slot)")
     logs = Path("/tmp") / f"bench-{uuid.uuid4().hex[:6]}"
     logs.mkdir()
     broker_port = free_port()
@@ -111,63 +209,84 @@ async def main(n: int) -> None:
     tag = uuid.uuid4().hex[:6]
     base = Settings(kafka=f"127.0.0.1:{broker_port}", redis=redis_url, api_keys=("bench",), partitions=4,
                     rebalance_timeout_s=1.0, worker_heartbeat_s=0.05, data_dir=logs, log_level="warning")
-    results = {}
-    processes = []
+    results: dict[str, float] = {}
+    processes: list[subprocess.Popen] = []
+    now_ms = int(time.time() * 1000)
     try:
-        events = make_events(n, tag)
+        events = make_events(n, tag, now_ms=now_ms - n - 60_000)
+        on_topic = collected(events)
 
         # 1. the batch worker
         settings = replace(base, topic=f"bench-{tag}", redis_prefix=f"b{tag}", consumer_group=f"b{tag}")
-        produce_s = await produce(settings, events)
-        print(f"produced {n:,} events with aiokafka in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
-        env = dict(os.environ, **settings.environ())
-        processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], env, logs / "worker.log"))
-        first, last = await time_until(await worker_count(redis, settings), n)
-        results["worker"] = n / (last - first)
-        print(f"batch worker (getmany + 2 Redis round trips per batch): {results['worker']:,.0f} events/s", flush=True)
-        processes.pop().terminate()
+        if "worker" in parts:
+            produce_s = await produce(settings, on_topic)
+            print(f"produced {n:,} events with aiokafka in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
+            processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], worker_env(settings), logs / "worker.log"))
+            first, last = await time_until(await worker_count(redis, settings), n)
+            results["worker"] = n / (last - first)
+            print(f"batch worker, every handler on:                       {results['worker']:,.0f} events/s", flush=True)
+            processes.pop().terminate()
 
-        # 2. the naive per-event faust agent on the same events
-        naive_prefix = f"n{tag}"
-        env = dict(os.environ, BENCH_KAFKA=settings.kafka, BENCH_REDIS=redis_url, BENCH_TOPIC=settings.topic, BENCH_PREFIX=naive_prefix)
-        processes.append(spawn([sys.executable, str(ROOT / "benchmarks" / "naive_worker.py"), "worker", "-l", "warn", "--without-web"], env, logs / "naive.log"))
+            # 2. the naive per-event faust agent on the same events
+            naive_prefix = f"n{tag}"
+            env = dict(os.environ, BENCH_KAFKA=settings.kafka, BENCH_REDIS=redis_url, BENCH_TOPIC=settings.topic, BENCH_PREFIX=naive_prefix)
+            processes.append(spawn([sys.executable, str(ROOT / "benchmarks" / "naive_worker.py"), "worker", "-l", "warn", "--without-web"], env, logs / "naive.log"))
 
-        async def naive_count():
-            return int(await redis.get(f"{naive_prefix}:processed") or 0)
-        first, last = await time_until(naive_count, n)
-        results["naive"] = n / (last - first)
-        print(f"naive faust agent (1 event, 1 Redis round trip):        {results['naive']:,.0f} events/s", flush=True)
-        processes.pop().terminate()
+            async def naive_count():
+                return int(await redis.get(f"{naive_prefix}:processed") or 0)
+            first, last = await time_until(naive_count, n)
+            results["naive"] = n / (last - first)
+            print(f"naive faust agent (1 event, 1 Redis round trip):      {results['naive']:,.0f} events/s", flush=True)
+            print(f"ratio, batch worker / naive agent: {results['worker'] / results['naive']:.1f}x", flush=True)
+            processes.pop().terminate()
 
-        # 3. end to end through the HTTP collector
+        # 3. two workers, one consumer group
+        if with_scale_out and "worker" in parts:
+            settings = replace(base, topic=f"scale-{tag}", redis_prefix=f"s{tag}", consumer_group=f"s{tag}")
+            results["two_workers"] = await scale_out(redis, settings, collected(make_events(n, f"s{tag}", now_ms=now_ms - n)),
+                                                     logs, processes)
+            print(f"two workers, one group, 4 partitions, combined:       {results['two_workers']:,.0f} events/s "
+                  f"({results['two_workers'] / results['worker']:.2f}x one)", flush=True)
+
+        # 4. end to end through the HTTP collector, and 5. freshness
         settings = replace(base, topic=f"e2e-{tag}", redis_prefix=f"e{tag}", consumer_group=f"e{tag}")
         await kafka.ensure_topics(settings)
-        env = dict(os.environ, **settings.environ())
+        env = worker_env(settings)
         processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], env, logs / "e2e-worker.log"))
         port = free_port()
-        processes.append(spawn([sys.executable, "-m", "engine.cli", "collector", "--port", str(port)], env, logs / "collector.log"))
-        wait_for_port(port, 30, processes[-1])
+        collector = spawn([sys.executable, "-m", "engine.cli", "collector", "--port", str(port)], env, logs / "collector.log")
+        processes.append(collector)
+        wait_for_port(port, 30, collector)
         bodies = [json.dumps({"events": events[i : i + 500]}).encode() for i in range(0, n, 500)]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             while (await client.get("/healthz")).status_code != 200:
                 await asyncio.sleep(0.1)
             count = await worker_count(redis, settings)
             await asyncio.sleep(2.0)  # let the worker join its group before timing
-            started = time.perf_counter()
-            queue = list(reversed(bodies))
+            if "e2e" in parts:
+                started, cpu_before = time.perf_counter(), cpu_seconds(collector.pid)
+                queue = list(reversed(bodies))
 
-            async def sender():
-                while queue:
-                    body = queue.pop()
-                    response = await client.post("/v1/events", content=body, headers={  # a back end: never limited
-                        "Content-Type": "application/json", "Authorization": "Bearer bench"})
-                    assert response.status_code == 202 and not response.json()["rejected"], response.text
+                async def sender():
+                    while queue:
+                        body = queue.pop()
+                        response = await client.post("/v1/events", content=body, headers=AUTH)
+                        assert response.status_code == 202 and not response.json()["rejected"], response.text
 
-            await asyncio.gather(*(sender() for _ in range(8)))
-            http_done = time.perf_counter()
-            _, last = await time_until(count, n)
-        results["collector"] = n / (http_done - started)
-        results["end_to_end"] = n / (last - started)
+                await asyncio.gather(*(sender() for _ in range(8)))
+                http_done, collector_cpu = time.perf_counter(), cpu_seconds(collector.pid) - cpu_before
+                _, last = await time_until(count, n)
+                results["collector"] = n / (http_done - started)
+                results["collector_per_core"] = n / collector_cpu
+                results["end_to_end"] = n / (last - started)
+                print(f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
+                      f"{results['collector_per_core']:,.0f} events per CPU second of the collector", flush=True)
+                print(f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s", flush=True)
+            for rate in (1_000, 5_000) if "freshness" in parts else ():
+                latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
+                print(f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "
+                      f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
+                      f"p99 {percentile(latencies, 99):.0f} ms", flush=True)
     finally:
         for process in processes:
             process.terminate()
@@ -177,11 +296,16 @@ async def main(n: int) -> None:
         keys = [k async for k in redis.scan_iter(match=f"*{tag}*", count=5000)]
         for i in range(0, len(keys), 5000):
             await redis.unlink(*keys[i : i + 5000])
-
-    print(f"ratio, batch worker / naive agent: {results['worker'] / results['naive']:.1f}x")
-    print(f"HTTP collector alone (POST, 500 per request, 8 clients): {results['collector']:,.0f} events/s")
-    print(f"end to end (HTTP -> Kafka -> worker -> Redis):          {results['end_to_end']:,.0f} events/s")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", type=int, nargs="?", default=None)
+    parser.add_argument("--quick", action="store_true", help="20,000 events and 5 s of freshness per rate")
+    parser.add_argument("--no-scale-out", action="store_true")
+    parser.add_argument("--parts", default="worker,e2e,freshness", help="which of worker (with the naive agent and "
+                        "scale-out), e2e, freshness to run")
+    args = parser.parse_args()
+    asyncio.run(main(args.n or (20_000 if args.quick else 200_000), args.quick, not args.no_scale_out,
+                     set(args.parts.split(","))))

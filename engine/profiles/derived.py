@@ -11,7 +11,7 @@ import logging
 import time
 
 from engine.profiles.people import People
-from engine.profiles.segments import derive
+from engine.profiles.segments import derive, memberships as memberships_of
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import BatchResult
 from engine.profiles.value_store import ValueStore
@@ -42,11 +42,12 @@ class SegmentUpdater:
                 users.add(piece["user_id"])
                 memberships[vid] = {}
             elif piece is not None:
-                memberships[vid] = derive(piece, model, segments, now_ms, self.half_life_days)["segments"]
+                memberships[vid] = (derive(piece, model, segments, now_ms, self.half_life_days)["segments"] if model is not None
+                                    else memberships_of(piece, segments, now_ms, self.half_life_days))  # no copy to make
             else:
                 memberships[vid] = {}
-        for user_id in users:
-            person = await self.people.person(user_id)
+        people = await self.people.users(sorted(users), result.profiles) if users else {}
+        for user_id, person in people.items():
             memberships[user_id] = derive(person, model, segments, now_ms, self.half_life_days)["segments"] if person else {}
         await self.index.update(memberships, [s.name for s in segments])
 

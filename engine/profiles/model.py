@@ -40,6 +40,7 @@ ITEMS_KEPT = 100
 DAYS_KEPT = 90
 PING_MS_DEFAULT = 10_000
 PING_MS_MAX = 60_000
+COMMERCE_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "purchase"})  # what _commerce reads
 INTEREST_WEIGHTS = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 QTY_MAX = 1_000_000  # one line of a cart or an order
 MONEY_MAX = 1e12  # one price or order; sums of them stay far from float overflow
@@ -112,15 +113,19 @@ def _touch_session(sessions: dict, session_id: str | None, ts: int, last_seen: i
         sessions["total_ms"] += ts - last_seen
 
 
-def _count_day(profile: dict, ts: int, *keys: str) -> None:
+def _count_day(profile: dict, ts: int, kind: str, category: str | None) -> None:
     day = str(ts // DAY_MS)
     daily = profile["daily"]
-    bucket = daily.setdefault(day, {})
-    for key in keys:
+    bucket = daily.get(day)
+    if bucket is None:  # a new day: the only time the window can pass DAYS_KEPT
+        bucket = daily[day] = {}
+        if len(daily) > DAYS_KEPT:
+            for old in sorted(daily, key=int)[: len(daily) - DAYS_KEPT]:
+                del daily[old]
+    bucket[kind] = bucket.get(kind, 0) + 1
+    if category:
+        key = f"{kind}:{category}"
         bucket[key] = bucket.get(key, 0) + 1
-    if len(daily) > DAYS_KEPT:
-        for old in sorted(daily, key=int)[: len(daily) - DAYS_KEPT]:
-            del daily[old]
 
 
 def _add_interest(profile: dict, category: str, weight: float, ts: int, config: ProfileConfig) -> None:
@@ -273,7 +278,7 @@ def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> 
         profile["last_seen"] = ts
 
     category = _text(_product(event).get("category"))
-    _count_day(profile, ts, kind, *( [f"{kind}:{category}"] if category else []))
+    _count_day(profile, ts, kind, category)
     if category and kind in INTEREST_WEIGHTS and kind != "purchase":
         _add_interest(profile, category, INTEREST_WEIGHTS[kind], ts, config)
 
@@ -290,7 +295,8 @@ def apply_event(profile: dict, event: dict, config: ProfileConfig = DEFAULT) -> 
             profile["engaged_ms"] += int(min(engaged, PING_MS_MAX))
     elif kind == "identify":
         _identify(profile, event, config)
-    _commerce(profile, event, config)
+    if kind in COMMERCE_EVENTS:
+        _commerce(profile, event, config)
     return profile
 
 

@@ -41,7 +41,7 @@ from engine.errors import NotFound
 from engine.profiles import changes
 from engine.profiles.identity import merge_all
 from engine.profiles.user_ids import is_identity_id
-from engine.profiles.store import BatchResult, ProfileStore
+from engine.profiles.store import BatchResult, ProfileStore, unpack_profile
 
 # KEYS: links, audit, tomb.  ARGV: visitor id, event id, linked entry, refused entry, cap.
 LINK = """
@@ -135,8 +135,10 @@ class People:
         """Links each identify event's visitor to its user, or records why not.
 
         Runs for every identify event of the batch, new or redelivered, so a crash
-        between the profile write and this step is repaired by the redelivery.
+        between the profile write and this step is repaired by the redelivery. Every
+        link and refusal of the batch goes in one pipeline, in the batch's order.
         """
+        calls = []
         for event in events:
             if event["type"] != "identify" or event.get("verified") is not True \
                     or not is_identity_id(event.get("user_id"), self.blocked):
@@ -153,14 +155,20 @@ class People:
                                    other=self.digest(owner))
                     kept = dict(base, action="refused", reason="another user's login on this visitor id was refused",
                                 other=self.digest(uid))
-                    await self._refuse(keys=[self._key(uid, "audit"), self._key(owner, "audit"),
-                                             self._key(uid, "tomb"), self._key(owner, "tomb")],
-                                       args=[event["event_id"], json.dumps(refused), json.dumps(kept)])
+                    calls.append((self._refuse, [self._key(uid, "audit"), self._key(owner, "audit"),
+                                                 self._key(uid, "tomb"), self._key(owner, "tomb")],
+                                  [event["event_id"], json.dumps(refused), json.dumps(kept)]))
                 continue
             linked = json.dumps(dict(base, action="linked"))
             refused = json.dumps(dict(base, action="refused", reason=f"more than {self.max_visitors} visitor ids"))
-            await self._link(keys=[self._key(uid, "links"), self._key(uid, "audit"), self._key(uid, "tomb")],
-                             args=[vid, event["event_id"], linked, refused, self.max_visitors])
+            calls.append((self._link, [self._key(uid, "links"), self._key(uid, "audit"), self._key(uid, "tomb")],
+                          [vid, event["event_id"], linked, refused, self.max_visitors]))
+        if not calls:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     # --- the API's side ----------------------------------------------------
 
@@ -218,6 +226,55 @@ class People:
         person["visitor_ids"] = visitor_ids
         person["preferences"] = await self.preferences(profile_id, user_id, visitor_ids, {profile_id: own_preferences})
         return person
+
+    async def users(self, user_ids: list[str], known: dict[str, dict | None] | None = None) -> dict[str, dict | None]:
+        """`person(uid)` for many user ids in two round trips, whatever their number (the worker's segments).
+
+        `known`: visitor id -> its profile as just written (the batch's own), so only the
+        linked pieces the batch did not touch are read and decoded. A user id that is also
+        a stored visitor id (never made by the engine) takes `person`'s own path."""
+        known = known or {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid in user_ids:
+                pipe.hmget(self.store.profile_key(uid), ["d", "e"])
+                pipe.smembers(self._key(uid, "links"))
+                pipe.get(self._key(uid, "prefs"))
+            rows = await pipe.execute()
+        linked: dict[str, tuple[list[str], bytes | None]] = {}
+        out: dict[str, dict | None] = {}
+        for n, uid in enumerate(user_ids):
+            (own, pending), members, user_prefs = rows[3 * n : 3 * n + 3]
+            if own is not None or pending is not None:
+                out[uid] = await self.person(uid)
+            else:
+                linked[uid] = (sorted(v.decode() for v in members), user_prefs)
+        wanted = sorted({vid for vids, _ in linked.values() for vid in vids})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for vid in wanted:
+                pipe.hmget(self.store.profile_key(vid), ["e", "prefs"] if vid in known else ["e", "prefs", "d"])
+            stored = dict(zip(wanted, await pipe.execute()))
+        for uid, (vids, user_prefs) in linked.items():
+            pieces, merged_prefs = [], {}
+            for vid in vids:
+                pending, prefs, *data = stored[vid]
+                if pending is not None:
+                    continue  # being erased: neither its profile nor its preferences count
+                piece = known.get(vid) if vid in known else (unpack_profile(data[0]) if data[0] else None)
+                if piece is not None:
+                    pieces.append(piece)
+                if prefs:
+                    merged_prefs.update(json.loads(prefs))
+            if not pieces:
+                out[uid] = None
+                continue
+            person = dict(merge_all(pieces, self.half_life_days))  # a copy: one piece merges to itself
+            person["id"] = uid
+            person["visitor_ids"] = vids
+            if user_prefs:
+                merged_prefs.update(json.loads(user_prefs))
+            person["preferences"] = merged_prefs
+            out[uid] = person
+        return out
 
     async def preferences(self, profile_id: str, user_id: str | None, visitor_ids: list[str],
                           read: dict[str, bytes | None] | None = None) -> dict:

@@ -23,7 +23,11 @@ and none of the new event_ids has been seen, appending them. So the duplicate ch
 and the update are one atomic step per profile; a profile changed in between (a
 replay, a worker that took over a partition) is re-read and folded again. An event
 that breaks the fold is left out (and not marked seen): the batch's result lists it
-with the reason, for the dead-letter topic.
+with the reason, for the dead-letter topic. A profile the worker wrote last (its
+cache holds the version, the profile and, up to SEEN_CACHED, its seen ids) is not
+read at all: the commit's version check is the same guard, and a profile written by
+anything else since is read and folded again. In a steady stream most batches thus
+cost one round trip.
 
 De-duplication: an event_id is applied once if it comes again within `dedup_days`
 of being applied, whatever the number of events in between. The latest SEEN_KEPT
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import msgpack
+import msgspec
 import zstandard
 from redis.asyncio import Redis
 from redis.cluster import key_slot
@@ -63,6 +68,7 @@ from engine.profiles import model
 log = logging.getLogger("engine.profiles")
 
 SEEN_KEPT = 2048   # seen ids kept in the profile's own hash
+SEEN_CACHED = 256  # the worker keeps a written profile's seen ids in memory up to this many (2 KiB)
 CHUNK = 1024       # ids moved together to the visitor's :seen hash once SEEN_KEPT is passed
 ID_BYTES = 8
 DAY_MS = 86_400_000
@@ -220,15 +226,20 @@ _compress = zstandard.ZstdCompressor(level=1, dict_data=_zdict, write_content_si
 _decompress = zstandard.ZstdDecompressor(dict_data=_zdict).decompress
 
 
+# msgspec writes the same msgpack bytes as msgpack.packb for a profile, in half the time.
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
+
+
 def pack_profile(profile: dict) -> bytes:
     """msgpack, compressed with a dictionary of the profile's own structure (about 5x smaller)."""
-    return ZDICT_V1 + _compress(msgpack.packb(profile))
+    return ZDICT_V1 + _compress(_pack(profile))
 
 
 def unpack_profile(blob: bytes) -> dict:
     if blob[:1] == ZDICT_V1:
         blob = _decompress(blob[1:])
-    return msgpack.unpackb(blob, raw=False)
+    return _unpack(blob)
 
 
 def event_hash(event_id: str) -> bytes:
@@ -242,9 +253,21 @@ def seen_hashes(packed: bytes | None) -> set[bytes]:
     return {packed[i : i + ID_BYTES] for i in range(0, len(packed), ID_BYTES)}
 
 
+def holds_id(packed: bytes, h: bytes) -> bool:
+    """Whether the concatenated 8-byte ids hold `h` (a search in C: no set of them is built)."""
+    at = packed.find(h)
+    while at != -1:
+        if at % ID_BYTES == 0:
+            return True
+        at = packed.find(h, at + 1)
+    return False
+
+
 def version_of(blob: bytes, seen: bytes) -> bytes:
     """A write's version is a hash of what it stored, so a replay writes the same bytes as the live worker."""
-    return hashlib.blake2b(blob + seen, digest_size=8).digest()
+    digest = hashlib.blake2b(blob, digest_size=8)
+    digest.update(seen)  # the hash of blob + seen, without copying them into one
+    return digest.digest()
 
 
 def envelope_error(event: dict) -> str | None:
@@ -294,7 +317,8 @@ class ProfileStore:
         self.redis = redis
         # The worker keeps the profiles it wrote last, with their version: while Redis
         # still holds that version, the read skips the data and the decode.
-        self.cache: OrderedDict[str, tuple[bytes, dict]] = OrderedDict()
+        # (version, profile, seen ids or None when there are more than SEEN_CACHED)
+        self.cache: OrderedDict[str, tuple[bytes, dict, bytes | None]] = OrderedDict()
         self.cache_size = cache_size
         self.prefix = prefix
         self.cluster = cluster
@@ -333,6 +357,7 @@ class ProfileStore:
 
     async def erase(self, profile_id: str, now_ms: int) -> None:
         """Delete the profile and its seen ids and leave a tombstone, so neither the stream nor a replay brings it back."""
+        self.cache.pop(profile_id, None)
         await self._erase(keys=[self.profile_key(profile_id), self.seen_key(profile_id)], args=[now_ms])
 
     async def hide(self, profile_id: str, erasure_id: str) -> None:
@@ -382,15 +407,25 @@ class ProfileStore:
 
     async def _apply_once(self, pending: dict[str, list[dict]], fold, result: BatchResult,
                           old: dict[str, set[bytes]]) -> list[str]:
-        ids = list(pending)
-        read_chunks = self._chunks(ids)
         cache = self.cache
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for chunk in read_chunks:
-                held = [cache[vid][0] if vid in cache else b"" for vid in chunk]
-                await self._read(keys=[self.profile_key(vid) for vid in chunk], args=held, client=pipe)
-            rows = [row for reply in await pipe.execute() for row in reply]
-        ids = [vid for chunk in read_chunks for vid in chunk]
+        # A profile this worker wrote last, with its seen ids at hand, is not read: the
+        # commit's version check finds out if anything wrote it since (then it is read).
+        ids, rows, unread = [], [], []
+        for vid in pending:
+            cached = cache.get(vid)
+            if cached is not None and cached[2] is not None:
+                ids.append(vid)
+                rows.append((cached[0], None, cached[2], None))
+            else:
+                unread.append(vid)
+        if unread:
+            read_chunks = self._chunks(unread)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for chunk in read_chunks:
+                    held = [cache[vid][0] if vid in cache else b"" for vid in chunk]
+                    await self._read(keys=[self.profile_key(vid) for vid in chunk], args=held, client=pipe)
+                rows += [row for reply in await pipe.execute() for row in reply]
+            ids += [vid for chunk in read_chunks for vid in chunk]
 
         writes: dict[str, tuple] = {}
         conflicts = []
@@ -400,14 +435,14 @@ class ProfileStore:
             if tombstone:
                 result.profiles[vid] = None
                 continue
-            seen = seen_hashes(seen_packed)
-            if vid in old:
-                seen |= old[vid]
+            held = seen_packed or b""
+            older = old.get(vid)
+            batch: set[bytes] = set()
             fresh, fresh_hashes = [], []
             for event in pending[vid]:
                 h = event_hash(event["event_id"])
-                if h not in seen:
-                    seen.add(h)
+                if h not in batch and not (older and h in older) and not holds_id(held, h):
+                    batch.add(h)
                     fresh.append(event)
                     fresh_hashes.append(h)
             from_cache = not data and version is not None and cached is not None and cached[0] == version
@@ -433,7 +468,8 @@ class ProfileStore:
                 else:
                     seen_after, moves = next_seen(seen_packed or b"", new_ids, [stamp_of(e) for e in fresh])
                 ttl = 0 if profile.get("user_id") else self.anonymous_ttl_s
-                writes[vid] = (version or b"", version_of(blob, seen_after), blob, new_ids, ttl, moves, len(fresh), profile)
+                writes[vid] = (version or b"", version_of(blob, seen_after), blob, new_ids, ttl, moves, len(fresh), profile,
+                               seen_after if len(seen_after) <= SEEN_CACHED * ID_BYTES else None)
             if profile is not None:
                 result.profiles[vid] = profile
         if not writes:
@@ -457,7 +493,7 @@ class ProfileStore:
                 if flag == "1":
                     result.applied += writes[vid][6]
                     if self.cache_size:
-                        cache[vid] = (writes[vid][1], writes[vid][7])
+                        cache[vid] = (writes[vid][1], writes[vid][7], writes[vid][8])
                         if len(cache) > self.cache_size:
                             cache.popitem(last=False)
                 elif flag == "2":

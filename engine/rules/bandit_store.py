@@ -253,6 +253,9 @@ class BanditLearner:
         seen: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)   # slot -> (kind, decision, visitor, ts)
         buyers: dict[str, list[int]] = defaultdict(list)                         # visitor hash -> purchase ts
         for event in events:
+            kind = event.get("type")
+            if kind not in SEEN_EVENTS and kind != "purchase":
+                continue  # most of a stream: nothing the bandit learns from
             profile = result.profiles.get(event.get("visitor_id"))
             if profile is None or not has_analytics_consent(profile, self.config):
                 continue  # erased, or no consent: the profile step dropped the event too

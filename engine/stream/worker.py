@@ -17,7 +17,7 @@ import faust
 from mode import Service
 
 from engine.settings import Settings
-from engine.stream.consumer import BatchConsumer, WorkerParts
+from engine.stream.consumer import BatchConsumer, WorkerParts, tune_garbage_collection
 
 log = logging.getLogger("engine.worker")
 
@@ -50,6 +50,7 @@ def create_worker_app(settings: Settings, open_parts: OpenParts) -> faust.App:
             self.batches = BatchConsumer(settings, self.parts.handlers, dead_letter=self.parts.dead_letter,
                                          archive=self.parts.archive, identity=self.parts.identity)
             await self.batches.start()
+            tune_garbage_collection()
             self.heartbeat = self.parts.heartbeat(self.batches.stats, self.batches.ready)
             for task in self.parts.background:
                 self.add_future(task(lambda: self.should_stop))

@@ -96,3 +96,21 @@ async def test_a_refusal_is_in_both_logs_and_either_erasure_removes_both(people)
     assert [e["action"] for e in await people.audit("ada")] == ["linked"]
     await run(people, [identify("d", "eve", T0 + 3)])  # erased: no new entry in either log
     assert await people.audit("eve") == [] and [e["action"] for e in await people.audit("ada")] == ["linked"]
+
+
+async def test_many_users_read_at_once_equal_each_read_alone(people):
+    """The worker's segment step reads every identified person of a batch in two round trips."""
+    events = [view("d0", T0), identify("d0", "u1", T0 + 1), view("d1", T0 + 2), identify("d1", "u1", T0 + 3),
+              view("d2", T0 + 4), identify("d2", "u2", T0 + 5), view("d3", T0 + 6), identify("d3", "u3", T0 + 7)]
+    result = await run(people, events)
+    await people.store.redis.hset(people.store.profile_key("d1"), "prefs", '{"topics": ["shoes"]}')
+    await people.store.redis.set(people._key("u1", "prefs"), '{"language": "no"}')
+    await people.store.hide("d2", "erasure-1")                       # being erased: counts for nobody
+    alone = {uid: await people.person(uid) for uid in ("u1", "u2", "u3", "nobody")}
+    assert alone["u1"]["preferences"] == {"topics": ["shoes"], "language": "no"}
+    assert alone["u2"] is None and alone["nobody"] is None
+    assert await people.users(["u1", "u2", "u3", "nobody"]) == alone
+    known = {vid: result.profiles[vid] for vid in ("d0", "d3")}  # the batch's own copies
+    together = await people.users(["u1", "u2", "u3", "nobody"], known)
+    assert together == alone and together["u3"]["id"] == "u3"
+    assert result.profiles["d0"]["id"] == "d0" and result.profiles["d3"]["id"] == "d3"  # a single piece is copied

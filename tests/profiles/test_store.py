@@ -228,3 +228,41 @@ async def test_in_memory_copies_stay_exact_when_someone_else_writes(redis_client
     await live.apply(events)                 # redelivery, served from the cache: nothing changes
     assert await live.get("a") == fold(new_profile("a"), events)
     await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+
+
+async def test_a_profile_this_worker_wrote_last_is_not_read_and_its_duplicates_still_count_once(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    live, other = ProfileStore(redis_client, prefix, cache_size=100), ProfileStore(redis_client, prefix)
+    reads = []
+    real_read = live._read
+
+    async def counted(*args, **kwargs):
+        reads.append(kwargs["keys"])
+        return await real_read(*args, **kwargs)
+
+    live._read = counted
+    events = events_for("a", 40)
+    await live.apply(events[:10])
+    assert len(reads) == 1
+    assert await live.apply(events[5:20]) == 10          # half redelivered: dropped from the cached seen ids
+    assert len(reads) == 1, "a profile written last by this worker is not read again"
+    await other.apply(events[20:25])                     # written by something else meanwhile
+    assert await live.apply(events[20:30]) == 5          # the version check sends it back to a read
+    assert len(reads) == 2
+    assert await live.get("a") == fold(new_profile("a"), events[:30])
+    await other.erase("a", 1)                            # erased elsewhere: the cached copy must not revive it
+    result = await live.apply_batch(events[30:])
+    assert result.applied == 0 and result.profiles == {"a": None} and await live.get("a") is None
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
+
+
+async def test_a_profile_with_many_seen_ids_is_read_again_rather_than_cached_with_them(redis_client):
+    from engine.profiles.store import SEEN_CACHED
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    live = ProfileStore(redis_client, prefix, cache_size=100)
+    events = events_for("a", SEEN_CACHED + 10)
+    await live.apply(events[:-5])
+    assert live.cache["a"][2] is None                     # the profile is kept, its seen ids are not
+    assert await live.apply(events) == 5
+    assert await live.get("a") == fold(new_profile("a"), events)
+    await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])

@@ -1,0 +1,205 @@
+"""Where the worker's batch time goes: the batch path in one process, every handler on, timed per step.
+
+Runs what `clickstream worker` runs for each fetch (decode, every handler of
+engine.wiring.batch_handlers with the packaged demo rules: 3 segments and a
+model-driven slot, the archive buffer and its sealing) over batches of the mixed
+benchmark stream (benchmarks/events.py), against the real Redis, without the broker:
+records are built in memory as aiokafka hands them over. Prints events/s, each
+step's share of the batch time, and Redis round trips and script calls per batch.
+
+Usage: python benchmarks/worker_profile.py [N] [--batch 10000] [--cprofile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from redis.asyncio.connection import Connection
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import machine  # noqa: E402
+from benchmarks.events import VISITORS, collected, make_events  # noqa: E402
+from engine.profiles import model  # noqa: E402
+from engine.rules.live import LiveRules  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.stream import codec  # noqa: E402
+from engine.stream.consumer import BatchConsumer  # noqa: E402
+
+try:
+    from engine.stream.consumer import tune_garbage_collection  # noqa: E402
+except ImportError:  # an engine from before it (for a before/after run)
+    def tune_garbage_collection() -> None:
+        pass
+from engine.wiring import batch_handlers, clear_derived_state, open_stores  # noqa: E402
+
+PARTITIONS = 4
+
+
+class Wire:
+    """Counts what the client sends: writes to the socket (round trips) and script calls."""
+
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.scripts = 0
+        self.commands = 0
+        self.names: dict[str, int] = defaultdict(int)
+        send, pack = Connection.send_packed_command, Connection.pack_commands
+        wire = self
+
+        async def counted_send(conn, command, check_health=True):
+            wire.round_trips += 1
+            return await send(conn, command, check_health)
+
+        def counted_pack(conn, commands):
+            commands = list(commands)
+            wire.commands += len(commands)
+            for c in commands:
+                wire.names[c[0] if isinstance(c[0], str) else c[0].decode()] += 1
+            wire.scripts += sum(1 for c in commands if c and c[0] in ("EVALSHA", b"EVALSHA", "EVAL"))
+            return pack(conn, commands)
+
+        Connection.send_packed_command = counted_send
+        Connection.pack_commands = counted_pack
+        self.restore = lambda: (setattr(Connection, "send_packed_command", send), setattr(Connection, "pack_commands", pack))
+
+
+async def redis_usec(redis) -> dict[str, int]:
+    """Redis' own time per command (INFO commandstats; the server is shared, so an upper bound)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
+
+
+def timed(name: str, fn, spent: dict):
+    async def wrapper(*args):
+        started = time.perf_counter()
+        try:
+            return await fn(*args)
+        finally:
+            spent[name] += time.perf_counter() - started
+    return wrapper
+
+
+def records_of(events: list[dict], offsets: dict[int, int]) -> dict:
+    fetched: dict[TopicPartition, list] = defaultdict(list)
+    for event in events:
+        partition = hash(event["visitor_id"]) % PARTITIONS
+        tp = TopicPartition("bench", partition)
+        value = codec.encode(event)
+        offset = offsets[partition]
+        offsets[partition] += 1
+        fetched[tp].append(ConsumerRecord("bench", partition, offset, 0, 0, event["visitor_id"].encode(), value,
+                                          None, 36, len(value), ()))
+    return fetched
+
+
+async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
+    tag = uuid.uuid4().hex[:6]
+    data = Path(tempfile.mkdtemp(prefix="worker-profile-"))
+    settings = Settings(redis=redis_url, redis_prefix=f"wp{tag}", data_dir=data, topic="bench", log_level="warning")
+    stores = open_stores(settings, profile_cache=settings.profile_cache_size)
+    rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+    rules.refresh()
+    handlers = batch_handlers(settings, stores, rules)
+    processor = handlers[0]
+    spent: dict[str, float] = defaultdict(float)
+    processor.store.apply_batch = timed("profiles: read, fold, commit", processor.store.apply_batch, spent)
+    processor.people.link = timed("identity links", processor.people.link, spent)
+    processor.orders.mark = timed("order trust", processor.orders.mark, spent)
+    processor.after_batch = [timed(type(step).__name__ if not hasattr(step, "__self__") else step.__name__, step, spent)
+                             for step in processor.after_batch]
+    from engine.stream.archive import open_archive
+    consumer = BatchConsumer(settings, handlers, archive=open_archive(settings))
+    tune_garbage_collection()  # as the worker does once started
+    # the stream's events, each visitor's in order, timed a month before now so segments see them
+    now_ms = int(time.time() * 1000)
+    events = collected(make_events(n + batch, tag, now_ms=now_ms - n - batch - 60_000))
+    offsets = defaultdict(int)
+    warm, rest = events[:batch], events[batch:]
+    wire = Wire()
+    try:
+        await consumer._handle(records_of(warm, offsets), lambda: False)  # first sight of every visitor
+        spent.clear()
+        fetches = [records_of(rest[i : i + batch], offsets) for i in range(0, len(rest), batch)]
+        wire.round_trips = wire.scripts = wire.commands = 0
+        wire.names.clear()
+        redis_before = await redis_usec(stores.redis)
+        profiler = cProfile.Profile() if profile else None
+        started, cpu = time.perf_counter(), time.process_time()
+        seal_s = 0.0
+        if profiler:
+            profiler.enable()
+        for fetched in fetches:
+            await consumer._handle(fetched, lambda: False)
+            if consumer.writer.due() or fetched is fetches[-1]:  # as the worker: every 10 s or 50,000 events
+                sealing = time.perf_counter()
+                consumer.writer.seal("bench-log")
+                seal_s += time.perf_counter() - sealing
+        if profiler:
+            profiler.disable()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        redis_after = await redis_usec(stores.redis)
+    finally:
+        wire.restore()
+        await clear_derived_state(stores, settings)
+        keys = [k async for k in stores.redis.scan_iter(match=f"wp{tag}*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await stores.redis.unlink(*keys[i : i + 5000])
+        await stores.close()
+        shutil.rmtree(data, ignore_errors=True)
+    handled = sum(spent.values())
+    spent["archive: seal"] = seal_s
+    spent["decode, archive buffer, the rest"] = elapsed - handled - seal_s
+    out = {"events_per_s": n / elapsed, "elapsed": elapsed, "per_cpu_s": n / cpu, "spent": dict(spent), "batches": len(fetches),
+           "redis_ms": {k: (redis_after.get(k, 0) - v) / 1000 / len(fetches) for k, v in redis_before.items()
+                        if redis_after.get(k, 0) - v > 0},
+           "round_trips": wire.round_trips / len(fetches), "scripts": wire.scripts / len(fetches),
+           "commands": wire.commands / len(fetches),
+           "by_name": {k: v / len(fetches) for k, v in sorted(wire.names.items(), key=lambda kv: -kv[1])}}
+    if profiler:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats("engine", 30)
+        out["profile"] = text.getvalue()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", type=int, nargs="?", default=100_000)
+    parser.add_argument("--batch", type=int, default=Settings().batch_size, help="events per fetch (default: the worker's)")
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"data: {args.n:,} mixed events ({VISITORS:,} visitors), batches of {args.batch:,}, demo rules "
+          f"(3 segments, a model slot), archive on, Redis on the same machine")
+    out = asyncio.run(run(args.n, args.batch, args.cprofile, args.redis))
+    print(f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s); "
+          f"{out['per_cpu_s']:,.0f} events per CPU second of this process (Redis not included)")
+    print(f"per batch: {out['round_trips']:.1f} Redis round trips, {out['scripts']:.1f} script calls, "
+          f"{out['commands']:.1f} commands (" + ", ".join(f"{k} {v:.0f}" for k, v in list(out["by_name"].items())[:6]) + ")")
+    busiest = sorted(out["redis_ms"].items(), key=lambda kv: -kv[1])[:6]
+    print(f"Redis' own time per batch: {sum(out['redis_ms'].values()):.1f} ms ("
+          + ", ".join(f"{k} {v:.1f}" for k, v in busiest) + ")")
+    total = out["elapsed"]
+    for name, seconds in sorted(out["spent"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<40} {seconds / out['batches'] * 1000:8.1f} ms/batch  {100 * seconds / total:5.1f}%")
+    if "profile" in out:
+        print(out["profile"])
+
+
+if __name__ == "__main__":
+    main()
