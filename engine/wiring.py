@@ -195,6 +195,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
         services.changelog = ChangeLog(None, settings.topic)
         services.stores.people.publish = services.changelog.publish
+        services.decider.publish = services.changelog.publish  # every decision's exposures
     if settings.kafka and roles & {COLLECTOR, API}:
         services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog,
                                                                 services.log_watch)
