@@ -22,6 +22,8 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
+from engine.experiments.credit import ExperimentCredit, erasure_hook as experiments_eraser
+from engine.experiments.store import ExperimentStore
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
@@ -84,6 +86,7 @@ class Stores:
     cooccurrence: CooccurrenceStore
     catalog: Catalog
     bandit: BanditStore
+    experiments: ExperimentStore
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -100,11 +103,14 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     segments = SegmentIndex(redis, prefix)
     cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    experiments = ExperimentStore(redis, prefix, window_hours=settings.experiment_window_hours,
+                                  ttl_s=settings.anonymous_retention_days * 86400, seen_ttl_s=int(settings.dedup_days * 86400))
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, experiments_eraser(experiments, people.digest)]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
-    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
+                  experiments)
 
 
 def archive_eraser(archive: Archive):
@@ -132,7 +138,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
         BanditLearner(stores.redis, settings.redis_prefix),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
-    return [processor]
+    return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
 
 
 def order_trust(settings: Settings, stores: Stores) -> OrderTrust:
@@ -145,6 +151,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.segments.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
+    await stores.experiments.clear()
     return await stores.profiles.clear_all()
 
 
