@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
 from engine.experiments.credit import ExperimentCredit, erasure_hook as experiments_eraser
+from engine.experiments.service import Experiments
 from engine.experiments.store import ExperimentStore
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
@@ -135,10 +136,15 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
-        BanditLearner(stores.redis, settings.redis_prefix),
+        BanditLearner(stores.redis, settings.redis_prefix, reward_cap=lambda slot: reward_cap(rules, slot)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
     return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
+
+
+def reward_cap(rules: LiveRules, slot: str) -> float:
+    spec = getattr(rules.current.slots.get(slot), "model", None)
+    return spec.reward_cap if spec is not None else 100.0
 
 
 def order_trust(settings: Settings, stores: Stores) -> OrderTrust:
@@ -153,6 +159,10 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.cooccurrence.clear()
     await stores.experiments.clear()
     return await stores.profiles.clear_all()
+
+
+def experiments_service(settings: Settings, stores: Stores, rules: LiveRules) -> Experiments:
+    return Experiments(stores.experiments, rules, settings.global_holdout, settings.experiment_window_hours)
 
 
 def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -> RecommendService:
@@ -183,6 +193,9 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.slots = ModelSlots(stores.bandit)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
+        services.recommend.held_out = lambda person, vid: services.decider.held_out(
+            services.decider.person_key(person, vid, None))
+        services.experiments = experiments_service(settings, stores, services.rules)
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
@@ -324,6 +337,22 @@ def catalog_changes(items: list) -> list[dict]:
 
     return changes.catalog([dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000),
                            lambda: uuid.uuid4().hex)
+
+
+async def experiments_command(settings: Settings, command: str, name: str | None):
+    """`clickstream experiments list|report ID|ope SLOT`: what the API answers, from the same stores and rules."""
+    stores = open_stores(settings)
+    try:
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+        rules.refresh()
+        service = experiments_service(settings, stores, rules)
+        if command == "list":
+            return await service.list()
+        if command == "report":
+            return await service.report(name)
+        return await service.ope(name)
+    finally:
+        await stores.close()
 
 
 async def load_person(settings: Settings, profile_id: str) -> tuple[dict | None, dict]:

@@ -74,7 +74,8 @@ def exposure_op(event: dict) -> tuple[str, dict] | None:
     at = _when(event)
     if at is None:
         return None
-    items = [{"e": x["experiment"], "a": x["arm"], "p": float(x["propensity"])} for x in props["exposures"]]
+    items = [{"e": x["experiment"], "a": x["arm"], "p": float(x["propensity"]), "c": str(x.get("context") or "*")}
+             for x in props["exposures"]]
     return props["person"], {"id": event["event_id"], "k": "x", "ts": at, "pre": float(props.get("pre") or 0), "xs": items}
 
 

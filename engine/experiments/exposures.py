@@ -89,7 +89,7 @@ def exposures(rs: RuleSet, decisions: dict[str, Decision], model_choices: dict, 
         if choice is not None and "model" in decision.extra:
             arm = HOLDOUT if choice.holdout else choice.variant
             out.append({"decision_id": decision.decision_id, "experiment": slot_experiment(slot), "arm": arm,
-                        "propensity": round(float(choice.propensity), 6)})
+                        "propensity": round(float(choice.propensity), 6), "context": str(choice.context)})
         if decision.slot in rs.slots:
             share = global_percent / 100
             out.append({"decision_id": decision.decision_id, "experiment": GLOBAL,

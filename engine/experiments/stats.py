@@ -49,8 +49,11 @@ class Interval:
     p_value: float       # always-valid p-value at this look: min(1, 1/L)
 
     def to_json(self, digits: int = 6) -> dict:
-        return {"estimate": round(self.estimate, digits), "low": round(self.low, digits),
-                "high": round(self.high, digits), "p_value": round(self.p_value, digits)}
+        """Rounded; an unbounded end is None (JSON has no infinity)."""
+        def number(x: float) -> float | None:
+            return round(x, digits) if math.isfinite(x) else None
+        return {"estimate": number(self.estimate), "low": number(self.low), "high": number(self.high),
+                "p_value": number(self.p_value)}
 
 
 def msprt_interval(diff: float, variance: float, tau2: float, alpha: float = ALPHA) -> Interval:

@@ -6,7 +6,8 @@ credits everything a batch holds for the person:
 
     {prefix}:{xp:<person>}:arms   hash  experiment -> JSON record of the person in it:
                                         arm (of the first exposure), first, last (ms),
-                                        n (exposures), p (propensity), pre (events before the
+                                        n (exposures), p (propensity), c (the bandit's context
+                                        key), pre (events before the
                                         first exposure), imp, clk, atc, buy (counts), rev, sw
                                         (exposures in another arm: a login joined two people)
     {prefix}:{xp:<person>}:seen   set   event ids already applied (exposures and outcomes),
@@ -44,7 +45,7 @@ for _, op in ipairs(ops) do
         if raw then
           r = cjson.decode(raw)
         else
-          r = {arm = x.a, first = op.ts, last = op.ts, n = 0, p = x.p, pre = op.pre,
+          r = {arm = x.a, first = op.ts, last = op.ts, n = 0, p = x.p, c = x.c, pre = op.pre,
                imp = 0, clk = 0, atc = 0, buy = 0, rev = 0, sw = 0}
           entered[#entered + 1] = x.e
         end

@@ -76,8 +76,8 @@ def test_model_choices_are_exposures_with_the_sampling_probability(rs):
     decisions = decide(rs, ["hero"], None, {}, {}, "p1", NOW,
                        lambda slot, p, c, v: SimpleNamespace(variant="sun", holdout=False, propensity=0.37,
                                                              expected_ctr=0.1, explore=False, context="*", reason="r"))
-    items = xp.exposures(rs, decisions, {"hero": SimpleNamespace(variant="sun", holdout=False, propensity=0.37)}, False, 0)
-    assert {"experiment": "slot:hero", "arm": "sun", "propensity": 0.37,
+    items = xp.exposures(rs, decisions, {"hero": SimpleNamespace(variant="sun", holdout=False, propensity=0.37, context="mobile|new|none")}, False, 0)
+    assert {"experiment": "slot:hero", "arm": "sun", "propensity": 0.37, "context": "mobile|new|none",
             "decision_id": decisions["hero"].decision_id} in items
 
 
