@@ -101,6 +101,8 @@ def build(experiment: str, info: dict, records: list[dict], configured: dict[str
         by_arm.setdefault(str(record.get("arm")), []).append(record)
     arms = {arm: _row(rows) for arm, rows in sorted(by_arm.items())}
     for arm, share in configured.items():
+        if experiment.startswith("slot:") and arm != xp.HOLDOUT:
+            continue  # "model" stands for the bandit's arms together, in the sample-ratio check only
         arms.setdefault(arm, _row([]))
         arms[arm]["expected_share"] = round(share, 6)
     observed = {arm: row["people"] for arm, row in arms.items()}

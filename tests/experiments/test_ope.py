@@ -37,3 +37,12 @@ def test_a_policy_the_log_never_took_is_estimated_from_the_model_by_dr_only():
     assert result["ips"]["estimate"] == 0.0
     with pytest.raises(ValueError):
         ope.evaluate([("a", 0.0, 1.0, "x")], lambda x: "a")
+
+
+def test_the_terminal_prints_every_candidate():
+    from engine.experiments import printing
+
+    logged = logged_uniform(2000, {"a": 0.05, "b": 0.1})
+    text = printing.ope({"slot": "hero", "reward": "click", "decisions": len(logged), "confidence": 0.95,
+                         "logged": {"estimate": 0.075}, "policies": ope.candidates(logged, ["a", "b"])})
+    assert "always a" in text and "always b" in text and "best per context" in text
