@@ -118,6 +118,8 @@ def archive_eraser(archive: Archive):
     """Erasure hook: the archive stops holding the person's events (their visitor ids and user id)."""
     async def forget(person_id: str, pieces: list[dict]) -> None:
         subjects = {person_id, *(p.get("id") for p in pieces), *(p.get("user_id") for p in pieces)}
+        # what the engine keyed by the user's digest (their exposures and choices when no visitor was named)
+        subjects |= {changes.user_key(People.digest(s)) for s in list(subjects) if isinstance(s, str) and s}
         removed = await asyncio.to_thread(archive.forget, [s for s in subjects if isinstance(s, str)])
         log.info("erasure removed %d archived events", removed)
     return forget

@@ -192,3 +192,40 @@ async def test_one_customer_on_two_devices_stays_in_one_arm(shop):
             rows = (await report(client))["arms"].values()
             return sum(a["people"] for a in rows) == before + in_rule
         await wait_until(counted_once, timeout=30, message="each customer counted once, not once per device")
+
+
+async def test_erasure_removes_the_person_and_replay_brings_back_only_the_others(shop):
+    async with shop.client() as client:
+        async def people():
+            return sum(a["people"] for a in (await report(client, "global"))["arms"].values())
+
+        start = await people()
+        user, phone, laptop, bystander = unique("user"), unique(), unique(), unique()
+        for vid in (phone, laptop):
+            r = await client.post("/v1/events", headers=KEY, json={
+                "type": "identify", "visitor_id": vid, "user_id": user, "ts": now_ms(), "props": {"traits": {}}})
+            assert r.status_code == 202
+
+        async def linked():
+            found = await shop.profile(user)
+            return found is not None and len(found.get("visitor_ids") or []) == 2
+        await wait_until(linked, timeout=30, message="both devices linked")
+        for vid in (phone, bystander):
+            await decide(client, vid)
+            r = await client.post("/v1/events", headers=KEY, json={
+                "type": "purchase", "visitor_id": laptop if vid == phone else vid, "ts": now_ms(),
+                "props": {"order": {"id": unique("order"), "revenue": 5.0, "items": [{"id": "sku", "qty": 1, "price": 5}]}}})
+            assert r.status_code == 202
+
+        async def both_in():
+            return await people() == start + 2
+        await wait_until(both_in, timeout=30, message="the customer and the bystander exposed")
+        assert (await client.delete(f"/v1/profiles/{user}", headers=KEY)).status_code == 200
+        assert await people() == start + 1   # out of the report at once
+
+        env = dict(os.environ, **shop.settings.environ())
+        replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=180)
+        assert replay.returncode == 0, replay.stderr
+        # rebuilt from the log's exposures: everyone but the erased customer
+        assert await people() == start + 1

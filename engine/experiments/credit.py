@@ -87,7 +87,7 @@ class ExperimentCredit:
 
     async def __call__(self, events: list[dict]) -> None:
         events = [e for e in people_events(events) if type(e) is dict and isinstance(e.get("visitor_id"), str)]
-        wanted = [e for e in events if e.get("type") in OUTCOMES or e.get("type") == changes.EXPOSURE
+        wanted = [e for e in events if e.get("type") in OUTCOMES or e.get("type") in (changes.EXPOSURE, changes.ERASE)
                   or (e.get("type") == "consent" and _withdraws(e))]
         if not wanted:
             return
@@ -99,6 +99,13 @@ class ExperimentCredit:
         for event in wanted:
             vid = event["visitor_id"]
             profile = profiles.get(vid)
+            if event["type"] == changes.ERASE:
+                # The profile step ran the erasure hooks at its place in the batch, before this step:
+                # what came before it here must not be written after them.
+                user = (event.get("props") or {}).get("user")
+                for person in {vid, persons.get(vid, vid), *([changes.user_key(user)] if isinstance(user, str) else [])}:
+                    ops.pop(person, None)
+                continue
             if event["type"] == changes.EXPOSURE:
                 if profile is not None and not has_analytics_consent(profile):
                     continue

@@ -13,6 +13,7 @@ import uuid
 
 from engine.errors import InvalidInput, Unavailable
 from engine.experiments import exposures as xp
+from engine.metrics import EXPOSURES_UNLOGGED
 from engine.profiles import changes
 from engine.ingest.visitor_ids import is_visitor_id
 from engine.profiles.segments import derive
@@ -109,4 +110,5 @@ class DecideService:
             await self.publish([event])
         except Unavailable:
             self.unlogged += len(items)
+            EXPOSURES_UNLOGGED.inc(len(items))
             log.warning("exposures of %d decisions not logged: the event log is unavailable", len(items))

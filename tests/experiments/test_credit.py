@@ -163,3 +163,11 @@ slots:
         assert await service.ope("nope") is None and await service.report("rule:nope:x") is None
     finally:
         await stores.experiments.clear()
+
+
+async def test_an_erasure_in_the_same_batch_wins_over_what_came_before_it(world):
+    stores, run = world
+    await run([ev("page_view", "ve", T0 - 1), exposure("ve", "ve", T0, "umbrella"), purchase("ve", T0 + 1, 5.0),
+               changes.erasure("ve", None, T0 + 2, lambda: "erase-ve"),
+               ev("page_view", "vf", T0 - 1), exposure("vf", "vf", T0, "sun")])
+    assert [r["arm"] for r in await stores.experiments.records("rule:r:hero")] == ["sun"]
