@@ -59,6 +59,7 @@ from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
 log = logging.getLogger("engine.wiring")
 
 API_REDIS_TIMEOUT_S = 0.5     # a request waits at most this long on Redis, then answers 503 (within 1 s)
+EXPOSURE_ACK_TIMEOUT_S = 0.5  # decide serves unmeasured (and counts it) rather than wait longer for the log
 WORKER_REDIS_TIMEOUT_S = 30.0  # a batch's scripts may run long; a failed batch is retried
 
 
@@ -217,14 +218,19 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
         services.changelog = ChangeLog(None, settings.topic)
         services.stores.people.publish = services.changelog.publish
-        services.decider.publish = services.changelog.publish  # every decision's exposures
+        # Every decision's exposures, on a shorter leash: a slow broker must not hold decisions up.
+        exposure_log = ChangeLog(None, settings.topic, ack_timeout_s=EXPOSURE_ACK_TIMEOUT_S)
+        services.decider.publish = exposure_log.publish
+        changelogs = [services.changelog, exposure_log]
+    else:
+        changelogs = []
     if settings.kafka and roles & {COLLECTOR, API}:
-        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog,
+        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, changelogs,
                                                                 services.log_watch)
     return services
 
 
-async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None,
+async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelogs: list[ChangeLog],
                              watch: LogWatch | None):
     """Keeps trying, so the app can answer /healthz (503) while the broker comes up; then watches the log."""
     while True:
@@ -236,7 +242,7 @@ async def _connect_publisher(settings: Settings, publisher: Publisher | None, ch
                 await ensure_log(settings)
             producer = kafka.producer(settings)
             await producer.start()
-            for user in (publisher, changelog):
+            for user in (publisher, *changelogs):
                 if user is not None:
                     user.producer = producer
             break
