@@ -226,6 +226,23 @@ def cmd_rules(args) -> int:
     return asyncio.run(commands.backtest(args.path, settings, profile_config(settings), args.hours, progress=not args.quiet))
 
 
+def cmd_experiments(args) -> int:
+    from engine.experiments import printing
+    from engine.wiring import experiments_command
+
+    settings = _settings(beside_up=True)
+    _require(settings, "redis")
+    found = asyncio.run(experiments_command(settings, args.experiments_command, getattr(args, "id", None)))
+    if found is None:
+        print(f"no such {'slot' if args.experiments_command == 'ope' else 'experiment'}: {args.id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        print(getattr(printing, args.experiments_command)(found))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description="Streaming personalization engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--hours", type=float, default=24.0, help="how far back (default 24)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("experiments", help="experiment reports: what each rule split, model slot and the holdout earn")
+    experiments = p.add_subparsers(dest="experiments_command", required=True)
+    e = experiments.add_parser("list", help="every experiment and its state")
+    e.add_argument("--json", action="store_true")
+    e = experiments.add_parser("report", help="one experiment's report, as GET /v1/experiments/ID")
+    e.add_argument("id")
+    e.add_argument("--json", action="store_true")
+    e = experiments.add_parser("ope", help="off-policy estimates (IPS, doubly robust) for a model slot's candidate policies")
+    e.add_argument("id", metavar="SLOT")
+    e.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_experiments)
 
     p = sub.add_parser("bench", help="run the benchmarks of a source checkout (results: benchmarks/RESULTS.md)")
     p.add_argument("name", nargs="?", help="one benchmark, e.g. pipeline_throughput; `quick`: the same as --quick")

@@ -10,6 +10,9 @@ from engine.stream.consumer import BATCH_SIZE_BUCKETS
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_ACCEPTED = Counter("clickstream_events_accepted", "Events accepted by the collector", registry=REGISTRY)
+EXPOSURES_UNLOGGED = Counter("clickstream_exposures_unlogged",
+                             "Exposures of decisions served while the event log could not take them (not measured)",
+                             registry=REGISTRY)
 EVENTS_REJECTED = Counter("clickstream_events_rejected", "Events rejected by the collector", registry=REGISTRY)
 DEPENDENCY_UP = Gauge("clickstream_dependency_up", "1 when the dependency answered the last check (broker, redis)",
                       ["dependency"], registry=REGISTRY)

@@ -103,6 +103,13 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
+def _percent(value: str) -> float:
+    number = _non_negative_float(value)
+    if number > 50:
+        raise ValueError(f"expected a percent from 0 to 50, got {value!r}")
+    return number
+
+
 def _similarity(value: str) -> str:
     method = value.strip().lower()
     if method not in SIMILARITIES:
@@ -200,6 +207,9 @@ class Settings:
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
     weather_provider: str | None = _env_field(None)
+    # Experiments (engine.experiments): README "Experiments"
+    global_holdout: float = _env_field(0.0, _percent)  # percent of people kept out of all personalization
+    experiment_window_hours: float = _env_field(24.0, _positive_float)  # outcomes count this long after an exposure
     # Recommendations (engine.recommend)
     catalog: Path | None = _env_field(None, _optional_path)  # item catalog file loaded at API start
     recommend_max_per_category: int = _env_field(3, _count)  # 0: no cap

@@ -23,6 +23,9 @@ from starlette.applications import Starlette
 from tenacity import AsyncRetrying, RetryCallState, wait_fixed
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
+from engine.experiments.credit import ExperimentCredit, erasure_hook as experiments_eraser
+from engine.experiments.service import Experiments
+from engine.experiments.store import ExperimentStore
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
@@ -57,6 +60,7 @@ from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
 log = logging.getLogger("engine.wiring")
 
 API_REDIS_TIMEOUT_S = 0.5     # a request waits at most this long on Redis, then answers 503 (within 1 s)
+EXPOSURE_ACK_TIMEOUT_S = 0.5  # decide serves unmeasured (and counts it) rather than wait longer for the log
 WORKER_REDIS_TIMEOUT_S = 30.0  # a batch's scripts may run long; a failed batch is retried
 
 
@@ -85,6 +89,7 @@ class Stores:
     cooccurrence: CooccurrenceStore
     catalog: Catalog
     bandit: BanditStore
+    experiments: ExperimentStore
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -101,17 +106,22 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     segments = SegmentIndex(redis, prefix)
     cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    experiments = ExperimentStore(redis, prefix, window_hours=settings.experiment_window_hours,
+                                  ttl_s=settings.anonymous_retention_days * 86400, seen_ttl_s=int(settings.dedup_days * 86400))
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, experiments_eraser(experiments, people.digest)]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
-    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
+                  experiments)
 
 
 def archive_eraser(archive: Archive):
     """Erasure hook: the archive stops holding the person's events (their visitor ids and user id)."""
     async def forget(person_id: str, pieces: list[dict]) -> None:
         subjects = {person_id, *(p.get("id") for p in pieces), *(p.get("user_id") for p in pieces)}
+        # what the engine keyed by the user's digest (their exposures and choices when no visitor was named)
+        subjects |= {changes.user_key(People.digest(s)) for s in list(subjects) if isinstance(s, str) and s}
         removed = await asyncio.to_thread(archive.forget, [s for s in subjects if isinstance(s, str)])
         log.info("erasure removed %d archived events", removed)
     return forget
@@ -130,10 +140,16 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
-        BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings)),
+        BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings),
+                      reward_cap=lambda slot: reward_cap(rules, slot)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
-    return [processor]
+    return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
+
+
+def reward_cap(rules: LiveRules, slot: str) -> float:
+    spec = getattr(rules.current.slots.get(slot), "model", None)
+    return spec.reward_cap if spec is not None else 100.0
 
 
 def order_trust(settings: Settings, stores: Stores) -> OrderTrust:
@@ -146,7 +162,12 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.segments.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
+    await stores.experiments.clear()
     return await stores.profiles.clear_all()
+
+
+def experiments_service(settings: Settings, stores: Stores, rules: LiveRules) -> Experiments:
+    return Experiments(stores.experiments, rules, settings.global_holdout, settings.experiment_window_hours)
 
 
 def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -> RecommendService:
@@ -177,6 +198,9 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.slots = ModelSlots(stores.bandit, half_life_days=settings.interest_half_life_days)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
+        services.recommend.held_out = lambda person, vid: services.decider.held_out(
+            services.decider.person_key(person, vid, None))
+        services.experiments = experiments_service(settings, stores, services.rules)
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
@@ -196,13 +220,19 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
         services.changelog = ChangeLog(None, settings.topic)
         services.stores.people.publish = services.changelog.publish
+        # Every decision's exposures, on a shorter leash: a slow broker must not hold decisions up.
+        exposure_log = ChangeLog(None, settings.topic, ack_timeout_s=EXPOSURE_ACK_TIMEOUT_S)
+        services.decider.publish = exposure_log.publish
+        changelogs = [services.changelog, exposure_log]
+    else:
+        changelogs = []
     if settings.kafka and roles & {COLLECTOR, API}:
-        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, services.changelog,
+        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, changelogs,
                                                                 services.log_watch)
     return services
 
 
-async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None,
+async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelogs: list[ChangeLog],
                              watch: LogWatch | None):
     """Keeps trying, so the app can answer /healthz (503) while the broker comes up; then watches the log."""
     async for attempt in AsyncRetrying(wait=wait_fixed(0.5), before_sleep=_broker_not_yet):
@@ -219,7 +249,7 @@ async def _connect_publisher(settings: Settings, publisher: Publisher | None, ch
                 if watch is not None:
                     await watch.identity.stop()
                 raise
-    for user in (publisher, changelog):
+    for user in (publisher, *changelogs):
         if user is not None:
             user.producer = producer
     if watch is not None:
@@ -320,6 +350,22 @@ def catalog_changes(items: list) -> list[dict]:
 
     return changes.catalog([dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000),
                            lambda: uuid.uuid4().hex)
+
+
+async def experiments_command(settings: Settings, command: str, name: str | None):
+    """`clickstream experiments list|report ID|ope SLOT`: what the API answers, from the same stores and rules."""
+    stores = open_stores(settings)
+    try:
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+        rules.refresh()
+        service = experiments_service(settings, stores, rules)
+        if command == "list":
+            return await service.list()
+        if command == "report":
+            return await service.report(name)
+        return await service.ope(name)
+    finally:
+        await stores.close()
 
 
 async def load_person(settings: Settings, profile_id: str) -> tuple[dict | None, dict]:

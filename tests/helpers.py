@@ -170,12 +170,12 @@ async def read_topic(settings: Settings, topic: str, count: int, timeout: float 
         await consumer.stop()
 
 
-async def engine_with_rules(settings_for, folder: Path, files: dict[str, str]) -> Engine:
-    """A running worker and API whose rules folder is `folder`, holding `files`."""
+async def engine_with_rules(settings_for, folder: Path, files: dict[str, str], **overrides) -> Engine:
+    """A running worker and API whose rules folder is `folder`, holding `files` (and settings `overrides`)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text)
-    running = Engine(settings_for(rules=folder), folder.parent / f"{folder.name}-logs")
+    running = Engine(settings_for(rules=folder, **overrides), folder.parent / f"{folder.name}-logs")
     running.folder = folder
     running.start_worker()
     running.start_api()

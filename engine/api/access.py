@@ -19,6 +19,7 @@ A caller is one of
     preferences     PUT /v1/profiles/{id}/preferences      write    own person       no
     segments        GET /v1/segments[/{name}]              read     no               no
     reports         GET /v1/slots/{slot}/report            read     no               no
+    experiments     GET /v1/experiments[/{id}]             read     no               no
     catalog         PUT /v1/catalog/items                  write    no               no
     demo_login      POST /demo/login                       -        yes              yes   (only with CLICKSTREAM_DEMO_LOGIN)
     public          /healthz, /metrics, /demo/, /static/   -        yes              yes
@@ -73,6 +74,7 @@ RULES: dict[str, Rule] = {
     "preferences": Rule("write", Reach.OWN_PERSON, False),
     "segments": Rule("read", Reach.NOBODY, False),
     "reports": Rule("read", Reach.NOBODY, False),
+    "experiments": Rule("read", Reach.NOBODY, False),
     "catalog": Rule("write", Reach.NOBODY, False),
     "demo_login": Rule(None, Reach.EVERYONE, True),
     "public": Rule(None, Reach.EVERYONE, True),

@@ -27,6 +27,7 @@ from engine.api.catalog import catalog_routes
 from engine.api.collector import collector_routes
 from engine.api.decide import decide_routes
 from engine.api.demo import demo_routes
+from engine.api.experiments import experiment_routes
 from engine.api.errors import EXCEPTION_HANDLERS
 from engine.api.health import health_routes
 from engine.api.openapi import openapi_routes
@@ -78,6 +79,7 @@ class HttpServices:
         self.recommend = None     # engine.recommend.service.RecommendService
         self.slots = None         # engine.rules.model_slots.ModelSlots
         self.decider = None       # engine.rules.service.DecideService
+        self.experiments = None   # engine.experiments.service.Experiments
         self.profile_config = None  # engine.profiles.model.ProfileConfig
         self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
         self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
@@ -172,6 +174,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
         routes += segment_routes(access, stores.segments, services.rules)
         routes += decide_routes(settings, access, services.decider)
+        routes += experiment_routes(access, services.experiments)
         routes += recommend_routes(access, services.recommend)
         routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok

@@ -48,6 +48,12 @@ OPERATIONS: tuple[Operation, ...] = (
               statuses=(200, 400, 401, 403, 503)),
     Operation("GET", "/v1/slots/{slot}/report", "A model-driven slot's report", "reports",
               returns="impressions, clicks and click rate per variant and for the holdout", statuses=(200, 401, 404)),
+    Operation("GET", "/v1/experiments", "Every experiment (rule splits, model slots, the global holdout) and its state",
+              "experiments", returns="{experiments: [{id, kind, state, ...}]}", statuses=(200, 401, 403)),
+    Operation("GET", "/v1/experiments/{experiment_id}", "An experiment's report: per arm, lift with always-valid "
+              "intervals, CUPED, sample-ratio check", "experiments",
+              returns="{id, method, arms: {arm: {people, exposures, clicks, conversions, revenue, conversion_rate, "
+                      "revenue_per_person}}, comparisons, srm}", statuses=(200, 401, 403, 404)),
     Operation("GET", "/v1/recommendations/also-bought", "Customers who bought this also bought", "also_bought",
               query=(("item", "the item id", True), VISITOR, *LIST), returns="{item, items: [{id, score}], source}",
               statuses=(200, 400, 401, 403, 503)),

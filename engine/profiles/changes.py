@@ -11,6 +11,10 @@ topic, of a server-only type that the collector refuses from outside:
                         props: {user?: digest, at}
     server:catalog      visitor_id: "catalog" (one partition, so writes keep their order);
                         props: {items: [{id, category, available, title?, price?}]}
+    server:exposure     visitor_id: the visitor decided for (so it lands before their impressions);
+                        props: {person: "u:<digest>" or the visitor id, pre: activity before,
+                        exposures: [{decision_id, experiment, arm, propensity}]}
+                        (engine.experiments; the profile fold ignores it)
 
 `visitor_id` is the Kafka key. <digest> is the hash that names the user's keys in
 Redis (engine.profiles.people): the log never carries a user id for these. The
@@ -28,7 +32,8 @@ PREFIX = "server:"
 PREFERENCES = "server:preferences"
 ERASE = "server:erase"
 CATALOG = "server:catalog"
-TYPES = frozenset({PREFERENCES, ERASE, CATALOG})
+EXPOSURE = "server:exposure"
+TYPES = frozenset({PREFERENCES, ERASE, CATALOG, EXPOSURE})
 CATALOG_KEY = "catalog"
 CATALOG_PER_EVENT = 1000  # keeps each record well under Kafka's default 1 MB message limit
 
@@ -73,6 +78,10 @@ def catalog(items: list[dict], at: int, new_id: Callable[[], str]) -> list[dict]
             for i in range(0, len(items), CATALOG_PER_EVENT)]
 
 
+def exposure(visitor_id: str, person: str, items: list[dict], pre: float, at: int, new_id: Callable[[], str]) -> dict:
+    return _event(EXPOSURE, visitor_id, at, {"person": person, "pre": pre, "exposures": items}, new_id)
+
+
 def _text(props: dict, name: str, required: bool = True) -> str | None:
     value = props.get(name)
     if value is None and not required:
@@ -99,6 +108,16 @@ def check(event: dict) -> dict:
         if isinstance(at, bool) or not isinstance(at, int):
             raise InvalidInput("props.at: expected integer milliseconds")
         _text(props, "user", required=False)
+    elif kind == EXPOSURE:
+        _text(props, "person")
+        items = props.get("exposures")
+        if not isinstance(items, list) or not all(
+                isinstance(x, dict) and isinstance(x.get("decision_id"), str) and isinstance(x.get("experiment"), str)
+                and isinstance(x.get("arm"), str) and isinstance(x.get("propensity"), (int, float)) for x in items):
+            raise InvalidInput("props.exposures: expected [{decision_id, experiment, arm, propensity}]")
+        pre = props.get("pre", 0)
+        if isinstance(pre, bool) or not isinstance(pre, (int, float)):
+            raise InvalidInput("props.pre: expected a number")
     elif not isinstance(props.get("items"), list):
         raise InvalidInput("props.items: expected a list of catalog items")
     return props

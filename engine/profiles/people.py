@@ -179,6 +179,15 @@ class People:
         entries = [json.loads(raw) for raw in (await self.redis.hgetall(self._key(user_id, "audit"))).values()]
         return sorted(entries, key=lambda e: (e["ts"], e["event_id"]))
 
+    async def verified(self, claimed: dict[str, str]) -> dict[str, bool]:
+        """visitor id -> whether it is linked to the user its profile names (a verified identify), in one round trip."""
+        vids = list(claimed)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for vid in vids:
+                pipe.sismember(self._key(claimed[vid], "links"), vid)
+            answers = await pipe.execute()
+        return {vid: bool(answer) for vid, answer in zip(vids, answers)}
+
     async def linked_user(self, visitor_id: str) -> str | None:
         """The user id this visitor id is linked to (the access check's "own person"), or None."""
         piece = await self.store.get(visitor_id)

@@ -102,6 +102,8 @@ class ProfileProcessor:
         elif kind == changes.ERASE:
             await self.people.apply_erasure(event)
             outcome.profiles[event["visitor_id"]] = None
+        elif kind == changes.EXPOSURE:
+            pass  # no profile state: the experiments' credit step (engine.experiments.credit) applies it
         elif self.catalog is not None:
             await self.catalog.put(items)
         outcome.applied += 1

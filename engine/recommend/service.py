@@ -173,6 +173,7 @@ class RecommendService:
         self.models = models          # engine.recommend.als.ModelHolder, or None
         self.people = people          # engine.profiles.people.People, or None
         self.config = config
+        self.held_out = None          # (person, visitor id) -> in the global holdout (engine.experiments), or None
         self._popular: dict[str | None, tuple[float, list[tuple[str, float]]]] = {}
         self._info: dict[str, tuple[float, Info]] = {}
         self._neighbours: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
@@ -385,6 +386,8 @@ class RecommendService:
         cap = cfg.max_per_category if max_per_category is None else max_per_category
         person = await self._person(visitor_id)
         personal = bool(person) and wants_personalization(person)
+        if personal and self.held_out is not None and self.held_out(person, visitor_id):
+            personal = False  # the global holdout gets popularity, to measure what personalization earns
         bought, viewed = seeds_of(person, cfg.seeds_max) if personal else ([], [])
         cart = cart_of(person, cfg.seeds_max) if personal else []
         seeds = list(dict.fromkeys(bought + cart + viewed))

@@ -129,10 +129,12 @@ def in_holdout(visitor_id: str, slot: str, percent: float) -> bool:
 # --- posteriors ---------------------------------------------------------------------
 
 
-def _counts(stats: Stats, context: str, variant: str) -> tuple[int, int]:
+def _counts(stats: Stats, context: str, variant: str) -> tuple[int, float]:
+    """(impressions, successes); successes may be fractional (a revenue reward, engine.rules.bandit_store)."""
     shown, clicked = (stats.get(context) or {}).get(variant, (0, 0))
     shown = max(int(shown), 0)
-    return shown, min(max(int(clicked), 0), shown)
+    clicked = float(clicked)
+    return shown, min(max(int(clicked) if clicked.is_integer() else clicked, 0), shown)
 
 
 def posterior(stats: Stats, context: str, variant: str, strength: float = PRIOR_STRENGTH) -> tuple[float, float]:

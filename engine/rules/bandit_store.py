@@ -5,7 +5,10 @@ cluster slot:
 
     {prefix}:{bandit:<slot>}:counts       hash  i|<context>|<variant> impressions,
                                                 c|<context>|<variant> clicks,
-                                                v|<context>|<variant> conversions;
+                                                a|<context>|<variant> add-to-carts after a click,
+                                                v|<context>|<variant> conversions (purchases after one),
+                                                r|<context>|<variant> revenue successes: each
+                                                conversion adds min(revenue / reward_cap, 1);
                                                 context "*" is the slot-wide total
     {prefix}:{bandit:<slot>}:d:<id>       hash  one decision (variant, context, propensity,
                                                 holdout, visitor hash, ts) and what came of it
@@ -92,26 +95,42 @@ return 1
 """
 
 # KEYS[1]: the slot's counts; KEYS[1 + n]: a clicked decision.  ARGV[1]: window ms;
-# then per purchase: visitor hash, ts. A decision converts at most once.
+# then per purchase or add-to-cart: visitor hash, ts, kind ('v' purchase, 'a' add-to-cart), revenue share.
+# A decision converts at most once and counts at most one add-to-cart.
 CONVERT = """
 local window = tonumber(ARGV[1])
 local converted = 0
 for k = 2, #KEYS do
-  local at = 1 + (k - 2) * 2
-  local visitor, ts = ARGV[at + 1], tonumber(ARGV[at + 2])
-  local d = redis.call('HMGET', KEYS[k], 'variant', 'context', 'visitor', 'clicked', 'converted')
+  local at = 1 + (k - 2) * 4
+  local visitor, ts, kind, share = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4]
+  local flag = kind == 'v' and 'converted' or 'carted'
+  local d = redis.call('HMGET', KEYS[k], 'variant', 'context', 'visitor', 'clicked', flag)
   if d[1] and d[3] == visitor and d[4] and not d[5] then
     local since = ts - tonumber(d[4])
     if since >= 0 and since <= window then
-      redis.call('HSET', KEYS[k], 'converted', ARGV[at + 2])
-      redis.call('HINCRBY', KEYS[1], 'v|*|' .. d[1], 1)
-      if d[2] ~= '*' then redis.call('HINCRBY', KEYS[1], 'v|' .. d[2] .. '|' .. d[1], 1) end
+      redis.call('HSET', KEYS[k], flag, ARGV[at + 2])
+      local cells = {'|*|' .. d[1]}
+      if d[2] ~= '*' then cells[2] = '|' .. d[2] .. '|' .. d[1] end
+      for _, cell in ipairs(cells) do
+        redis.call('HINCRBY', KEYS[1], kind .. cell, 1)
+        if kind == 'v' then redis.call('HINCRBYFLOAT', KEYS[1], 'r' .. cell, share) end
+      end
       converted = converted + 1
     end
   end
 end
 return converted
 """
+
+REWARD_COUNTER = {"click": "c", "add_to_cart": "a", "purchase": "v", "revenue": "r"}
+
+
+def _revenue(event: dict) -> float:
+    order = (event.get("props") or {}).get("order")
+    revenue = order.get("revenue") if isinstance(order, dict) else None
+    if isinstance(revenue, bool) or not isinstance(revenue, (int, float)) or not revenue > 0:
+        return 0.0
+    return float(revenue)
 
 
 def visitor_hash(visitor_id: str) -> str:
@@ -140,14 +159,15 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_counts(raw: dict) -> dict[str, dict[str, dict[str, int]]]:
-    """The counts hash as context -> variant -> {"i", "c", "v"}."""
-    out: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: {"i": 0, "c": 0, "v": 0}))
+def parse_counts(raw: dict) -> dict[str, dict[str, dict[str, float]]]:
+    """The counts hash as context -> variant -> {"i", "c", "a", "v", "r"} (r fractional, the rest whole)."""
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(
+        lambda: defaultdict(lambda: {"i": 0, "c": 0, "a": 0, "v": 0, "r": 0.0}))
     for field, value in raw.items():
         kind, _, rest = _text(field).partition("|")
         context, _, variant = rest.rpartition("|")
-        if kind in ("i", "c", "v") and context and variant:
-            out[context][variant][kind] = int(value)
+        if kind in ("i", "c", "a", "v", "r") and context and variant:
+            out[context][variant][kind] = float(value) if kind == "r" else int(value)
     return out
 
 
@@ -189,16 +209,17 @@ class BanditStore:
         """Every counter of the slot, uncached: context -> variant -> {"i", "c", "v"}."""
         return parse_counts(await self.redis.hgetall(self.keys.counts(slot)))
 
-    async def stats(self, slot: str) -> dict[str, dict[str, tuple[int, int]]]:
-        """context -> variant -> (impressions, clicks), as bandit.choose takes it; one round
-        trip, then served from memory for `cache_s` (decide must stay fast)."""
-        hit = self._cache.get(slot)
+    async def stats(self, slot: str, reward: str = "click") -> dict[str, dict[str, tuple[int, float]]]:
+        """context -> variant -> (impressions, successes of the slot's reward), as bandit.choose takes
+        it; one round trip, then served from memory for `cache_s` (decide must stay fast)."""
+        hit = self._cache.get((slot, reward))
         now = time.monotonic()
         if hit and now - hit[0] < self.cache_s:
             return hit[1]
-        stats = {context: {variant: (cell["i"], cell["c"]) for variant, cell in variants.items()}
+        counter = REWARD_COUNTER[reward]
+        stats = {context: {variant: (cell["i"], cell[counter]) for variant, cell in variants.items()}
                  for context, variants in (await self.counts(slot)).items()}
-        self._cache[slot] = (now, stats)
+        self._cache[(slot, reward)] = (now, stats)
         return stats
 
     async def report(self, slot: str, spec, default: str) -> dict:
@@ -211,7 +232,7 @@ class BanditStore:
             return {"impressions": shown, "clicks": clicked, "ctr": clicked / shown if shown else None,
                     "conversions": converted}
 
-        empty = {"i": 0, "c": 0, "v": 0}
+        empty = {"i": 0, "c": 0, "a": 0, "v": 0, "r": 0.0}
         variants = {v: row([slotwide.get(v, empty)]) for v in spec.variants}
         model = row([slotwide.get(v, empty) for v in spec.variants])
         holdout = {**row([slotwide.get(HOLDOUT, empty)]), "content": default}
@@ -230,7 +251,8 @@ class BanditStore:
         removed = 0
         for start in range(0, len(keys), 1000):
             removed += await self.redis.delete(*keys[start : start + 1000])
-        self._cache.pop(slot, None)
+        for key in [k for k in self._cache if k[0] == slot]:
+            self._cache.pop(key, None)
         return removed
 
 
@@ -239,19 +261,20 @@ class BanditLearner:
     and purchases within the conversion window of a click to that click's decision."""
 
     def __init__(self, redis: Redis, prefix: str, config: ProfileConfig, conversion_window_min: float = CONVERSION_WINDOW_MIN,
-                 decision_ttl_s: int = DECISION_TTL_S) -> None:
+                 decision_ttl_s: int = DECISION_TTL_S, reward_cap=lambda slot: 100.0) -> None:
         self.redis = redis
         self.keys = BanditKeys(prefix)
         self.config = config  # the profiles' consent default: the bandit learns from whom the profile step counts
         self.window_ms = int(conversion_window_min * 60_000)
         self.pointer_ttl_ms = decision_ttl_s * 1000
+        self.reward_cap = reward_cap   # slot -> the order size that is one full success (engine.rules.ruleset.ModelSpec)
         self._count = redis.register_script(COUNT)
         self._point = redis.register_script(POINT)
         self._convert = redis.register_script(CONVERT)
 
     async def __call__(self, events: list[dict], result) -> None:
         seen: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)   # slot -> (kind, decision, visitor, ts)
-        buyers: dict[str, list[int]] = defaultdict(list)                         # visitor hash -> purchase ts
+        buyers: dict[str, list[tuple[int, str, float]]] = defaultdict(list)     # visitor hash -> (ts, kind, revenue share)
         for event in events:
             kind = event.get("type")
             if kind not in SEEN_EVENTS and kind != "purchase":
@@ -269,7 +292,9 @@ class BanditLearner:
                     kind = "c" if event["type"] == "content_click" else "i"
                     seen[slot].append((kind, decision, visitor_hash(event["visitor_id"]), ts))
             elif orders.counts(event):   # a claimed order converts nothing (engine.profiles.orders)
-                buyers[visitor_hash(event["visitor_id"])].append(ts)
+                buyers[visitor_hash(event["visitor_id"])].append((ts, "v", _revenue(event)))
+            elif event["type"] == "add_to_cart":
+                buyers[visitor_hash(event["visitor_id"])].append((ts, "a", 0.0))
         if seen:
             await self._credit(seen)
         if buyers:
@@ -300,18 +325,18 @@ class BanditLearner:
                     await self._point(keys=[self.keys.clicks(vhash)], args=args, client=pipe)
                 await pipe.execute()
 
-    async def _conversions(self, buyers: dict[str, list[int]]) -> None:
+    async def _conversions(self, buyers: dict[str, list[tuple[int, str, float]]]) -> None:
         vhashes = list(buyers)
         async with self.redis.pipeline(transaction=False) as pipe:
             for vhash in vhashes:
                 pipe.hgetall(self.keys.clicks(vhash))
             pointers = await pipe.execute()
-        by_slot: dict[str, list[tuple[str, str, int]]] = defaultdict(list)   # slot -> (decision, visitor, purchase ts)
+        by_slot: dict[str, list[tuple[str, str, tuple]]] = defaultdict(list)   # slot -> (decision, visitor, outcome)
         for vhash, clicks in zip(vhashes, pointers):
             for slot, value in clicks.items():
                 _, _, decision = _text(value).partition(" ")
-                for ts in buyers[vhash]:
-                    by_slot[_text(slot)].append((decision, vhash, ts))
+                for outcome in buyers[vhash]:
+                    by_slot[_text(slot)].append((decision, vhash, outcome))
         if not by_slot:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -319,6 +344,8 @@ class BanditLearner:
                 for start in range(0, len(items), PER_CALL):
                     chunk = items[start : start + PER_CALL]
                     keys = [self.keys.counts(slot)] + [self.keys.decision(slot, d) for d, _, _ in chunk]
-                    args = [self.window_ms] + [a for _, vhash, ts in chunk for a in (vhash, ts)]
+                    cap = self.reward_cap(slot)
+                    args = [self.window_ms] + [a for _, vhash, (ts, kind, revenue) in chunk
+                                               for a in (vhash, ts, kind, repr(min(revenue / cap, 1.0)))]
                     await self._convert(keys=keys, args=args, client=pipe)
             await pipe.execute()

@@ -134,12 +134,16 @@ def withheld(person: dict | None, prefs: dict) -> str | None:
     return None
 
 
+GLOBAL_HOLDOUT = "global holdout: defaults only, to measure what personalization earns"
+
+
 def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, context: dict, visitor_id: str,
-                now_ms: int, model: ModelChooser | None = None) -> Decision:
+                now_ms: int, model: ModelChooser | None = None, held_out: bool = False) -> Decision:
+    """`visitor_id` is who is bucketed (the person: engine.experiments.exposures.person_key)."""
     slot = rs.slots.get(slot_name)
     if slot is None:
         return Decision(slot_name, None, None, None, "default", "no such slot in the catalog")
-    reason = withheld(person, prefs)
+    reason = GLOBAL_HOLDOUT if held_out else withheld(person, prefs)
     if reason is not None:  # the default, rendered without the person
         content = slot.content[slot.default]
         return Decision(slot_name, slot.default, render(content.template, None, context), slot.default, "default", reason)
@@ -204,5 +208,5 @@ def _model_json(choice) -> dict:
 
 
 def decide(rs: RuleSet, slots: list[str], person: dict | None, prefs: dict, context: dict, visitor_id: str,
-           now_ms: int, model: ModelChooser | None = None) -> dict[str, Decision]:
-    return {slot: decide_slot(rs, slot, person, prefs, context, visitor_id, now_ms, model) for slot in slots}
+           now_ms: int, model: ModelChooser | None = None, held_out: bool = False) -> dict[str, Decision]:
+    return {slot: decide_slot(rs, slot, person, prefs, context, visitor_id, now_ms, model, held_out) for slot in slots}

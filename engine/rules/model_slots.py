@@ -35,7 +35,8 @@ class ModelSlots:
                 continue
             key = key or context_key(person, context, now_ms, half_life_days=self.half_life_days)
             spec = replace(slot.model, variants=allowed)
-            choices[name] = choose(spec, await self.store.stats(name), key, visitor_id, name, slot.default, self.rng)
+            stats = await self.store.stats(name, getattr(slot.model, "reward", "click"))
+            choices[name] = choose(spec, stats, key, visitor_id, name, slot.default, self.rng)
         return choices
 
     async def record(self, decisions: dict[str, Decision], choices: dict, visitor_id: str) -> None:

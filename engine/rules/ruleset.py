@@ -83,6 +83,8 @@ class ModelSpec:
     min_impressions: int = 200
     exploration: float = 0.1
     holdout: float = 5.0  # percent of visitors that always get the default
+    reward: str = "click"  # what the bandit maximizes: click, add_to_cart, purchase or revenue (after a click)
+    reward_cap: float = 100.0  # revenue: an order of this much or more counts as one full success
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,8 @@ class Model(Shape):
     min_impressions: Annotated[int, Meta(ge=0, le=10**9, description="a whole number from 0 to 1000000000")] | UnsetType = UNSET
     exploration: Annotated[Number, Meta(ge=0, le=1, description="a number from 0 to 1")] | UnsetType = UNSET
     holdout: Annotated[Number, Meta(ge=0, le=50, description="a share of visitors from 0 to 50 (percent)")] | UnsetType = UNSET
+    reward: Literal["click", "add_to_cart", "purchase", "revenue"] | UnsetType = UNSET
+    reward_cap: Annotated[Number, Meta(gt=0, le=10**9, description="a positive amount")] | UnsetType = UNSET
 
 
 class Slot(Shape):

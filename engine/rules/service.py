@@ -7,9 +7,14 @@ counts on the very next decide. Who may decide for whom is the access layer's
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, Unavailable
+from engine.experiments import exposures as xp
+from engine.metrics import EXPOSURES_UNLOGGED
+from engine.profiles import changes
 from engine.ingest.visitor_ids import is_visitor_id
 from engine.profiles.segments import derive
 from engine.rules.context import check_context
@@ -18,6 +23,8 @@ from engine.rules.live import LiveRules
 from engine.settings import Settings
 
 MAX_SLOTS = 20
+
+log = logging.getLogger("engine.rules")
 
 
 def check_request(body: object) -> tuple[str | None, str | None, list[str], dict]:
@@ -42,6 +49,19 @@ class DecideService:
         self.rules = rules
         self.model = model        # engine.rules.model_slots.ModelSlots, or None
         self.weather = weather    # engine.rules.context.CachedWeather or None
+        self.publish = None       # puts exposures on the log (engine.profiles.changelog.ChangeLog.publish)
+        self.unlogged = 0         # decisions served while the log could not take their exposures
+
+    def person_key(self, person: dict | None, visitor_id: str | None, user_id: str | None) -> str:
+        """Who is bucketed: the verified user (a linked person, or a key's user_id), else the visitor."""
+        if person is not None and person.get("id") and person["id"] not in (person.get("visitor_ids") or ()):
+            return xp.person_key(self.people.digest(person["id"]), None)
+        if user_id:
+            return xp.person_key(self.people.digest(user_id), None)
+        return xp.person_key(None, visitor_id)
+
+    def held_out(self, person_key: str) -> bool:
+        return xp.in_global_holdout(person_key, self.settings.global_holdout)
 
     async def person_and_prefs(self, visitor_id: str | None, user_id: str | None, now_ms: int) -> tuple[dict | None, dict]:
         people = self.people
@@ -66,9 +86,29 @@ class DecideService:
                 context["weather"] = weather
         rs = self.rules.current
         vid = visitor_id or user_id or ""
-        model_choices = await self.model.choose(rs, slots, person, prefs, context, vid, now_ms) if self.model else {}
+        who = self.person_key(person, visitor_id, user_id)
+        held_out = self.held_out(who)
+        model_choices = {}
+        if self.model and not held_out:
+            model_choices = await self.model.choose(rs, slots, person, prefs, context, who, now_ms)
         chooser = (lambda slot, p, c, v: model_choices.get(slot.name)) if model_choices else None
-        decisions = decide(rs, slots, person, prefs, context, vid, now_ms, chooser)
+        decisions = decide(rs, slots, person, prefs, context, who, now_ms, chooser, held_out=held_out)
         if model_choices:
             await self.model.record(decisions, model_choices, vid)
+        await self._log_exposures(rs, decisions, model_choices, held_out, vid, who, person, now_ms)
         return decisions
+
+    async def _log_exposures(self, rs, decisions, model_choices, held_out, vid, who, person, now_ms) -> None:
+        """On the log before the answer goes out, so the visitor's impressions come after it in their partition.
+
+        A broker out of reach does not stop decisions: they are served unmeasured, and counted."""
+        items = xp.exposures(rs, decisions, model_choices, held_out, self.settings.global_holdout)
+        if not items or self.publish is None:
+            return
+        event = changes.exposure(vid or who, who, items, xp.pre_activity(person), now_ms, lambda: uuid.uuid4().hex)
+        try:
+            await self.publish([event])
+        except Unavailable:
+            self.unlogged += len(items)
+            EXPOSURES_UNLOGGED.inc(len(items))
+            log.warning("exposures of %d decisions not logged: the event log is unavailable", len(items))

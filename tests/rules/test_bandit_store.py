@@ -193,3 +193,26 @@ async def test_decisions_expire_and_keys_of_a_slot_share_one_cluster_slot(bandit
     assert b"v1" not in raw.values()                                # only a hash of the visitor
     with pytest.raises(ValueError):
         await store.record_decision(d, "{hero}", "a", MOBILE, 0.5, False, "v1")
+
+
+async def test_the_configured_reward_is_what_the_bandit_reads(redis_client):
+    prefix = unique("tb")
+    store = BanditStore(redis_client, prefix, cache_s=0)
+    learner = BanditLearner(redis_client, prefix, reward_cap=lambda slot: 40.0)
+    try:
+        d1, d2 = await decide(store, "v1", "a"), await decide(store, "v2", "b")
+        cart = event("add_to_cart", "v1", ts=T0 + MINUTE, product={"id": "i1", "price": 10})
+        big = event("purchase", "v2", ts=T0 + MINUTE, order={"id": "o9", "revenue": 100, "items": []})
+        batch = [event("impression", "v1", d1), event("content_click", "v1", d1), event("impression", "v2", d2),
+                 event("content_click", "v2", d2), cart, purchase("v1", T0 + 2 * MINUTE), big]
+        await feed(learner, batch)
+        await feed(learner, batch)   # redelivered: nothing twice
+        assert (await store.stats("hero", "click"))[GLOBAL] == {"a": (1, 1), "b": (1, 1)}
+        assert (await store.stats("hero", "add_to_cart"))[GLOBAL] == {"a": (1, 1), "b": (1, 0)}
+        assert (await store.stats("hero", "purchase"))[GLOBAL] == {"a": (1, 1), "b": (1, 1)}
+        # revenue: 10 of a cap of 40 is a quarter of a success; 100 is capped at one
+        assert (await store.stats("hero", "revenue"))[GLOBAL] == {"a": (1, 0.25), "b": (1, 1)}
+    finally:
+        keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await redis_client.delete(*keys)

@@ -1,0 +1,168 @@
+"""Exposures and the outcomes credited to them, per person, in Redis.
+
+Keys of one person share the hash tag {xp:<person>} (the person key of
+engine.experiments.exposures: "u:<digest>" or a visitor id), so one script call
+credits everything a batch holds for the person:
+
+    {prefix}:{xp:<person>}:arms   hash  experiment -> JSON record of the person in it:
+                                        arm (of the first exposure), first, last (ms),
+                                        n (exposures), p (propensity), c (the bandit's context
+                                        key), pre (events before the
+                                        first exposure), imp, clk, atc, buy (counts), rev, sw
+                                        (exposures in another arm: a login joined two people)
+    {prefix}:{xp:<person>}:seen   set   event ids already applied (exposures and outcomes),
+                                        so a redelivered or replayed event counts once
+    {prefix}:xp:people:<experiment>  set  the people exposed to it (the report reads them)
+    {prefix}:xp:experiments          set  every experiment with an exposure
+
+An outcome counts for an experiment when it comes after the person's first exposure and
+within the window of their latest one; impressions and clicks only for that
+experiment's slot. Both person keys expire with the anonymous retention, refreshed on
+each write; replay clears everything here and rebuilds it from the log (exposures are
+server:exposure events on it).
+"""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+
+# KEYS: arms, seen.  ARGV: window ms, ttl s (0: none), seen ttl s, JSON list of operations:
+#   {id, k: "x", ts, pre, xs: [{e, a, p}]}  exposures of one decide call
+#   {id, k: "o", ts, w: imp|clk|atc|buy, rev, slot}  an outcome
+# Returns the experiments the person entered.
+CREDIT = """
+local window = tonumber(ARGV[1])
+local ops = cjson.decode(ARGV[4])
+local entered = {}
+for _, op in ipairs(ops) do
+  if redis.call('SADD', KEYS[2], op.id) == 1 then
+    if op.k == 'x' then
+      for _, x in ipairs(op.xs) do
+        local raw = redis.call('HGET', KEYS[1], x.e)
+        local r
+        if raw then
+          r = cjson.decode(raw)
+        else
+          r = {arm = x.a, first = op.ts, last = op.ts, n = 0, p = x.p, c = x.c, pre = op.pre,
+               imp = 0, clk = 0, atc = 0, buy = 0, rev = 0, sw = 0}
+          entered[#entered + 1] = x.e
+        end
+        r.n = r.n + 1
+        if op.ts > r.last then r.last = op.ts end
+        if x.a ~= r.arm then r.sw = r.sw + 1 end
+        redis.call('HSET', KEYS[1], x.e, cjson.encode(r))
+      end
+    else
+      local all = redis.call('HGETALL', KEYS[1])
+      for i = 1, #all, 2 do
+        local e = all[i]
+        local r = cjson.decode(all[i + 1])
+        local ok = op.ts >= r.first and op.ts <= r.last + window
+        if ok and op.slot and e ~= 'global' then
+          ok = string.sub(e, -(#op.slot + 1)) == (':' .. op.slot)
+        end
+        if ok then
+          r[op.w] = r[op.w] + 1
+          if op.w == 'buy' then r.rev = r.rev + op.rev end
+          redis.call('HSET', KEYS[1], e, cjson.encode(r))
+        end
+      end
+    end
+  end
+end
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return entered
+"""
+
+PER_READ = 1000
+
+
+class ExperimentStore:
+    def __init__(self, redis: Redis, prefix: str, window_hours: float = 24.0, ttl_s: int = 0,
+                 seen_ttl_s: int = 30 * 86400) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.window_ms = int(window_hours * 3_600_000)
+        self.ttl_s = ttl_s
+        self.seen_ttl_s = max(int(seen_ttl_s), 1)
+        self._credit = redis.register_script(CREDIT)
+
+    def arms_key(self, person: str) -> str:
+        return f"{self.prefix}:{{xp:{person}}}:arms"
+
+    def seen_key(self, person: str) -> str:
+        return f"{self.prefix}:{{xp:{person}}}:seen"
+
+    def people_key(self, experiment: str) -> str:
+        return f"{self.prefix}:xp:people:{experiment}"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}:xp:experiments"
+
+    async def apply(self, ops_by_person: dict[str, list[dict]]) -> None:
+        """Credits each person's operations in order, one script call each, then indexes who entered what."""
+        people = list(ops_by_person)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for person in people:
+                await self._credit(keys=[self.arms_key(person), self.seen_key(person)],
+                                   args=[self.window_ms, self.ttl_s, self.seen_ttl_s, json.dumps(ops_by_person[person])],
+                                   client=pipe)
+            replies = await pipe.execute()
+        entered = [(person, e.decode() if isinstance(e, bytes) else e)
+                   for person, reply in zip(people, replies) for e in (reply or [])]
+        if entered:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for person, experiment in entered:
+                    pipe.sadd(self.people_key(experiment), person)
+                pipe.sadd(self.index_key, *{e for _, e in entered})
+                await pipe.execute()
+
+    async def experiments(self) -> list[str]:
+        return sorted(e.decode() for e in await self.redis.smembers(self.index_key))
+
+    async def records(self, experiment: str) -> list[dict]:
+        """Every exposed person's record in the experiment (people erased meanwhile are left out)."""
+        out: list[dict] = []
+        batch: list[str] = []
+
+        async def read(people: list[str]) -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for person in people:
+                    pipe.hget(self.arms_key(person), experiment)
+                out.extend(json.loads(raw) for raw in await pipe.execute() if raw)
+
+        async for person in self.redis.sscan_iter(self.people_key(experiment), count=PER_READ):
+            batch.append(person.decode())
+            if len(batch) >= PER_READ:
+                await read(batch)
+                batch = []
+        if batch:
+            await read(batch)
+        return out
+
+    async def forget(self, people: list[str]) -> int:
+        """Removes the people's exposures and outcomes from every experiment (erasure, consent withdrawn)."""
+        removed = 0
+        for person in people:
+            experiments = [e.decode() for e in await self.redis.hkeys(self.arms_key(person))]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for experiment in experiments:
+                    pipe.srem(self.people_key(experiment), person)
+                pipe.delete(self.arms_key(person), self.seen_key(person))
+                await pipe.execute()
+            removed += len(experiments)
+        return removed
+
+    async def clear(self) -> int:
+        """Everything here (replay rebuilds it from the log's exposures and outcomes)."""
+        removed = 0
+        patterns = [f"{self.prefix}:{{xp:*}}:*", f"{self.prefix}:xp:*"]
+        for pattern in patterns:
+            keys = [key async for key in self.redis.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(keys), 1000):
+                removed += await self.redis.delete(*keys[start : start + 1000])
+        return removed
