@@ -199,6 +199,8 @@ class Settings:
     log_level: str = _env_field("info")
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
+    segment_sweep_s: float = _env_field(5.0, _positive_float)  # how often due segment memberships are re-evaluated
+    test_clock: bool = _env_field(False, _bool)  # tests: the worker's segment clock adds the offset at PREFIX:clock:offset
     weather_provider: str | None = _env_field(None)
     # Recommendations (engine.recommend)
     catalog: Path | None = _env_field(None, _optional_path)  # item catalog file loaded at API start

@@ -27,7 +27,8 @@ from engine.ingest.publisher import Publisher
 from engine.profiles import changes
 from engine.profiles.changelog import ChangeLog
 from engine.ingest.ratelimit import RateLimiter
-from engine.profiles.derived import SegmentUpdater, refit_periodically
+from engine.profiles.derived import (SegmentEvaluator, SegmentSweeper, SegmentUpdater, offset_clock, refit_periodically,
+                                     system_clock)
 from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
@@ -121,14 +122,27 @@ def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float 
     return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s, fail_fast=fail_fast), profile_cache)
 
 
-def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list:
-    """Every store's idempotent batch update, in the order the worker applies them."""
+def segment_evaluator(settings: Settings, stores: Stores, rules: LiveRules) -> SegmentEvaluator:
+    clock = offset_clock(stores.redis, clock_key(settings)) if settings.test_clock else system_clock
+    return SegmentEvaluator(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days,
+                            clock=clock, anonymous_ttl_ms=settings.anonymous_retention_days * 86_400_000)
+
+
+def clock_key(settings: Settings) -> str:
+    """Where a test puts the worker's clock offset (ms), with CLICKSTREAM_TEST_CLOCK on."""
+    return f"{settings.redis_prefix}:clock:offset"
+
+
+def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: bool = True) -> list:
+    """Every store's idempotent batch update, in the order the worker applies them.
+
+    `emit=False` (a replay): memberships are rebuilt without recording their changes again."""
     config = profile_config(settings)
     processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog,
                                  orders=order_trust(settings, stores))
     processor.after_batch += [
         stores.values.mark_buyers,
-        SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
+        SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
         BanditLearner(stores.redis, settings.redis_prefix),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
@@ -252,7 +266,9 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
     def heartbeat(stats, ready) -> Heartbeat:
         return Heartbeat(stores.redis, workers_key(settings), worker_id, stats, ready, settings.worker_heartbeat_s * 3)
 
+    sweeper = SegmentSweeper(segment_evaluator(settings, stores, rules), settings.segment_sweep_s)
     background = [
+        sweeper.run,
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
@@ -279,7 +295,7 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
     try:
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
-        applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores, settings),
+        applied = await replay(settings, batch_handlers(settings, stores, rules, emit=False), lambda: clear_derived_state(stores, settings),
                                progress)
         if await stores.values.buyers():
             await stores.values.refit()
