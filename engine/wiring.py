@@ -29,6 +29,7 @@ from engine.profiles.changelog import ChangeLog
 from engine.ingest.ratelimit import RateLimiter
 from engine.profiles.derived import (SegmentEvaluator, SegmentSweeper, SegmentUpdater, offset_clock, refit_periodically,
                                      system_clock)
+from engine.profiles.backfill import SegmentBackfill
 from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
@@ -133,6 +134,12 @@ def clock_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}:clock:offset"
 
 
+async def segment_state(settings: Settings, stores: Stores, rules: LiveRules) -> dict:
+    """What /metrics shows of segments: change counters, the latest backfill, deliveries kept for redelivery."""
+    backfill = SegmentBackfill(segment_evaluator(settings, stores, rules))
+    return {"counters": await stores.segments.counters(), "backfill": await backfill.progress()}
+
+
 def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: bool = True) -> list:
     """Every store's idempotent batch update, in the order the worker applies them.
 
@@ -191,6 +198,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
+        services.segment_state = lambda: segment_state(settings, stores, services.rules)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
                                        settings.rate_limit_burst)
@@ -267,8 +275,10 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
         return Heartbeat(stores.redis, workers_key(settings), worker_id, stats, ready, settings.worker_heartbeat_s * 3)
 
     sweeper = SegmentSweeper(segment_evaluator(settings, stores, rules), settings.segment_sweep_s)
+    backfill = SegmentBackfill(segment_evaluator(settings, stores, rules), poll_s=settings.segment_sweep_s / 5)
     background = [
         sweeper.run,
+        backfill.run,
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
