@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
+from engine.destinations.delivery import Delivery
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
@@ -137,7 +138,13 @@ def clock_key(settings: Settings) -> str:
 async def segment_state(settings: Settings, stores: Stores, rules: LiveRules) -> dict:
     """What /metrics shows of segments: change counters, the latest backfill, deliveries kept for redelivery."""
     backfill = SegmentBackfill(segment_evaluator(settings, stores, rules))
-    return {"counters": await stores.segments.counters(), "backfill": await backfill.progress()}
+    return {"counters": await stores.segments.counters(), "backfill": await backfill.progress(),
+            "pending": await delivery(settings, stores, rules).pending()}
+
+
+def delivery(settings: Settings, stores: Stores, rules: LiveRules) -> Delivery:
+    return Delivery(stores.redis, settings.redis_prefix, rules, stores.people, timeout_s=settings.webhook_timeout_s,
+                    retry_idle_s=settings.webhook_retry_idle_s, dead_after_s=settings.webhook_dead_after_hours * 3600)
 
 
 def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: bool = True) -> list:
@@ -276,9 +283,12 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
 
     sweeper = SegmentSweeper(segment_evaluator(settings, stores, rules), settings.segment_sweep_s)
     backfill = SegmentBackfill(segment_evaluator(settings, stores, rules), poll_s=settings.segment_sweep_s / 5)
+    webhooks = delivery(settings, stores, rules)
+    await webhooks.ensure_groups()  # before the first batch, so a declared destination misses no change
     background = [
         sweeper.run,
         backfill.run,
+        webhooks.run,
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,

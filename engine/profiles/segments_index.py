@@ -139,6 +139,7 @@ class SegmentIndex:
         for member in members:
             await self.remove_person(member)
         await forget_in_stream(self.redis, self.outbox_key, members)
+        await forget_in_stream(self.redis, self.outbox_key + ":dead", members)
 
     async def clear(self, names: list[str] | None = None) -> None:
         """Drops the named sets; every set and the due times (for a rebuild) when no names are given."""
