@@ -171,7 +171,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     if API in roles:
         stores = services.stores
         routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
-        routes += segment_routes(access, stores.segments, services.rules)
+        routes += segment_routes(access, stores.segments, services.rules, stores.people)
         routes += decide_routes(settings, access, services.decider)
         routes += recommend_routes(access, services.recommend)
         routes += catalog_routes(access, services.recommend, services.changelog.publish)

@@ -99,11 +99,12 @@ class Order(Schema):
 class Consent(Schema):
     analytics: bool | UnsetType = UNSET
     personalization: bool | UnsetType = UNSET
-    one_of: ClassVar[tuple[str, ...]] = ("analytics", "personalization")  # a consent event states at least one
+    marketing: bool | UnsetType = UNSET  # e-mail and other messages outside the site: never assumed
+    one_of: ClassVar[tuple[str, ...]] = ("analytics", "personalization", "marketing")  # a consent event states at least one
 
     def __post_init__(self) -> None:
         if all(getattr(self, purpose) is UNSET for purpose in self.one_of):
-            raise ValueError("expected analytics and/or personalization")  # msgspec adds the path
+            raise ValueError("expected analytics, personalization and/or marketing")  # msgspec adds the path
 
 
 class Props(Schema):
