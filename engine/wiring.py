@@ -38,6 +38,7 @@ from engine.profiles.processor import ProfileProcessor
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
+from engine.profiles.wishlist import Wishlists
 from engine.recommend import als
 from engine.recommend.catalog import Catalog
 from engine.recommend.service import RecommendConfig, RecommendService
@@ -87,6 +88,7 @@ class Stores:
     cooccurrence: CooccurrenceStore
     catalog: Catalog
     bandit: BanditStore
+    wishlists: Wishlists
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -103,11 +105,17 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     segments = SegmentIndex(redis, prefix)
     cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    wishlists = wishlist_store(redis, prefix, segments)
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, wishlists.forget]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
-    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
+                  wishlists)
+
+
+def wishlist_store(redis: Redis, prefix: str, segments: SegmentIndex, emit: bool = True) -> Wishlists:
+    return Wishlists(redis, prefix, segments.outbox_key, segments.stats_key, emit=emit)
 
 
 def archive_eraser(archive: Archive):
@@ -154,9 +162,12 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
     config = profile_config(settings)
     processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog,
                                  orders=order_trust(settings, stores))
+    wishlists = wishlist_store(stores.redis, settings.redis_prefix, stores.segments, emit=emit)
+    processor.on_catalog.append(wishlists.catalog_changed)
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
+        wishlists,
         BanditLearner(stores.redis, settings.redis_prefix),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
     ]
@@ -171,6 +182,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     """What replay wipes before it rebuilds: everything batch_handlers derive."""
     await order_trust(settings, stores).clear()
     await stores.segments.clear()
+    await stores.wishlists.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
     return await stores.profiles.clear_all()

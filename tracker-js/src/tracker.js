@@ -344,6 +344,8 @@ export function createTracker(win, options, now = () => Date.now()) {
     productView: (product) => emit('product_view', { product }),
     addToCart: (product, qty) => emit('add_to_cart', { product, qty: qty || 1 }),
     removeFromCart: (product, qty) => emit('remove_from_cart', { product, qty: qty || 1 }),
+    addToWishlist: (product) => emit('add_to_wishlist', { product }),
+    removeFromWishlist: (product) => emit('remove_from_wishlist', { product }),
     purchase: (order) => emit('purchase', { order }),
     identify,
     consent,
