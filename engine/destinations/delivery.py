@@ -50,7 +50,7 @@ class Rejected(Exception):
 class Delivery:
     def __init__(self, redis, prefix: str, rules, people, *, attempts: int = 4, backoff_s: float = 0.2,
                  backoff_max_s: float = 5.0, retry_idle_s: float = 30.0, dead_after_s: float = 86_400.0,
-                 timeout_s: float = 5.0, batch: int = 200, block_ms: int = 500) -> None:
+                 timeout_s: float = 5.0, batch: int = 200, block_ms: int = 500, concurrency: int = 16) -> None:
         self.redis = redis
         self.outbox_key = f"{prefix}:segchanges"
         self.dead_key = f"{prefix}:segchanges:dead"
@@ -61,6 +61,7 @@ class Delivery:
         self.retry_idle_ms = int(retry_idle_s * 1000)
         self.dead_after_ms = int(dead_after_s * 1000)
         self.timeout_s, self.batch, self.block_ms = timeout_s, batch, block_ms
+        self.concurrency = concurrency  # requests in flight per destination (and connections kept)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.http: httpx.AsyncClient | None = None
         self.tasks: dict[str, asyncio.Task] = {}
@@ -94,7 +95,10 @@ class Delivery:
         return out
 
     async def run(self, stopping) -> None:
-        self.http = httpx.AsyncClient(timeout=self.timeout_s, limits=httpx.Limits(max_connections=32))
+        # TCP_NODELAY: headers and body go out as two writes; without it each request can wait on a delayed ACK.
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4 * self.concurrency),
+                                             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.AsyncClient(timeout=self.timeout_s, transport=transport)
         try:
             while not stopping():
                 try:
@@ -141,7 +145,7 @@ class Delivery:
                 await asyncio.sleep(1.0)
 
     async def deliver_all(self, name: str, entries: list, retried: int = 0) -> None:
-        """One person's records in order; different people at once.
+        """One person's records in order; different people at once; one acknowledgement for all done.
 
         The first `retried` entries are claimed again (older, in id order). A record kept
         for redelivery holds back that person's later ones (they stay pending, and are
@@ -151,32 +155,43 @@ class Delivery:
         for n, (entry_id, fields) in enumerate(entries):
             by_person[fields.get(b"person", b"").decode()].append(
                 (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, webhook.record(fields), n < retried))
+        done: list[str] = []
+        outcomes: dict[str, int] = defaultdict(int)
+        slots = asyncio.Semaphore(self.concurrency)
 
         async def one_person(person, rows):
             if person in held and not rows[0][2]:
                 return  # its earlier record is not claimed again yet
             for entry_id, change, _ in rows:
-                if not await self._deliver(name, entry_id, change):
+                async with slots:
+                    outcome = await self._deliver(name, entry_id, change)
+                if outcome is None:
                     held.add(person)
                     return
+                done.append(entry_id)
+                if outcome:
+                    outcomes[outcome] += 1
             held.discard(person)
         await asyncio.gather(*(one_person(person, rows) for person, rows in by_person.items()))
+        if done:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(self.outbox_key, self.group(name), *done)
+                for outcome, count in outcomes.items():
+                    pipe.hincrby(self.stats_key, f"delivery:{name}:{outcome}", count)
+                await pipe.execute()
 
-    async def _deliver(self, name: str, entry_id: str, change: dict) -> bool:
-        """True when the record is done with (delivered, skipped, dead); False when kept for redelivery."""
+    async def _deliver(self, name: str, entry_id: str, change: dict) -> str | None:
+        """The outcome to count ("" for a record this destination does not hear), or None: kept for redelivery."""
         destination = self.destination(name)
-        group = self.group(name)
         if destination is None:
-            return False
+            return None
         if not destination.wants(change):
-            await self.redis.xack(self.outbox_key, group, entry_id)
-            return True
+            return ""
         traits = None
         if destination.purpose == "marketing":
             person = await self.people.person(change["person"])
             if not webhook.has_marketing_consent(person):
-                await self._done(group, entry_id, name, "skipped_no_consent")
-                return True
+                return "skipped_no_consent"
             traits = webhook.marketing_traits(person)
         delivery = webhook.delivery_id(name, entry_id)
         payload = webhook.body(change, delivery, traits)
@@ -188,15 +203,14 @@ class Delivery:
                     await self._post(destination, payload, delivery, name)
         except Retryable as exc:
             if int(time.time() * 1000) - _entry_ms(entry_id) >= self.dead_after_ms:
-                await self._dead(group, entry_id, name, change, f"gave up after the retry period: {exc}")
-                return True
+                await self._dead(entry_id, name, change, f"gave up after the retry period: {exc}")
+                return "dead"
             log.info("delivery %s failed, kept for redelivery: %s", delivery, exc)
-            return False
+            return None
         except Rejected as exc:
-            await self._dead(group, entry_id, name, change, str(exc))
-            return True
-        await self._done(group, entry_id, name, "delivered")
-        return True
+            await self._dead(entry_id, name, change, str(exc))
+            return "dead"
+        return "delivered"
 
     async def _post(self, destination, payload: bytes, delivery: str, name: str) -> None:
         try:
@@ -212,17 +226,11 @@ class Delivery:
             raise Retryable(f"HTTP {response.status_code}")
         raise Rejected(f"HTTP {response.status_code}")
 
-    async def _done(self, group: str, entry_id: str, name: str, outcome: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xack(self.outbox_key, group, entry_id)
-            pipe.hincrby(self.stats_key, f"delivery:{name}:{outcome}", 1)
-            await pipe.execute()
-
-    async def _dead(self, group: str, entry_id: str, name: str, change: dict, reason: str) -> None:
+    async def _dead(self, entry_id: str, name: str, change: dict, reason: str) -> None:
+        """Keeps the record in the dead-letter stream; the caller acknowledges it."""
         log.warning("delivery %s moved to the dead-letter stream: %s", webhook.delivery_id(name, entry_id), reason)
         await self.redis.xadd(self.dead_key, {**{k: str(v) for k, v in change.items()}, "destination": name,
                                               "entry": entry_id, "failure": reason[:300]})
-        await self._done(group, entry_id, name, "dead")
 
 
 def _entry_ms(entry_id: str) -> int:
