@@ -9,7 +9,10 @@ the POST that carried its third view to the webhook's arrival at the receiver.
 Two phases in the same run: a light load (30 events/s, the baseline: the pipeline's own
 latency, no queueing) and the target load.
 
-Usage: python benchmarks/segment_webhook.py [RATE] [SECONDS]   (default 1000 20)
+With --separate, delivery runs as `clickstream deliver` beside the worker
+(CLICKSTREAM_WORKER_DELIVERY=false) instead of inside it.
+
+Usage: python benchmarks/segment_webhook.py [RATE] [SECONDS] [--separate]   (default 1000 20)
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ async def phase(client, rate: float, seconds: float, arrived: dict) -> dict:
             "max": max(latencies)}
 
 
-async def main(rate: float, seconds: float) -> None:
+async def main(rate: float, seconds: float, separate: bool) -> None:
     folder = Path(tempfile.mkdtemp(prefix="segment-webhook-"))
     server, arrived = receiver()
     (folder / "rules").mkdir()
@@ -134,13 +137,18 @@ async def main(rate: float, seconds: float) -> None:
     wait_for_port(redis_port, 30, redis)
     settings = replace(Settings(), kafka=f"127.0.0.1:{broker_port}", redis=f"redis://127.0.0.1:{redis_port}/0",
                        api_keys=("bench",), rebalance_timeout_s=1.0, rules=folder / "rules", data_dir=folder / "data",
-                       log_level="warning", rate_limit_per_s=0.0)
+                       log_level="warning", rate_limit_per_s=0.0, worker_delivery=not separate)
     env = dict(os.environ, **settings.environ(), PYTHONPATH=str(ROOT))
     logs = open(folder / "engine.log", "ab")
     worker = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=ROOT, stdout=logs, stderr=logs)
     api = subprocess.Popen([sys.executable, "-m", "engine.cli", "api", "--port", str(port)], env=env, cwd=ROOT,
                            stdout=logs, stderr=logs)
+    processes = [api, worker]
+    if separate:
+        processes.append(subprocess.Popen([sys.executable, "-m", "engine.cli", "deliver"], env=env, cwd=ROOT,
+                                          stdout=logs, stderr=logs))
     print(machine())
+    print("delivery: " + ("`clickstream deliver`, a process of its own" if separate else "inside the worker"))
     print(f"broker, Redis, worker, API and receiver on this machine; {PER_POST} new visitors x 3 product views "
           f"+ 1 page view per POST; latency: POST of the third view -> webhook at the receiver")
     try:
@@ -161,7 +169,7 @@ async def main(rate: float, seconds: float) -> None:
                        (f"target {rate:,.0f} events/s", await phase(client, rate, seconds, arrived))]
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
-        for process in (api, worker, redis, broker):
+        for process in (*processes, redis, broker):
             process.terminate()
             process.wait(20)
         server.shutdown()
@@ -173,5 +181,6 @@ async def main(rate: float, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    args = [float(a) for a in sys.argv[1:]]
-    asyncio.run(main(*(args + [1000.0, 20.0][len(args):])))
+    separate = "--separate" in sys.argv
+    args = [float(a) for a in sys.argv[1:] if a != "--separate"]
+    asyncio.run(main(*(args + [1000.0, 20.0][len(args):]), separate))

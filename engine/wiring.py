@@ -300,7 +300,7 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
     background = [
         sweeper.run,
         backfill.run,
-        webhooks.run,
+        *([webhooks.run] if settings.worker_delivery else []),
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
@@ -333,6 +333,24 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
             await stores.values.refit()
         return applied
     finally:
+        await stores.close()
+
+
+async def run_delivery(settings: Settings) -> None:
+    """`clickstream deliver`: the delivery worker alone, until interrupted (SIGTERM or Ctrl-C)."""
+    import signal
+
+    stores = open_stores(settings)
+    rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+    rules.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await delivery(settings, stores, rules).run(stopping.is_set)
+    finally:
+        await rules.stop()
         await stores.close()
 
 
