@@ -210,7 +210,7 @@ export function createTracker(win, options, now = () => Date.now()) {
     const before = perms();
     const given = Object.assign({}, storage.json(CONSENT_KEY));
     const said = {};
-    for (const key of ['analytics', 'personalization']) {
+    for (const key of ['analytics', 'personalization', 'marketing']) {
       if (choice && typeof choice[key] === 'boolean') said[key] = given[key] = choice[key];
     }
     if (!Object.keys(said).length) return null;
