@@ -31,7 +31,6 @@ from redis.asyncio.connection import Connection
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.events import VISITORS, collected, make_events  # noqa: E402
-from engine.profiles import model  # noqa: E402
 from engine.rules.live import LiveRules  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.stream import codec  # noqa: E402

@@ -118,6 +118,19 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_deliver(args) -> int:
+    from engine.wiring import run_delivery
+
+    settings = _settings()
+    _require(settings, "redis")
+    _logging(settings)
+    try:
+        asyncio.run(run_delivery(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_replay(args) -> int:
     from engine.wiring import run_replay
 
@@ -267,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a stream worker (faust)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("deliver", help="deliver segment changes and alerts to the rule files' destinations "
+                                       "(a process of its own; with CLICKSTREAM_WORKER_DELIVERY=false on the workers)")
+    p.set_defaults(func=cmd_deliver)
 
     p = sub.add_parser("replay", help="rebuild Redis state from the start of the topic")
     p.add_argument("--quiet", action="store_true")

@@ -102,9 +102,48 @@ class BotCollector:
         yield bots
 
 
+class SegmentCollector:
+    """Segment changes, backfill progress and webhook deliveries, as the workers counted them in Redis."""
+
+    def __init__(self) -> None:
+        self.state: dict = {}
+
+    def collect(self):
+        counters = self.state.get("counters") or {}
+        changes = CounterMetricFamily("clickstream_segment_changes", "Segment entries and exits recorded in the outbox",
+                                      labels=["change"])
+        for change in ("entered", "exited"):
+            changes.add_metric([change], counters.get(change, 0))
+        yield changes
+        yield CounterMetricFamily("clickstream_segment_alerts", "Alerts (back in stock) recorded in the outbox",
+                                  value=counters.get("alerts", 0))
+        progress = self.state.get("backfill") or {}
+        yield GaugeMetricFamily("clickstream_segment_backfill_done", "Profiles the latest segment backfill has evaluated",
+                                value=float(progress.get("done", 0)))
+        yield GaugeMetricFamily("clickstream_segment_backfill_total", "Profiles the latest segment backfill evaluates",
+                                value=float(progress.get("total", 0)))
+        yield GaugeMetricFamily("clickstream_segment_backfill_seconds", "How long the latest segment backfill has run",
+                                value=float(progress.get("seconds", 0)))
+        deliveries = CounterMetricFamily("clickstream_webhook_deliveries", "Webhook deliveries by destination and outcome "
+                                         "(delivered, failed attempts, dead: given up after the retry period)",
+                                         labels=["destination", "outcome"])
+        pending = GaugeMetricFamily("clickstream_webhook_pending", "Changes read but not yet delivered, kept for redelivery",
+                                    labels=["destination"])
+        for field, value in sorted(counters.items()):
+            if field.startswith("delivery:"):
+                _, destination, outcome = field.split(":", 2)
+                deliveries.add_metric([destination, outcome], value)
+        for destination, count in sorted((self.state.get("pending") or {}).items()):
+            pending.add_metric([destination], count)
+        yield deliveries
+        yield pending
+
+
 WORKERS = WorkerCollector()
 REGISTRY.register(WORKERS)
 COLLECTOR_LOG = CollectorLogState()
 REGISTRY.register(COLLECTOR_LOG)
 BOTS = BotCollector()
 REGISTRY.register(BOTS)
+SEGMENTS = SegmentCollector()
+REGISTRY.register(SEGMENTS)

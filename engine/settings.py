@@ -206,6 +206,12 @@ class Settings:
     log_level: str = _env_field("info")
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)
+    segment_sweep_s: float = _env_field(5.0, _positive_float)  # how often due segment memberships are re-evaluated
+    worker_delivery: bool = _env_field(True, _bool)  # workers deliver webhooks; false: `clickstream deliver` does
+    webhook_timeout_s: float = _env_field(5.0, _positive_float)  # one delivery attempt
+    webhook_retry_idle_s: float = _env_field(30.0, _positive_float)  # a failed delivery is tried again after this
+    webhook_dead_after_hours: float = _env_field(24.0, _positive_float)  # then it goes to the dead-letter stream
+    test_clock: bool = _env_field(False, _bool)  # tests: the worker's segment clock adds the offset at PREFIX:clock:offset
     weather_provider: str | None = _env_field(None)
     # Experiments (engine.experiments): README "Experiments"
     global_holdout: float = _env_field(0.0, _percent)  # percent of people kept out of all personalization

@@ -26,12 +26,15 @@ from engine.api.app import COLLECTOR, API, HttpServices, build_app
 from engine.experiments.credit import ExperimentCredit, erasure_hook as experiments_eraser
 from engine.experiments.service import Experiments
 from engine.experiments.store import ExperimentStore
+from engine.destinations.delivery import Delivery
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
 from engine.profiles.changelog import ChangeLog
 from engine.ingest.ratelimit import RateLimiter
-from engine.profiles.derived import SegmentUpdater, refit_periodically
+from engine.profiles.derived import (SegmentEvaluator, SegmentSweeper, SegmentUpdater, offset_clock, refit_periodically,
+                                     system_clock)
+from engine.profiles.backfill import SegmentBackfill
 from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
@@ -39,6 +42,7 @@ from engine.profiles.processor import ProfileProcessor
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
+from engine.profiles.wishlist import Wishlists
 from engine.recommend import als
 from engine.recommend.catalog import Catalog
 from engine.recommend.service import RecommendConfig, RecommendService
@@ -90,6 +94,7 @@ class Stores:
     catalog: Catalog
     bandit: BanditStore
     experiments: ExperimentStore
+    wishlists: Wishlists
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -108,12 +113,18 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
     experiments = ExperimentStore(redis, prefix, window_hours=settings.experiment_window_hours,
                                   ttl_s=settings.anonymous_retention_days * 86400, seen_ttl_s=int(settings.dedup_days * 86400))
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, experiments_eraser(experiments, people.digest)]
+    wishlists = wishlist_store(redis, prefix, segments)
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, wishlists.forget,
+                            experiments_eraser(experiments, people.digest)]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
     return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
-                  experiments)
+                  experiments, wishlists)
+
+
+def wishlist_store(redis: Redis, prefix: str, segments: SegmentIndex, emit: bool = True) -> Wishlists:
+    return Wishlists(redis, prefix, segments.outbox_key, segments.stats_key, emit=emit)
 
 
 def archive_eraser(archive: Archive):
@@ -132,14 +143,42 @@ def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float 
     return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s, fail_fast=fail_fast), profile_cache)
 
 
-def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list:
-    """Every store's idempotent batch update, in the order the worker applies them."""
+def segment_evaluator(settings: Settings, stores: Stores, rules: LiveRules) -> SegmentEvaluator:
+    clock = offset_clock(stores.redis, clock_key(settings)) if settings.test_clock else system_clock
+    return SegmentEvaluator(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days,
+                            clock=clock, anonymous_ttl_ms=settings.anonymous_retention_days * 86_400_000)
+
+
+def clock_key(settings: Settings) -> str:
+    """Where a test puts the worker's clock offset (ms), with CLICKSTREAM_TEST_CLOCK on."""
+    return f"{settings.redis_prefix}:clock:offset"
+
+
+async def segment_state(settings: Settings, stores: Stores, rules: LiveRules) -> dict:
+    """What /metrics shows of segments: change counters, the latest backfill, deliveries kept for redelivery."""
+    backfill = SegmentBackfill(segment_evaluator(settings, stores, rules))
+    return {"counters": await stores.segments.counters(), "backfill": await backfill.progress(),
+            "pending": await delivery(settings, stores, rules).pending()}
+
+
+def delivery(settings: Settings, stores: Stores, rules: LiveRules) -> Delivery:
+    return Delivery(stores.redis, settings.redis_prefix, rules, stores.people, timeout_s=settings.webhook_timeout_s,
+                    retry_idle_s=settings.webhook_retry_idle_s, dead_after_s=settings.webhook_dead_after_hours * 3600)
+
+
+def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: bool = True) -> list:
+    """Every store's idempotent batch update, in the order the worker applies them.
+
+    `emit=False` (a replay): memberships are rebuilt without recording their changes again."""
     config = profile_config(settings)
     processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog,
                                  orders=order_trust(settings, stores))
+    wishlists = wishlist_store(stores.redis, settings.redis_prefix, stores.segments, emit=emit)
+    processor.on_catalog.append(wishlists.catalog_changed)
     processor.after_batch += [
         stores.values.mark_buyers,
-        SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
+        SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
+        wishlists,
         BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings),
                       reward_cap=lambda slot: reward_cap(rules, slot)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
@@ -160,6 +199,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     """What replay wipes before it rebuilds: everything batch_handlers derive."""
     await order_trust(settings, stores).clear()
     await stores.segments.clear()
+    await stores.wishlists.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
     await stores.experiments.clear()
@@ -202,6 +242,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
             services.decider.person_key(person, vid, None))
         services.experiments = experiments_service(settings, stores, services.rules)
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
+        services.segment_state = lambda: segment_state(settings, stores, services.rules)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
                                        settings.rate_limit_burst)
@@ -286,7 +327,14 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
     def heartbeat(stats, ready) -> Heartbeat:
         return Heartbeat(stores.redis, workers_key(settings), worker_id, stats, ready, settings.worker_heartbeat_s * 3)
 
+    sweeper = SegmentSweeper(segment_evaluator(settings, stores, rules), settings.segment_sweep_s)
+    backfill = SegmentBackfill(segment_evaluator(settings, stores, rules), poll_s=settings.segment_sweep_s / 5)
+    webhooks = delivery(settings, stores, rules)
+    await webhooks.ensure_groups()  # before the first batch, so a declared destination misses no change
     background = [
+        sweeper.run,
+        backfill.run,
+        *([webhooks.run] if settings.worker_delivery else []),
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
@@ -313,12 +361,30 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
     try:
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
-        applied = await replay(settings, batch_handlers(settings, stores, rules), lambda: clear_derived_state(stores, settings),
+        applied = await replay(settings, batch_handlers(settings, stores, rules, emit=False), lambda: clear_derived_state(stores, settings),
                                progress)
         if await stores.values.buyers():
             await stores.values.refit()
         return applied
     finally:
+        await stores.close()
+
+
+async def run_delivery(settings: Settings) -> None:
+    """`clickstream deliver`: the delivery worker alone, until interrupted (SIGTERM or Ctrl-C)."""
+    import signal
+
+    stores = open_stores(settings)
+    rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+    rules.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await delivery(settings, stores, rules).run(stopping.is_set)
+    finally:
+        await rules.stop()
         await stores.close()
 
 

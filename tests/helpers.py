@@ -194,3 +194,53 @@ async def started(running: "Engine") -> "Engine":
         raise AssertionError(f"engine did not become ready\nworker:\n{running.worker.log()[-3000:]}\n"
                              f"api:\n{running.api.log()[-3000:]}") from None
     return running
+
+
+class Receiver:
+    """A real webhook receiver on 127.0.0.1: records what arrives; answers `fail_first` requests with `fail_status`."""
+
+    def __init__(self, fail_first: int = 0, fail_status: int = 500) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict] = []  # {"headers", "body", "json"} of the requests answered 2xx
+        self.attempts = 0
+        self.fail_first, self.fail_status = fail_first, fail_status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                import json
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    receiver.attempts += 1
+                    failing = receiver.attempts <= receiver.fail_first
+                    if not failing:
+                        receiver.received.append({"headers": dict(self.headers), "body": body, "json": json.loads(body)})
+                self.send_response(receiver.fail_status if failing else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        lock = threading.Lock()
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # a receiver's usual backlog, not the standard library's 5
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def documents(self) -> list[dict]:
+        return [r["json"] for r in self.received]
+
+    def by_id(self) -> dict[str, dict]:
+        return {d["id"]: d for d in self.documents()}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

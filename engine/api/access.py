@@ -18,6 +18,7 @@ A caller is one of
     erase           DELETE /v1/profiles/{id}               erase    own person       no
     preferences     PUT /v1/profiles/{id}/preferences      write    own person       no
     segments        GET /v1/segments[/{name}]              read     no               no
+    segment_export  GET /v1/segments/{name}/export         read     no               no
     reports         GET /v1/slots/{slot}/report            read     no               no
     experiments     GET /v1/experiments[/{id}]             read     no               no
     catalog         PUT /v1/catalog/items                  write    no               no
@@ -73,6 +74,7 @@ RULES: dict[str, Rule] = {
     "erase": Rule("erase", Reach.OWN_PERSON, False),
     "preferences": Rule("write", Reach.OWN_PERSON, False),
     "segments": Rule("read", Reach.NOBODY, False),
+    "segment_export": Rule("read", Reach.NOBODY, False),
     "reports": Rule("read", Reach.NOBODY, False),
     "experiments": Rule("read", Reach.NOBODY, False),
     "catalog": Rule("write", Reach.NOBODY, False),

@@ -88,6 +88,7 @@ class HttpServices:
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
         self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
+        self.segment_state: Callable[[], Awaitable[dict]] | None = None  # changes, backfill, deliveries for /metrics
         self.producer = None
         self._tasks: list[asyncio.Task] = []
 
@@ -172,7 +173,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     if API in roles:
         stores = services.stores
         routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
-        routes += segment_routes(access, stores.segments, services.rules)
+        routes += segment_routes(access, stores.segments, services.rules, stores.people)
         routes += decide_routes(settings, access, services.decider)
         routes += experiment_routes(access, services.experiments)
         routes += recommend_routes(access, services.recommend)
@@ -182,7 +183,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     if settings.demo_login:
         routes += demo_routes(settings, access)
     bot_days = services.bot_counts.recent if services.bot_counts is not None else None
-    routes += health_routes(access, checks, services.heartbeats, services.log_state, bot_days)
+    routes += health_routes(access, checks, services.heartbeats, services.log_state, bot_days, services.segment_state)
     if services.log_watch is not None:
         COLLECTOR_LOG.state = services.log_watch.state
     served = [(method, r.path) for r in routes if isinstance(r, Route) for method in sorted(r.methods - {"HEAD"})]

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from engine.api.access import Access, guarded
 from engine.api.errors import REDIS_RETRY_AFTER_S
 from engine.api.responses import JSONResponse
-from engine.metrics import BOTS, DEPENDENCY_UP, REGISTRY, WORKERS
+from engine.metrics import BOTS, DEPENDENCY_UP, REGISTRY, SEGMENTS, WORKERS
 
 Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_S = 0.8
@@ -44,12 +44,14 @@ async def _bounded(read: Callable[[], Awaitable[dict]] | None) -> dict:
 
 def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]],
                   log_state: Callable[[], Awaitable[dict]] | None = None,
-                  bot_days: Callable[[int], Awaitable[dict]] | None = None) -> list[Route]:
+                  bot_days: Callable[[int], Awaitable[dict]] | None = None,
+                  segment_state: Callable[[], Awaitable[dict]] | None = None) -> list[Route]:
     """`log` in the body tells which event log is read and written, and every reset seen (engine.stream.logid).
 
     A reset does not make the engine unready by itself: it recovers (new topics, the
     spool sent again); the body and /metrics say it happened and what may be missing.
-    `bot_days` fills the per-day bot counts /metrics shows (engine.ingest.bot_counts).
+    `bot_days` fills the per-day bot counts /metrics shows (engine.ingest.bot_counts);
+    `segment_state` the segment changes, backfill and deliveries (engine.segments.state).
     """
     async def healthz(request: Request) -> JSONResponse:
         names = list(checks)
@@ -67,12 +69,14 @@ def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable
     async def metrics(request: Request) -> Response:
         names = [name for name in checks if name != "worker"]  # workers: their heartbeats, below
         bots = (lambda: bot_days(int(time.time() * 1000))) if bot_days is not None else None
-        *results, beats, days = await asyncio.gather(*(_run(checks[name]) for name in names),
-                                                     _bounded(heartbeats), _bounded(bots))
+        *results, beats, days, segments = await asyncio.gather(*(_run(checks[name]) for name in names),
+                                                               _bounded(heartbeats), _bounded(bots),
+                                                               _bounded(segment_state))
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         WORKERS.heartbeats = beats
         BOTS.days = days
+        SEGMENTS.state = segments
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return [

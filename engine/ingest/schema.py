@@ -30,7 +30,7 @@ EVENT_TYPES = frozenset(
     {
         "page_view", "page_ping", "link_click", "product_view", "add_to_cart",
         "remove_from_cart", "purchase", "identify", "impression", "content_click",
-        "preference", "consent",
+        "preference", "consent", "add_to_wishlist", "remove_from_wishlist",
     }
 )
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
@@ -56,7 +56,8 @@ Qty = Annotated[int, Meta(ge=1, le=QTY_MAX)]
 Money = Annotated[float, Meta(ge=0, le=MONEY_MAX)]
 Timestamp = Annotated[int, Meta(ge=EARLIEST_TS, le=LATEST_TS)]
 # Types with props of their own have a Struct each; the rest share Event.
-_PLAIN_TYPES = sorted(EVENT_TYPES - {"product_view", "add_to_cart", "remove_from_cart", "purchase", "identify",
+_PLAIN_TYPES = sorted(EVENT_TYPES - {"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",
+                                     "remove_from_wishlist", "purchase", "identify",
                                      "impression", "content_click", "preference", "consent"})
 PlainType = Annotated[str, Meta(pattern=rf"^(?:{'|'.join(_PLAIN_TYPES)}|{CUSTOM_TYPE.pattern})\Z")]
 
@@ -99,11 +100,12 @@ class Order(Schema):
 class Consent(Schema):
     analytics: bool | UnsetType = UNSET
     personalization: bool | UnsetType = UNSET
-    one_of: ClassVar[tuple[str, ...]] = ("analytics", "personalization")  # a consent event states at least one
+    marketing: bool | UnsetType = UNSET  # e-mail and other messages outside the site: never assumed
+    one_of: ClassVar[tuple[str, ...]] = ("analytics", "personalization", "marketing")  # a consent event states at least one
 
     def __post_init__(self) -> None:
         if all(getattr(self, purpose) is UNSET for purpose in self.one_of):
-            raise ValueError("expected analytics and/or personalization")  # msgspec adds the path
+            raise ValueError("expected analytics, personalization and/or marketing")  # msgspec adds the path
 
 
 class Props(Schema):
@@ -164,7 +166,7 @@ class Event(Schema):
 
 
 class ProductEvent(Event, kw_only=True):
-    type: Literal["product_view", "add_to_cart", "remove_from_cart"]
+    type: Literal["product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist", "remove_from_wishlist"]
     props: ProductProps
 
 
@@ -196,6 +198,7 @@ class ConsentEvent(Event, kw_only=True):
 
 SCHEMAS: dict[str, type[Event]] = {
     "product_view": ProductEvent, "add_to_cart": ProductEvent, "remove_from_cart": ProductEvent,
+    "add_to_wishlist": ProductEvent, "remove_from_wishlist": ProductEvent,
     "purchase": PurchaseEvent, "identify": IdentifyEvent, "impression": SlotEvent, "content_click": SlotEvent,
     "preference": PreferenceEvent, "consent": ConsentEvent,
 }

@@ -47,6 +47,8 @@ class ProfileProcessor:
         self.orders = orders
         self.fold = partial(model.fold, config=config)
         self.after_batch: list[AfterBatch] = []
+        # Called with each catalog change the log brings: (items, at ms).
+        self.on_catalog: list[Callable[[list, int], Awaitable[object]]] = []
 
     async def __call__(self, events: list[dict]) -> BatchResult:
         events = people_events(events)
@@ -106,4 +108,6 @@ class ProfileProcessor:
             pass  # no profile state: the experiments' credit step (engine.experiments.credit) applies it
         elif self.catalog is not None:
             await self.catalog.put(items)
+            for step in self.on_catalog:
+                await step(items, int(event.get("ts") or 0))
         outcome.applied += 1

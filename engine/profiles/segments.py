@@ -46,6 +46,14 @@ def memberships(person: dict, segments: Iterable, now_ms: int, half_life_days: f
     return inside
 
 
+def next_change(person: dict, segments: Iterable, now_ms: int) -> int | None:
+    """When any of the person's memberships may next change with no new event (None: never by time).
+
+    `person` is derived (its `segments` filled in), so a segment built on another sees it."""
+    moments = [m for m in (s.condition.next_change(person, {}, now_ms) for s in segments) if m is not None]
+    return min(moments) if moments else None
+
+
 def derive(person: dict, value_model: ValueModel | None, segments: Iterable, now_ms: int, half_life_days: float = 14.0) -> dict:
     """The person with `value` (unless value_model is None) and `segments` filled in (a new dict)."""
     segments = list(segments)

@@ -1,30 +1,56 @@
-"""Segment membership in Redis, kept current by the worker.
+"""Segment membership in Redis, kept current by the worker, and its changes.
 
-    {prefix}:seg:<name>   sorted set: person id -> membership score
+    {prefix}:seg:<name>    sorted set: person id -> membership score
+    {prefix}:segdue        sorted set: person id -> when (ms) a membership may next change
+                           with no new event (a window passing, a decay crossing, an
+                           anonymous profile's retention ending); the sweeper works it off
+    {prefix}:segchanges    stream, the outbox: one entry per entry or exit
+                           {segment, person, change: entered|exited, at, score, reason}
+                           (and alerts {kind, person, item, at}), read by the delivery worker
+    {prefix}:segstats      hash: counters for /metrics (entered, exited, alerts, ...)
 
-The worker re-evaluates the people a batch touched and adds or removes them;
-`GET /v1/segments` reads the sizes. Erasure removes the person from every set.
+One script per person compares the stored membership with the new one, writes it, sets
+the due time and appends the changes, so each change is recorded exactly once however
+many workers (batch or sweeper) evaluate the person. `emit=False` (replay, backfill)
+rebuilds the sets without recording changes. Erasure removes the person from every set,
+the due set and the outbox.
 """
 
 from __future__ import annotations
 
-import msgpack
 from redis.asyncio import Redis
 
-PEOPLE_PER_CALL = 10_000  # bounds how long one script holds Redis
+OUTBOX_MAXLEN = 1_000_000  # entries kept; a destination further behind than this loses the oldest
 
-# KEYS[1]: the segment's set.  ARGV[1]: msgpack [[score, member, ...] in, [member, ...] out].
-# Scores are doubles in msgpack and go to ZADD as Lua numbers (17 significant digits).
-SET = """
-local m = cmsgpack.unpack(ARGV[1])
-local inside, outside, step = m[1], m[2], 4000
-for i = 1, #inside, step do
-  redis.call('ZADD', KEYS[1], unpack(inside, i, math.min(i + step - 1, #inside)))
+# KEYS: due, outbox, stats, seg:<name> (n of them).
+# ARGV: person, at, emit (1/0), due (ms, '' for none, 'keep'), reason, maxlen, n, the n names,
+#       then per segment: inside (1/0), score.  Returns the number of changes recorded.
+UPDATE_SCRIPT = """
+local person, at, emit, due, reason, maxlen = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5], ARGV[6]
+local n = tonumber(ARGV[7])
+local changes = 0
+for i = 1, n do
+  local key, name = KEYS[3 + i], ARGV[7 + i]
+  local inside, score = ARGV[6 + n + 2 * i] == '1', ARGV[7 + n + 2 * i]
+  local was = redis.call('ZSCORE', key, person)
+  local change = nil
+  if inside then
+    redis.call('ZADD', key, score, person)
+    if not was then change = 'entered' end
+  elseif was then
+    redis.call('ZREM', key, person)
+    change, score = 'exited', was
+  end
+  if change and emit then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'segment', name, 'person', person,
+               'change', change, 'at', at, 'score', score, 'reason', reason)
+    redis.call('HINCRBY', KEYS[3], change, 1)
+    changes = changes + 1
+  end
 end
-for i = 1, #outside, step do
-  redis.call('ZREM', KEYS[1], unpack(outside, i, math.min(i + step - 1, #outside)))
-end
-return #inside / 2
+if due == '' then redis.call('ZREM', KEYS[1], person)
+elseif due ~= 'keep' then redis.call('ZADD', KEYS[1], due, person) end
+return changes
 """
 
 
@@ -32,32 +58,39 @@ class SegmentIndex:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._set = redis.register_script(SET)
+        self.due_key = f"{prefix}:segdue"
+        self.outbox_key = f"{prefix}:segchanges"
+        self.stats_key = f"{prefix}:segstats"
+        self._update = redis.register_script(UPDATE_SCRIPT)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:seg:{name}"
 
-    async def update(self, memberships: dict[str, dict[str, float]], names: list[str]) -> None:
-        """memberships: person id -> {segment: score} for the segments they are in now.
+    async def update(self, memberships: dict[str, dict[str, float]], names: list[str], *,
+                     due: dict[str, int | None] | None = None, at: int = 0, emit: bool = True,
+                     reason: str = "events") -> int:
+        """memberships: person id -> {segment: score} for the segments (of `names`) they are in now.
 
-        One script call per segment, whatever the number of people, its members packed
-        in one argument: the client's cost is per command and per argument, not per member."""
+        `due`: person id -> their next due time (absent: unchanged; None: none). Returns the
+        number of changes recorded."""
         if not memberships or not names:
-            return
-        people = list(memberships.items())
+            return 0
+        keys_tail = [self.key(n) for n in names]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                for start in range(0, len(people), PEOPLE_PER_CALL):
-                    inside: list = []
-                    outside: list[str] = []
-                    for person_id, scores in people[start : start + PEOPLE_PER_CALL]:
-                        if name in scores:
-                            inside += (float(scores[name]), person_id)
-                        else:
-                            outside.append(person_id)
-                    packed = msgpack.packb([inside, outside], use_bin_type=False)  # Redis' cmsgpack reads str, not bin
-                    await self._set(keys=[self.key(name)], args=[packed], client=pipe)
-            await pipe.execute()
+            for person_id, scores in memberships.items():
+                args = [person_id, at, "1" if emit else "0", _due_arg(due, person_id), reason, OUTBOX_MAXLEN, len(names)]
+                args += names
+                for name in names:
+                    args += ["1" if name in scores else "0", repr(float(scores.get(name, 0.0)))]
+                await self._update(keys=[self.due_key, self.outbox_key, self.stats_key, *keys_tail], args=args,
+                                   client=pipe)
+            counts = await pipe.execute()
+        return sum(int(c) for c in counts)
+
+    async def due(self, now_ms: int, limit: int = 500) -> list[str]:
+        """People whose memberships may have changed by `now_ms`, earliest first."""
+        rows = await self.redis.zrangebyscore(self.due_key, "-inf", now_ms, start=0, num=limit)
+        return [r.decode() for r in rows]
 
     async def sizes(self, names: list[str]) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -70,22 +103,68 @@ class SegmentIndex:
         rows = await self.redis.zrevrange(self.key(name), 0, limit - 1, withscores=True)
         return [(member.decode(), score) for member, score in rows]
 
+    async def page(self, name: str, after: tuple[float, str] | None, limit: int) -> list[tuple[str, float]]:
+        """Members by score, highest first, after the (score, id) a previous page ended on.
+
+        The previous page's last member gives the position (its rank now); if it has left,
+        the first member below its score does, so a page never repeats what was served."""
+        key = self.key(name)
+        start = 0
+        if after is not None:
+            score, member = after
+            rank = await self.redis.zrevrank(key, member)
+            now = await self.redis.zscore(key, member) if rank is not None else None
+            start = rank + 1 if now is not None and now == score else await self.redis.zcount(key, f"({score!r}", "+inf")
+        rows = await self.redis.zrevrange(key, start, start + limit - 1, withscores=True)
+        return [(member.decode(), score) for member, score in rows]
+
+    async def counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(self.stats_key)).items()}
+
+    async def count(self, field: str, by: int = 1) -> None:
+        await self.redis.hincrby(self.stats_key, field, by)
+
     async def remove_person(self, person_id: str) -> None:
-        """From every segment set, including those of definitions since removed."""
+        """From every segment set, including those of definitions since removed, and the due set."""
         keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zrem(key, person_id)
+            pipe.zrem(self.due_key, person_id)
             await pipe.execute()
 
     async def forget(self, person_id: str, pieces: list[dict]) -> None:
-        """Erasure hook: the person and each of their visitor ids leave every set."""
-        for member in {person_id, *(p["id"] for p in pieces)}:
+        """Erasure hook: the person and each of their visitor ids leave every set and the outbox."""
+        members = {person_id, *(p["id"] for p in pieces if p and p.get("id"))}
+        for member in members:
             await self.remove_person(member)
+        await forget_in_stream(self.redis, self.outbox_key, members)
+        await forget_in_stream(self.redis, self.outbox_key + ":dead", members)
 
     async def clear(self, names: list[str] | None = None) -> None:
-        """Drops the named sets; every set (for a rebuild) when no names are given."""
+        """Drops the named sets; every set and the due times (for a rebuild) when no names are given."""
         keys = ([self.key(n) for n in names] if names is not None
-                else [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)])
+                else [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)] + [self.due_key])
         if keys:
             await self.redis.delete(*keys)
+
+
+async def forget_in_stream(redis: Redis, key: str, people: set[str], chunk: int = 1000) -> int:
+    """Deletes the stream entries naming any of `people` (in `person`); returns how many."""
+    removed, start = 0, "-"
+    while True:
+        rows = await redis.xrange(key, start, "+", count=chunk)
+        if not rows:
+            return removed
+        doomed = [entry_id for entry_id, fields in rows if fields.get(b"person", b"").decode() in people]
+        if doomed:
+            removed += await redis.xdel(key, *doomed)
+        if len(rows) < chunk:
+            return removed
+        start = "(" + rows[-1][0].decode()
+
+
+def _due_arg(due: dict | None, person_id: str) -> str:
+    if due is None or person_id not in due:
+        return "keep"
+    return "" if due[person_id] is None else str(int(due[person_id]))

@@ -24,6 +24,7 @@ sees the score the profile shows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal, NamedTuple
@@ -52,16 +53,29 @@ class ConditionError(ValueError):
         self.message = message
 
 
+Horizon = Callable[[dict, dict, int], "int | None"]
+
+
 @dataclass(frozen=True)
 class Condition:
-    """A compiled condition: `test(profile, context, now_ms) -> (bool, reasons)`."""
+    """A compiled condition: `test(profile, context, now_ms) -> (bool, reasons)`.
+
+    `horizon(profile, context, now_ms)` is the first moment after now at which the
+    verdict may change with no new event (a window passing, a decay crossing a
+    threshold), or None when time alone cannot change it. A tree's horizon is the
+    earliest of its leaves': it changes only when a leaf does.
+    """
 
     describe: str
     test: Callable[[dict, dict, int], tuple[bool, list[str]]]
     never: bool = False  # statically impossible (the linter warns)
+    horizon: Horizon | None = None
 
     def evaluate(self, profile: dict, context: dict, now_ms: int) -> tuple[bool, list[str]]:
         return self.test(profile, context, now_ms)
+
+    def next_change(self, profile: dict, context: dict, now_ms: int) -> int | None:
+        return self.horizon(profile, context, now_ms) if self.horizon is not None else None
 
 
 ALWAYS = Condition("always", lambda p, c, n: (True, ["always"]))
@@ -77,8 +91,20 @@ class At(NamedTuple):
         return ConditionError(f"{self.path}.{part}" if part else self.path, message)
 
 
-def _leaf(describe: str, predicate: Callable[[dict, dict, int], bool], never: bool = False) -> Condition:
-    return Condition(describe, lambda p, c, n: (True, [describe]) if predicate(p, c, n) else (False, []), never)
+def _leaf(describe: str, predicate: Callable[[dict, dict, int], bool], never: bool = False,
+          horizon: Horizon | None = None) -> Condition:
+    return Condition(describe, lambda p, c, n: (True, [describe]) if predicate(p, c, n) else (False, []), never, horizon)
+
+
+def _earliest(children: list[Condition]) -> Horizon | None:
+    timed = [ch for ch in children if ch.horizon is not None]
+    if not timed:
+        return None
+
+    def horizon(p, c, n):
+        moments = [m for m in (ch.horizon(p, c, n) for ch in timed) if m is not None]
+        return min(moments) if moments else None
+    return horizon
 
 
 # --- parameters, declared -------------------------------------------------------------
@@ -221,8 +247,24 @@ def _value_tier(p: InParams, at: At) -> Condition:
 def _history(p: HistoryParams, at: At) -> Condition:
     key = f"{p.event}:{p.category}" if p.category not in (None, "") else p.event
     minimum, days = p.min, int(p.days)
+
+    def horizon(pr, c, n):
+        """While it holds: the day boundary at which enough of the oldest counted days fall out."""
+        if "daily" not in pr:
+            return None
+        today = n // DAY_MS
+        counted = sorted((int(day), bucket.get(key, 0)) for day, bucket in pr["daily"].items()
+                         if today - int(day) < days and bucket.get(key, 0))
+        total = sum(count for _, count in counted)
+        if total < minimum:
+            return None  # counts only fall as time passes
+        for day, count in counted:
+            total -= count
+            if total < minimum:
+                return (day + days) * DAY_MS
+        return None
     return _leaf(f"{key} at least {minimum:g} times in {p.days:g} days",
-                 lambda pr, c, n: "daily" in pr and count_in_window(pr, key, days, n) >= minimum)
+                 lambda pr, c, n: "daily" in pr and count_in_window(pr, key, days, n) >= minimum, horizon=horizon)
 
 
 def _interest(p: InterestParams, at: At) -> Condition:
@@ -231,7 +273,15 @@ def _interest(p: InterestParams, at: At) -> Condition:
     def test(pr, c, n):
         score, ts = (pr.get("interests") or {}).get(category, (0.0, n))
         return decay(score, ts, n, half_life) >= minimum
-    return _leaf(f"interest in {category} >= {minimum:g}", test)
+
+    def horizon(pr, c, n):
+        """While it holds: when the decayed score falls below the threshold (score * 2^-t/h = min)."""
+        score, ts = (pr.get("interests") or {}).get(category, (0.0, n))
+        if minimum <= 0 or score <= 0 or decay(score, ts, n, half_life) < minimum:
+            return None
+        crossing = ts + half_life * DAY_MS * math.log2(score / minimum)
+        return max(int(crossing) + 1, n + 1)
+    return _leaf(f"interest in {category} >= {minimum:g}", test, horizon=horizon)
 
 
 def _context_set(name: str) -> Callable[[InParams, At], Condition]:
@@ -324,7 +374,8 @@ def _all(children: list[Condition]) -> Condition:
                 return False, []
             reasons += why
         return True, reasons
-    return Condition("all(" + ", ".join(ch.describe for ch in children) + ")", test, any(ch.never for ch in children))
+    return Condition("all(" + ", ".join(ch.describe for ch in children) + ")", test, any(ch.never for ch in children),
+                     _earliest(children))
 
 
 def _any(children: list[Condition]) -> Condition:
@@ -334,14 +385,15 @@ def _any(children: list[Condition]) -> Condition:
             if ok:
                 return True, why
         return False, []
-    return Condition("any(" + ", ".join(ch.describe for ch in children) + ")", test, all(ch.never for ch in children))
+    return Condition("any(" + ", ".join(ch.describe for ch in children) + ")", test, all(ch.never for ch in children),
+                     _earliest(children))
 
 
 def _not(child: Condition) -> Condition:
     def test(p, c, n):
         ok, _ = child.test(p, c, n)
         return (False, []) if ok else (True, [f"not {child.describe}"])
-    return Condition(f"not {child.describe}", test)
+    return Condition(f"not {child.describe}", test, horizon=child.horizon)
 
 
 def compile_condition(tree: Any, *, half_life_days: float, path: str = "when") -> Condition:

@@ -5,6 +5,7 @@ The rules folder (CLICKSTREAM_RULES) holds YAML files; each may define any of
     slots:      the content catalog: per slot its default and its content items
     rules:      marketers' rules: id, description, priority, enabled, schedule, when, then
     segments:   named audiences over the same condition language
+    destinations: webhooks told when someone enters or leaves a segment, and of alerts
 
 An example (rules/examples/ in the repository has a complete set):
 
@@ -138,11 +139,31 @@ class Segment:
     uses_value: bool = False  # needs the person's value (tier or CLV) computed first
 
 
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    url: str
+    secret: str = field(repr=False)
+    segments: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset({"entered", "exited"})
+    alerts: frozenset[str] = frozenset()
+    purpose: str = "marketing"  # marketing: only people with marketing consent; analytics: everyone
+    file: str = ""
+    line: int = 0
+
+    def wants(self, change: dict) -> bool:
+        """Whether this destination hears a change or alert record of the outbox."""
+        if "kind" in change:
+            return change["kind"] in self.alerts
+        return change.get("segment") in self.segments and change.get("change") in self.events
+
+
 @dataclass
 class RuleSet:
     rules: list[Rule] = field(default_factory=list)        # highest priority first
     slots: dict[str, Slot] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
+    destinations: list[Destination] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     fingerprint: str = ""
@@ -275,6 +296,15 @@ class _Reader:
         return Segment(name, shape.description, condition, score, self.file, node_line(raw), uses_value)
 
 
+    def destination(self, raw: Any, line: int) -> Destination | None:
+        name = _name_of(raw, "name")
+        shape = self.shape(raw, schema.Destination, name, line)
+        if shape is None:
+            return None
+        return Destination(shape.name, shape.url, shape.secret, frozenset(shape.segments), frozenset(shape.events),
+                           frozenset(shape.alerts), shape.purpose, self.file, node_line(raw))
+
+
 def _model_spec(shape: schema.Model) -> ModelSpec:
     given = {k: v for k, v in msgspec.structs.asdict(shape).items() if v is not msgspec.UNSET}  # else ModelSpec's defaults
     return ModelSpec(**dict(given, variants=tuple(shape.variants)))
@@ -321,7 +351,7 @@ def _leaf_kinds(tree: Any) -> set[str]:
 
 
 def parse_file(name: str, data: bytes, half_life_days: float) -> tuple[list[Rule], dict[str, Slot], list[Segment], list[Problem], dict]:
-    """One file's parts and problems; never raises on any input."""
+    """One file's parts and problems; never raises on any input. Destinations: `parse_destinations`."""
     reader = _Reader(name, half_life_days)
     try:
         doc = load(data)
@@ -348,6 +378,22 @@ def parse_file(name: str, data: bytes, half_life_days: float) -> tuple[list[Rule
                 if key == "rules":
                     raw_rules.setdefault(compiled.id, item)
     return rules, slots, segments, reader.problems, raw_rules
+
+
+def parse_destinations(name: str, data: bytes) -> tuple[list[Destination], list[Problem]]:
+    """One file's destinations and their problems; never raises on any input."""
+    reader = _Reader(name, 14.0)
+    try:
+        doc = load(data)
+    except YamlError:
+        return [], []  # parse_file reports it
+    items = doc.get("destinations") if isinstance(doc, dict) else None
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        compiled = _guarded(reader, lambda line: reader.destination(item, line), line_of(items, i))
+        if compiled:
+            out.append(compiled)
+    return out, reader.problems
 
 
 def _guarded(reader: _Reader, build, line: int):
@@ -400,6 +446,14 @@ def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = Non
         out.files.append(name)
         rules, slots, segments, problems, raws = parse_file(name, data, half_life_days)
         out.problems += problems
+        destinations, problems = parse_destinations(name, data)
+        out.problems += problems
+        for destination in destinations:
+            if any(d.name == destination.name for d in out.destinations):
+                out.problems.append(Problem(name, destination.line, destination.name,
+                                            "duplicate destination; the first one is kept", "warning"))
+            else:
+                out.destinations.append(destination)
         for slot in slots.values():
             if slot.name in out.slots:
                 out.problems.append(Problem(name, 1, slot.name, f"slot {slot.name!r} is defined twice; the first one is kept", "warning"))
@@ -459,6 +513,10 @@ def _cross_check(rs: RuleSet, raw_rules: dict, now_ms: int | None) -> list[Probl
         shadow = _shadowed_by(rule, rs.rules)
         if shadow:
             warn(f"can never fire: rule {shadow.id!r} has higher priority, the same slots and no condition that can fail")
+    for destination in rs.destinations:
+        for name in sorted(destination.segments - segment_names):
+            problems.append(Problem(destination.file, destination.line, destination.name,
+                                    f"unknown segment {name!r}: no segment file defines it", "warning"))
     for segment in rs.segments:
         if segment.condition.never:
             problems.append(Problem(segment.file, segment.line, segment.name, "segment can never have members", "warning"))

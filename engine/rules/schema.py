@@ -119,6 +119,30 @@ class Segment(Shape, kw_only=True):
         description="clv, revenue, orders, sessions, {interest: CATEGORY} or {count: {event, days, category?}}")] | None = None
 
 
+CHANGES = ("entered", "exited")
+ALERTS = ("back_in_stock",)
+PURPOSES = ("marketing", "analytics")
+
+
+class Destination(Shape, kw_only=True):
+    """A webhook that hears segment changes and alerts (engine.destinations)."""
+
+    what: ClassVar[str] = "destination"
+    expects: ClassVar[str] = "a mapping with name, url, secret and segments and/or alerts"
+    name: Name
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2048, description="an http(s) URL")]
+    secret: Annotated[str, Meta(min_length=16, description="a signing secret of at least 16 characters")]
+    segments: Annotated[list[Name], Meta(description="a list of segment names")] = ()
+    events: Annotated[list[Literal[CHANGES]], Meta(min_length=1, description="a list of entered, exited")] = CHANGES
+    alerts: Annotated[list[Literal[ALERTS]], Meta(description="a list of alert kinds: back_in_stock")] = ()
+    purpose: Annotated[Literal[PURPOSES], Meta(
+        description="marketing (only people with marketing consent) or analytics")] = "marketing"
+
+    def __post_init__(self) -> None:
+        if not self.segments and not self.alerts:
+            raise ValueError("a destination needs segments and/or alerts")
+
+
 class Content(Shape):
     what: ClassVar[str] = "content"
     expects: ClassVar[str] = "text or a mapping with html"
@@ -154,7 +178,8 @@ class Slot(Shape):
 
 class File(Shape):
     what: ClassVar[str] = "top-level"
-    expects: ClassVar[str] = "a mapping with rules, slots and/or segments"
+    expects: ClassVar[str] = "a mapping with rules, slots, segments and/or destinations"
     rules: Annotated[list[Any], Meta(description="a list of rules")] = ()
     slots: Annotated[dict[Any, Any], Meta(description="a mapping of slot name to its default and content")] = {}
     segments: Annotated[list[Any], Meta(description="a list of segments")] = ()
+    destinations: Annotated[list[Any], Meta(description="a list of destinations (webhooks)")] = ()

@@ -89,7 +89,7 @@ def test_bad_events_name_the_field(raw, field):
         ({"type": "product_view", "props": {"product": {"id": ""}}}, "props.product.id: must not be empty"),
         ({"type": "product_view", "props": {"product": {"id": "a", "price": float("nan")}}}, "props.product.price: must be at least 0"),
         ({"type": "product_view"}, "props: is required"),
-        ({"type": "consent", "props": {"consent": {}}}, "props.consent: expected analytics and/or personalization"),
+        ({"type": "consent", "props": {"consent": {}}}, "props.consent: expected analytics, personalization and/or marketing"),
         ({"type": "impression", "props": {"slot": "hero", "content": ""}}, "props.content: must not be empty"),
         ({"type": "identify", "user_id": ""}, "user_id: must not be empty"),
         ({"type": "identify", "user_id": "u", "props": {"traits": []}}, "props.traits: expected an object, got a list"),

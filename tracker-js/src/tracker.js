@@ -210,7 +210,7 @@ export function createTracker(win, options, now = () => Date.now()) {
     const before = perms();
     const given = Object.assign({}, storage.json(CONSENT_KEY));
     const said = {};
-    for (const key of ['analytics', 'personalization']) {
+    for (const key of ['analytics', 'personalization', 'marketing']) {
       if (choice && typeof choice[key] === 'boolean') said[key] = given[key] = choice[key];
     }
     if (!Object.keys(said).length) return null;
@@ -344,6 +344,8 @@ export function createTracker(win, options, now = () => Date.now()) {
     productView: (product) => emit('product_view', { product }),
     addToCart: (product, qty) => emit('add_to_cart', { product, qty: qty || 1 }),
     removeFromCart: (product, qty) => emit('remove_from_cart', { product, qty: qty || 1 }),
+    addToWishlist: (product) => emit('add_to_wishlist', { product }),
+    removeFromWishlist: (product) => emit('remove_from_wishlist', { product }),
     purchase: (order) => emit('purchase', { order }),
     identify,
     consent,

@@ -1,0 +1,1 @@
+"""Destinations: webhooks that hear segment changes and alerts from the outbox."""

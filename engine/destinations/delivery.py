@@ -1,0 +1,237 @@
+"""The delivery worker: outbox records POSTed to the destinations declared in rule files.
+
+    {prefix}:segchanges        the outbox (engine.profiles.segments_index); one consumer
+                               group per destination, `dest:<name>`, so each destination
+                               has its own position and its own pending entries
+    {prefix}:segchanges:dead   records a destination failed to take for `dead_after_s`
+                               (24 h by default): the record, with destination, entry, failure
+
+Failure policy, in one place (`_deliver`): a 2xx answer acknowledges the entry; a 5xx,
+408/429 or a timeout is retried at once with exponential backoff and jitter (tenacity),
+and when those attempts fail the entry stays pending in the group: it is claimed again
+after `retry_idle_s` (XAUTOCLAIM), on this worker or another, until it is delivered or
+is older than `dead_after_s`, when it moves to the dead-letter stream. Any other 4xx
+will not change on a retry and goes to the dead-letter stream at once. Every outcome is
+counted (`delivery:<name>:<outcome>` in the stats hash, shown by /metrics). Delivery is
+at least once; the delivery id (the same on every attempt) lets the receiver drop repeats.
+
+It runs as a background task of the worker, one task per destination, so a slow
+receiver holds up neither the others nor profile processing. A marketing destination
+(the default) hears only people who gave marketing consent, with the traits a mailing
+needs; an analytics one hears everyone, without traits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+
+import httpx
+from redis.exceptions import ResponseError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from engine.destinations import webhook
+
+log = logging.getLogger("engine.destinations")
+
+
+class Retryable(Exception):
+    """A delivery attempt worth repeating (5xx, 408/429, a timeout, a refused connection)."""
+
+
+class Rejected(Exception):
+    """The receiver refused the record for good (a 4xx other than 408/429)."""
+
+
+class Delivery:
+    def __init__(self, redis, prefix: str, rules, people, *, attempts: int = 4, backoff_s: float = 0.2,
+                 backoff_max_s: float = 5.0, retry_idle_s: float = 30.0, dead_after_s: float = 86_400.0,
+                 timeout_s: float = 5.0, batch: int = 200, block_ms: int = 500, concurrency: int = 16) -> None:
+        self.redis = redis
+        self.outbox_key = f"{prefix}:segchanges"
+        self.dead_key = f"{prefix}:segchanges:dead"
+        self.stats_key = f"{prefix}:segstats"
+        self.rules = rules      # engine.rules.live.LiveRules: destinations are read from the current set
+        self.people = people    # engine.profiles.people.People: consent and traits
+        self.attempts, self.backoff_s, self.backoff_max_s = attempts, backoff_s, backoff_max_s
+        self.retry_idle_ms = int(retry_idle_s * 1000)
+        self.dead_after_ms = int(dead_after_s * 1000)
+        self.timeout_s, self.batch, self.block_ms = timeout_s, batch, block_ms
+        self.concurrency = concurrency  # requests in flight per destination (and connections kept)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.http: httpx.AsyncClient | None = None
+        self.tasks: dict[str, asyncio.Task] = {}
+        # Per destination: people with a record kept for redelivery; their later records wait behind it.
+        self.held: dict[str, set[str]] = defaultdict(set)
+
+    @staticmethod
+    def group(name: str) -> str:
+        return f"dest:{name}"
+
+    def destination(self, name: str):
+        return next((d for d in self.rules.current.destinations if d.name == name), None)
+
+    async def ensure_groups(self) -> None:
+        """A group per declared destination, from the outbox's end: a new destination hears what happens from now."""
+        for destination in self.rules.current.destinations:
+            try:
+                await self.redis.xgroup_create(self.outbox_key, self.group(destination.name), id="$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def pending(self) -> dict[str, int]:
+        """Per destination: entries read and not yet delivered (kept for redelivery)."""
+        out = {}
+        for destination in self.rules.current.destinations:
+            try:
+                out[destination.name] = int((await self.redis.xpending(self.outbox_key, self.group(destination.name)))["pending"])
+            except ResponseError:
+                out[destination.name] = 0
+        return out
+
+    async def run(self, stopping) -> None:
+        # TCP_NODELAY: headers and body go out as two writes; without it each request can wait on a delayed ACK.
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4 * self.concurrency),
+                                             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.AsyncClient(timeout=self.timeout_s, transport=transport)
+        try:
+            while not stopping():
+                try:
+                    await self.ensure_groups()
+                    declared = {d.name for d in self.rules.current.destinations}
+                    for name in declared - set(self.tasks):
+                        self.tasks[name] = asyncio.create_task(self._serve(name, stopping))
+                    for name in set(self.tasks) - declared:
+                        self.tasks.pop(name).cancel()
+                    for name, task in list(self.tasks.items()):
+                        if task.done():  # a crash of one destination's loop: log it, start it again
+                            if not task.cancelled() and task.exception() is not None:
+                                log.error("delivery to %s stopped: %r", name, task.exception())
+                            del self.tasks[name]
+                except Exception as exc:
+                    log.warning("delivery supervisor: %r", exc)
+                await asyncio.sleep(1.0)
+        finally:
+            for task in self.tasks.values():
+                task.cancel()
+            await self.http.aclose()
+
+    async def _serve(self, name: str, stopping) -> None:
+        group = self.group(name)
+        while not stopping():
+            try:
+                claimed = await self.redis.xautoclaim(self.outbox_key, group, self.consumer, self.retry_idle_ms,
+                                                      start_id="0-0", count=self.batch)
+                entries = list(claimed[1])
+                gone = claimed[2] if len(claimed) > 2 else []
+                if gone:  # erased since they were read: nothing to deliver
+                    await self.redis.xack(self.outbox_key, group, *gone)
+                fresh = await self.redis.xreadgroup(group, self.consumer, {self.outbox_key: ">"}, count=self.batch,
+                                                    block=self.block_ms if not entries else None)
+                for _, rows in fresh or ():
+                    entries += rows
+                entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+                if entries:
+                    await self.deliver_all(name, entries, retried=len(entries) - sum(len(r) for _, r in fresh or ()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: the entries stay pending, claimed again later
+                log.warning("delivery to %s: %r", name, exc)
+                await asyncio.sleep(1.0)
+
+    async def deliver_all(self, name: str, entries: list, retried: int = 0) -> None:
+        """One person's records in order; different people at once; one acknowledgement for all done.
+
+        The first `retried` entries are claimed again (older, in id order). A record kept
+        for redelivery holds back that person's later ones (they stay pending, and are
+        claimed again behind it), so a receiver never hears `exited` before `entered`."""
+        held = self.held[name]
+        by_person: dict[str, list] = defaultdict(list)
+        for n, (entry_id, fields) in enumerate(entries):
+            by_person[fields.get(b"person", b"").decode()].append(
+                (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, webhook.record(fields), n < retried))
+        done: list[str] = []
+        outcomes: dict[str, int] = defaultdict(int)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one_person(person, rows):
+            if person in held and not rows[0][2]:
+                return  # its earlier record is not claimed again yet
+            for entry_id, change, _ in rows:
+                async with slots:
+                    outcome = await self._deliver(name, entry_id, change)
+                if outcome is None:
+                    held.add(person)
+                    return
+                done.append(entry_id)
+                if outcome:
+                    outcomes[outcome] += 1
+            held.discard(person)
+        await asyncio.gather(*(one_person(person, rows) for person, rows in by_person.items()))
+        if done:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(self.outbox_key, self.group(name), *done)
+                for outcome, count in outcomes.items():
+                    pipe.hincrby(self.stats_key, f"delivery:{name}:{outcome}", count)
+                await pipe.execute()
+
+    async def _deliver(self, name: str, entry_id: str, change: dict) -> str | None:
+        """The outcome to count ("" for a record this destination does not hear), or None: kept for redelivery."""
+        destination = self.destination(name)
+        if destination is None:
+            return None
+        if not destination.wants(change):
+            return ""
+        traits = None
+        if destination.purpose == "marketing":
+            person = await self.people.person(change["person"])
+            if not webhook.has_marketing_consent(person):
+                return "skipped_no_consent"
+            traits = webhook.marketing_traits(person)
+        delivery = webhook.delivery_id(name, entry_id)
+        payload = webhook.body(change, delivery, traits)
+        try:
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.attempts), reraise=True,
+                                               wait=wait_exponential_jitter(multiplier=self.backoff_s, max=self.backoff_max_s),
+                                               retry=retry_if_exception_type(Retryable)):
+                with attempt:
+                    await self._post(destination, payload, delivery, name)
+        except Retryable as exc:
+            if int(time.time() * 1000) - _entry_ms(entry_id) >= self.dead_after_ms:
+                await self._dead(entry_id, name, change, f"gave up after the retry period: {exc}")
+                return "dead"
+            log.info("delivery %s failed, kept for redelivery: %s", delivery, exc)
+            return None
+        except Rejected as exc:
+            await self._dead(entry_id, name, change, str(exc))
+            return "dead"
+        return "delivered"
+
+    async def _post(self, destination, payload: bytes, delivery: str, name: str) -> None:
+        try:
+            response = await self.http.post(destination.url, content=payload,
+                                            headers=webhook.headers(destination.secret, payload, delivery))
+        except httpx.HTTPError as exc:
+            await self.redis.hincrby(self.stats_key, f"delivery:{name}:failed", 1)
+            raise Retryable(f"{type(exc).__name__}: {exc}"[:200]) from exc
+        if 200 <= response.status_code < 300:
+            return
+        await self.redis.hincrby(self.stats_key, f"delivery:{name}:failed", 1)
+        if webhook.retryable(response.status_code):
+            raise Retryable(f"HTTP {response.status_code}")
+        raise Rejected(f"HTTP {response.status_code}")
+
+    async def _dead(self, entry_id: str, name: str, change: dict, reason: str) -> None:
+        """Keeps the record in the dead-letter stream; the caller acknowledges it."""
+        log.warning("delivery %s moved to the dead-letter stream: %s", webhook.delivery_id(name, entry_id), reason)
+        await self.redis.xadd(self.dead_key, {**{k: str(v) for k, v in change.items()}, "destination": name,
+                                              "entry": entry_id, "failure": reason[:300]})
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-")[0])
