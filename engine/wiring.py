@@ -52,6 +52,9 @@ from engine.stream import kafka
 from engine.stream.archive import Archive, open_archive
 from engine.stream.logid import LogIdentity, ensure_log
 from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
+from engine.stream.recent import RecentEvents
+from engine.ingest.flow import Flow
+from engine.rules.served import ServedCounts
 
 log = logging.getLogger("engine.wiring")
 
@@ -84,6 +87,7 @@ class Stores:
     cooccurrence: CooccurrenceStore
     catalog: Catalog
     bandit: BanditStore
+    recent: RecentEvents
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -100,11 +104,13 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
     segments = SegmentIndex(redis, prefix)
     cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget]
+    recent = RecentEvents(redis, prefix, settings.anonymous_retention_days * 86400, profile_config(settings))
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, recent.forget]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
-    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix))
+    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
+                  recent)
 
 
 def archive_eraser(archive: Archive):
@@ -131,6 +137,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
         BanditLearner(stores.redis, settings.redis_prefix),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
+        stores.recent,
     ]
     return [processor]
 
@@ -145,6 +152,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.segments.clear()
     await stores.values.clear()
     await stores.cooccurrence.clear()
+    await stores.recent.clear()
     return await stores.profiles.clear_all()
 
 
@@ -176,11 +184,13 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.slots = ModelSlots(stores.bandit)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
+        services.served = ServedCounts(stores.redis, settings.redis_prefix)
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
                                        settings.rate_limit_burst)
         services.bot_counts = BotCounts(services.stores.redis, settings.redis_prefix)
+        services.flow = Flow(services.stores.redis, settings.redis_prefix)
     if COLLECTOR in roles:
         spool = None
         if settings.spool_dir is not None:
