@@ -136,10 +136,16 @@ def facts(person: dict) -> list[tuple[str, str]]:
         ("interests", ", ".join(f"{k} {v:.1f}" for k, v in interests) or "-"),
         ("orders", f"{commerce.get('orders', 0)} ({commerce.get('revenue', 0):.2f} revenue)"),
         ("cart", ", ".join(f"{k} ×{v}" for k, v in (commerce.get("cart") or {}).items()) or "-"),
-        ("value", ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, (dict, list))) or "-"),
+        ("value", ", ".join(f"{k} {_figure(v)}" for k, v in value.items() if not isinstance(v, (dict, list))) or "-"),
         ("consent", ", ".join(f"{k} {v}" for k, v in (person.get("consent") or {}).items() if k != "ts") or "default"),
         ("preferences", ", ".join(f"{k} {v}" for k, v in (person.get("preferences") or {}).items()) or "-"),
     ]
+
+
+def _figure(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 # --- segments -----------------------------------------------------------------
