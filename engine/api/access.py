@@ -24,6 +24,7 @@ A caller is one of
     console_signin  /console/signin, /console/signout      -        yes              yes
     console         GET /console/ and its pages            read     no               no
     console_erase   POST /console/people/erase             erase    no               no
+    console_export  GET /console/people/export             erase    no               no
     public          /healthz, /metrics, /demo/, /static/   -        yes              yes
 
 The console's key comes from its signed session cookie, given once on its sign-in page
@@ -84,6 +85,7 @@ RULES: dict[str, Rule] = {
     "console_signin": Rule(None, Reach.EVERYONE, True),
     "console": Rule("read", Reach.NOBODY, False),
     "console_erase": Rule("erase", Reach.NOBODY, False),
+    "console_export": Rule("erase", Reach.NOBODY, False),
     "public": Rule(None, Reach.EVERYONE, True),
 }
 

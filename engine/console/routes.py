@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from engine.api.access import find_key, guarded
 from engine.api.params import text_param
+from engine.api.responses import JSONResponse
 from engine.console import views
 from engine.console.session import ConsoleAccess, Sessions, form
 from engine.errors import EngineError, NotAuthenticated
@@ -137,6 +138,19 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
             return render("_rules_live.html", **data)
         return show(request, "rules.html", "rules", **data)
 
+    async def preview(request: Request) -> Response:
+        data = await views.preview_page(dict(request.query_params), services.decider, services.rules)
+        return show(request, "preview.html", "rules", slots=sorted(services.rules.current.slots), **data)
+
+    async def export(request: Request) -> Response:
+        query = (text_param(request, "q", ID_MAX, required=True) or "").strip()
+        data = await stores.people.export(query)
+        if data is None:
+            return render("error.html", 404, message="no such profile", session=_session(request))
+        if data["person"] is not None:
+            data["person"] = await services.public_view(data["person"])
+        return JSONResponse(data, headers={**HEADERS, "Content-Disposition": 'attachment; filename="clickstream-export.json"'})
+
     async def recommendations(request: Request) -> Response:
         item = (text_param(request, "item", ID_MAX) or "").strip()
         data = await views.recommendations_page(item, services.recommend, stores.cooccurrence) if item else None
@@ -150,8 +164,10 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         Route("/console/", page("console", overview), methods=["GET"]),
         Route("/console/people", page("console", people), methods=["GET"]),
         Route("/console/people/erase", page("console_erase", erase), methods=["POST"]),
+        Route("/console/people/export", page("console_export", export), methods=["GET"]),
         Route("/console/segments", page("console", segments), methods=["GET"]),
         Route("/console/segments/{name}", page("console", segment), methods=["GET"]),
         Route("/console/rules", page("console", rules), methods=["GET"]),
+        Route("/console/rules/preview", page("console", preview), methods=["GET"]),
         Route("/console/recommendations", page("console", recommendations), methods=["GET"]),
     ]

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.rules.decide import decide
+from engine.errors import InvalidInput
+from engine.ingest.visitor_ids import is_visitor_id
 from engine.rules.ruleset import RuleSet, rule_files
 
 CHART_W, CHART_H = 600, 120
@@ -105,9 +106,7 @@ async def person_page(query: str, stores, public_view, decider, rules) -> dict |
     shown = await public_view(person) if person is not None else None
     decisions = []
     if person is not None:
-        derived, prefs = await decider.person_and_prefs(visitor_ids[0] if not user_id else None, user_id, now_ms())
-        rs = rules.current
-        made = decide(rs, list(rs.slots), derived, prefs, {}, visitor_ids[0], now_ms())
+        made = await decider.preview(visitor_ids[0] if not user_id else None, user_id, sorted(rules.current.slots), {})
         decisions = [{"slot": slot, **d.to_json()} for slot, d in sorted(made.items())]
     for entry in recent:
         entry["at"] = clock(entry.get("ts"))
@@ -201,7 +200,38 @@ async def rules_page(live, served) -> dict:
               for rule, variants in sorted(by_rule.items()) if rule.startswith("(")]
     return {"folder": str(live.path), "files": file_states(live.path, rs, live.problems), "rules": rules,
             "fingerprint": rs.fingerprint, "refused_at": clock(int(live.refused_at * 1000)) if live.refused_at else None,
+            "loaded_at": clock(int(live.loaded_at * 1000)) if getattr(live, "loaded_at", None) else None,
             "slots": sorted(rs.slots), "other_decisions": others}
+
+
+PREVIEW_CONTEXT = ("country", "weather", "device", "day_of_week")
+
+
+def preview_input(query: dict) -> tuple[str | None, str | None, dict, int | None]:
+    """(visitor id, user id, context, now in ms) from the preview form, checked as decide checks its body."""
+    profile = (query.get("profile") or "").strip() or None
+    if profile is not None and len(profile) > 128:
+        raise InvalidInput("profile: expected a visitor id or a user id of up to 128 characters")
+    visitor_id, user_id = (profile, None) if profile and is_visitor_id(profile) else (None, profile)
+    context = {name: query[name].strip() for name in PREVIEW_CONTEXT if (query.get(name) or "").strip()}
+    at = (query.get("time") or "").strip()
+    when = None
+    if at:
+        try:
+            hour, minute = (int(part) for part in at.split(":"))
+            today = dt.datetime.now(dt.timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        except ValueError:
+            raise InvalidInput("time: expected HH:MM (UTC)") from None
+        when = int(today.timestamp() * 1000)
+    return visitor_id, user_id, context, when
+
+
+async def preview_page(query: dict, decider, rules) -> dict:
+    """Each slot's decision for the chosen person and context, as POST /v1/decide answers (nothing recorded)."""
+    visitor_id, user_id, context, when = preview_input(query)
+    made = await decider.preview(visitor_id, user_id, sorted(rules.current.slots), dict(context), when)
+    return {"profile": visitor_id or user_id, "context": context,
+            "decisions": [{"slot": slot, **d.to_json()} for slot, d in sorted(made.items())]}
 
 
 # --- recommendations ------------------------------------------------------------

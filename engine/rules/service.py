@@ -58,6 +58,17 @@ class DecideService:
 
     async def decide(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
                      now_ms: int | None = None) -> dict[str, Decision]:
+        decisions, model_choices, vid = await self._decide(visitor_id, user_id, slots, context, now_ms)
+        if model_choices:
+            await self.model.record(decisions, model_choices, vid)
+        return decisions
+
+    async def preview(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
+                      now_ms: int | None = None) -> dict[str, Decision]:
+        """What decide answers, recording nothing (the console's preview: no impression for the model slots)."""
+        return (await self._decide(visitor_id, user_id, slots, context, now_ms))[0]
+
+    async def _decide(self, visitor_id, user_id, slots, context, now_ms) -> tuple[dict[str, Decision], dict, str]:
         now_ms = now_ms or int(time.time() * 1000)
         person, prefs = await self.person_and_prefs(visitor_id, user_id, now_ms)
         if self.weather is not None and "weather" not in context:
@@ -68,7 +79,4 @@ class DecideService:
         vid = visitor_id or user_id or ""
         model_choices = await self.model.choose(rs, slots, person, prefs, context, vid, now_ms) if self.model else {}
         chooser = (lambda slot, p, c, v: model_choices.get(slot.name)) if model_choices else None
-        decisions = decide(rs, slots, person, prefs, context, vid, now_ms, chooser)
-        if model_choices:
-            await self.model.record(decisions, model_choices, vid)
-        return decisions
+        return decide(rs, slots, person, prefs, context, vid, now_ms, chooser), model_choices, vid

@@ -1,6 +1,7 @@
 """The console over HTTP against a running engine: sign-in, CSRF, every page with real data, erase."""
 
 import contextlib
+import html
 import re
 import httpx
 import redis as redis_sync
@@ -90,6 +91,20 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
         assert rules.status_code == 200 and "demo.yaml" in rules.text and "live" in rules.text
         recs = await client.get("/console/recommendations", params={"item": "shoe-1"})
         assert recs.status_code == 200 and "also bought" in recs.text
+
+        exported = await client.get("/console/people/export", params={"q": vid})
+        assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+        assert vid in exported.json()["profiles"]
+
+        context = {"country": "NO", "weather": "rain", "device": "desktop"}
+        preview = await client.get("/console/rules/preview", params={"profile": vid, **context})
+        decided = await client.post("/v1/decide", json={"visitor_id": vid, "slots": ["hero"], "context": context},
+                                    headers={"Authorization": "Bearer test-key"})
+        hero = decided.json()["decisions"]["hero"]
+        row = html.unescape(re.search(r'<tr data-slot="hero">(.*?)</tr>', preview.text, re.S).group(1))
+        assert preview.status_code == 200 and hero["content_id"] in row and hero["reason"] in row, (row, hero)
+        bad = await client.get("/console/rules/preview", params={"time": "noon"})
+        assert bad.status_code == 400 and "time: expected HH:MM" in bad.text
 
         erase_form = await client.get("/console/people", params={"q": vid})
         erased = await client.post("/console/people/erase", data={"id": vid, "csrf": csrf_of(erase_form.text)})

@@ -157,6 +157,24 @@ test('a shopper in another tab watches their own events, profile, segment and th
   assert.match(await shoeFans.textContent(), /segment/);
   await shot(admin, 'rules');
 
+  // Rules preview: the same decision as POST /v1/decide for the same person and context.
+  for (const context of [{ country: 'NO', weather: 'rain', device: 'desktop' }, { country: 'SE', weather: 'sun', device: 'mobile' }]) {
+    await admin.goto(`${engine.base}/console/rules`);
+    await admin.fill('#profile', vid);
+    for (const [name, value] of Object.entries(context)) await admin.fill(`#${name}`, value);
+    await admin.click('#preview-form button');
+    await admin.waitForSelector('#preview');
+    const res = await fetch(`${engine.base}/v1/decide`, {
+      method: 'POST', headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ visitor_id: vid, slots: ['hero'], context }),
+    });
+    const hero = (await res.json()).decisions.hero;
+    const row = admin.locator('#preview tr[data-slot=hero]');
+    assert.equal(await row.locator('.content-id').textContent(), hero.content_id);
+    assert.equal(await row.locator('.reason').textContent(), hero.reason);
+    if (context.weather === 'rain') await shot(admin, 'rules-preview');
+  }
+
   // Recommendations: the item form answers with the served list.
   await admin.click('nav >> text=Recommendations');
   await admin.fill('#item', 'sneaker-trail');
