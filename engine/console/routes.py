@@ -37,6 +37,7 @@ HEADERS = {
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True,
                    lstrip_blocks=True)
 _env.filters["thousands"] = lambda n: f"{n:,}"
+_env.filters["basename"] = lambda path: Path(str(path)).name
 
 
 def render(name: str, status: int = 200, **context) -> HTMLResponse:

@@ -153,7 +153,7 @@ def _figure(value) -> str:
 async def segments_page(index, rules) -> list[dict]:
     segments = rules.current.segments
     sizes = await index.sizes([s.name for s in segments])
-    return [{"name": s.name, "description": s.description, "where": f"{s.file}:{s.line}", "size": sizes.get(s.name, 0),
+    return [{"name": s.name, "description": s.description, "where": f"{Path(s.file).name}:{s.line}", "size": sizes.get(s.name, 0),
              "condition": s.condition.describe} for s in segments]
 
 
@@ -162,7 +162,7 @@ async def segment_page(name: str, index, rules, limit: int = 100) -> dict | None
     if segment is None:
         return None
     sizes, members = await asyncio.gather(index.sizes([name]), index.members(name, limit))
-    return {"name": name, "description": segment.description, "where": f"{segment.file}:{segment.line}",
+    return {"name": name, "description": segment.description, "where": f"{Path(segment.file).name}:{segment.line}",
             "condition": segment.condition.describe, "size": sizes.get(name, 0),
             "members": [{"id": m, "score": round(score, 3)} for m, score in members]}
 
