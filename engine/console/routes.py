@@ -154,8 +154,11 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
 
     async def recommendations(request: Request) -> Response:
         item = (text_param(request, "item", ID_MAX) or "").strip()
+        visitor = (text_param(request, "visitor", ID_MAX) or "").strip()
         data = await views.recommendations_page(item, services.recommend, stores.cooccurrence) if item else None
-        return show(request, "recommendations.html", "recommendations", item=item, found=data)
+        personal = await views.for_you_page(visitor, services.recommend) if visitor else None
+        return show(request, "recommendations.html", "recommendations", item=item, found=data, visitor=visitor,
+                    personal=personal)
 
     return [
         Route("/console", page("console_signin", home), methods=["GET"]),

@@ -247,3 +247,12 @@ async def recommendations_page(item: str, recommend, cooccurrence) -> dict:
             "rows": [{"id": i["id"], "score": round(i["score"], 4), "orders_together": int(together.get(i["id"], 0)),
                        "category": getattr(info.get(i["id"]), "category", None)} for i in listed["items"]],
             "model": getattr(model, "version", None)}
+
+
+async def for_you_page(visitor_id: str, recommend) -> dict:
+    """The visitor's for-you list as the API serves it, and what it was made from."""
+    listed = await recommend.for_you(visitor_id, k=10)
+    info = await recommend.describe([i["id"] for i in listed["items"]])
+    return {"visitor_id": visitor_id, "source": listed["source"],
+            "rows": [{"id": i["id"], "score": round(i["score"], 4), "category": getattr(info.get(i["id"]), "category", None)}
+                     for i in listed["items"]]}

@@ -91,6 +91,8 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
         assert rules.status_code == 200 and "demo.yaml" in rules.text and "live" in rules.text
         recs = await client.get("/console/recommendations", params={"item": "shoe-1"})
         assert recs.status_code == 200 and "also bought" in recs.text
+        mine = await client.get("/console/recommendations", params={"visitor": vid})
+        assert mine.status_code == 200 and f"For <code>{vid}</code>" in mine.text and 'id="for-you"' in mine.text
 
         exported = await client.get("/console/people/export", params={"q": vid})
         assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]

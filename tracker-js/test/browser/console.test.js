@@ -124,9 +124,17 @@ test('a shopper in another tab watches their own events, profile, segment and th
   assert.match(await admin.locator('.facts').textContent(), /product_view 3/);
   await shot(admin, 'people');
 
+  // Live: with the people page left open, the shopper's next page view appears without a reload.
+  const rowsBefore = await admin.locator('#recent tbody tr').count();
+  await shop.goto(`${engine.base}/demo/product.html?id=sneaker-city`);
+  await shop.waitForFunction(() => window.clickstream && window.clickstream.loaded);
+  await shop.evaluate(() => new Promise((done) => window.clickstream((t) => t.flush().then(done))));
+  await waitFor('the next page view on the open people page', async () => (await admin.locator('#recent tbody tr').count()) > rowsBefore,
+    { timeoutMs: 20_000 });
+
   // The shopper's home page got the same hero the console shows.
   await waitFor('the shoes hero in the shop', async () => {
-    await shop.reload();
+    await shop.goto(`${engine.base}/demo/`);
     await shop.waitForFunction(() => window.clickstream && window.clickstream.loaded);
     return (await shop.locator('[data-clickstream-slot=hero]').textContent()).includes('Fresh sneakers');
   }, { timeoutMs: 30_000, everyMs: 1000 });
@@ -197,6 +205,10 @@ test('a shopper in another tab watches their own events, profile, segment and th
     return /sneaker-city[\s\S]*bought together in 2 orders/.test(await admin.locator('#also-bought').textContent());
   }, { timeoutMs: 30_000, everyMs: 1000 });
   await shot(admin, 'recommendations');
+  await admin.fill('#visitor', vid);
+  await admin.click('text=Show for-you');
+  await admin.waitForSelector('#for-you');
+  assert.match(await admin.locator('main').textContent(), new RegExp(`For ${vid}`));
 
   // Phone width: the pages still read (no horizontal scroll of the page itself).
   await admin.setViewportSize({ width: 390, height: 844 });
