@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
+from engine.rules.live import rules_folder
 from engine.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -196,7 +197,8 @@ def console_line(base: str, settings: Settings, generated_key: bool) -> str:
 def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     started = time.monotonic()
     data_dir = settings.data_dir.resolve()
-    settings = replace(settings, data_dir=data_dir, rules=settings.rules.resolve())
+    # The folder the children serve, absolute: the packaged demo catalog when no ./rules is there.
+    settings = replace(settings, data_dir=data_dir, rules=rules_folder(settings.rules).resolve())
     supervisor = Supervisor(data_dir / "logs")
     stopping = {"signal": None, "up": False}
 

@@ -75,6 +75,9 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
         vid = unique()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER_UA}) as client:
             assert (await client.get("/healthz")).status_code == 200
+            # Started where there is no ./rules folder: the packaged demo catalog is served.
+            hero = (await client.post("/v1/decide", json={"slots": ["hero"]})).json()["decisions"]["hero"]
+            assert hero["content_id"] == "hero-welcome", hero
             response = await client.post("/v1/events", json={"type": "page_view", "visitor_id": vid, "url": "/hello"})
             assert response.status_code == 202
 

@@ -27,7 +27,7 @@ async def _health(engine: Engine) -> dict:
 async def test_broker_killed_and_restarted_loses_nothing(chaos_settings, own_broker, tmp_path):
     engine = await _running(chaos_settings, tmp_path / "logs")
     try:
-        sender = Sender(engine.url)
+        sender = Sender(engine.url, "test-key")
         sender.start()
         await wait_until(lambda: sender.tally.events >= 3000, 30, message="traffic flowing")
         own_broker.kill()
@@ -55,7 +55,7 @@ async def test_broker_killed_and_restarted_loses_nothing(chaos_settings, own_bro
 async def test_broker_paused_loses_nothing(chaos_settings, own_broker, tmp_path):
     engine = await _running(chaos_settings, tmp_path / "logs")
     try:
-        sender = Sender(engine.url)
+        sender = Sender(engine.url, "test-key")
         sender.start()
         await wait_until(lambda: sender.tally.events >= 3000, 30, message="traffic flowing")
         own_broker.pause()

@@ -30,7 +30,7 @@ async def test_replay_after_a_broker_restart_rebuilds_everything_once(chaos_sett
     engine.start_api()
     try:
         await engine.wait_ready(60)
-        sender = Sender(engine.url, visitors=50, clients=2)
+        sender = Sender(engine.url, "test-key", visitors=50, clients=2)
         sender.start()
         await wait_until(lambda: sender.tally.events >= 2000, 30, message="traffic before the restart")
         tally = await sender.stop()
@@ -39,7 +39,7 @@ async def test_replay_after_a_broker_restart_rebuilds_everything_once(chaos_sett
                          message="the first log archived")
         own_broker.kill()
         own_broker.start()
-        sender = Sender(engine.url, visitors=50, clients=2, seed=7)  # the same visitors, new events
+        sender = Sender(engine.url, "test-key", visitors=50, clients=2, seed=7)  # the same visitors, new events
         sender.tally = tally
         sender.start()
         await wait_until(lambda: sender.tally.events >= 4000, 60, message="traffic after the restart")

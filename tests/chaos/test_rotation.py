@@ -17,7 +17,7 @@ async def test_rotating_the_log_under_load_loses_and_doubles_nothing(chaos_setti
     engine.start_api()
     try:
         await engine.wait_ready(60)
-        sender = Sender(engine.url)
+        sender = Sender(engine.url, "test-key")
         sender.start()
         await wait_until(lambda: sender.tally.events >= 8000, 60, message="traffic across rotations")
         tally = await sender.stop()

@@ -40,7 +40,7 @@ async def test_kill9_of_the_whole_engine_keeps_every_acknowledged_event(tmp_path
     process, port, _ = start_up(tmp_path, ENV)
     second = None
     try:
-        sender = Sender(f"http://127.0.0.1:{port}")
+        sender = Sender(f"http://127.0.0.1:{port}", "up-key")
         sender.start()
         await wait_until(lambda: sender.tally.events >= 4000, 60, message="traffic flowing")
         # In threads: the sender goes on meanwhile, and meets the dead engine.

@@ -16,7 +16,7 @@ async def test_worker_killed_mid_stream_loses_and_doubles_nothing(chaos_settings
     engine.start_api()
     try:
         await engine.wait_ready(60)
-        sender = Sender(engine.url)
+        sender = Sender(engine.url, "test-key")
         sender.start()
         await wait_until(lambda: sender.tally.events >= 4000, 30, message="traffic flowing")
         engine.worker.stop(signal.SIGKILL)

@@ -1,6 +1,6 @@
 """A steady sender with known totals, and the check that every acknowledged event counted once.
 
-Each visitor's events are page views with fresh event_ids. A batch is posted until it
+The sender is a back end (an API key), posting for many visitors. Each visitor's events are page views with fresh event_ids. A batch is posted until it
 gets a 202, with the same event_ids on every try, as the tracker does (503 and
 connection errors are retried after a short pause); so every event sent is one the
 engine acknowledged, and each visitor's profile must count exactly that many.
@@ -39,9 +39,10 @@ class Tally:
 
 
 class Sender:
-    def __init__(self, url: str, visitors: int = 200, batch: int = 40, clients: int = 4, pause_s: float = 0.01,
-                 seed: int = 7) -> None:
+    def __init__(self, url: str, api_key: str, visitors: int = 200, batch: int = 40, clients: int = 4,
+                 pause_s: float = 0.01, seed: int = 7) -> None:
         self.url = url
+        self.headers = {"Authorization": f"Bearer {api_key}"}  # a back end: it posts for many visitors
         self.visitors = [str(uuid.UUID(int=random.Random(seed + i).getrandbits(128), version=4)) for i in range(visitors)]
         self.batch = batch
         self.clients = clients
@@ -76,7 +77,7 @@ class Sender:
     async def _post_until_accepted(self, client: httpx.AsyncClient, events: list[dict]) -> None:
         while True:
             try:
-                response = await client.post(f"{self.url}/v1/events", json={"events": events})
+                response = await client.post(f"{self.url}/v1/events", json={"events": events}, headers=self.headers)
             except httpx.HTTPError:
                 self.tally.connection_errors += 1
                 await asyncio.sleep(0.2)
