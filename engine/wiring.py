@@ -32,6 +32,8 @@ from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
 from engine.profiles.processor import ProfileProcessor
+from engine.profiles import segment_sizes
+from engine.profiles.segment_sizes import SegmentSizes
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
@@ -264,6 +266,8 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
 
     background = [
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
+        lambda stopping: segment_sizes.sample_periodically(SegmentSizes(stores.redis, settings.redis_prefix),
+                                                           stores.segments, rules, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
             lambda: train(settings, stores, progress=False)),

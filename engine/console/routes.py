@@ -22,6 +22,7 @@ from engine.api.responses import JSONResponse
 from engine.console import views
 from engine.console.session import ConsoleAccess, Sessions, form
 from engine.errors import EngineError, NotAuthenticated
+from engine.profiles.segment_sizes import SegmentSizes
 from engine.api.errors import status_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -47,6 +48,7 @@ def render(name: str, status: int = 200, **context) -> HTMLResponse:
 def console_routes(sessions: Sessions, services, flow) -> list[Route]:
     access = ConsoleAccess(sessions)
     stores = services.stores
+    sizes_over_time = SegmentSizes(stores.redis, services.settings.redis_prefix)
 
     def page(action: str, endpoint):
         """The endpoint behind its access rule; no session: to the sign-in page; refusals as a page."""
@@ -125,10 +127,11 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         return show(request, "erased.html", "people", outcome=outcome)
 
     async def segments(request: Request) -> Response:
-        return show(request, "segments.html", "segments", segments=await views.segments_page(stores.segments, services.rules))
+        return show(request, "segments.html", "segments", segments=await views.segments_page(stores.segments, services.rules,
+                                                                                       sizes_over_time))
 
     async def segment(request: Request) -> Response:
-        data = await views.segment_page(request.path_params["name"], stores.segments, services.rules)
+        data = await views.segment_page(request.path_params["name"], stores.segments, services.rules, sizes_over_time)
         if data is None:
             return render("error.html", 404, message="no such segment", session=_session(request))
         return show(request, "segment.html", "segments", segment=data)

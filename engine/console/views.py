@@ -150,21 +150,44 @@ def _figure(value) -> str:
 # --- segments -----------------------------------------------------------------
 
 
-async def segments_page(index, rules) -> list[dict]:
+SPARK_W, SPARK_H = 120, 24
+
+
+def sparkline(values: list[int | None], width: int = SPARK_W, height: int = SPARK_H) -> str:
+    """SVG polyline points of the sampled sizes (steps with no sample left out), scaled to the largest."""
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if not known:
+        return ""
+    top = max(v for _, v in known) or 1
+    step = width / max(len(values) - 1, 1)
+    return " ".join(f"{i * step:.1f},{height - v / top * (height - 2) - 1:.1f}" for i, v in known)
+
+
+def size_series(history: list[tuple[int, dict[str, int]]], name: str) -> list[int | None]:
+    return [row.get(name) for _, row in history]
+
+
+async def segments_page(index, rules, sizes_over_time) -> list[dict]:
     segments = rules.current.segments
-    sizes = await index.sizes([s.name for s in segments])
+    sizes, history = await asyncio.gather(index.sizes([s.name for s in segments]), sizes_over_time.history(24))
     return [{"name": s.name, "description": s.description, "where": f"{Path(s.file).name}:{s.line}", "size": sizes.get(s.name, 0),
-             "condition": s.condition.describe} for s in segments]
+             "condition": s.condition.describe, "trend": sparkline(size_series(history, s.name)),
+             "since": clock(history[0][0] * 1000) if history else None} for s in segments]
 
 
-async def segment_page(name: str, index, rules, limit: int = 100) -> dict | None:
+async def segment_page(name: str, index, rules, sizes_over_time, limit: int = 100) -> dict | None:
     segment = next((s for s in rules.current.segments if s.name == name), None)
     if segment is None:
         return None
-    sizes, members = await asyncio.gather(index.sizes([name]), index.members(name, limit))
+    sizes, members, history = await asyncio.gather(index.sizes([name]), index.members(name, limit),
+                                                   sizes_over_time.history(24))
+    series = size_series(history, name)
+    known = [v for v in series if v is not None]
     return {"name": name, "description": segment.description, "where": f"{Path(segment.file).name}:{segment.line}",
             "condition": segment.condition.describe, "size": sizes.get(name, 0),
-            "members": [{"id": m, "score": round(score, 3)} for m, score in members]}
+            "members": [{"id": m, "score": round(score, 3)} for m, score in members],
+            "trend": sparkline(series, 600, 100), "trend_low": min(known) if known else None,
+            "trend_high": max(known) if known else None, "since": clock(history[0][0] * 1000) if history else None}
 
 
 # --- rules --------------------------------------------------------------------

@@ -85,8 +85,9 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
 
         segments = await client.get("/console/segments")
         assert segments.status_code == 200 and "shoe-lovers" in segments.text and "demo.yaml:" in segments.text
+        assert 'class="spark"' in segments.text  # the workers sample the sizes from their start
         segment = await client.get("/console/segments/shoe-lovers")
-        assert segment.status_code == 200 and "Top members" in segment.text
+        assert segment.status_code == 200 and "Top members" in segment.text and "<polyline points=" in segment.text
         rules = await client.get("/console/rules")
         assert rules.status_code == 200 and "demo.yaml" in rules.text and "live" in rules.text
         recs = await client.get("/console/recommendations", params={"item": "shoe-1"})

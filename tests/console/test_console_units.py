@@ -88,3 +88,27 @@ def test_the_banner_shows_the_key_made_for_the_run_and_never_a_configured_one():
     made = Settings(api_keys=("dev-abc",))
     assert console_line("http://h:1", made, True) == "  console  http://h:1/console/  (sign in with the api key dev-abc)"
     assert "dev-abc" not in console_line("http://h:1", made, False)
+
+
+def test_a_sparkline_scales_to_the_largest_size_and_skips_steps_without_a_sample():
+    from engine.console.views import size_series, sparkline
+
+    history = [(0, {"a": 2}), (600, {}), (1200, {"a": 4})]
+    assert size_series(history, "a") == [2, None, 4]
+    assert sparkline([2, None, 4], width=100, height=12) == "0.0,6.0 100.0,1.0"
+    assert sparkline([None, None]) == ""
+
+
+async def test_segment_sizes_are_kept_per_step_and_read_back_in_order(redis_client):
+    import uuid
+
+    from engine.profiles.segment_sizes import SAMPLE_S, SegmentSizes
+
+    sizes = SegmentSizes(redis_client, f"t{uuid.uuid4().hex[:8]}")
+    now = 1_800_000_000
+    await sizes.record({"shoe-lovers": 3}, now - SAMPLE_S)
+    await sizes.record({"shoe-lovers": 5, "buyers": 1}, now)
+    history = await sizes.history(1, now)
+    assert len(history) == 3600 // SAMPLE_S and history[-1][1] == {"shoe-lovers": 5, "buyers": 1}
+    assert history[-2][1] == {"shoe-lovers": 3} and history[0][1] == {}
+    assert 0 < await redis_client.ttl(sizes.key(now // SAMPLE_S)) <= 48 * 3600
