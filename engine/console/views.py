@@ -160,18 +160,25 @@ def sparkline(values: list[int | None], width: int = SPARK_W, height: int = SPAR
         return ""
     top = max(v for _, v in known) or 1
     step = width / max(len(values) - 1, 1)
-    return " ".join(f"{i * step:.1f},{height - v / top * (height - 2) - 1:.1f}" for i, v in known)
+    points = [(i * step, height - v / top * (height - 2) - 1) for i, v in known]
+    if len(points) == 1:  # one sample: a level from it to now, so it shows
+        points.append((float(width), points[0][1]))
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
 
 
-def size_series(history: list[tuple[int, dict[str, int]]], name: str) -> list[int | None]:
-    return [row.get(name) for _, row in history]
+def size_series(history: list[tuple[int, dict[str, int]]], name: str, now_size: int | None = None) -> list[int | None]:
+    """The sampled sizes, the last step's replaced by the size now (when given)."""
+    series = [row.get(name) for _, row in history]
+    if series and now_size is not None:
+        series[-1] = now_size
+    return series
 
 
 async def segments_page(index, rules, sizes_over_time) -> list[dict]:
     segments = rules.current.segments
     sizes, history = await asyncio.gather(index.sizes([s.name for s in segments]), sizes_over_time.history(24))
     return [{"name": s.name, "description": s.description, "where": f"{Path(s.file).name}:{s.line}", "size": sizes.get(s.name, 0),
-             "condition": s.condition.describe, "trend": sparkline(size_series(history, s.name)),
+             "condition": s.condition.describe, "trend": sparkline(size_series(history, s.name, sizes.get(s.name, 0))),
              "since": clock(history[0][0] * 1000) if history else None} for s in segments]
 
 
@@ -181,7 +188,7 @@ async def segment_page(name: str, index, rules, sizes_over_time, limit: int = 10
         return None
     sizes, members, history = await asyncio.gather(index.sizes([name]), index.members(name, limit),
                                                    sizes_over_time.history(24))
-    series = size_series(history, name)
+    series = size_series(history, name, sizes.get(name, 0))
     known = [v for v in series if v is not None]
     return {"name": name, "description": segment.description, "where": f"{Path(segment.file).name}:{segment.line}",
             "condition": segment.condition.describe, "size": sizes.get(name, 0),
