@@ -161,8 +161,9 @@ def sparkline(values: list[int | None], width: int = SPARK_W, height: int = SPAR
     top = max(v for _, v in known) or 1
     step = width / max(len(values) - 1, 1)
     points = [(i * step, height - v / top * (height - 2) - 1) for i, v in known]
-    if len(points) == 1:  # one sample: a level from it to now, so it shows
-        points.append((float(width), points[0][1]))
+    if len(points) == 1:  # one sample: a short level ending at it, so it shows
+        x, y = points[0]
+        points = [(max(x - 8, 0.0), y), (max(x, 8.0), y)]
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
 
 

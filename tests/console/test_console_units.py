@@ -97,7 +97,8 @@ def test_a_sparkline_scales_to_the_largest_size_and_skips_steps_without_a_sample
     assert size_series(history, "a") == [2, None, 4]
     assert sparkline([2, None, 4], width=100, height=12) == "0.0,6.0 100.0,1.0"
     assert sparkline([None, None]) == ""
-    assert sparkline([None, 3, None], width=100, height=12) == "50.0,1.0 100.0,1.0"
+    assert sparkline([None, 3, None], width=100, height=12) == "42.0,1.0 50.0,1.0"
+    assert sparkline([None, None, 3], width=100, height=12) == "92.0,1.0 100.0,1.0"
     assert size_series(history, "a", now_size=7) == [2, None, 7]
 
 
