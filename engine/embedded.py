@@ -113,9 +113,14 @@ def running_engine(data_dir: Path) -> dict | None:
         return None
     return body
 def identity_secret(data_dir: Path) -> str:
-    """The data folder's identity secret (made once, readable by its owner only), so that the
-    user hashes a shop's back end computed stay valid across restarts."""
-    path = data_dir / IDENTITY_SECRET_FILE
+    """The data folder's identity secret, so that the user hashes a shop's back end computed
+    stay valid across restarts."""
+    return folder_secret(data_dir, IDENTITY_SECRET_FILE)
+
+
+def folder_secret(data_dir: Path, name: str) -> str:
+    """A secret kept in the data folder: made once, readable by its owner only."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -182,6 +187,13 @@ def wait_healthy(url: str, timeout_s: float, supervisor: Supervisor) -> None:
     raise TimeoutError(f"not healthy after {timeout_s}s: {last}")
 
 
+def console_line(base: str, settings: Settings, generated_key: bool) -> str:
+    """Where the console is and the key to sign in with: the key made for this run is shown; a configured one is not."""
+    if generated_key:
+        return f"  console  {base}/console/  (sign in with the api key {settings.api_keys[0].secret})"
+    return f"  console  {base}/console/  (sign in with a key of CLICKSTREAM_API_KEYS with the read scope)"
+
+
 def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     started = time.monotonic()
     data_dir = settings.data_dir.resolve()
@@ -223,9 +235,10 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         else:
             lines.append(f"  redis    {settings.redis}")
 
-        if not settings.api_keys:
+        generated_key = not settings.api_keys
+        if generated_key:
             settings = replace(settings, api_keys=("dev-" + secrets.token_hex(8),))
-            lines.append(f"  api key  {settings.api_keys[0]}  (made for this run; set CLICKSTREAM_API_KEYS to choose)")
+            lines.append(f"  api key  {settings.api_keys[0].secret}  (made for this run; set CLICKSTREAM_API_KEYS to choose)")
         if not settings.identity_secret:
             settings = replace(settings, identity_secret=identity_secret(data_dir))
             lines.append(f"  identity secret in {data_dir / IDENTITY_SECRET_FILE} (for identify's user_hash; "
@@ -241,6 +254,7 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         wait_healthy(f"{base}/healthz", 120, supervisor)
         lines.append(f"  workers  {workers} (consumer group {settings.consumer_group}, topic {settings.topic})")
         lines.append(f"  http     {base}  (collector, API, /demo/, /healthz, /metrics)")
+        lines.append(console_line(base, settings, generated_key))
         if settings.archive_location is not None:
             lines.append(f"  archive  {settings.archive_location}")
         if settings.spool_dir is not None:

@@ -165,6 +165,7 @@ class Settings:
     redis: str | None = _env_field(None, _redis)
     api_keys: tuple[ApiKey, ...] = _env_field((), _api_keys, repr=False)
     identity_secret: str | None = _env_field(None, repr=False)  # HMAC key of identify's user_hash
+    console_secret: str | None = _env_field(None, repr=False)  # signs the console's session cookie; None: DATA_DIR's
     demo_login: bool | None = _env_field(None, _bool)  # POST /demo/login signs any user id; None: `up` decides
     untrusted_orders: str = _env_field("until-trusted", _untrusted_orders)  # browsers' purchases: engine.profiles.orders
     rate_limit_per_s: float = _env_field(50.0, _non_negative_float)  # collector requests per client address; 0: off

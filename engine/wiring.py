@@ -39,6 +39,8 @@ from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
 from engine.profiles.people import People
 from engine.profiles.processor import ProfileProcessor
+from engine.profiles import segment_sizes
+from engine.profiles.segment_sizes import SegmentSizes
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
@@ -60,6 +62,9 @@ from engine.stream import kafka
 from engine.stream.archive import Archive, open_archive
 from engine.stream.logid import LogIdentity, ensure_log
 from engine.stream.consumer import Heartbeat, WorkerParts, read_heartbeats
+from engine.stream.recent import RecentEvents
+from engine.ingest.flow import Flow
+from engine.rules.served import ServedCounts
 
 log = logging.getLogger("engine.wiring")
 
@@ -95,6 +100,7 @@ class Stores:
     bandit: BanditStore
     experiments: ExperimentStore
     wishlists: Wishlists
+    recent: RecentEvents
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -113,14 +119,15 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
                                      view_ttl_s=settings.anonymous_retention_days * 86400)
     experiments = ExperimentStore(redis, prefix, window_hours=settings.experiment_window_hours,
                                   ttl_s=settings.anonymous_retention_days * 86400, seen_ttl_s=int(settings.dedup_days * 86400))
+    recent = RecentEvents(redis, prefix, settings.anonymous_retention_days * 86400, profile_config(settings))
     wishlists = wishlist_store(redis, prefix, segments)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, wishlists.forget,
+    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, wishlists.forget, recent.forget,
                             experiments_eraser(experiments, people.digest)]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
     return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
-                  experiments, wishlists)
+                  experiments, wishlists, recent)
 
 
 def wishlist_store(redis: Redis, prefix: str, segments: SegmentIndex, emit: bool = True) -> Wishlists:
@@ -182,6 +189,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
         BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings),
                       reward_cap=lambda slot: reward_cap(rules, slot)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
+        stores.recent,
     ]
     return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
 
@@ -203,6 +211,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.values.clear()
     await stores.cooccurrence.clear()
     await stores.experiments.clear()
+    await stores.recent.clear()
     return await stores.profiles.clear_all()
 
 
@@ -241,12 +250,14 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.recommend.held_out = lambda person, vid: services.decider.held_out(
             services.decider.person_key(person, vid, None))
         services.experiments = experiments_service(settings, stores, services.rules)
+        services.served = ServedCounts(stores.redis, settings.redis_prefix)
         services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
         services.segment_state = lambda: segment_state(settings, stores, services.rules)
     if COLLECTOR in roles and services.stores is not None:
         services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
                                        settings.rate_limit_burst)
         services.bot_counts = BotCounts(services.stores.redis, settings.redis_prefix)
+        services.flow = Flow(services.stores.redis, settings.redis_prefix)
     if COLLECTOR in roles:
         spool = None
         if settings.spool_dir is not None:
@@ -336,6 +347,8 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
         backfill.run,
         *([webhooks.run] if settings.worker_delivery else []),
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
+        lambda stopping: segment_sizes.sample_periodically(SegmentSizes(stores.redis, settings.redis_prefix),
+                                                           stores.segments, rules, stopping),
         lambda stopping: als.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
             lambda: train(settings, stores, progress=False)),

@@ -17,7 +17,8 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
     process, port, banner = start_up(tmp_path, {})
     try:
         assert "clickstream-engine is up in" in banner
-        for part in ("broker   127.0.0.1:", "redis    redis://127.0.0.1:", f"http     http://127.0.0.1:{port}"):
+        for part in ("broker   127.0.0.1:", "redis    redis://127.0.0.1:", f"http     http://127.0.0.1:{port}",
+                     f"console  http://127.0.0.1:{port}/console/"):
             assert part in banner
         children = children_of(process.pid)
         commands = " | ".join(children.values())

@@ -23,8 +23,15 @@ A caller is one of
     experiments     GET /v1/experiments[/{id}]             read     no               no
     catalog         PUT /v1/catalog/items                  write    no               no
     demo_login      POST /demo/login                       -        yes              yes   (only with CLICKSTREAM_DEMO_LOGIN)
+    console_signin  /console/signin, /console/signout      -        yes              yes
+    console         GET /console/ and its pages            read     no               no
+    console_erase   POST /console/people/erase             erase    no               no
+    console_export  GET /console/people/export             erase    no               no
     public          /healthz, /metrics, /demo/, /static/   -        yes              yes
 
+The console's key comes from its signed session cookie, given once on its sign-in page
+(engine.console.session); the same rules apply to it, and every console POST carries
+the session's CSRF token.
 "Own visitor": without a key the visitor is the cookie's, always; a visitor_id in the
 body or query that differs from it is refused with 403 (401 when there is no cookie).
 "Own person": the cookie's visitor id, or the user id that visitor is linked to (only a
@@ -79,6 +86,10 @@ RULES: dict[str, Rule] = {
     "experiments": Rule("read", Reach.NOBODY, False),
     "catalog": Rule("write", Reach.NOBODY, False),
     "demo_login": Rule(None, Reach.EVERYONE, True),
+    "console_signin": Rule(None, Reach.EVERYONE, True),
+    "console": Rule("read", Reach.NOBODY, False),
+    "console_erase": Rule("erase", Reach.NOBODY, False),
+    "console_export": Rule("erase", Reach.NOBODY, False),
     "public": Rule(None, Reach.EVERYONE, True),
 }
 

@@ -34,6 +34,9 @@ from engine.api.openapi import openapi_routes
 from engine.api.profiles import person_view, profile_routes
 from engine.api.recommendations import recommend_routes
 from engine.api.segments import segment_routes
+from engine.console.routes import console_routes
+from engine.console.session import Sessions, console_secret
+from engine.ingest.flow import Flow
 from engine.metrics import COLLECTOR_LOG, REQUEST_LATENCY
 from engine.settings import Settings
 
@@ -85,14 +88,20 @@ class HttpServices:
         self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
         self.limiter = None       # engine.ingest.ratelimit.RateLimiter, when Redis is configured
         self.bot_counts = None    # engine.ingest.bot_counts.BotCounts, when Redis is configured
+        self.flow = None          # engine.ingest.flow.Flow (collector role): events per minute, refusals
+        self.served = None        # engine.rules.served.ServedCounts (API role): decisions per minute
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
         self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
+        self.public_view = None   # the person as the API shows them (engine.api.profiles.person_view)
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.segment_state: Callable[[], Awaitable[dict]] | None = None  # changes, backfill, deliveries for /metrics
         self.producer = None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        for counts in (self.flow, self.served):
+            if counts is not None:
+                self._tasks.append(asyncio.create_task(counts.run()))
         if API in self.roles:
             self.rules.start()
             if self.settings.catalog is not None:
@@ -122,6 +131,7 @@ class HttpServices:
             await self.recommend.models.stop()
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # the counters' last flush
         if self.log_watch is not None:
             if getattr(self.log_watch, "task", None) is not None:
                 self.log_watch.task.cancel()
@@ -167,19 +177,23 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     routes: list = []
     checks = {}
     if COLLECTOR in roles:
-        routes += collector_routes(settings, access, services.publisher, services.limiter, services.bot_counts)
+        routes += collector_routes(settings, access, services.publisher, services.limiter, services.bot_counts,
+                                   services.flow)
     if roles & {COLLECTOR, API}:
         checks["broker"] = services.broker_ok  # the API puts its state changes on the log
     if API in roles:
         stores = services.stores
-        routes += profile_routes(access, stores.people, person_view(stores.values, services.rules, services.profile_config))
+        services.public_view = person_view(stores.values, services.rules, services.profile_config)
+        routes += profile_routes(access, stores.people, services.public_view)
         routes += segment_routes(access, stores.segments, services.rules, stores.people)
-        routes += decide_routes(settings, access, services.decider)
+        routes += decide_routes(settings, access, services.decider, services.served)
         routes += experiment_routes(access, services.experiments)
         routes += recommend_routes(access, services.recommend)
         routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
+        routes += console_routes(Sessions(console_secret(settings), settings.api_keys), services,
+                                 Flow(stores.redis, settings.redis_prefix))
     if settings.demo_login:
         routes += demo_routes(settings, access)
     bot_days = services.bot_counts.recent if services.bot_counts is not None else None

@@ -26,6 +26,7 @@ from engine.api.responses import JSONResponse
 from engine.errors import RateLimited
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.bots import is_bot
+from engine.ingest.flow import Flow
 from engine.ingest.collector import RequestInfo, collect, parse_events
 from engine.ingest.enrich import truncate_ip
 from engine.ingest.pixel import event_from_query
@@ -63,7 +64,8 @@ def browser_says_no(request: Request) -> bool:
 
 
 def collector_routes(settings: Settings, access: Access, publisher: Publisher,
-                     limiter: RateLimiter | None = None, bot_counts: BotCounts | None = None) -> list[Route]:
+                     limiter: RateLimiter | None = None, bot_counts: BotCounts | None = None,
+                     flow: Flow | None = None) -> list[Route]:
     async def admit(request: Request) -> tuple[Caller, str | None]:
         """The caller and their truncated address, once the address's rate limit lets them in."""
         caller: Caller = request.state.caller
@@ -85,6 +87,8 @@ def collector_routes(settings: Settings, access: Access, publisher: Publisher,
             await publisher.publish(batch)
             EVENTS_ACCEPTED.inc(len(batch.accepted))
             EVENTS_REJECTED.inc(len(batch.rejected))
+            if flow is not None:
+                flow.record(len(batch.accepted), raw_events, batch.rejected, info.bot, info.received_at)
             if info.bot and batch.accepted and bot_counts is not None:
                 await bot_counts.add(len(batch.accepted), info.received_at)
             result = {"accepted": len(batch.accepted), "rejected": batch.rejected}

@@ -26,7 +26,8 @@ async def _body_visitor(request: Request) -> str | None:
     return body.get("visitor_id") if isinstance(body, dict) and isinstance(body.get("visitor_id"), str) else None
 
 
-def decide_routes(settings: Settings, access: Access, service: DecideService) -> list[Route]:
+def decide_routes(settings: Settings, access: Access, service: DecideService, served=None) -> list[Route]:
+    """`served`: engine.rules.served.ServedCounts, which counts every decision given (the console shows them)."""
     async def post_decide(request: Request) -> JSONResponse:
         visitor_id, user_id, slots, site_context = check_request(await json_body(request, DECIDE_MAX_BYTES))
         caller = request.state.caller
@@ -36,6 +37,8 @@ def decide_routes(settings: Settings, access: Access, service: DecideService) ->
             visitor_id = caller.visitor_id
         context = build_context(site_context, request.headers, settings.country_header)
         decisions = await service.decide(visitor_id, user_id, slots, context)
+        if served is not None:
+            served.record(decisions)
         return JSONResponse({"visitor_id": visitor_id, "decisions": {slot: d.to_json() for slot, d in decisions.items()}})
 
     async def slot_report(request: Request) -> JSONResponse:

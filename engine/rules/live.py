@@ -44,6 +44,7 @@ class LiveRules:
         self.current = RuleSet()
         self.problems: list = []       # of the newest attempt, good or refused
         self.refused_at: float | None = None
+        self.loaded_at: float | None = None   # when the served set was loaded
         self._signature: tuple = ()
         self._task: asyncio.Task | None = None
 
@@ -75,6 +76,7 @@ class LiveRules:
             log.warning("%s", problem)
         self.current = candidate
         self.refused_at = None
+        self.loaded_at = time.time()
         RELOADS.inc()
         LOADED_RULES.set(len(candidate.rules))
         log.info("rule set %s: %d rules, %d slots, %d segments from %s",

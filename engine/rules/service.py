@@ -78,6 +78,20 @@ class DecideService:
 
     async def decide(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
                      now_ms: int | None = None) -> dict[str, Decision]:
+        decisions, model_choices, vid, (rs, held_out, who, person, now_ms) = await self._decide(
+            visitor_id, user_id, slots, context, now_ms)
+        if model_choices:
+            await self.model.record(decisions, model_choices, vid)
+        await self._log_exposures(rs, decisions, model_choices, held_out, vid, who, person, now_ms)
+        return decisions
+
+    async def preview(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
+                      now_ms: int | None = None) -> dict[str, Decision]:
+        """What decide answers, recording nothing (the console's preview: no impression for the model slots)."""
+        return (await self._decide(visitor_id, user_id, slots, context, now_ms))[0]
+
+    async def _decide(self, visitor_id, user_id, slots, context, now_ms) -> tuple[dict[str, Decision], dict, str, tuple]:
+        """(decisions, the model's choices, the visitor, what the exposures are logged with)."""
         now_ms = now_ms or int(time.time() * 1000)
         person, prefs = await self.person_and_prefs(visitor_id, user_id, now_ms)
         if self.weather is not None and "weather" not in context:
@@ -93,10 +107,7 @@ class DecideService:
             model_choices = await self.model.choose(rs, slots, person, prefs, context, who, now_ms)
         chooser = (lambda slot, p, c, v: model_choices.get(slot.name)) if model_choices else None
         decisions = decide(rs, slots, person, prefs, context, who, now_ms, chooser, held_out=held_out)
-        if model_choices:
-            await self.model.record(decisions, model_choices, vid)
-        await self._log_exposures(rs, decisions, model_choices, held_out, vid, who, person, now_ms)
-        return decisions
+        return decisions, model_choices, vid, (rs, held_out, who, person, now_ms)
 
     async def _log_exposures(self, rs, decisions, model_choices, held_out, vid, who, person, now_ms) -> None:
         """On the log before the answer goes out, so the visitor's impressions come after it in their partition.

@@ -38,6 +38,8 @@ async def dump(redis, prefix):
             out[key.decode()[len(prefix):]] = await redis.smembers(key)
         elif kind == "zset":
             out[key.decode()[len(prefix):]] = {m: round(s, 9) for m, s in await redis.zrange(key, 0, -1, withscores=True)}
+        elif kind == "list":  # each visitor's recent events (engine.stream.recent)
+            out[key.decode()[len(prefix):]] = await redis.lrange(key, 0, -1)
         else:
             out[key.decode()[len(prefix):]] = await redis.get(key)
     return out

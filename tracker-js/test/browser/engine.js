@@ -35,7 +35,7 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export async function startEngine({ timeoutMs = 120_000 } = {}) {
+export async function startEngine({ timeoutMs = 120_000, env: extraEnv = {} } = {}) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'clickstream-e2e-'));
   const [cmd, ...args] = engineCommand();
@@ -44,7 +44,7 @@ export async function startEngine({ timeoutMs = 120_000 } = {}) {
     CLICKSTREAM_API_KEYS: API_KEY,
     CLICKSTREAM_LOG_LEVEL: 'warning',
     PYTHONPATH: [REPO, process.env.PYTHONPATH].filter(Boolean).join(':'),
-  });
+  }, extraEnv);
   // cwd: an empty folder, so no stray ./rules folder replaces the demo catalog.
   const child = spawn(cmd, [...args, 'up', '--port', String(port)], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

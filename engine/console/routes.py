@@ -1,0 +1,180 @@
+"""The console's routes under /console/: sign-in, overview, people, segments, rules, recommendations.
+
+Every route is `guarded` like the API's, by the console's own actions in the access
+table (engine.api.access.RULES), with the key of the session cookie
+(engine.console.session). A page asked for without a session sends the browser to
+sign in; `?part=live` answers only the part of a page that updates itself
+(engine/static/console.js polls it). Data comes from engine.console.views.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from engine.api.access import find_key, guarded
+from engine.api.params import text_param
+from engine.api.responses import JSONResponse
+from engine.console import views
+from engine.console.session import ConsoleAccess, Sessions, form
+from engine.errors import EngineError, NotAuthenticated
+from engine.profiles.segment_sizes import SegmentSizes
+from engine.api.errors import status_of
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+ID_MAX = 256
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True,
+                   lstrip_blocks=True)
+_env.filters["thousands"] = lambda n: f"{n:,}"
+_env.filters["basename"] = lambda path: Path(str(path)).name
+
+
+def render(name: str, status: int = 200, **context) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(**context), status_code=status, headers=HEADERS)
+
+
+def console_routes(sessions: Sessions, services, flow) -> list[Route]:
+    access = ConsoleAccess(sessions)
+    stores = services.stores
+    sizes_over_time = SegmentSizes(stores.redis, services.settings.redis_prefix)
+
+    def page(action: str, endpoint):
+        """The endpoint behind its access rule; no session: to the sign-in page; refusals as a page."""
+        inner = guarded(access, action, endpoint)
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await inner(request)
+            except NotAuthenticated:
+                if request.method == "GET":
+                    return RedirectResponse("/console/signin", status_code=303)
+                return render("error.html", 401, message="sign in first", session={})
+            except EngineError as exc:
+                if status_of(exc) >= 500:
+                    raise
+                return render("error.html", status_of(exc), message=exc.error, session=_session(request))
+
+        handler.access_action = action
+        handler.__name__ = endpoint.__name__
+        return handler
+
+    def _session(request: Request) -> dict:
+        caller = getattr(request.state, "caller", None)
+        key = caller.key if caller is not None else None
+        session = getattr(request.state, "session", {}) or {}
+        return {"csrf": session.get("csrf", ""), "signed_in": key is not None,
+                "can_erase": key is not None and "erase" in key.scopes}
+
+    def show(request: Request, name: str, active: str, **context) -> HTMLResponse:
+        return render(name, session=_session(request), active=active, **context)
+
+    # --- sign-in ----------------------------------------------------------------
+
+    async def signin_form(request: Request) -> Response:
+        session = request.state.session if request.state.session.get("csrf") else sessions.fresh()
+        response = render("signin.html", session={"csrf": session["csrf"]}, error=None)
+        return sessions.write(response, request, session)
+
+    async def signin(request: Request) -> Response:
+        offered = (await form(request)).get("key", "").strip()
+        key = find_key(sessions.keys, offered) if offered else None
+        if key is None or "read" not in key.scopes:
+            message = "That key is not one of this engine's API keys." if key is None else \
+                "That key lacks the read scope the console needs."
+            return render("signin.html", 401, session={"csrf": request.state.session.get("csrf", "")}, error=message)
+        response = RedirectResponse("/console/", status_code=303)
+        return sessions.write(response, request, sessions.fresh(key))  # a new CSRF token with the new rights
+
+    async def signout(request: Request) -> Response:
+        return sessions.write(RedirectResponse("/console/signin", status_code=303), request, None)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/console/", status_code=308)
+
+    # --- pages ------------------------------------------------------------------
+
+    async def overview(request: Request) -> Response:
+        data = await views.overview(flow, services)
+        if request.query_params.get("part") == "live":
+            return render("_overview_live.html", **data)
+        return show(request, "overview.html", "overview", **data)
+
+    async def people(request: Request) -> Response:
+        query = (text_param(request, "q", ID_MAX) or "").strip()
+        found = await views.person_page(query, stores, services.public_view, services.decider, services.rules) \
+            if query else None
+        if request.query_params.get("part") == "live":
+            return render("_person_live.html", found=found)
+        return show(request, "people.html", "people", query=query, found=found, erased=request.query_params.get("erased"))
+
+    async def erase(request: Request) -> Response:
+        profile_id = (await form(request)).get("id", "").strip()
+        if not profile_id or len(profile_id) > ID_MAX:
+            return render("error.html", 400, message="id: expected a visitor id or user id", session=_session(request))
+        outcome = await stores.people.request_erasure(profile_id)
+        return show(request, "erased.html", "people", outcome=outcome)
+
+    async def segments(request: Request) -> Response:
+        return show(request, "segments.html", "segments", segments=await views.segments_page(stores.segments, services.rules,
+                                                                                       sizes_over_time))
+
+    async def segment(request: Request) -> Response:
+        data = await views.segment_page(request.path_params["name"], stores.segments, services.rules, sizes_over_time)
+        if data is None:
+            return render("error.html", 404, message="no such segment", session=_session(request))
+        return show(request, "segment.html", "segments", segment=data)
+
+    async def rules(request: Request) -> Response:
+        data = await views.rules_page(services.rules, services.served)
+        if request.query_params.get("part") == "live":
+            return render("_rules_live.html", **data)
+        return show(request, "rules.html", "rules", **data)
+
+    async def preview(request: Request) -> Response:
+        data = await views.preview_page(dict(request.query_params), services.decider, services.rules)
+        return show(request, "preview.html", "rules", slots=sorted(services.rules.current.slots), **data)
+
+    async def export(request: Request) -> Response:
+        query = (text_param(request, "q", ID_MAX, required=True) or "").strip()
+        data = await stores.people.export(query)
+        if data is None:
+            return render("error.html", 404, message="no such profile", session=_session(request))
+        if data["person"] is not None:
+            data["person"] = await services.public_view(data["person"])
+        return JSONResponse(data, headers={**HEADERS, "Content-Disposition": 'attachment; filename="clickstream-export.json"'})
+
+    async def recommendations(request: Request) -> Response:
+        item = (text_param(request, "item", ID_MAX) or "").strip()
+        visitor = (text_param(request, "visitor", ID_MAX) or "").strip()
+        data = await views.recommendations_page(item, services.recommend, stores.cooccurrence) if item else None
+        personal = await views.for_you_page(visitor, services.recommend) if visitor else None
+        return show(request, "recommendations.html", "recommendations", item=item, found=data, visitor=visitor,
+                    personal=personal)
+
+    return [
+        Route("/console", page("console_signin", home), methods=["GET"]),
+        Route("/console/signin", page("console_signin", signin_form), methods=["GET"]),
+        Route("/console/signin", page("console_signin", signin), methods=["POST"]),
+        Route("/console/signout", page("console_signin", signout), methods=["POST"]),
+        Route("/console/", page("console", overview), methods=["GET"]),
+        Route("/console/people", page("console", people), methods=["GET"]),
+        Route("/console/people/erase", page("console_erase", erase), methods=["POST"]),
+        Route("/console/people/export", page("console_export", export), methods=["GET"]),
+        Route("/console/segments", page("console", segments), methods=["GET"]),
+        Route("/console/segments/{name}", page("console", segment), methods=["GET"]),
+        Route("/console/rules", page("console", rules), methods=["GET"]),
+        Route("/console/rules/preview", page("console", preview), methods=["GET"]),
+        Route("/console/recommendations", page("console", recommendations), methods=["GET"]),
+    ]

@@ -1,0 +1,109 @@
+"""The last events of each visitor, for the console's people page.
+
+    {prefix}:recent:<visitor id>   list   JSON {id, ts, type, what}, newest first, at most KEPT;
+                                          expires with the anonymous retention
+
+The worker adds what it applied (after the profile fold: not a bot's, not an erased
+visitor's, not one without analytics consent); an event id already in the list is not
+added twice, so a resent event shows once. Erasure removes the visitor's list
+(People.erasure_hooks) and a replay rebuilds it from the log, erasures included.
+"""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+
+from engine.profiles.model import ProfileConfig, has_analytics_consent
+
+KEPT = 50
+WHAT_MAX = 120  # characters of the summary line
+
+
+def summary(event: dict) -> str:
+    """One line of what the event says: its product, its page, its order (never its ids)."""
+    props = event.get("props") if isinstance(event.get("props"), dict) else {}
+    product = props.get("product") if isinstance(props.get("product"), dict) else {}
+    parts = []
+    if isinstance(product.get("id"), str):
+        parts.append(product["id"] + (f" ({product['category']})" if isinstance(product.get("category"), str) else ""))
+    for key in ("order_id", "revenue", "slot", "variant"):
+        if isinstance(props.get(key), (str, int, float)) and not isinstance(props.get(key), bool):
+            parts.append(f"{key} {props[key]}")
+    if not parts and isinstance(event.get("url"), str):
+        parts.append(event.get("title") if isinstance(event.get("title"), str) else event["url"])
+    return " · ".join(parts)[:WHAT_MAX]
+
+
+def entry(event: dict) -> dict:
+    return {"id": event.get("event_id"), "ts": event.get("ts"), "type": event.get("type"), "what": summary(event)}
+
+
+def merged(existing: list[dict], new: list[dict], kept: int = KEPT) -> list[dict]:
+    """`new` (oldest first) in front of `existing` (newest first), without ids already there, at most `kept`."""
+    seen = {e.get("id") for e in existing}
+    fresh = []
+    for item in new:
+        if item["id"] not in seen:
+            seen.add(item["id"])
+            fresh.append(item)
+    return (fresh[::-1] + existing)[:kept]
+
+
+class RecentEvents:
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int, config: ProfileConfig, kept: int = KEPT) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.config = config
+        self.kept = kept
+
+    def key(self, visitor_id: str) -> str:
+        return f"{self.prefix}:recent:{visitor_id}"
+
+    async def __call__(self, events: list[dict], result) -> None:
+        """After-batch step of the worker."""
+        by_visitor: dict[str, list[dict]] = {}
+        for event in events:
+            vid = event.get("visitor_id")
+            profile = result.profiles.get(vid)
+            if not profile or event.get("bot") is True or str(event.get("type", "")).startswith("server:"):
+                continue
+            if event.get("type") != "consent" and not has_analytics_consent(profile, self.config):
+                continue
+            by_visitor.setdefault(vid, []).append(entry(event))
+        if not by_visitor:
+            return
+        vids = list(by_visitor)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for vid in vids:
+                pipe.lrange(self.key(vid), 0, self.kept - 1)
+            stored = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for vid, raw in zip(vids, stored):
+                rows = merged([json.loads(r) for r in raw], by_visitor[vid], self.kept)
+                pipe.delete(self.key(vid))
+                pipe.rpush(self.key(vid), *(json.dumps(r, separators=(",", ":")) for r in rows))
+                if self.ttl_s:
+                    pipe.expire(self.key(vid), self.ttl_s)
+            await pipe.execute()
+
+    async def of(self, visitor_ids: list[str], limit: int = KEPT) -> list[dict]:
+        """The visitors' last events, newest first (a person's several visitor ids together)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for vid in visitor_ids:
+                pipe.lrange(self.key(vid), 0, limit - 1)
+            stored = await pipe.execute()
+        rows = [dict(json.loads(r), visitor_id=vid) for vid, raw in zip(visitor_ids, stored) for r in raw]
+        return sorted(rows, key=lambda r: r.get("ts") or 0, reverse=True)[:limit]
+
+    async def forget(self, person_id: str, pieces: list[dict]) -> None:
+        """Erasure hook: every visitor id of the person."""
+        await self.redis.delete(*{self.key(v) for v in (person_id, *(p.get("id") for p in pieces)) if isinstance(v, str)})
+
+    async def clear(self) -> None:
+        """For a rebuild."""
+        keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:recent:*", count=1000)]
+        for start in range(0, len(keys), 500):
+            await self.redis.delete(*keys[start:start + 500])
