@@ -366,11 +366,27 @@ def session_table(sets, k: int, seed: int) -> None:
                 (f"V-SKNN, k {k}", hits([sm.knn(p, k, True) for p, _ in qs], targets))]
         last = rows[1][1]
         for label, r in rows:
-            diff = ("-", "-") if label.startswith("co-occurrence") else \
+            diff = ("-", "-") if label == "co-occurrence of the last item" else \
                 (show(boot.interval(r[:, 0] - last[:, 0]), True), show(boot.interval(r[:, 1] - last[:, 1]), True))
             print(f"| {name} | {len(train):,} / {len(test):,} | {len(qs):,} | {label} | {show(boot.interval(r[:, 0]))} | "
                   f"{show(boot.interval(r[:, 1]))} | {diff[0]} | {diff[1]} |")
         print(f"<!-- {name}: {time.perf_counter() - t:.1f} s -->")
+
+
+def one_item(basket_sets, args) -> None:
+    m, gains = choose_m(basket_sets, args.seed)
+    print(f"\nPrior strength m by {FOLDS}-fold cross-validation inside each training split (HitRate@10 gain over "
+          f"the better of raw counts and popularity, per m), "
+          f"served {shrink.PRIOR_STRENGTH:g}:\n")
+    print("| data set | " + " | ".join(f"m {x:g}" for x in GRID_M) + " |")
+    print("|---|" + "---|" * len(GRID_M))
+    for name, g in gains.items():
+        print(f"| {name} | " + " | ".join(f"{g[x]:+.4f}" for x in GRID_M) + " |")
+    print(f"\nchosen m = {m:g} (largest worst gain across the data sets)\n")
+    if m != shrink.PRIOR_STRENGTH:
+        print(f"NOTE: the served PRIOR_STRENGTH {shrink.PRIOR_STRENGTH:g} is not the chosen m {m:g}\n")
+    print("One-item queries (also-bought of one seed), HitRate@10 [95% bootstrap interval]:\n")
+    one_item_table(basket_sets, m, args.seed, not args.no_previous)
 
 
 def main() -> None:
@@ -379,6 +395,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-previous", action="store_true", help="skip the previous blend (it trains ALS per set)")
     ap.add_argument("--items-only", action="store_true", help="one-item queries only")
+    ap.add_argument("--sessions-only", action="store_true", help="next-item queries only")
     args = ap.parse_args()
     started = time.perf_counter()
     print(f"Machine: {machine()}")
@@ -392,19 +409,8 @@ def main() -> None:
     shuffled = [rng.sample(b, len(b)) for b in groceries]
     session_sets = [("shop dense", dense), ("shop sparse", sparse), ("groceries, baskets in random order", shuffled)]
 
-    m, gains = choose_m(basket_sets, args.seed)
-    print(f"\nPrior strength m chosen on the validation splits (HitRate@10 gain over the better of raw counts and popularity, per m), "
-          f"served {shrink.PRIOR_STRENGTH:g}:\n")
-    print("| data set | " + " | ".join(f"m {x:g}" for x in GRID_M) + " |")
-    print("|---|" + "---|" * len(GRID_M))
-    for name, g in gains.items():
-        print(f"| {name} | " + " | ".join(f"{g[x]:+.4f}" for x in GRID_M) + " |")
-    print(f"\nchosen m = {m:g} (largest worst gain across the data sets)\n")
-    if m != shrink.PRIOR_STRENGTH:
-        print(f"NOTE: the served PRIOR_STRENGTH {shrink.PRIOR_STRENGTH:g} is not the chosen m {m:g}\n")
-    print("One-item queries (also-bought of one seed), HitRate@10 [95% bootstrap interval]:\n")
-    one_item_table(basket_sets, m, args.seed, not args.no_previous)
-
+    if not args.sessions_only:
+        one_item(basket_sets, args)
     if args.items_only:
         return
     k, kgains = choose_k(session_sets, args.seed)

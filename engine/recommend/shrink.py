@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-PRIOR_STRENGTH = 2.0   # m; benchmarks/recommend_robust.py (RESULTS.md) chose it across every data set
+PRIOR_STRENGTH = 16.0  # m: benchmarks/recommend_robust.py chose it by cross-validation across five data sets (RESULTS.md)
 
 
 def scores(pairs: Mapping[str, float], n_seed: float, counts: Mapping[str, float], n_orders: float,
