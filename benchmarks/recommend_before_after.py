@@ -13,7 +13,7 @@ basket in the cart (load_carts). Routes:
   GET /v1/recommendations/for-you?visitor_id=SHOPPER&k=10  the shoppers (their cart is the seed)
 "server" percentiles: from a request's arrival in the app to its last byte (ServerTimer).
 
-Usage: python benchmarks/recommend_before_after.py [--base 7d750c1] [--rate 500] [--seconds 10]
+Usage: python benchmarks/recommend_before_after.py [--base 7d750c1] [--rate 500] [--for-you-rate 100] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--base", default="7d750c1", help="the commit measured as 'before'")
     ap.add_argument("--rate", type=float, default=500.0, help="requests/s to each of the two processes")
+    ap.add_argument("--for-you-rate", type=float, default=100.0, help="requests/s to each process for for-you")
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
     redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
@@ -108,25 +109,25 @@ async def main() -> None:
                 await client.start()
             print(f"Machine: {machine()}")
             print(f"Data: {len(orders):,} groceries orders, {len(category)} items, ALS 64 factors, "
-                  f"{len(carts):,} shoppers with a cart; {args.rate:,.0f} requests/s to each process for "
-                  f"{args.seconds:g} s per route, open loop, requests alternating between the two.\n")
-            routes = {"GET /v1/recommendations/also-bought": [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}"
-                                                              for s in seeds],
-                      "GET /v1/recommendations/for-you": [f"/v1/recommendations/for-you?visitor_id={v}&k={K}"
-                                                          for _, v in carts]}
-            print("| route | code | requests | client p50 ms | client p95 ms | server p50 ms | server p95 ms | "
+                  f"{len(carts):,} shoppers with a cart; {args.seconds:g} s per route, open loop, requests "
+                  f"alternating between the two processes.\n")
+            routes = {"GET /v1/recommendations/also-bought": ([f"/v1/recommendations/also-bought?item={quote(s)}&k={K}"
+                                                               for s in seeds], args.rate),
+                      "GET /v1/recommendations/for-you": ([f"/v1/recommendations/for-you?visitor_id={v}&k={K}"
+                                                           for _, v in carts], args.for_you_rate)}
+            print("| route | code | requests/s | requests | client p50 ms | client p95 ms | server p50 ms | server p95 ms | "
                   "server p99 ms |")
-            print("|---|---|---|---|---|---|---|---|")
-            for label, paths in routes.items():
+            print("|---|---|---|---|---|---|---|---|---|")
+            for label, (paths, rate) in routes.items():
                 for path in paths[:200]:   # warm up both, alternately (scripts loaded, caches filled)
                     for client in clients.values():
                         await client.get(path)
                 for client in clients.values():
                     await client.get("/__timings")
-                lat = await paired_loop(clients, paths, args.rate, args.seconds)
+                lat = await paired_loop(clients, paths, rate, args.seconds)
                 for name, client in clients.items():
                     inside = sorted(ms for times in json.loads(await client.get("/__timings")).values() for ms in times)
-                    print(f"| {label} | {name} | {len(lat[name]):,} | {pct(lat[name], 0.5):.2f} | "
+                    print(f"| {label} | {name} | {rate:,.0f} | {len(lat[name]):,} | {pct(lat[name], 0.5):.2f} | "
                           f"{pct(lat[name], 0.95):.2f} | {pct(inside, 0.5):.2f} | {pct(inside, 0.95):.2f} | "
                           f"{pct(inside, 0.99):.2f} |")
         finally:

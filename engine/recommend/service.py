@@ -373,7 +373,8 @@ class RecommendService:
             warm = any(sources[name] for name in ("cooccurrence", "als", "ease"))
             blended = blend(sources, weights, k=10**9, exclude={item, *cart}) if warm else []
             ranked = [(i, s) for i, s, _ in blended]
-            because = {i: because_of(i, name, counts, sources) for i, _, name in blended}
+            strongest = {i: name for i, _, name in blended}
+            because = {}
         else:   # the item's own ranking, kept per process: the same for every visitor
             ranked, kept = await self._also_bought_ranking(item)
             warm = any(why["source"] == "cooccurrence" for why in kept.values())
@@ -384,6 +385,8 @@ class RecommendService:
         exclude = {item, *cart} | bought_to_drop(bought, info, cfg.repurchase_categories)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category, because)
+        if cart:   # evidence for the k listed only, not for every candidate of the blend
+            because.update({i: because_of(i, strongest[i], counts, sources) for i, _ in chosen if i not in because})
         if not warm:
             source = "popularity"
         elif cart:
@@ -448,13 +451,16 @@ class RecommendService:
         warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als", "ease"))
         blended = blend(sources, weights, k=10**9) if warm else []
         ranked = [(i, s) for i, s, _ in blended]
-        because = {i: because_of(i, name, counts, sources) for i, _, name in blended}
+        strongest = {i: name for i, _, name in blended}
+        because: dict[str, dict] = {}
         all_bought = list(person["commerce"]["items"]) if person else []
         info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed) | set(cart)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         seed_category = _most_common(info[s].category for s in seeds)
         chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category, because)
+        # evidence for the k listed only, not for every candidate of the blend
+        because.update({i: because_of(i, strongest[i], counts, sources) for i, _ in chosen if i not in because})
         return {"visitor_id": visitor_id, "items": response_items(chosen, because),
                 "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
 
