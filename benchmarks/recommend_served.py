@@ -346,13 +346,19 @@ def for_you(client: httpx.Client, visitor: str, cap: int | None) -> tuple[dict, 
     return ask(client, FOR_YOU, {"visitor_id": vid(visitor)}, cap)
 
 
-def wait_for_als(client: httpx.Client, items: list[str], timeout_s: float = 30) -> float:
-    """Seconds until a served list names ALS among its sources (the API polls for models every 5 s)."""
+def wait_for_als(client: httpx.Client, collector: httpx.Client, items: list[str], timeout_s: float = 30) -> float:
+    """Seconds until a served list names ALS among its sources (the API polls for models every 5 s).
+
+    Asked as for-you of a probe visitor who viewed the items: the one-item also-bought is
+    the item's own counts (engine.recommend.shrink) and never uses the model.
+    """
     started = time.monotonic()
+    post_events(collector, [{"event_id": f"als-probe-{n}", "type": "product_view", "visitor_id": "als-probe",
+                             "session_id": "als-probe", "ts": int(time.time() * 1000) + n,
+                             "props": {"product": {"id": item}}} for n, item in enumerate(items)])
     while time.monotonic() - started < timeout_s:
-        for item in items:
-            if "als" in also_bought(client, item, 0)[0]["source"].split("+"):
-                return time.monotonic() - started
+        if "als" in for_you(client, "als-probe", 0)[0]["source"].split("+"):
+            return time.monotonic() - started
         time.sleep(0.25)
     raise TimeoutError(f"no served list used the ALS model within {timeout_s} s")
 
@@ -448,7 +454,7 @@ def main() -> None:
 
             started = time.monotonic()
             print(f"train: {engine.train()} ({time.monotonic() - started:.1f} s with start-up)", flush=True)
-            print(f"the API served ALS {wait_for_als(api, base.by_popularity[:5]):.1f} s after training ended",
+            print(f"the API served ALS {wait_for_als(api, collector, base.by_popularity[:5]):.1f} s after training ended",
                   flush=True)
 
             scrape_before = histogram(api.get("/metrics").text, ROUTE)

@@ -203,7 +203,7 @@ class RecommendService:
         self._popular: dict[str | None, tuple[float, list[tuple[str, float]]]] = {}
         self._info: dict[str, tuple[float, Info]] = {}
         self._neighbours: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
-        self._rankings: dict[str, tuple[float, object, tuple]] = {}
+        self._rankings: dict[str, tuple[float, tuple]] = {}   # item -> (computed at, (ranking, evidence))
         self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
         self._refreshing: dict[str, asyncio.Task] = {}
         self._catalog_version: tuple[float, int] = (float("-inf"), -1)
