@@ -13,6 +13,7 @@ A caller is one of
     decide          POST /v1/decide                        read     own visitor      a new visitor
     also_bought     GET /v1/recommendations/also-bought    read     own person       the item's list only
     for_you         GET /v1/recommendations/for-you        read     own person       no
+    recently_viewed GET /v1/recommendations/recently-viewed read    own person       no
     profile         GET /v1/profiles/{id}                  read     no               no
     export          GET /v1/profiles/{id}/export           erase    own person       no
     erase           DELETE /v1/profiles/{id}               erase    own person       no
@@ -76,6 +77,7 @@ RULES: dict[str, Rule] = {
     "decide": Rule("read", Reach.OWN_VISITOR, True),
     "also_bought": Rule("read", Reach.OWN_PERSON, True),
     "for_you": Rule("read", Reach.OWN_PERSON, False),
+    "recently_viewed": Rule("read", Reach.OWN_PERSON, False),
     "profile": Rule("read", Reach.NOBODY, False),
     "export": Rule("erase", Reach.OWN_PERSON, False),
     "erase": Rule("erase", Reach.OWN_PERSON, False),

@@ -2,6 +2,7 @@
 
     GET /v1/recommendations/also-bought?item=ID&k=10[&visitor_id=V][&category=C][&max_per_category=N]
     GET /v1/recommendations/for-you?visitor_id=V&k=10[&category=C][&max_per_category=N]
+    GET /v1/recommendations/recently-viewed?visitor_id=V&k=10
 
 Also-bought without a visitor_id is the shop-wide aggregate a product page shows, so
 a page may ask without a key; filtering by what someone bought needs their cookie or
@@ -43,8 +44,14 @@ def recommend_routes(access: Access, service: RecommendService) -> list[Route]:
         visitor_id = text_param(request, "visitor_id", ID_MAX, required=True)
         return JSONResponse(await service.for_you(visitor_id, **list_params(request)))
 
+    async def recently_viewed(request: Request) -> JSONResponse:
+        visitor_id = text_param(request, "visitor_id", ID_MAX, required=True)
+        return JSONResponse(await service.recently_viewed(visitor_id, int_param(request, "k", 10, 1, K_MAX)))
+
     visitor = query_param("visitor_id")
     return [
         Route("/v1/recommendations/also-bought", guarded(access, "also_bought", also_bought, visitor), methods=["GET"]),
         Route("/v1/recommendations/for-you", guarded(access, "for_you", for_you, visitor), methods=["GET"]),
+        Route("/v1/recommendations/recently-viewed", guarded(access, "recently_viewed", recently_viewed, visitor),
+              methods=["GET"]),
     ]

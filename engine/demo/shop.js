@@ -97,7 +97,7 @@
   var pages = {
     home: function () {
       $('#products').innerHTML = PRODUCTS.map(function (p) { return card(p); }).join('');
-      list('#viewed', stored('demo_viewed', []).map(byId).filter(Boolean));
+      recommended('#viewed', 'recently-viewed', { k: 4 });   // the engine's, across the person's devices
       recommended('#recommended', 'for-you', { k: 4 });
     },
 
@@ -108,7 +108,6 @@
       $('#category').textContent = p.category;
       $('#price').textContent = money(p.price);
       clickstream('productView', product(p));
-      store('demo_viewed', [p.id].concat(stored('demo_viewed', []).filter(function (id) { return id !== p.id; })).slice(0, 4));
       $('#add').onclick = function () {
         var cart = stored('demo_cart', []);
         var line = cart.filter(function (l) { return l.id === p.id; })[0];

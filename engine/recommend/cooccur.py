@@ -9,8 +9,10 @@ measures on real and synthetic baskets (see RESULTS.md):
     cosine      c_ab / sqrt(n_a * n_b)
     jaccard     c_ab / (n_a + n_b - c_ab)
     lift        c_ab * N / (n_a * n_b)      (N = number of orders)
+    shrunk      (c_ab + m n_b / N) / (n_a + m)   (engine.recommend.shrink: P(b | a) shrunk toward popularity)
 
-Confidence is the one served. For one seed it ranks exactly as the raw counts do,
+Shrunk is the one served for one seed (also-bought), with no minimum support;
+confidence for several seeds (for-you, a cart). For one seed it ranks exactly as the raw counts do,
 and offline nothing ranks one seed's partners better: dividing by n_b (cosine,
 jaccard, lift) demotes the best sellers people do buy next. Summed over several
 seeds, it gives each seed one vote of the same size, where raw counts let the
@@ -23,7 +25,9 @@ import math
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping
 
-METHODS = ("confidence", "cosine", "jaccard", "lift", "raw")
+from engine.recommend.shrink import PRIOR_STRENGTH
+
+METHODS = ("confidence", "cosine", "jaccard", "lift", "raw", "shrunk")
 MAX_ITEMS_PER_ORDER = 50     # an order's pairs grow with its size squared; larger orders count their first 50
 MAX_ITEMS_PER_SESSION = 50
 
@@ -58,7 +62,7 @@ def view_pairs(session_viewed: Iterable[str], item: str, cap: int = MAX_ITEMS_PE
 
 
 def similarity(pair: float, n_a: float, n_b: float, n_orders: float, method: str = "cosine",
-               min_support: float = 2) -> float:
+               min_support: float = 2, strength: float = PRIOR_STRENGTH) -> float:
     """Normalized similarity of b to a; 0 below the minimum support."""
     if pair < min_support or pair <= 0:
         return 0.0
@@ -72,18 +76,20 @@ def similarity(pair: float, n_a: float, n_b: float, n_orders: float, method: str
         return pair * max(n_orders, 1) / (max(n_a, pair) * max(n_b, pair))
     if method == "raw":
         return float(pair)
+    if method == "shrunk":
+        return (pair + strength * n_b / max(n_orders, 1)) / (max(n_a, pair) + strength)
     raise ValueError(f"unknown similarity {method!r}; expected one of {METHODS}")
 
 
 def neighbours(seed: str, pairs: Mapping[str, float], counts: Mapping[str, float], n_orders: float,
-               method: str = "cosine", min_support: float = 2) -> dict[str, float]:
+               method: str = "cosine", min_support: float = 2, strength: float = PRIOR_STRENGTH) -> dict[str, float]:
     """Normalized neighbours of `seed` from its raw pair counts; zero scores are dropped."""
     n_seed = counts.get(seed, 0)
     out = {}
     for other, pair in pairs.items():
         if other == seed:
             continue
-        score = similarity(pair, n_seed, counts.get(other, 0), n_orders, method, min_support)
+        score = similarity(pair, n_seed, counts.get(other, 0), n_orders, method, min_support, strength)
         if score > 0:
             out[other] = score
     return out
@@ -111,5 +117,6 @@ class CoCounts:
         for a, b in order_pairs(distinct):
             self.pairs[a][b] += sign
 
-    def neighbours(self, seed: str, method: str = "cosine", min_support: float = 2) -> dict[str, float]:
-        return neighbours(seed, self.pairs.get(seed, {}), self.counts, self.orders, method, min_support)
+    def neighbours(self, seed: str, method: str = "cosine", min_support: float = 2,
+                   strength: float = PRIOR_STRENGTH) -> dict[str, float]:
+        return neighbours(seed, self.pairs.get(seed, {}), self.counts, self.orders, method, min_support, strength)

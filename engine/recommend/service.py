@@ -1,11 +1,11 @@
 """Recommendations served: "also bought" for an item, and "for you" for a visitor.
 
-also-bought(item): the blend (engine.recommend.blend) of normalized co-purchase
-similarity (RecommendConfig.method, confidence unless CLICKSTREAM_RECOMMEND_SIMILARITY
-says otherwise; min support 2), ALS item-item dot products and overall popularity,
-with the weights tuned in benchmarks/recommend_quality.py. A cold item (no
-co-purchases with support, unknown to the model) gets popularity: its own category
-first, then overall; so does any list the blend leaves short of k. The blend of an
+also-bought(item): the item's own pair counts shrunk toward popularity by how few
+orders the item has (engine.recommend.shrink: (c_ab + m n_b / N) / (n_a + m), no
+minimum support, m = RecommendConfig.prior_strength chosen across data sets in
+benchmarks/recommend_robust.py). Every item bought with the seed ranks above the
+popularity fill. A cold item (never bought with anything) gets popularity: its own
+category first, then overall; so does any list left short of k. The ranking of an
 item, before the per-request filters, is kept per process for neighbours_cache_s and
 refreshed behind the requests (see _also_bought_ranking).
 
@@ -28,7 +28,10 @@ would otherwise rank first); what the visitor bought, unless its
 category is one people buy again (`repurchase_categories`); items the catalog marks
 unavailable; an optional single category; at most `max_per_category` per category
 (0: no cap; not applied with a category filter). Each response names the sources
-that scored the items it returns ("cooccurrence+als", "popularity", ...).
+that scored the items it returns ("cooccurrence+als", "popularity", ...), and each
+item says why it is there (`because`, see `because_of`): the orders holding it and a
+seed, the sessions viewing both, the model, or its recent purchases, read from the
+same counts that ranked it.
 """
 
 from __future__ import annotations
@@ -39,20 +42,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from engine.recommend import shrink
 from engine.recommend.blend import blend
 from engine.recommend.catalog import Catalog
-from engine.recommend.store import CooccurrenceStore
+from engine.recommend.store import CooccurrenceStore, Neighbours
 
 log = logging.getLogger("engine.recommend")
 
 SOURCES = ("cooccurrence", "coview", "als", "ease", "popularity")
 # benchmarks/recommend_quality.py: one choice for groceries and the synthetic shop, made on their
-# validation slices (confidence similarity, ALS regularization 10, regression lambda 100). Also-bought
-# on one-item queries: co-purchase carries it, ALS and popularity only break ties and fill; the
-# regression ranks worse than pair counts for one seed and is left out. For-you and also-bought with a
-# cart, on whole-basket queries: the regression at the weight of co-purchase, ALS at half of it.
-# Co-view is not tuned (no view data).
-ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.1, "ease": 0.0, "popularity": 0.25}
+# validation slices (confidence similarity, ALS regularization 10, regression lambda 100). For-you and
+# also-bought with a cart, on whole-basket queries: the regression at the weight of co-purchase, ALS at
+# half of it. Co-view is not tuned (no view data). Also-bought of one item is engine.recommend.shrink.
 FOR_YOU_WEIGHTS = {"cooccurrence": 1.0, "coview": 0.5, "als": 0.5, "ease": 1.0, "popularity": 0.1}
 POPULAR_CACHE_S = 5.0
 # A product page is asked for over and over: its neighbours (and its also-bought blend) are kept per
@@ -67,10 +68,10 @@ INFO_CACHE_MAX = 200_000
 
 @dataclass(frozen=True)
 class RecommendConfig:
-    also_bought_weights: dict = field(default_factory=lambda: dict(ALSO_BOUGHT_WEIGHTS))
     for_you_weights: dict = field(default_factory=lambda: dict(FOR_YOU_WEIGHTS))
     method: str = "confidence"      # cooccur.METHODS; CLICKSTREAM_RECOMMEND_SIMILARITY
-    min_support: float = 2
+    min_support: float = 2          # for-you and carts; also-bought of one item has none
+    prior_strength: float = shrink.PRIOR_STRENGTH   # m of engine.recommend.shrink
     candidates: int = 50            # per source, as in the offline benchmark
     max_per_category: int = 3       # default of the query parameter; 0: no cap
     repurchase_categories: tuple[str, ...] = ()
@@ -140,8 +141,34 @@ def sources_used(sources: dict[str, dict[str, float]], weights: dict[str, float]
     return "+".join(used) or "popularity"
 
 
-def response_items(chosen: list[tuple[str, float]]) -> list[dict]:
-    return [{"id": item, "score": round(score, 6)} for item, score in chosen]
+def response_items(chosen: list[tuple[str, float]], because: dict[str, dict]) -> list[dict]:
+    return [{"id": item, "score": round(score, 6), "because": because[item]} for item, score in chosen]
+
+
+def popular_because(category: str | None, purchases: float) -> dict:
+    """Evidence of a popularity pick: its purchases decayed to now, in its category's list or overall."""
+    out = {"source": "popularity", "purchases": round(purchases, 2)}
+    if category is not None:
+        out["category"] = category
+    return out
+
+
+def because_of(item: str, source: str, counts: dict[str, dict[str, dict[str, int]]],
+               sources: dict[str, dict[str, float]]) -> dict:
+    """Why a blended item is listed, from the source that gave it most of its score.
+
+    Co-purchase and co-view name the seed with the most orders (sessions) holding both and
+    that count, read with the scores; the models say which one; popularity its purchases.
+    """
+    if source in ("cooccurrence", "coview"):
+        per_seed = counts.get(source) or {}
+        best = max(sorted(per_seed), key=lambda seed: per_seed[seed].get(item, 0), default=None)
+        n = per_seed[best].get(item, 0) if best is not None else 0
+        if n > 0:
+            return {"source": source, "with": best, ("orders" if source == "cooccurrence" else "sessions"): n}
+    if source == "popularity":
+        return popular_because(None, sources.get("popularity", {}).get(item, 0.0))
+    return {"source": "model", "model": source}
 
 
 def seeds_of(person: dict, limit: int) -> tuple[list[str], list[str]]:
@@ -177,7 +204,7 @@ class RecommendService:
         self._popular: dict[str | None, tuple[float, list[tuple[str, float]]]] = {}
         self._info: dict[str, tuple[float, Info]] = {}
         self._neighbours: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
-        self._rankings: dict[str, tuple[float, object, tuple]] = {}
+        self._rankings: dict[str, tuple[float, tuple]] = {}   # item -> (computed at, (ranking, evidence))
         self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
         self._refreshing: dict[str, asyncio.Task] = {}
         self._catalog_version: tuple[float, int] = (float("-inf"), -1)
@@ -202,8 +229,9 @@ class RecommendService:
             self._popular_scores = (ranked, dict(ranked))
         return self._popular_scores[1]
 
-    async def neighbours(self, items: list[str], kind: str) -> dict[str, dict[str, float]]:
-        """Each item's top normalized co-purchase (or co-view) neighbours, cached for `neighbours_cache_s`."""
+    async def neighbours(self, items: list[str], kind: str) -> dict[str, Neighbours]:
+        """Each item's top normalized co-purchase (or co-view) neighbours and their raw pair counts,
+        cached for `neighbours_cache_s`."""
         cfg, now = self.config, time.monotonic()
         out, missing = {}, []
         for item in dict.fromkeys(items):
@@ -213,7 +241,7 @@ class RecommendService:
             else:
                 missing.append(item)
         if missing:
-            fetched = await self.store.similar_many(missing, kind, cfg.method, cfg.min_support, cfg.candidates)
+            fetched = await self.store.similar_counted(missing, kind, cfg.method, cfg.min_support, cfg.candidates)
             if cfg.neighbours_cache_s > 0:
                 for item, scores in fetched.items():
                     _keep(self._neighbours, (kind, item), (now, scores))
@@ -289,28 +317,42 @@ class RecommendService:
         """ALS item-item scores of the seeds' candidates under `model` (None: no model yet)."""
         return model.scores(seeds, self.config.candidates + len(seeds)) if model is not None else {}
 
-    async def basket_sources(self, seeds: list[str], viewed: list[str] = ()) -> dict[str, dict[str, float]]:
-        """The sources of a list for several seeds at once: for-you, and also-bought with a cart."""
+    async def basket_sources(self, seeds: list[str], viewed: list[str] = ()) -> tuple[dict, dict]:
+        """The sources of a list for several seeds at once (for-you, and also-bought with a cart), and
+        the raw pair counts per seed behind the co-purchase and co-view sources (the evidence)."""
         if viewed:
             co, views = await asyncio.gather(self.neighbours(seeds, "purchase"), self.neighbours(list(viewed), "view"))
         else:   # most lists: no task to spawn, and a kept item's neighbours need no wait at all
             co, views = await self.neighbours(seeds, "purchase"), {}
         popular = await self.popular_scores()
         model = self.current_model()
-        return {"cooccurrence": _summed(co.values()), "coview": _summed(views.values()),
-                "als": self.als_scores(seeds, model),
-                "ease": model.regression_scores(seeds, self.config.candidates) if model is not None else {},
-                "popularity": popular}
+        sources = {"cooccurrence": _summed(found.scores for found in co.values()),
+                   "coview": _summed(found.scores for found in views.values()),
+                   "als": self.als_scores(seeds, model),
+                   "ease": model.regression_scores(seeds, self.config.candidates) if model is not None else {},
+                   "popularity": popular}
+        counts = {"cooccurrence": {seed: found.pairs for seed, found in co.items()},
+                  "coview": {seed: found.pairs for seed, found in views.items()}}
+        return sources, counts
 
-    async def _fill(self, chosen, info, k, exclude, category, cap, seed_category) -> tuple[list, bool]:
-        """Popularity after the blend: the requested or the seed's category first, then overall."""
+    async def _fill(self, chosen, info, k, exclude, category, cap, seed_category, because) -> tuple[list, bool]:
+        """Popularity after the blend: the requested or the seed's category first, then overall.
+
+        Adds each fill item's evidence to `because`: its recent purchases in the list it came from.
+        """
         if len(chosen) >= k:
             return chosen, False
-        lists = [await self.popular(category)] if category is not None else \
-            ([await self.popular(seed_category)] if seed_category else []) + [await self.popular(None)]
-        candidates = [(item, 0.0) for ranked in lists for item, _ in ranked]
+        named = [category] if category is not None else ([seed_category] if seed_category else []) + [None]
+        lists = [(name, await self.popular(name)) for name in named]
+        origin: dict[str, tuple[str | None, float]] = {}
+        for name, ranked in lists:
+            for item, score in ranked:
+                origin.setdefault(item, (name, score))
+        candidates = [(item, 0.0) for _, ranked in lists for item, _ in ranked]
         picked = await self.choose(candidates, info, k, exclude, category, cap, taken=chosen)
         fill = [item for item, _ in picked[len(chosen):]]
+        for item in fill:
+            because[item] = popular_because(*origin[item])
         floor = min((s for _, s in chosen), default=1.0)
         return chosen + below(floor, fill), bool(fill)
 
@@ -328,57 +370,73 @@ class RecommendService:
         cart = [i for i in cart_of(person, cfg.seeds_max) if i != item] \
             if person and wants_personalization(person) else []
         if cart:
-            weights, sources = cfg.for_you_weights, await self.basket_sources([item, *cart])
+            weights, (sources, counts) = cfg.for_you_weights, await self.basket_sources([item, *cart])
             warm = any(sources[name] for name in ("cooccurrence", "als", "ease"))
-            ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9, exclude={item, *cart})] if warm else []
-        else:   # the item's own blend, kept per process: the same for every visitor
-            weights, (sources, ranked) = cfg.also_bought_weights, await self._also_bought_ranking(item)
-            warm = bool(sources["cooccurrence"] or sources["als"])
+            blended = blend(sources, weights, k=10**9, exclude={item, *cart}) if warm else []
+            ranked = [(i, s) for i, s, _ in blended]
+            strongest = {i: name for i, _, name in blended}
+            because = {}
+        else:   # the item's own ranking, kept per process: the same for every visitor
+            ranked, kept = await self._also_bought_ranking(item)
+            warm = any(why["source"] == "cooccurrence" for why in kept.values())
+            because = dict(kept)
+            if not warm:    # never bought with anything: its category's best sellers first (the fill)
+                ranked = []
         info = await self.describe([item, *bought, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = {item, *cart} | bought_to_drop(bought, info, cfg.repurchase_categories)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
-        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category)
-        return {"item": item, "items": response_items(chosen),
-                "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, info[item].category, because)
+        if cart:   # evidence for the k listed only, not for every candidate of the blend
+            because.update({i: because_of(i, strongest[i], counts, sources) for i, _ in chosen if i not in because})
+        if not warm:
+            source = "popularity"
+        elif cart:
+            source = sources_used(sources, weights, [i for i, _ in chosen], filled)
+        else:
+            used = {because[i]["source"] for i, _ in chosen}
+            source = "+".join(name for name in ("cooccurrence", "popularity") if name in used)
+        return {"item": item, "items": response_items(chosen, because), "source": source}
 
-    async def _also_bought_ranking(self, item: str) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
-        """The item's sources and their blend before any filter: the same for every visitor.
+    async def _also_bought_ranking(self, item: str) -> tuple[list[tuple[str, float]], dict[str, dict]]:
+        """The item's ranking before any filter and the evidence of each item: the same for every visitor.
 
         Kept for `neighbours_cache_s`; in the next as long, a request still gets the kept one
         while a background task recomputes it, so a hot item's requests never wait on Redis
-        and nothing served is older than twice the cache time. A new ALS model starts afresh.
+        and nothing served is older than twice the cache time.
         """
         ttl, now = self.config.neighbours_cache_s, time.monotonic()
-        model = self.current_model()
         cached = self._rankings.get(item)
-        if cached is not None and cached[1] is model:
+        if cached is not None:
             age = now - cached[0]
             if age < ttl:
-                return cached[2]
+                return cached[1]
             if age < 2 * ttl:
                 if item not in self._refreshing:
-                    task = asyncio.create_task(self._rank_also_bought(item, model))
+                    task = asyncio.create_task(self._rank_also_bought(item))
                     self._refreshing[item] = task
                     task.add_done_callback(lambda done: self._refreshed(item, done))
-                return cached[2]
-        return await self._rank_also_bought(item, model)
+                return cached[1]
+        return await self._rank_also_bought(item)
 
     def _refreshed(self, item: str, done: asyncio.Task) -> None:
-        """A failed refresh (Redis out of reach) keeps the old blend; the next request past its time tries again."""
+        """A failed refresh (Redis out of reach) keeps the old ranking; the next request past its time tries again."""
         self._refreshing.pop(item, None)
         if not done.cancelled() and done.exception() is not None:
             log.warning("refreshing also-bought of an item failed: %r", done.exception())
 
-    async def _rank_also_bought(self, item: str, model) -> tuple[dict[str, dict[str, float]], list[tuple[str, float]]]:
+    async def _rank_also_bought(self, item: str) -> tuple[list[tuple[str, float]], dict[str, dict]]:
+        """engine.recommend.shrink.rank, scored inside Redis (the SIMILAR script, method shrunk), with
+        the popular items competing, and each ranked item's evidence from the same counts."""
         cfg, started = self.config, time.monotonic()
-        co = (await self.store.similar_many([item], "purchase", cfg.method, cfg.min_support, cfg.candidates))[item]
-        sources = {"cooccurrence": co, "als": self.als_scores([item], model), "popularity": await self.popular_scores()}
-        warm = bool(sources["cooccurrence"] or sources["als"])
-        ranked = [(i, s) for i, s, _ in blend(sources, cfg.also_bought_weights, k=10**9, exclude={item})] \
-            if warm else []
+        popular = [b for b, _ in await self.popular(None)]
+        found = (await self.store.similar_counted([item], "purchase", "shrunk", 1, cfg.candidates,
+                                                  cfg.prior_strength, popular))[item]
+        ranked = sorted(((b, v) for b, v in found.scores.items() if b != item), key=lambda p: (-p[1], p[0]))
+        because = {b: {"source": "cooccurrence", "with": item, "orders": found.pairs[b]} if found.pairs[b] > 0
+                   else {"source": "popularity", "orders": found.counts[b]} for b, _ in ranked}
         if cfg.neighbours_cache_s > 0:
-            _keep(self._rankings, item, (started, model, (sources, ranked)))
-        return sources, ranked
+            _keep(self._rankings, item, (started, (ranked, because)))
+        return ranked, because
 
     async def for_you(self, visitor_id: str, k: int = 10, category: str | None = None,
                       max_per_category: int | None = None) -> dict:
@@ -392,17 +450,45 @@ class RecommendService:
         cart = cart_of(person, cfg.seeds_max) if personal else []
         seeds = list(dict.fromkeys(bought + cart + viewed))
         weights = cfg.for_you_weights
-        sources = await self.basket_sources(seeds, viewed) if seeds else {}
+        sources, counts = await self.basket_sources(seeds, viewed) if seeds else ({}, {})
         warm = any(sources.get(name) for name in ("cooccurrence", "coview", "als", "ease"))
-        ranked = [(i, s) for i, s, _ in blend(sources, weights, k=10**9)] if warm else []
+        blended = blend(sources, weights, k=10**9) if warm else []
+        ranked = [(i, s) for i, s, _ in blended]
+        strongest = {i: name for i, _, name in blended}
+        because: dict[str, dict] = {}
         all_bought = list(person["commerce"]["items"]) if person else []
         info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[:2 * k + 10])])
         exclude = bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed) | set(cart)
         chosen = await self.choose(ranked, info, k, exclude, category, cap)
         seed_category = _most_common(info[s].category for s in seeds)
-        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category)
-        return {"visitor_id": visitor_id, "items": response_items(chosen),
+        chosen, filled = await self._fill(chosen, info, k, exclude, category, cap, seed_category, because)
+        # evidence for the k listed only, not for every candidate of the blend
+        because.update({i: because_of(i, strongest[i], counts, sources) for i, _ in chosen if i not in because})
+        return {"visitor_id": visitor_id, "items": response_items(chosen, because),
                 "source": sources_used(sources, weights, [i for i, _ in chosen], filled) if warm else "popularity"}
+
+    async def recently_viewed(self, visitor_id: str, k: int = 10) -> dict:
+        """The person's recently viewed items (every linked device), none they bought; nothing for a
+        visitor who chose not to be personalized or gave no personalization consent."""
+        person = await self._person(visitor_id)
+        items = recently_viewed(person, k) if person and wants_personalization(person) else []
+        return {"visitor_id": visitor_id, "items": items}
+
+
+def recently_viewed(person: dict, k: int) -> list[dict]:
+    """What the person viewed on any of their devices, newest first, without what they bought."""
+    bought = set(person["commerce"]["items"])
+    viewed = sorted(person.get("viewed") or [], key=lambda v: (-v["ts"], v["id"]))
+    out = []
+    for v in viewed:
+        if v["id"] not in bought and all(v["id"] != seen["id"] for seen in out):
+            entry = {"id": v["id"], "viewed_at": v["ts"]}
+            if v.get("category"):
+                entry["category"] = v["category"]
+            out.append(entry)
+            if len(out) >= k:
+                break
+    return out
 
 
 def _keep(cache: dict, key, value, limit: int = NEIGHBOURS_CACHE_MAX) -> None:

@@ -34,14 +34,14 @@ by default): the co-views of older sessions stay as anonymous aggregates.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import msgpack
 from redis.asyncio import Redis
 
 from engine.profiles import model, orders
 from engine.profiles.store import BatchResult
-from engine.recommend import cooccur, popularity
+from engine.recommend import cooccur, popularity, shrink
 
 KINDS = {"purchase": ("pp:", "np", "orders"), "view": ("pv:", "nv", "sessions")}
 PAIRS_PER_CALL = 20_000  # bounds how long one script holds Redis (an order of n items costs n^2)
@@ -181,16 +181,29 @@ return done
 """
 
 # KEYS[1]: pairs hash of the seed.  ARGV: item counts hash, totals hash, total field, seed, min support,
-# method, limit.  The normalization of cooccur.similarity, done here so that only the top `limit`
-# (flat: id, score as %.17g, which round-trips a double) cross the wire instead of every pair.
+# method, limit, prior strength, then (method shrunk) popular items that compete with the pairs
+# (engine.recommend.shrink.rank).  The normalization of cooccur.similarity, done here so that only the
+# top `limit` (flat: id, score as %.17g, which round-trips a double, raw pair count, the item's own
+# count) cross the wire instead of every pair; the counts are the evidence a list shows.
 SIMILAR = """
-local flat, ids, pair = redis.call('HGETALL', KEYS[1]), {}, {}
-local support, method, limit = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local flat, ids, pair, paired = redis.call('HGETALL', KEYS[1]), {}, {}, {}
+local support, method, limit, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 for i = 1, #flat, 2 do
   local c = tonumber(flat[i + 1])
   if c >= support and c > 0 and flat[i] ~= ARGV[4] then
     ids[#ids + 1] = flat[i]
     pair[#pair + 1] = c
+    paired[flat[i]] = true
+  end
+end
+local npairs = #ids
+if method == 'shrunk' and m > 0 then
+  for i = 9, #ARGV do
+    if not paired[ARGV[i]] and ARGV[i] ~= ARGV[4] then
+      paired[ARGV[i]] = true
+      ids[#ids + 1] = ARGV[i]
+      pair[#pair + 1] = 0
+    end
   end
 end
 local na = tonumber(redis.call('HGET', ARGV[1], ARGV[4]) or '0')
@@ -206,8 +219,9 @@ for start = 1, #ids, 1000 do
     elseif method == 'cosine' then s = p / math.sqrt(math.max(na, p) * math.max(nb, p))
     elseif method == 'jaccard' then s = p / math.max(na + nb - p, p)
     elseif method == 'lift' then s = p * math.max(total, 1) / (math.max(na, p) * math.max(nb, p))
+    elseif method == 'shrunk' then s = (p + m * nb / math.max(total, 1)) / (math.max(na, p) + m)
     else s = p end
-    if s > 0 then scored[#scored + 1] = {ids[n], s} end
+    if s > 0 then scored[#scored + 1] = {ids[n], s, p, nb} end
   end
 end
 table.sort(scored, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
@@ -215,9 +229,18 @@ local out = {}
 for i = 1, math.min(limit, #scored) do
   out[#out + 1] = scored[i][1]
   out[#out + 1] = string.format('%.17g', scored[i][2])
+  out[#out + 1] = scored[i][3]
+  out[#out + 1] = scored[i][4]
 end
 return out
 """
+
+
+class Neighbours(NamedTuple):
+    """An item's top neighbours: their scores, the orders (sessions) holding both, and each one's own count."""
+    scores: dict[str, float]
+    pairs: dict[str, int]
+    counts: dict[str, int]
 
 
 def _text(value) -> str:
@@ -336,9 +359,12 @@ class CooccurrenceStore:
         raw = await self.redis.hgetall(self.base + "totals")
         return {"orders": int(raw.get(b"orders", 0)), "sessions": int(raw.get(b"sessions", 0))}
 
-    async def similar_many(self, items: list[str], kind: str = "purchase", method: str = "cosine",
-                           min_support: float = 2, limit: int = 50) -> dict[str, dict[str, float]]:
-        """Normalized neighbours of each item (cooccur.similarity, in the script), its top `limit`; one round trip."""
+    async def similar_counted(self, items: list[str], kind: str = "purchase", method: str = "cosine",
+                              min_support: float = 2, limit: int = 50, strength: float = shrink.PRIOR_STRENGTH,
+                              popular: list[str] = ()) -> dict[str, "Neighbours"]:
+        """Per item: its top `limit` neighbours by cooccur.similarity (computed in the script) and their raw
+        pair counts (orders, or sessions, holding both); one round trip. With method shrunk, the `popular`
+        items compete too (pair count 0)."""
         if method not in cooccur.METHODS:
             raise ValueError(f"unknown similarity {method!r}; expected one of {cooccur.METHODS}")
         pairs_prefix, counts_key, total_field = KINDS[kind]
@@ -346,7 +372,7 @@ class CooccurrenceStore:
         def call(item, client=None):
             return self._similar(keys=[self.base + pairs_prefix + item], client=client,
                                  args=[self.base + counts_key, self.base + "totals", total_field, item,
-                                       min_support, method, limit])
+                                       min_support, method, limit, repr(float(strength)), *popular])
 
         if len(items) == 1:  # a pipeline would first ask SCRIPT EXISTS: a second round trip
             replies = [await call(items[0])]
@@ -355,12 +381,25 @@ class CooccurrenceStore:
                 for item in items:
                     await call(item, pipe)
                 replies = await pipe.execute()
-        return {item: {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
-                for item, flat in zip(items, replies)}
+        out = {}
+        for item, flat in zip(items, replies):
+            rows = range(0, len(flat), 4)
+            ids = [flat[i].decode() for i in rows]
+            out[item] = Neighbours({b: float(flat[i + 1]) for b, i in zip(ids, rows)},
+                                   {b: int(flat[i + 2]) for b, i in zip(ids, rows)},
+                                   {b: int(flat[i + 3]) for b, i in zip(ids, rows)})
+        return out
+
+    async def similar_many(self, items: list[str], kind: str = "purchase", method: str = "cosine",
+                           min_support: float = 2, limit: int = 50,
+                           strength: float = shrink.PRIOR_STRENGTH) -> dict[str, dict[str, float]]:
+        """Normalized neighbours of each item (cooccur.similarity, in the script), its top `limit`; one round trip."""
+        counted = await self.similar_counted(items, kind, method, min_support, limit, strength)
+        return {item: found.scores for item, found in counted.items()}
 
     async def similar(self, item: str, kind: str = "purchase", method: str = "cosine",
-                      min_support: float = 2, limit: int = 50) -> dict[str, float]:
-        return (await self.similar_many([item], kind, method, min_support, limit))[item]
+                      min_support: float = 2, limit: int = 50, strength: float = shrink.PRIOR_STRENGTH) -> dict[str, float]:
+        return (await self.similar_many([item], kind, method, min_support, limit, strength))[item]
 
     async def popular(self, k: int, category: str | None = None, now_ms: int | None = None) -> list[tuple[str, float]]:
         """The k most popular items (of one category), as purchases decayed to now."""

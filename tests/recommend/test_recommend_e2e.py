@@ -45,28 +45,77 @@ async def test_purchases_posted_become_also_bought(engine):
     await post(engine, events)
     await post(engine, events[:2])  # the tracker retrying: same orders, new event ids
 
-    async def partner_first():
-        out = await also_bought(engine, seed, max_per_category=0)
-        # popularity alone can put the partner first before the worker has counted the pairs
-        return out if out["items"] and out["items"][0]["id"] == partner and out["source"].startswith("cooccurrence") else None
+    def because(out, item):
+        return next(entry["because"] for entry in out["items"] if entry["id"] == item)
 
-    out = await wait_until(partner_first, timeout=30, message="the co-purchased item first")
+    async def counted():
+        out = await also_bought(engine, seed, k=10, max_per_category=0)
+        listed = [i["id"] for i in out["items"]]
+        return out if partner in listed and other in listed and because(out, other).get("orders") == 1 else None
+
+    out = await wait_until(counted, timeout=30, message="the co-purchased items listed")
     assert out["item"] == seed and out["source"].startswith("cooccurrence")
-    assert other not in [i["id"] for i in out["items"][:1]]  # bought together once: under the minimum support
+    listed = [i["id"] for i in out["items"]]
+    assert listed.index(partner) < listed.index(other)   # same popularity, twice the orders with the seed
+    # the evidence is what was sent: two orders hold seed and partner (the retries counted nothing), one the other
+    assert because(out, partner) == {"source": "cooccurrence", "with": seed, "orders": 2}
+    assert because(out, other) == {"source": "cooccurrence", "with": seed, "orders": 1}   # no minimum support
 
     # with the visitor: what they bought is dropped
     mine = await also_bought(engine, seed, visitor_id=buyers[0], max_per_category=0)
     assert partner not in [i["id"] for i in mine["items"]]
 
-    # erasing a buyer subtracts their order: one co-purchase left, under the support
+    # erasing a buyer subtracts their order, and the evidence says so
     async with engine.client() as client:
         assert (await client.delete(f"/v1/profiles/{buyers[1]}", headers=AUTH)).status_code == 200
 
-    async def partner_gone():
-        out = await also_bought(engine, seed, max_per_category=0)
-        return out if not out["source"].startswith("cooccurrence") else None
+    async def one_left():
+        out = await also_bought(engine, seed, k=10, max_per_category=0)
+        return out if because(out, partner).get("orders") == 1 else None
 
-    await wait_until(partner_gone, timeout=30, message="co-purchase under the support after erasure")
+    await wait_until(one_left, timeout=30, message="one co-purchase left after erasure")
+
+
+async def test_every_items_evidence_matches_the_orders_sent_and_the_counts_in_redis(engine, redis_client):
+    tag = unique("ev")
+    items = [f"{tag}-{n}" for n in range(6)]
+    orders = [items[:3], items[:2], [items[0], items[3]], items[1:5], [items[0], items[5]], items[:2]]
+    await post(engine, [purchase(unique(), f"{tag}-o{n}", basket) for n, basket in enumerate(orders)])
+    seed = items[0]
+    sent = {b: sum(1 for basket in orders if seed in basket and b in basket) for b in items[1:]}
+
+    async def all_counted():
+        out = await also_bought(engine, seed, k=10, max_per_category=0)
+        listed = {e["id"]: e["because"] for e in out["items"] if e["because"]["source"] == "cooccurrence"}
+        return out if {b: why["orders"] for b, why in listed.items()} == {b: n for b, n in sent.items() if n} else None
+
+    out = await wait_until(all_counted, timeout=30, message="every co-purchase counted")
+    pairs = await redis_client.hgetall(f"{engine.settings.redis_prefix}:rec:{{co}}:pp:{seed}")
+    in_redis = {k.decode(): int(v) for k, v in pairs.items()}
+    for entry in out["items"]:
+        why = entry["because"]
+        if why["source"] == "cooccurrence":
+            assert why["with"] == seed and why["orders"] == in_redis[entry["id"]] == sent[entry["id"]], entry
+        else:   # a popularity pick was never bought with the seed
+            assert why["source"] == "popularity" and entry["id"] not in in_redis, entry
+    scores = [entry["score"] for entry in out["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+    # for-you of a shopper who viewed the seed: the co-purchase evidence names the seed and the same counts
+    shopper = unique()
+    await post(engine, [{"type": "product_view", "visitor_id": shopper, "session_id": f"s-{shopper}", "ts": T0 + 5,
+                         "props": {"product": {"id": seed, "category": "c"}}}])
+
+    async def personal():
+        async with engine.client() as client:
+            response = await client.get("/v1/recommendations/for-you", params={"visitor_id": shopper, "k": 5,
+                                                                               "max_per_category": 0}, headers=AUTH)
+        out = response.json()
+        return out if "cooccurrence" in out["source"] else None
+
+    mine = await wait_until(personal, timeout=30, message="for-you from the viewed seed")
+    co = [e for e in mine["items"] if e["because"]["source"] == "cooccurrence"]
+    assert co and all(e["because"]["with"] == seed and e["because"]["orders"] == sent[e["id"]] for e in co), mine
 
 
 async def test_for_you_for_the_visitors_own_cookie(engine):
@@ -90,10 +139,11 @@ async def test_a_cart_posted_to_the_collector_shapes_also_bought_for_that_visito
     shopper = unique()
 
     async def counted():
-        out = await also_bought(engine, seed, max_per_category=0)
-        return out if [i["id"] for i in out["items"][:2]] == [with_seed, with_cart] else None
+        out = await also_bought(engine, seed, k=10, max_per_category=0)
+        orders_with = {i["id"]: i["because"].get("orders") for i in out["items"] if i["because"]["source"] == "cooccurrence"}
+        return out if orders_with == {with_seed: 3, with_cart: 2} else None
 
-    await wait_until(counted, timeout=30, message="the seed's own list: its most frequent partner first")
+    await wait_until(counted, timeout=30, message="the seed's own list: both partners counted")
     await post(engine, [{"type": "add_to_cart", "visitor_id": shopper, "session_id": f"s-{shopper}", "ts": T0 + 1,
                          "props": {"product": {"id": in_cart, "category": "c"}, "qty": 1}}])
 

@@ -24,7 +24,7 @@ from engine.api.access import Access
 from engine.api.catalog import catalog_routes
 from engine.api.errors import EXCEPTION_HANDLERS
 from engine.api.recommendations import recommend_routes
-from engine.recommend.service import ALSO_BOUGHT_WEIGHTS, Info, RecommendConfig, RecommendService, seeds_of, select
+from engine.recommend.service import Info, RecommendConfig, RecommendService, seeds_of, select
 from engine.recommend.store import CooccurrenceUpdater
 from engine.settings import Settings
 from helpers import visitor
@@ -33,7 +33,7 @@ T0 = 1_795_400_000_000
 AUTH = {"Authorization": "Bearer test-key"}
 CATEGORY = {"a": "snacks", "e": "snacks", "x": "snacks", "b": "drinks", "c": "drinks", "d": "drinks",
             "m": "dairy", "t1": "toys", "t2": "toys", "z": "toys", "y": "drinks"}
-# seed a: b (4 orders together), c (3), d (2), e (2), x (1: under the minimum support)
+# seed a (12 orders of 21): b (4 orders together), c (3), d (2), e (2), x (1); m is in 8 orders, never with a
 ORDERS = [["a", "b"]] * 4 + [["a", "c"]] * 3 + [["a", "d"]] * 2 + [["a", "e"]] * 2 + [["a", "x"]] + \
          [["m"]] * 6 + [["t1", "m"]] * 2 + [["t2"]]
 
@@ -59,7 +59,8 @@ def identify(vid, uid, ts):
 
 
 class Shop:
-    def __init__(self, redis, prefix, config=RecommendConfig(max_per_category=0, repurchase_categories=("dairy",))):
+    def __init__(self, redis, prefix, config=RecommendConfig(max_per_category=0, repurchase_categories=("dairy",),
+                                                             prior_strength=2.0)):
         self.redis = redis
         self.prefix = prefix
         self.profiles = ProfileStore(redis, prefix)
@@ -106,15 +107,33 @@ def ids(response: dict) -> list[str]:
 # --- also bought -------------------------------------------------------------------
 
 
-async def test_also_bought_ranks_normalized_co_purchases_first(shop):
+async def test_also_bought_ranks_shrunk_co_purchases_first_and_says_why(shop):
     out = await shop.service.also_bought("a", k=4)
     assert out["item"] == "a"
-    assert ids(out) == ["b", "c", "d", "e"]   # x was bought with a once: under the minimum support
-    assert out["source"] == "cooccurrence+popularity"
+    assert ids(out) == ["b", "c", "d", "e"]
+    assert out["source"] == "cooccurrence"
+    # (pair + m * n_b / N) / (n_a + m), m = 2: b is in 4 of a's 12 orders and in 4 of the 21
+    assert out["items"][0] == {"id": "b", "score": pytest.approx((4 + 2 * 4 / 21) / 14, abs=1e-6),
+                               "because": {"source": "cooccurrence", "with": "a", "orders": 4}}
+    assert [entry["because"]["orders"] for entry in out["items"]] == [4, 3, 2, 2]
     scores = [entry["score"] for entry in out["items"]]
     assert scores == sorted(scores, reverse=True)
-    full = ids(await shop.service.also_bought("a", k=20))
-    assert "a" not in full and full[:5] == ["b", "c", "d", "e", "m"]   # then popularity
+    full = await shop.service.also_bought("a", k=20)
+    # x, bought with a once, still above m, the best seller never bought with a (1 > 2 * 8 / 21)
+    assert ids(full)[:6] == ["b", "c", "d", "e", "x", "m"] and "a" not in ids(full)
+    assert full["items"][5]["because"] == {"source": "popularity", "orders": 8}
+    assert full["source"] == "cooccurrence+popularity"
+
+
+async def test_a_thin_seed_lets_a_best_seller_past_its_once_seen_partners_when_the_prior_is_strong(shop):
+    shop.service.config = dataclasses.replace(shop.service.config, prior_strength=64.0, neighbours_cache_s=0)
+    out = await shop.service.also_bought("t1", k=2)   # t1: 2 orders, both with m (8 of 21); never with a (12)
+    # a: 64 * 12/21 / 66 = 0.55 beats m: (2 + 64 * 8/21) / 66 = 0.40; with m = 2, m's 2 orders decide
+    assert ids(out) == ["a", "m"]
+    assert [entry["because"] for entry in out["items"]] == [{"source": "popularity", "orders": 12},
+                                                            {"source": "cooccurrence", "with": "t1", "orders": 2}]
+    shop.service.config = dataclasses.replace(shop.service.config, prior_strength=2.0)
+    assert ids(await shop.service.also_bought("t1", k=2)) == ["m", "a"]
 
 
 async def test_a_hot_item_is_served_from_memory_and_a_new_order_shows_within_twice_the_cache_time(shop):
@@ -134,13 +153,16 @@ async def test_a_hot_item_is_served_from_memory_and_a_new_order_shows_within_twi
     assert ids(await shop.service.also_bought("a", k=1)) == ["d"]
 
 
-async def test_als_joins_the_blend_and_names_itself(shop):
+async def test_als_joins_the_basket_blend_and_names_itself(shop):
     factors = np.array([[1, 0], [0.2, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)  # y is a's nearest in factor space
     await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y", "t2"], factors))
     assert await shop.models.refresh()
-    out = await shop.service.also_bought("a", k=10)
-    assert out["source"] == "cooccurrence+als+popularity"
+    await shop.feed([view("browser2", "s2", "a", T0 + 5)])
+    out = await shop.service.for_you("browser2", k=10)
+    assert "als" in out["source"].split("+")
     assert "y" in ids(out)                 # never bought with a: only the model knows it
+    assert {"source": "model", "model": "als"} in [entry["because"] for entry in out["items"]]
+    assert "y" not in ids(await shop.service.also_bought("a", k=10))   # one seed: its own counts only
     assert not await shop.models.refresh()  # same version: nothing to swap
 
 
@@ -263,11 +285,12 @@ async def test_bad_parameters_are_400_naming_the_field(shop, query, field):
 async def test_http_contract_and_keys(shop):
     async with shop.client() as client:
         ok = await client.get("/v1/recommendations/also-bought?item=a&k=2", headers=AUTH)
-        assert ok.status_code == 200  # b: the top co-purchase (1 x its weight) + popularity 4/8 of m's (the top once a is left out)
-        top_b = ALSO_BOUGHT_WEIGHTS["cooccurrence"] + ALSO_BOUGHT_WEIGHTS["popularity"] * 4 / 8
-        assert ok.json() == {"item": "a", "items": [{"id": "b", "score": pytest.approx(top_b, rel=0.01)},
-                                                    {"id": "c", "score": pytest.approx(ok.json()["items"][1]["score"])}],
-                             "source": "cooccurrence+popularity"}
+        assert ok.status_code == 200  # (pair + m n_b / N) / (n_a + m), m = 2, N = 21, n_a = 12
+        assert ok.json() == {"item": "a", "source": "cooccurrence", "items": [
+            {"id": "b", "score": pytest.approx((4 + 2 * 4 / 21) / 14, abs=1e-6),
+             "because": {"source": "cooccurrence", "with": "a", "orders": 4}},
+            {"id": "c", "score": pytest.approx((3 + 2 * 3 / 21) / 14, abs=1e-6),
+             "because": {"source": "cooccurrence", "with": "a", "orders": 3}}]}
         public = await client.get("/v1/recommendations/also-bought?item=a&k=2")  # a product page, no key
         assert public.status_code == 200 and public.json() == ok.json()
         wrong = await client.get("/v1/recommendations/also-bought?item=a", headers={"Authorization": "Bearer nope"})
@@ -381,7 +404,8 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
     monkeypatch.setattr(AlsModel, "from_bytes", staticmethod(slow_parse))
     swap = asyncio.create_task(shop.models.refresh())
     await asyncio.to_thread(parsing.wait, 10)
-    during = await asyncio.gather(*[shop.service.also_bought("a", k=10) for _ in range(50)])
+    await shop.feed([view("asker", "s-asker", "a", T0 + 5)])   # for-you from a: the model joins the blend
+    during = await asyncio.gather(*[shop.service.for_you("asker", k=10) for _ in range(50)])
     assert not swap.done()
     assert all("old-pick" in ids(out) and "new-pick" not in ids(out) for out in during)
     release.set()
@@ -392,7 +416,7 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
     async def keep_asking():
         for _ in range(40):
             try:
-                served.append(await shop.service.also_bought("a", k=10))
+                served.append(await shop.service.for_you("asker", k=10))
             except Exception as exc:  # noqa: BLE001 - any error fails the test below
                 errors.append(exc)
 
@@ -420,3 +444,25 @@ async def test_a_cold_item_with_a_cold_cart_gets_its_category_first(shop):
     await shop.feed([add_to_cart("browsing", "t2", T0 + 20)])    # t2: bought once, alone
     out = await shop.service.also_bought("z", k=2, visitor_id="browsing")
     assert out["source"] == "popularity" and ids(out) == ["t1", "a"]   # toys first (t2 is in the cart), then overall
+
+
+async def test_recently_viewed_lists_every_device_newest_first_without_what_was_bought(shop):
+    phone, laptop = visitor("rv-phone"), visitor("rv-laptop")
+    await shop.feed([view(phone, "p1", "c", T0 + 10), identify(phone, "rita", T0 + 11),
+                     view(laptop, "l1", "d", T0 + 20), view(laptop, "l1", "e", T0 + 30), identify(laptop, "rita", T0 + 31),
+                     view(phone, "p2", "c", T0 + 40), purchase(laptop, "rv-o1", ["d"], T0 + 50)])
+    async with shop.client() as client:
+        own = await client.get(f"/v1/recommendations/recently-viewed?visitor_id={laptop}&k=5",
+                               headers={"Cookie": f"clickstream_vid={laptop}"})
+        assert own.status_code == 200, own.text
+        assert own.json() == {"visitor_id": laptop, "items": [{"id": "c", "viewed_at": T0 + 40, "category": "drinks"},
+                                                              {"id": "e", "viewed_at": T0 + 30, "category": "snacks"}]}
+        keyed = await client.get("/v1/recommendations/recently-viewed?visitor_id=rita&k=1", headers=AUTH)
+        assert [entry["id"] for entry in keyed.json()["items"]] == ["c"]
+        assert (await client.get(f"/v1/recommendations/recently-viewed?visitor_id={laptop}")).status_code == 401
+        assert (await client.get(f"/v1/recommendations/recently-viewed?visitor_id={laptop}",
+                                 headers={"Cookie": f"clickstream_vid={BUYER1}"})).status_code == 403
+        bad = await client.get(f"/v1/recommendations/recently-viewed?visitor_id={laptop}&k=0", headers=AUTH)
+        assert bad.status_code == 400 and bad.json()["error"].startswith("k:")
+    await shop.people.set_preferences(laptop, {"do_not_personalize": True})
+    assert (await shop.service.recently_viewed(laptop))["items"] == []
