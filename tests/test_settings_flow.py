@@ -20,6 +20,8 @@ import pytest
 
 from engine import wiring
 from engine.api.app import API, COLLECTOR
+from engine.console.session import console_secret
+from engine.profiles.derived import system_clock
 from engine.rules.live import LiveRules
 from engine.settings import PREFIX, Settings
 from engine.stream.consumer import kafka_consumer
@@ -27,8 +29,22 @@ from engine.stream.consumer import kafka_consumer
 REDIS = "redis://127.0.0.1:6379/0"
 
 
+BUILT: list = []  # the services a probe built, closed after each test (their spools hold file locks)
+
+
 def services(settings):
-    return wiring.http_services(settings, {COLLECTOR, API})
+    built = wiring.http_services(settings, {COLLECTOR, API})
+    BUILT.append(built)
+    return built
+
+
+@pytest.fixture(autouse=True)
+def close_built():
+    yield
+    for built in BUILT:
+        if built.publisher is not None and built.publisher.spool is not None:
+            built.publisher.spool.close()
+    BUILT.clear()
 
 
 def handlers(settings):
@@ -78,7 +94,7 @@ FLOW = {
     "dedup_days": ("3", lambda s: services(s).stores.profiles.dedup_ms, 3 * 86_400_000),
     "interest_half_life_days": ("3.5", lambda s: (services(s).rules.half_life_days, services(s).slots.half_life_days,
                                                   wiring.profile_config(s).interest_half_life_days,
-                                                  after_batch(s, "SegmentUpdater").half_life_days), (3.5,) * 4),
+                                                  after_batch(s, "SegmentUpdater").evaluator.half_life_days), (3.5,) * 4),
     "profile_cache_size": ("321", lambda s: s.profile_cache_size, 321),
     "max_body_bytes": ("4096", lambda s: s.max_body_bytes, 4096),
     "max_events": ("12", lambda s: s.max_events, 12),
@@ -108,7 +124,30 @@ FLOW = {
     "als_regularization": ("0.5", lambda s: wiring.als_params(s).regularization, 0.5),
     "ease_regularization": ("42", lambda s: wiring.als_params(s).item_regression.regularization, 42.0),
     "ease_max_items": ("77", lambda s: wiring.als_params(s).item_regression.max_items, 77),
+    "console_secret": ("c" * 40, lambda s: console_secret(s), "c" * 40),
+    "experiment_window_hours": ("2", lambda s: (services(s).stores.experiments.window_ms, services(s).experiments.window_hours),
+                                (2 * 3_600_000, 2.0)),
+    "global_holdout": ("12.5", lambda s: (services(s).experiments.global_percent, services(s).decider.settings.global_holdout),
+                       (12.5, 12.5)),
+    "segment_sweep_s": ("2", lambda s: s.segment_sweep_s, 2.0),
+    "test_clock": ("true", lambda s: _evaluator(s).clock is not system_clock, True),
+    "webhook_timeout_s": ("1.5", lambda s: _delivery(s).timeout_s, 1.5),
+    "webhook_retry_idle_s": ("3", lambda s: _delivery(s).retry_idle_ms, 3000),
+    "webhook_dead_after_hours": ("2", lambda s: _delivery(s).dead_after_ms, 2 * 3_600_000),
+    "worker_delivery": ("false", lambda s: s.worker_delivery, False),
 }
+
+
+def _rules(settings):
+    return LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+
+
+def _evaluator(settings):
+    return wiring.segment_evaluator(settings, services(settings).stores, _rules(settings))
+
+
+def _delivery(settings):
+    return wiring.delivery(settings, services(settings).stores, _rules(settings))
 
 
 async def _key_statuses(settings):
