@@ -7,13 +7,12 @@ wished item back in stock reaches the receiver once, and erasure reaches all of 
 import asyncio
 import json
 import time
-import uuid
 
 import pytest
 import redis.asyncio as aioredis
+from helpers import Engine, Receiver, unique, user_hash, wait_until
 
 from engine.destinations import webhook
-from helpers import Engine, Receiver, unique, user_hash, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 SECRET = "e2e-signing-secret-0123456789"
