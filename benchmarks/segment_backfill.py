@@ -22,15 +22,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine  # noqa: E402
-from engine.profiles.backfill import SegmentBackfill  # noqa: E402
-from engine.profiles.derived import SegmentEvaluator  # noqa: E402
-from engine.profiles.model import DAY_MS, fold, new_profile  # noqa: E402
-from engine.profiles.people import People  # noqa: E402
-from engine.profiles.segments_index import SegmentIndex  # noqa: E402
-from engine.profiles.store import ProfileStore, pack_profile  # noqa: E402
-from engine.profiles.value_store import ValueStore  # noqa: E402
-from engine.rules.ruleset import build_ruleset  # noqa: E402
+from benchmarks.common import machine
+from engine.profiles.backfill import SegmentBackfill
+from engine.profiles.derived import SegmentEvaluator
+from engine.profiles.model import DAY_MS, fold, new_profile
+from engine.profiles.people import People
+from engine.profiles.segments_index import SegmentIndex
+from engine.profiles.store import ProfileStore, pack_profile
+from engine.profiles.value_store import ValueStore
+from engine.rules.ruleset import build_ruleset
 
 SEGMENT = b"""\
 segments:

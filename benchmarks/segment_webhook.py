@@ -34,9 +34,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine  # noqa: E402
-from engine.embedded import broker_command, free_port, redis_command, wait_for_port  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from benchmarks.common import machine
+from engine.embedded import broker_command, free_port, redis_command, wait_for_port
+from engine.settings import Settings
 
 RULES = """\
 segments:

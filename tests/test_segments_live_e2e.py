@@ -10,9 +10,9 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from helpers import Engine, Receiver, unique, user_hash, wait_until
 
 from engine.destinations import webhook
-from helpers import Engine, Receiver, unique, user_hash, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 SECRET = "e2e-signing-secret-0123456789"

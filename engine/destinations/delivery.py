@@ -32,7 +32,12 @@ from collections import defaultdict
 
 import httpx
 from redis.exceptions import ResponseError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from engine.destinations import webhook
 

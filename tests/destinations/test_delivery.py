@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+from helpers import Receiver, wait_until
 
 from engine.destinations import webhook
 from engine.destinations.delivery import Delivery
@@ -11,8 +12,6 @@ from engine.profiles.people import People
 from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.rules.ruleset import build_ruleset
-
-from helpers import Receiver, wait_until
 
 SECRET = "a-signing-secret-of-some-length"
 

@@ -13,7 +13,26 @@ from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.rules.ruleset import build_ruleset
 
-from test_segment_time import NOW, Clock, Rules, views
+NOW = 1_795_400_000_000
+
+
+class Rules:
+    def __init__(self, rs):
+        self.current = rs
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    async def __call__(self):
+        return self.now
+
+
+def views(vid, category, days_ago):
+    return [{"event_id": f"{vid}-{category}-{i}", "type": "product_view", "visitor_id": vid, "session_id": "s",
+             "ts": NOW - d * DAY_MS, "props": {"product": {"id": f"p{i}", "category": category}}}
+            for i, d in enumerate(days_ago)]
 
 
 def ruleset(text: bytes):

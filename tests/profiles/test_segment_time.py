@@ -148,7 +148,7 @@ async def test_an_expired_anonymous_id_leaves_every_set(parts, redis_client):
 
 
 async def test_a_replay_rebuilds_without_recording_changes(parts):
-    store, index, evaluator, clock = parts
+    store, index, evaluator, _clock = parts
     vid = str(uuid.uuid4())
     events = views(vid, "shoes", [0, 0, 0])
     await SegmentUpdater(evaluator, emit=False)(events, await store.apply_batch(events))
@@ -156,7 +156,7 @@ async def test_a_replay_rebuilds_without_recording_changes(parts):
 
 
 async def test_erasure_removes_the_person_from_sets_due_times_and_outbox(parts):
-    store, index, evaluator, clock = parts
+    store, index, evaluator, _clock = parts
     vid, other = str(uuid.uuid4()), str(uuid.uuid4())
     events = views(vid, "shoes", [0, 0, 0]) + views(other, "shoes", [0, 0, 0])
     await SegmentUpdater(evaluator)(events, await store.apply_batch(events))

@@ -31,7 +31,7 @@ async def test_wishers_hear_once_when_an_unavailable_item_comes_back(wishes):
     await wishes([wish("v1", "boot"), wish("v2", "boot"), wish("v3", "boot"), wish("v3", "boot", "remove_from_wishlist"),
                   wish("v2", "hat")], result)
     assert await wishes.wishers("boot") == ["u1", "v2"]  # the identified person under their user id
-    item = lambda available: CatalogItem("boot", "shoes", available)  # noqa: E731
+    item = lambda available: CatalogItem("boot", "shoes", available)
     assert await wishes.catalog_changed([item(True)], 1) == 0  # first word of the item: nothing came back
     assert await wishes.catalog_changed([item(False)], 2) == 0
     assert await wishes.catalog_changed([item(True)], 3) == 2
