@@ -198,7 +198,7 @@ async def test_decisions_expire_and_keys_of_a_slot_share_one_cluster_slot(bandit
 async def test_the_configured_reward_is_what_the_bandit_reads(redis_client):
     prefix = unique("tb")
     store = BanditStore(redis_client, prefix, cache_s=0)
-    learner = BanditLearner(redis_client, prefix, reward_cap=lambda slot: 40.0)
+    learner = BanditLearner(redis_client, prefix, ProfileConfig(), reward_cap=lambda slot: 40.0)
     try:
         d1, d2 = await decide(store, "v1", "a"), await decide(store, "v2", "b")
         cart = event("add_to_cart", "v1", ts=T0 + MINUTE, product={"id": "i1", "price": 10})
