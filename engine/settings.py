@@ -16,7 +16,7 @@ from engine.errors import SettingsError
 
 PREFIX = "CLICKSTREAM_"
 # The co-occurrence similarities engine.recommend.cooccur implements (a test checks they agree).
-SIMILARITIES = ("confidence", "cosine", "jaccard", "lift", "raw")
+SIMILARITIES = ("confidence", "cosine", "jaccard", "lift", "raw", "shrunk")
 SCOPES = ("read", "write", "erase")
 # How browsers' (untrusted) purchases count (engine.profiles.orders implements them; a test checks they agree).
 UNTRUSTED_ORDERS = ("count", "until-trusted", "claim")

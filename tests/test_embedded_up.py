@@ -26,9 +26,6 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
         vid = unique()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER_UA}) as client:
             assert (await client.get("/healthz")).status_code == 200
-            # Started where there is no ./rules folder: the packaged demo catalog is served.
-            hero = (await client.post("/v1/decide", json={"slots": ["hero"]})).json()["decisions"]["hero"]
-            assert hero["content_id"] == "hero-welcome", hero
             response = await client.post("/v1/events", json={"type": "page_view", "visitor_id": vid, "url": "/hello"})
             assert response.status_code == 202
 
@@ -49,6 +46,9 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
             assert replay.returncode == 0, replay.stderr
             assert f"rules {recorded['rules']}" in replay.stderr and "replayed 1 events" in replay.stdout
             assert (await wait_until(profile, message="profile after replay"))["counts"] == {"page_view": 1}
+            # Started where there is no ./rules folder: the packaged demo catalog is served.
+            hero = (await client.post("/v1/decide", json={"slots": ["hero"]})).json()["decisions"]["hero"]
+            assert hero["content_id"] == "hero-welcome", hero
             # The embedded default's demo login signs with the data folder's identity secret.
             secret = (tmp_path / "identity-secret").read_text().strip()
             assert len(secret) == 64 and (tmp_path / "identity-secret").stat().st_mode & 0o077 == 0

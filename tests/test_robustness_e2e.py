@@ -217,6 +217,10 @@ NOT_FROM_THE_LOG = (
     ":value:model",           # refitted from the profiles (replay refits it)
     ":rec:als:",              # published by `clickstream train`
     ":{bandit",               # the bandit's counters and decisions (engine.rules.bandit_store)
+    ":flow:", ":served:",     # the console's per-minute counts of events and decisions (no person in them)
+    ":segsize:",              # segment sizes sampled over time for the console
+    ":segstats", ":segdue:lock", ":segbackfill",  # segment change counters; the sweeper's lock; the last backfill's progress
+    ":segchanges",            # the outbox of membership changes: delivered once, not sent again by a replay
 )
 
 
@@ -236,7 +240,7 @@ async def dump(redis: aioredis.Redis, prefix: str) -> dict:
             out[name] = await redis.hgetall(key)
         elif kind == "set":
             out[name] = await redis.smembers(key)
-        elif kind == "zset" and ":seg:" in name:
+        elif kind == "zset" and (":seg:" in name or name.endswith(":segdue")):  # due times: from the evaluation's now
             out[name] = set(await redis.zrange(key, 0, -1))
         elif kind == "zset":
             out[name] = {m: float(f"{s:.12g}") for m, s in await redis.zrange(key, 0, -1, withscores=True)}

@@ -277,7 +277,7 @@ class BanditLearner:
         buyers: dict[str, list[tuple[int, str, float]]] = defaultdict(list)     # visitor hash -> (ts, kind, revenue share)
         for event in events:
             kind = event.get("type")
-            if kind not in SEEN_EVENTS and kind != "purchase":
+            if kind not in SEEN_EVENTS and kind not in ("purchase", "add_to_cart"):
                 continue  # most of a stream: nothing the bandit learns from
             profile = result.profiles.get(event.get("visitor_id"))
             if profile is None or not has_analytics_consent(profile, self.config):
