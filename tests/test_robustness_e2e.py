@@ -215,6 +215,9 @@ NOT_FROM_THE_LOG = (
     ":value:model",           # refitted from the profiles (replay refits it)
     ":rec:als:",              # published by `clickstream train`
     ":{bandit",               # the bandit's counters and decisions (engine.rules.bandit_store)
+    ":flow:",                 # the collectors' counts per minute and last refusals (no ids)
+    ":served:",               # decisions served per minute (engine.rules.served)
+    ":segsize:",              # the workers' samples of segment sizes
 )
 
 
@@ -240,6 +243,8 @@ async def dump(redis: aioredis.Redis, prefix: str) -> dict:
             out[name] = {m: float(f"{s:.12g}") for m, s in await redis.zrange(key, 0, -1, withscores=True)}
         elif kind == "string":
             out[name] = await redis.get(key)
+        elif kind == "list":  # each visitor's recent events, rebuilt by the replay
+            out[name] = await redis.lrange(key, 0, -1)
         elif kind == "list":
             out[name] = await redis.lrange(key, 0, -1)
         else:
