@@ -80,7 +80,7 @@ def visitor(kind: tuple[str, str, str]) -> tuple[dict, dict]:
 def run_model(types: np.ndarray, u: np.ndarray, spec: ModelSpec, seed: int):
     rng = np.random.default_rng(seed)
     stats: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    keys = [context_key(*visitor(kind), NOW_MS) for kind in TYPES]
+    keys = [context_key(*visitor(kind), NOW_MS, half_life_days=14.0) for kind in TYPES]
     chosen = np.empty(len(types), dtype=int)
     logged = []
     index = {v: i for i, v in enumerate(VARIANTS)}

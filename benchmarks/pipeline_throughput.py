@@ -21,7 +21,6 @@ import uuid
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 

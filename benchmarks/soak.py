@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -219,7 +218,7 @@ async def main() -> None:
     print("RSS MB      " + "  ".join(f"{r:>7}" for r in roles))
     for label, s in zip(("start", "middle", "end"), third):
         print(f"{label:<6} {s['t']:4.0f}s " + "  ".join(f"{s['rss'].get(r, 0):7.0f}" for r in roles))
-    print(f"max RSS MB  " + "  ".join(f"{max(s['rss'].get(r, 0) for s in samples):7.0f}" for r in roles))
+    print("max RSS MB  " + "  ".join(f"{max(s['rss'].get(r, 0) for s in samples):7.0f}" for r in roles))
     print(f"consumer lag: max {max(s['lag'] for s in samples):,.0f}, at the end {samples[-1]['lag']:,.0f}; "
           f"spool max {max(s['spool'] for s in samples):,} events; log rotations {samples[-1]['rotations']}")
     print("POST /v1/events latency per minute (ms): p50 / p99")

@@ -64,10 +64,3 @@ class Unavailable(EngineError):
     def __init__(self, error: str, retry_after: int = 2, detail: Any = None) -> None:
         super().__init__(error, detail)
         self.retry_after = retry_after
-
-
-# The names the HTTP layer used before the tree was made domain-shaped.
-BadRequest = InvalidInput
-PayloadTooLarge = TooLarge
-Unauthorized = NotAuthenticated
-Forbidden = AccessDenied

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from tenacity import AsyncRetrying, RetryCallState, wait_fixed
 
 from engine.api.app import COLLECTOR, API, HttpServices, build_app
 from engine.ingest.bot_counts import BotCounts
@@ -137,7 +138,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules) -> list
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days),
-        BanditLearner(stores.redis, settings.redis_prefix),
+        BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings)),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
         stores.recent,
     ]
@@ -183,7 +184,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.profile_config = profile_config(settings)
         services.rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         services.recommend = recommend_service(settings, stores)
-        services.slots = ModelSlots(stores.bandit)
+        services.slots = ModelSlots(stores.bandit, half_life_days=settings.interest_half_life_days)
         services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
                                          weather=load_weather_provider(settings.weather_provider))
         services.served = ServedCounts(stores.redis, settings.redis_prefix)
@@ -216,27 +217,30 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
 async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelog: ChangeLog | None,
                              watch: LogWatch | None):
     """Keeps trying, so the app can answer /healthz (503) while the broker comes up; then watches the log."""
-    while True:
-        try:
-            if watch is not None:
-                await watch.identity.start()
-                publisher.log_id = await watch.identity.ensure(timeout_s=5)
-            else:
-                await ensure_log(settings)
-            producer = kafka.producer(settings)
-            await producer.start()
-            for user in (publisher, changelog):
-                if user is not None:
-                    user.producer = producer
-            break
-        except Exception as exc:
-            if watch is not None:
-                await watch.identity.stop()
-            log.info("broker not reachable yet: %r", exc)
-            await asyncio.sleep(0.5)
+    async for attempt in AsyncRetrying(wait=wait_fixed(0.5), before_sleep=_broker_not_yet):
+        with attempt:
+            try:
+                if watch is not None:
+                    await watch.identity.start()
+                    publisher.log_id = await watch.identity.ensure(timeout_s=5)
+                else:
+                    await ensure_log(settings)
+                producer = kafka.producer(settings)
+                await producer.start()
+            except Exception:
+                if watch is not None:
+                    await watch.identity.stop()
+                raise
+    for user in (publisher, changelog):
+        if user is not None:
+            user.producer = producer
     if watch is not None:
         watch.task = asyncio.create_task(watch.run(settings.log_check_s))
     return producer
+
+
+def _broker_not_yet(state: RetryCallState) -> None:
+    log.info("broker not reachable yet: %r", state.outcome.exception())
 
 
 def create_app(settings: Settings, roles: set[str] | frozenset[str] = frozenset({COLLECTOR, API})) -> Starlette:

@@ -19,7 +19,7 @@ import redis as redis_sync
 from engine.embedded import broker_command, free_port, redis_command, wait_for_port
 from engine.settings import Settings
 
-from helpers import IDENTITY_SECRET, Engine
+from helpers import IDENTITY_SECRET, Engine, started
 
 
 def _redis_answers(url: str) -> bool:
@@ -86,13 +86,6 @@ def redis_client(redis_url):
 @pytest.fixture(scope="session")
 async def engine(settings_for, tmp_session):
     """One running engine shared by the end-to-end tests (each uses its own visitor ids)."""
-    running = Engine(settings_for(), tmp_session / "engine")
-    running.start_worker()
-    running.start_api()
-    try:
-        await running.wait_ready()
-    except AssertionError:
-        running.stop()
-        raise AssertionError(f"engine did not become ready\nworker:\n{running.worker.log()[-3000:]}\napi:\n{running.api.log()[-3000:]}")
+    running = await started(Engine(settings_for(), tmp_session / "engine"))
     yield running
     running.stop()

@@ -181,3 +181,16 @@ async def engine_with_rules(settings_for, folder: Path, files: dict[str, str]) -
     running.start_api()
     await running.wait_ready()
     return running
+
+
+async def started(running: "Engine") -> "Engine":
+    """`running` with its worker and API up and ready; stopped, with their logs in the error, if they do not come up."""
+    running.start_worker()
+    running.start_api()
+    try:
+        await running.wait_ready()
+    except AssertionError:
+        running.stop()
+        raise AssertionError(f"engine did not become ready\nworker:\n{running.worker.log()[-3000:]}\n"
+                             f"api:\n{running.api.log()[-3000:]}") from None
+    return running

@@ -2,11 +2,10 @@
 
 import json
 
-import httpx
 import msgpack
 import pytest
 
-from helpers import Engine, Process, read_topic, topic_offsets, unique, wait_until
+from helpers import Engine, Process, read_topic, topic_offsets, unique
 from engine.embedded import free_port, wait_for_port
 
 

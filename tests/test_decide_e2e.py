@@ -92,7 +92,7 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
         row = next(line for line in backtest.stdout.splitlines() if line.startswith("umbrella-norway-rain"))
         matched, decided, visitors = (int(x.replace(",", "")) for x in row.split()[1:4])
         assert matched >= 3 and decided >= 1 and visitors >= 1, backtest.stdout
-        assert "reading events" in backtest.stderr  # the progress bar
+        assert "backtest: read" in backtest.stderr and "100%" in backtest.stderr  # the progress bar
 
         # Live within 2 seconds of the file landing in the served folder.
         (engine.folder / "umbrella.yaml").write_text(RULE)

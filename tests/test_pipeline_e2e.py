@@ -1,17 +1,13 @@
 """End to end: HTTP collector -> Kafka -> faust worker -> Redis -> API, all real."""
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
 
-import httpx
-import pytest
 
 from engine.stream import codec, kafka
-from helpers import REPO, Engine, Process, unique, wait_until
-from engine.embedded import wait_for_port
+from helpers import REPO, Engine, unique, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 

@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine.api.access import Access, guarded
+from engine.api.access import Access
 from engine.api.catalog import catalog_routes
 from engine.api.collector import collector_routes
 from engine.api.decide import decide_routes

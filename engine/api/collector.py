@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from engine.api.access import Access, Caller, guarded
 from engine.api.body import decode_json, read_body
-from engine.api.cookies import opted_out, set_visitor_cookie, visitor_cookie
+from engine.api.cookies import opted_out, set_visitor_cookie
 from engine.api.responses import JSONResponse
 from engine.errors import RateLimited
 from engine.ingest.bot_counts import BotCounts

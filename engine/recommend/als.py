@@ -364,18 +364,14 @@ class ModelHolder:
 async def read_history(settings, interactions: Interactions, progress: bool = True) -> int:
     """Feeds every event of the topic, from the beginning to the end seen at the start, to `interactions`."""
     from engine.stream import kafka
-    from engine.stream.history import topic_history
+    from engine.stream.history import read_history
 
     await kafka.ensure_topics(settings)
-    done, started = 0, time.monotonic()
-    async for events, done, total in topic_history(settings, settings.batch_size):
+    done = 0
+    async for events in read_history(settings, "train: read", progress, settings.batch_size):
         for event in events:
             interactions.add(event)
-        if progress:
-            rate = done / max(time.monotonic() - started, 1e-6)
-            print(f"\rtrain: read {done}/{total} events ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        done += len(events)
     return done
 
 

@@ -52,7 +52,6 @@ PRIOR_STRENGTH = 20.0        # at most this many pseudo-impressions of slot-wide
 QUADRATURE_NODES = 12        # behind a propensity: accurate to about 0.001 (200 Monte Carlo draws: 0.05)
 MIN_PROPENSITY = 1e-6        # what a variant chosen against all odds is logged with, never 0
 INTEREST_MIN = 1.0           # a decayed interest below this (about one recent view) is no interest
-INTEREST_HALF_LIFE_DAYS = 14.0
 DEVICES = ("mobile", "tablet", "desktop")
 TIERS = ("key", "growth", "low")
 
@@ -89,12 +88,12 @@ def _label(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", str(name).lower()).strip("-")[:24] or "other"
 
 
-def _top_interest(person: dict | None, now_ms: int, categories: Iterable[str] | None) -> str:
+def _top_interest(person: dict | None, now_ms: int, categories: Iterable[str] | None, half_life_days: float) -> str:
     best, best_score = "none", INTEREST_MIN
     for category, entry in sorted(((person or {}).get("interests") or {}).items()):
         try:
             score, ts = entry
-            score = decay(float(score), int(ts), now_ms, INTEREST_HALF_LIFE_DAYS)
+            score = decay(float(score), int(ts), now_ms, half_life_days)
         except (TypeError, ValueError):
             continue
         if score >= best_score:
@@ -104,14 +103,16 @@ def _top_interest(person: dict | None, now_ms: int, categories: Iterable[str] | 
     return _label(best) if best != "none" else best
 
 
-def context_key(person: dict | None, context: dict, now_ms: int, categories: Iterable[str] | None = None) -> str:
+def context_key(person: dict | None, context: dict, now_ms: int, categories: Iterable[str] | None = None, *,
+                half_life_days: float) -> str:
     """device class | value tier | top interest, e.g. "mobile|key|shoes".
 
     At most 4 devices x 4 tiers x the interest categories; pass `categories` (the few
     that matter to the slot) to fold every other interest into "other" and keep the key
-    space, and so the learning per context, small.
+    space, and so the learning per context, small. `half_life_days`: the profiles' interest
+    half-life (CLICKSTREAM_INTEREST_HALF_LIFE_DAYS), so the bandit reads interests as rules do.
     """
-    return f"{_device(context)}|{_tier(person)}|{_top_interest(person, now_ms, categories)}"
+    return f"{_device(context)}|{_tier(person)}|{_top_interest(person, now_ms, categories, half_life_days)}"
 
 
 # --- holdout ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from collections import defaultdict
 from redis.asyncio import Redis
 
 from engine.profiles import orders
-from engine.profiles.model import has_analytics_consent
+from engine.profiles.model import ProfileConfig, has_analytics_consent
 from engine.rules.bandit import GLOBAL, HOLDOUT, lift
 
 DECISION_TTL_S = 86_400
@@ -238,10 +238,11 @@ class BanditLearner:
     """After-batch step of the worker: credit impressions and clicks to their decisions,
     and purchases within the conversion window of a click to that click's decision."""
 
-    def __init__(self, redis: Redis, prefix: str, conversion_window_min: float = CONVERSION_WINDOW_MIN,
+    def __init__(self, redis: Redis, prefix: str, config: ProfileConfig, conversion_window_min: float = CONVERSION_WINDOW_MIN,
                  decision_ttl_s: int = DECISION_TTL_S) -> None:
         self.redis = redis
         self.keys = BanditKeys(prefix)
+        self.config = config  # the profiles' consent default: the bandit learns from whom the profile step counts
         self.window_ms = int(conversion_window_min * 60_000)
         self.pointer_ttl_ms = decision_ttl_s * 1000
         self._count = redis.register_script(COUNT)
@@ -253,7 +254,7 @@ class BanditLearner:
         buyers: dict[str, list[int]] = defaultdict(list)                         # visitor hash -> purchase ts
         for event in events:
             profile = result.profiles.get(event.get("visitor_id"))
-            if profile is None or not has_analytics_consent(profile):
+            if profile is None or not has_analytics_consent(profile, self.config):
                 continue  # erased, or no consent: the profile step dropped the event too
             ts = event.get("ts")
             if not isinstance(ts, int) or isinstance(ts, bool):

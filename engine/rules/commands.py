@@ -75,7 +75,7 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
 
 
 async def backtest(path: str, settings, config, hours: float, progress: bool = True, out=sys.stdout) -> int:
-    from engine.stream.history import topic_history
+    from engine.stream.history import read_history
 
     rs = load_ruleset(path, int(time.time() * 1000), half_life_days=config.interest_half_life_days)
     for problem in rs.errors:
@@ -85,25 +85,14 @@ async def backtest(path: str, settings, config, hours: float, progress: bool = T
     test = Backtest(rs, config)
     since = (time.time() - hours * 3600) * 1000
     events = []
-    async for batch, done, total in topic_history(settings):
+    async for batch in read_history(settings, "backtest: read", progress):
         events += [e for e in batch if isinstance(e.get("ts"), int) and e["ts"] >= since]
-        if progress:
-            _bar(done, total)
-    if progress:
-        print(file=sys.stderr)
     events.sort(key=lambda e: (e.get("ts", 0), e.get("event_id", "")))
     for event in events:
         test.feed(event)
     print(f"backtest of {path} on the last {hours:g} h of {settings.topic}", file=out)
     print(test.table(), file=out)
     return 0
-
-
-def _bar(done: int, total: int, width: int = 30) -> None:
-    share = done / total if total else 1.0
-    filled = int(share * width)
-    print(f"\rreading events [{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done:,}/{total:,}",
-          end="", file=sys.stderr, flush=True)
 
 
 def at_time(text: str | None) -> int:

@@ -19,8 +19,9 @@ from engine.rules.ruleset import RuleSet
 
 
 class ModelSlots:
-    def __init__(self, store: BanditStore) -> None:
+    def __init__(self, store: BanditStore, *, half_life_days: float) -> None:
         self.store = store
+        self.half_life_days = half_life_days
         self.rng = np.random.default_rng()
 
     async def choose(self, rs: RuleSet, slots: list[str], person: dict | None, prefs: dict, context: dict,
@@ -32,7 +33,7 @@ class ModelSlots:
             allowed = model_variants(slot, prefs, person) if slot is not None else ()
             if len(allowed) < 1:
                 continue
-            key = key or context_key(person, context, now_ms)
+            key = key or context_key(person, context, now_ms, half_life_days=self.half_life_days)
             spec = replace(slot.model, variants=allowed)
             choices[name] = choose(spec, await self.store.stats(name), key, visitor_id, name, slot.default, self.rng)
         return choices

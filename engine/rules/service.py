@@ -12,7 +12,7 @@ import time
 from engine.errors import InvalidInput
 from engine.ingest.visitor_ids import is_visitor_id
 from engine.profiles.segments import derive
-from engine.rules.context import build_context, check_context
+from engine.rules.context import check_context
 from engine.rules.decide import Decision, decide
 from engine.rules.live import LiveRules
 from engine.settings import Settings

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import AsyncIterator
 
 from aiokafka import TopicPartition
+from tqdm import tqdm
 
 from engine.settings import Settings
 from engine.stream import codec, kafka
@@ -30,6 +32,16 @@ def _decoded(values) -> list[dict]:
         except Exception as exc:
             log.warning("skipping an undecodable archived record: %r", exc)
     return events
+
+
+async def read_history(settings: Settings, label: str, progress: bool, batch_size: int = 10_000,
+                       before_first=None) -> AsyncIterator[list[dict]]:
+    """topic_history's batches, with a progress bar on stderr (`label`: what is reading) when `progress`."""
+    with tqdm(desc=label, unit=" events", disable=not progress, file=sys.stderr) as bar:
+        async for events, done, total in topic_history(settings, batch_size, before_first):
+            bar.total = total
+            bar.update(done - bar.n)
+            yield events
 
 
 async def topic_history(settings: Settings, batch_size: int = 10_000, before_first=None) -> AsyncIterator[tuple[list[dict], int, int]]:

@@ -8,6 +8,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
 
 from engine.settings import Settings
 
@@ -16,30 +17,26 @@ log = logging.getLogger("engine.kafka")
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
     """Create the events and rejected topics if missing (idempotent)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            wanted = [
-                NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-                for name in (settings.topic, settings.rejected_topic)
-                if name not in existing
-            ]
-            if wanted:
-                try:
-                    await admin.create_topics(wanted)
-                except TopicAlreadyExistsError:
-                    pass
-            return
-        except Exception as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.info("waiting for the broker at %s: %r", settings.kafka, exc)
-            await asyncio.sleep(0.5)
-        finally:
-            await admin.close()
+    async for attempt in AsyncRetrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.5), reraise=True,
+                                       before_sleep=lambda state: log.info("waiting for the broker at %s: %r",
+                                                                           settings.kafka, state.outcome.exception())):
+        with attempt:
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                existing = set(await admin.list_topics())
+                wanted = [
+                    NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+                    for name in (settings.topic, settings.rejected_topic)
+                    if name not in existing
+                ]
+                if wanted:
+                    try:
+                        await admin.create_topics(wanted)
+                    except TopicAlreadyExistsError:
+                        pass
+            finally:
+                await admin.close()
 
 
 async def delete_topic(settings: Settings, topic: str) -> None:

@@ -8,27 +8,20 @@ A live worker may keep running: both apply each event_id once, so they converge.
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Awaitable, Callable, Sequence
 
 from engine.settings import Settings
 from engine.stream import kafka
 from engine.stream.consumer import Handler
-from engine.stream.history import topic_history
+from engine.stream.history import read_history
 
 
 async def replay(settings: Settings, handlers: Sequence[Handler], clear: Callable[[], Awaitable[object]],
                  progress: bool = True) -> int:
     await kafka.ensure_topics(settings)
-    applied, started = 0, time.monotonic()
-    async for events, done, total in topic_history(settings, settings.batch_size, before_first=clear):
+    applied = 0
+    async for events in read_history(settings, "replay", progress, settings.batch_size, before_first=clear):
         for handler in handlers:
             await handler(events)
         applied += len(events)
-        if progress:
-            rate = done / max(time.monotonic() - started, 1e-6)
-            print(f"\rreplay {done}/{total} events ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
     return applied

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 
 from helpers import Engine, wait_until
 from traffic import Sender, counted

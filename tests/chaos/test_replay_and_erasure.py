@@ -4,10 +4,7 @@ Erasure reaches the archive: the person's events leave it, and a replay does not
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
-import httpx
-import msgpack
 
 from engine.stream.archive import open_archive
 from helpers import Engine, Process, wait_until

@@ -13,7 +13,7 @@ import signal
 import time
 
 from helpers import wait_until
-from test_embedded_up import alive, children_of, start_up
+from processes import alive, children_of, start_up
 from traffic import Sender, counted
 
 ENV = {"CLICKSTREAM_ARCHIVE_SEGMENT_S": "1", "CLICKSTREAM_SPOOL_GRACE_S": "1", "CLICKSTREAM_LOG_CHECK_S": "0.5",

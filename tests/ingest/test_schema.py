@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from engine.api.errors import status_of
-from engine.errors import BadRequest, PayloadTooLarge
+from engine.errors import InvalidInput, TooLarge
 from engine.ingest.collector import RequestInfo, collect, parse_body
 from engine.ingest.schema import InvalidEvent, validate_event
 from engine.profiles.model import MONEY_MAX, QTY_MAX
@@ -133,7 +133,7 @@ def test_event_visitor_id_wins_over_cookie():
 
 @pytest.mark.parametrize("body, status", [(b"{", 400), (b"\xff\xfe", 400), (b"[1,2]", 400), (b'{"events": 3}', 400), (b"42", 400)])
 def test_bad_bodies_fail_whole(body, status):
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse_body(body)
     assert status_of(caught.value) == status
 
@@ -149,14 +149,14 @@ def test_bad_bodies_fail_whole(body, status):
     ],
 )
 def test_bodies_past_the_decoder_bounds_fail_whole_with_the_reason(body, error):
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidInput) as caught:
         parse_body(body)
     assert status_of(caught.value) == 400 and caught.value.error == error
 
 
 def test_too_many_events_is_413():
     info = RequestInfo(received_at=NOW, visitor_id=VID, user_agent=None, ip=None)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(TooLarge):
         collect([{"type": "page_view"}] * 501, info, max_events=500, new_id=lambda: "x")
 
 
@@ -206,7 +206,7 @@ def test_any_body_is_refused_whole_or_gives_events_that_encode(body):
     info = RequestInfo(received_at=NOW, visitor_id="v", user_agent=None, ip=None)
     try:
         raw_events = parse_body(body)
-    except BadRequest as exc:
+    except InvalidInput as exc:
         assert status_of(exc) == 400 and exc.error
         return
     batch = collect(raw_events, info, max_events=500, new_id=lambda: "id")

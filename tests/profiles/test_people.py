@@ -4,7 +4,6 @@ import uuid
 
 import pytest
 
-from engine.profiles.model import fold, new_profile
 from engine.profiles.people import People
 from engine.profiles.store import ProfileStore
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from engine.errors import BadRequest
+from engine.errors import InvalidInput
 from engine.recommend.catalog import Catalog, CatalogItem, check_items, parse_text, read_file
 
 
@@ -46,7 +46,7 @@ def test_file_errors_name_the_line_and_the_field(text, message):
     ({"items": "a"}, "items"),
 ])
 def test_api_items_are_checked_field_by_field(body, field):
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidInput) as caught:
         check_items(body)
     assert caught.value.error.startswith(field + ":")
 

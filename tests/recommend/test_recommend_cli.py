@@ -67,7 +67,7 @@ async def test_train_shows_progress_publishes_and_refuses_an_empty_history(setti
     try:
         done = run(settings, "train", CLICKSTREAM_ALS_FACTORS="8", CLICKSTREAM_ALS_ITERATIONS="5")
         assert done.returncode == 0, done.stderr
-        assert f"read {len(rows)}/{len(rows)} events" in done.stderr  # the progress line
+        assert "train: read" in done.stderr and f"{len(rows)}/{len(rows)}" in done.stderr  # the progress bar
         assert "published ALS model" in done.stdout and "60 persons, 12 items" in done.stdout
         current = await redis.get(f"{settings.redis_prefix}:rec:als:current")
         assert current is not None and current.decode() in done.stdout

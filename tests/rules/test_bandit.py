@@ -131,13 +131,13 @@ def test_holdout_share_is_stable_per_visitor_and_slot():
 
 def test_context_key_is_small_and_discrete():
     person = {"value": {"tier": "key"}, "interests": {"shoes": [5.0, NOW - HOUR], "bags": [2.0, NOW - HOUR]}}
-    assert context_key(person, {"device": "Mobile"}, NOW) == "mobile|key|shoes"
-    assert context_key(None, {}, NOW) == "other|new|none"
+    assert context_key(person, {"device": "Mobile"}, NOW, half_life_days=14.0) == "mobile|key|shoes"
+    assert context_key(None, {}, NOW, half_life_days=14.0) == "other|new|none"
     faded = {"interests": {"shoes": [5.0, NOW - 90 * 24 * HOUR]}}
-    assert context_key(faded, {"device": "desktop"}, NOW) == "desktop|new|none"   # decayed below one view
+    assert context_key(faded, {"device": "desktop"}, NOW, half_life_days=14.0) == "desktop|new|none"   # decayed below one view
     odd = {"value": {"tier": "platinum"}, "interests": {"Garden & Patio!": [3.0, NOW]}}
-    assert context_key(odd, {"device": "fridge"}, NOW) == "other|new|garden-patio"
-    assert context_key(person, {"device": "tablet"}, NOW, categories=["bags"]) == "tablet|key|other"
+    assert context_key(odd, {"device": "fridge"}, NOW, half_life_days=14.0) == "other|new|garden-patio"
+    assert context_key(person, {"device": "tablet"}, NOW, categories=["bags"], half_life_days=14.0) == "tablet|key|other"
 
 
 def test_ips_is_unbiased_for_a_known_policy_on_a_synthetic_log():

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from redis.cluster import key_slot
 
-from engine.profiles.model import new_profile
+from engine.profiles.model import ProfileConfig, new_profile
 from engine.profiles.store import BatchResult
 from engine.rules.bandit import GLOBAL, HOLDOUT
 from engine.rules.bandit_store import BanditLearner, BanditStore
@@ -22,7 +22,7 @@ SPEC = ModelSpec(("a", "b"), min_impressions=10, exploration=0.1, holdout=5)
 @pytest.fixture
 async def bandit(redis_client):
     prefix = unique("tb")
-    yield BanditStore(redis_client, prefix, cache_s=0), BanditLearner(redis_client, prefix)
+    yield BanditStore(redis_client, prefix, cache_s=0), BanditLearner(redis_client, prefix, ProfileConfig())
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
     if keys:
         await redis_client.delete(*keys)

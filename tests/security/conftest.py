@@ -10,19 +10,12 @@ from __future__ import annotations
 import pytest
 
 from attacks import KEY, ORIGIN, SCOPED
-from helpers import Engine
+from helpers import Engine, started
 
 
 @pytest.fixture(scope="session")
 async def secure(settings_for, tmp_session):
     keys = (KEY, *(f"{name}:{scope}" for name, scope in SCOPED.items()))
-    running = Engine(settings_for(api_keys=keys, site_origins=(ORIGIN,)), tmp_session / "secure")
-    running.start_worker()
-    running.start_api()
-    try:
-        await running.wait_ready()
-    except AssertionError:
-        running.stop()
-        raise
+    running = await started(Engine(settings_for(api_keys=keys, site_origins=(ORIGIN,)), tmp_session / "secure"))
     yield running
     running.stop()
