@@ -54,6 +54,7 @@ FLOW = {
     "redis": (REDIS.replace("/0", "/1"), lambda s: services(s).stores.redis.connection_pool.connection_kwargs["db"], 1),
     "api_keys": ("k1:read", lambda s: _key_statuses(s), {"read": 404, "erase": 403, "unknown": 401}),
     "identity_secret": ("x" * 40, lambda s: s.identity_secret, "x" * 40),
+    "console_secret": ("c" * 40, lambda s: wiring.build_app(s, services(s)).state.services.console_sessions.secret, "c" * 40),
     "demo_login": ("true", lambda s: any(getattr(r, "path", "") == "/demo/login" for r in wiring.build_app(s, services(s)).routes), True),
     "untrusted_orders": ("claim", lambda s: handlers(s)[1].orders.policy, "claim"),
     "rate_limit_per_s": ("7.5", lambda s: services(s).limiter.rate, 7.5),
