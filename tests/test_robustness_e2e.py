@@ -246,6 +246,8 @@ async def dump(redis: aioredis.Redis, prefix: str) -> dict:
             out[name] = {m: float(f"{s:.12g}") for m, s in await redis.zrange(key, 0, -1, withscores=True)}
         elif kind == "string":
             out[name] = await redis.get(key)
+        elif kind == "list":  # each visitor's recent events, rebuilt by the replay
+            out[name] = await redis.lrange(key, 0, -1)
         elif kind == "list":
             out[name] = await redis.lrange(key, 0, -1)
         else:

@@ -20,7 +20,6 @@ import pytest
 
 from engine import wiring
 from engine.api.app import API, COLLECTOR
-from engine.console.session import console_secret
 from engine.profiles.derived import system_clock
 from engine.rules.live import LiveRules
 from engine.settings import PREFIX, Settings
@@ -70,6 +69,7 @@ FLOW = {
     "redis": (REDIS.replace("/0", "/1"), lambda s: services(s).stores.redis.connection_pool.connection_kwargs["db"], 1),
     "api_keys": ("k1:read", lambda s: _key_statuses(s), {"read": 404, "erase": 403, "unknown": 401}),
     "identity_secret": ("x" * 40, lambda s: s.identity_secret, "x" * 40),
+    "console_secret": ("c" * 40, lambda s: wiring.build_app(s, services(s)).state.services.console_sessions.secret, "c" * 40),
     "demo_login": ("true", lambda s: any(getattr(r, "path", "") == "/demo/login" for r in wiring.build_app(s, services(s)).routes), True),
     "untrusted_orders": ("claim", lambda s: handlers(s)[1].orders.policy, "claim"),
     "rate_limit_per_s": ("7.5", lambda s: services(s).limiter.rate, 7.5),
@@ -124,7 +124,6 @@ FLOW = {
     "als_regularization": ("0.5", lambda s: wiring.als_params(s).regularization, 0.5),
     "ease_regularization": ("42", lambda s: wiring.als_params(s).item_regression.regularization, 42.0),
     "ease_max_items": ("77", lambda s: wiring.als_params(s).item_regression.max_items, 77),
-    "console_secret": ("c" * 40, lambda s: console_secret(s), "c" * 40),
     "experiment_window_hours": ("2", lambda s: (services(s).stores.experiments.window_ms, services(s).experiments.window_hours),
                                 (2 * 3_600_000, 2.0)),
     "global_holdout": ("12.5", lambda s: (services(s).experiments.global_percent, services(s).decider.settings.global_holdout),

@@ -93,6 +93,7 @@ class HttpServices:
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
         self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
         self.public_view = None   # the person as the API shows them (engine.api.profiles.person_view)
+        self.console_sessions = None  # engine.console.session.Sessions (API role): the console's cookie
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.segment_state: Callable[[], Awaitable[dict]] | None = None  # changes, backfill, deliveries for /metrics
         self.producer = None
@@ -192,8 +193,8 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         routes += catalog_routes(access, services.recommend, services.changelog.publish)
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
-        routes += console_routes(Sessions(console_secret(settings), settings.api_keys), services,
-                                 Flow(stores.redis, settings.redis_prefix))
+        services.console_sessions = Sessions(console_secret(settings), settings.api_keys)
+        routes += console_routes(services.console_sessions, services, Flow(stores.redis, settings.redis_prefix))
     if settings.demo_login:
         routes += demo_routes(settings, access)
     bot_days = services.bot_counts.recent if services.bot_counts is not None else None

@@ -115,3 +115,12 @@ async def test_segment_sizes_are_kept_per_step_and_read_back_in_order(redis_clie
     assert len(history) == 3600 // SAMPLE_S and history[-1][1] == {"shoe-lovers": 5, "buyers": 1}
     assert history[-2][1] == {"shoe-lovers": 3} and history[0][1] == {}
     assert 0 < await redis_client.ttl(sizes.key(now // SAMPLE_S)) <= 48 * 3600
+
+
+def test_without_a_console_secret_the_data_folder_keeps_one_that_outlives_a_restart(tmp_path):
+    from engine.console.session import SECRET_FILE, console_secret
+
+    first = console_secret(Settings(data_dir=tmp_path))
+    assert len(first) == 64 and console_secret(Settings(data_dir=tmp_path)) == first
+    assert (tmp_path / SECRET_FILE).stat().st_mode & 0o077 == 0
+    assert console_secret(Settings(data_dir=tmp_path, console_secret="chosen")) == "chosen"
