@@ -24,27 +24,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.metrics import RATE_LIMITED, RATE_LIMIT_UNAVAILABLE
+from engine.redis_scripts import lua
 
 log = logging.getLogger("engine.ingest")
 
 # KEYS[1]: the bucket.  ARGV: rate per second, burst.  Returns ms to wait (0: go ahead).
-TAKE = """
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local bucket = redis.call('HMGET', KEYS[1], 'n', 't')
-local tokens, last = tonumber(bucket[1]) or burst, tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - last) * rate / 1000)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
-end
-redis.call('HSET', KEYS[1], 'n', tostring(tokens), 't', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return wait
-"""
+TAKE = lua("ingest", "take.lua")
 
 TIMEOUT_S = 0.25        # a slow Redis costs a request this much at most
 PAUSE_S = 5.0           # after a failure, requests pass without asking Redis for this long

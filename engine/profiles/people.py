@@ -42,58 +42,20 @@ from engine.profiles import changes
 from engine.profiles.identity import merge_all
 from engine.profiles.user_ids import is_identity_id
 from engine.profiles.store import BatchResult, ProfileStore, unpack_profile
+from engine.redis_scripts import lua
 
 # KEYS: links, audit, tomb.  ARGV: visitor id, event id, linked entry, refused entry, cap.
-LINK = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'erased' end
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 'linked' end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[5]) then
-  redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
-  return 'capped'
-end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
-return 'linked'
-"""
-
-# Byte-wise "a is later than b" for stamps (Lua's own `<` follows the server's locale).
-_LATER = """
-local function later(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-"""
+LINK = lua("profiles", "link.lua")
 
 # KEYS: the visitor's profile.  ARGV: document, stamp.  An erased visitor keeps no preferences.
-VISITOR_PREFS = _LATER + """
-if redis.call('HEXISTS', KEYS[1], 't') == 1 then return 0 end
-local current = redis.call('HGET', KEYS[1], 'prefs_at')
-if current and not later(ARGV[2], current) then return 0 end
-redis.call('HSET', KEYS[1], 'prefs', ARGV[1], 'prefs_at', ARGV[2])
-return 1
-"""
+VISITOR_PREFS = lua("profiles", "later.lua", "visitor_prefs.lua")
 
 # KEYS: the user's prefs, prefs_at, tomb.  ARGV: document, stamp.
-USER_PREFS = _LATER + """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local current = redis.call('GET', KEYS[2])
-if current and not later(ARGV[2], current) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"""
+USER_PREFS = lua("profiles", "later.lua", "user_prefs.lua")
 
 # KEYS: the refused user's audit, the owner's audit, their tombstones.  ARGV: event id, the two entries.
 # Both or neither: an erased person leaves no trace in the other's log either.
-REFUSE = """
-if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
-return 1
-"""
+REFUSE = lua("profiles", "refuse.lua")
 
 ErasureHook = Callable[[str, list[dict]], Awaitable[None]]
 Publish = Callable[[list[dict]], Awaitable[None]]

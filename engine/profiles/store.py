@@ -64,6 +64,7 @@ from redis.cluster import key_slot
 
 from engine.errors import Unavailable
 from engine.profiles import model
+from engine.redis_scripts import lua
 
 log = logging.getLogger("engine.profiles")
 
@@ -76,16 +77,7 @@ DEDUP_DAYS = 30
 
 # KEYS: profiles.  ARGV: the version the worker holds in memory per profile ('' if none).
 # Returns per profile: version, data (omitted when the worker's copy is current), seen ids, tombstone.
-READ = """
-local out = {}
-for k = 1, #KEYS do
-  local row = redis.call('HMGET', KEYS[k], 'v', 's', 't')
-  local data = false
-  if row[1] ~= ARGV[k] then data = redis.call('HGET', KEYS[k], 'd') end
-  out[k] = {row[1], data, row[2], row[3]}
-end
-return out
-"""
+READ = lua("profiles", "read.lua")
 
 # KEYS: profiles (each one's :seen hash is its key with `seen` for the final `p`: the same
 # hash tag, so the same slot; not passed, to keep the call as cheap as before it existed).
@@ -192,11 +184,7 @@ MAX_ATTEMPTS = 12
 PROFILES_PER_CALL = 500  # bounds how long one script holds Redis
 
 # KEYS: the profile, its :seen hash.  ARGV: when (ms).
-ERASE = """
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 't', ARGV[1])
-return 1
-"""
+ERASE = lua("profiles", "erase.lua")
 
 
 class _StaleCopy(Exception):

@@ -42,198 +42,29 @@ from redis.asyncio import Redis
 from engine.profiles import model, orders
 from engine.profiles.store import BatchResult
 from engine.recommend import cooccur, popularity, shrink
+from engine.redis_scripts import lua
 
 KINDS = {"purchase": ("pp:", "np", "orders"), "view": ("pv:", "nv", "sessions")}
 PAIRS_PER_CALL = 20_000  # bounds how long one script holds Redis (an order of n items costs n^2)
-
-# Subtracts one count, deleting fields that reach zero (no ghosts of erased people).
-_DECR = """
-local function decr(key, field)
-  if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
-end
-local function unweigh(key, w, item)
-  local left = tonumber(redis.call('ZINCRBY', key, '-' .. w, item))
-  if left <= tonumber(w) * 1e-9 then redis.call('ZREM', key, item) end
-end
-"""
-
-# Subtracts one order's record (msgpack [visitor, ts, weight, items, categories, era]).
-_UNAPPLY = _DECR + """
-local function unapply(B, rec)
-  local r = cmsgpack.unpack(rec)
-  local w, items, cats, era = r[3], r[4], r[5], r[6]
-  for i = 1, #items do
-    local a = items[i]
-    decr(B .. 'np', a)
-    unweigh(B .. 'pop:' .. era, w, a)
-    if cats[i] ~= '' then unweigh(B .. 'popc:' .. era .. ':' .. cats[i], w, a) end
-    for j = 1, #items do
-      if j ~= i then decr(B .. 'pp:' .. a, items[j]) end
-    end
-  end
-  decr(B .. 'totals', 'orders')
-end
-"""
 
 # KEYS[1]: B order.  ARGV: B, msgpack ops, view ttl (s), items per session.
 # op: {'o', order field, visitor, record, weight, items, categories, era, order id, trusted (1/0)}
 #   | {'v', visitor, session, item, category}
 # Returns how many orders and views were new.
-APPLY = _UNAPPLY + """
-local B, ops, ttl, cap = ARGV[1], cmsgpack.unpack(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local new = 0
-for _, op in ipairs(ops) do
-  local counted = true
-  if op[1] == 'o' and op[10] == 1 then
-    -- the back end confirms an order: the browser's copy of it (same visitor) gives way
-    local copy = 'u:' .. op[3] .. ':' .. op[9]
-    local rec = redis.call('HGET', KEYS[1], copy)
-    if rec and rec ~= 'x' and redis.call('HEXISTS', KEYS[1], op[2]) == 0 then
-      unapply(B, rec)
-      redis.call('HSET', KEYS[1], copy, 'x')
-      redis.call('SREM', B .. 'vorders:' .. op[3], copy)
-    end
-  elseif op[1] == 'o' and redis.call('HEXISTS', KEYS[1], op[9]) == 1 then
-    counted = false  -- a browser's copy of an order the back end has confirmed
-  end
-  if op[1] == 'o' then
-    if counted and redis.call('HSETNX', KEYS[1], op[2], op[4]) == 1 then
-      new = new + 1
-      redis.call('SADD', B .. 'vorders:' .. op[3], op[2])
-      redis.call('HINCRBY', B .. 'totals', 'orders', 1)
-      local items, cats, w, era = op[6], op[7], op[5], op[8]
-      for i = 1, #items do
-        local a = items[i]
-        redis.call('HINCRBY', B .. 'np', a, 1)
-        redis.call('ZINCRBY', B .. 'pop:' .. era, w, a)
-        if cats[i] ~= '' then
-          redis.call('ZINCRBY', B .. 'popc:' .. era .. ':' .. cats[i], w, a)
-          redis.call('HSET', B .. 'cat', a, cats[i])
-        end
-        local pk = B .. 'pp:' .. a
-        for j = 1, #items do
-          if j ~= i then redis.call('HINCRBY', pk, items[j], 1) end
-        end
-      end
-    end
-  else
-    local vid, sid, item, cat = op[2], op[3], op[4], op[5]
-    if cat ~= '' then redis.call('HSET', B .. 'cat', item, cat) end
-    local sk = B .. 'sv:' .. vid .. ':' .. sid
-    if redis.call('SISMEMBER', sk, item) == 0 then
-      local before = redis.call('SMEMBERS', sk)
-      if #before < cap then
-        new = new + 1
-        if #before == 0 then
-          redis.call('HINCRBY', B .. 'totals', 'sessions', 1)
-          redis.call('SADD', B .. 'vsess:' .. vid, sid)
-        end
-        for _, other in ipairs(before) do
-          redis.call('HINCRBY', B .. 'pv:' .. item, other, 1)
-          redis.call('HINCRBY', B .. 'pv:' .. other, item, 1)
-        end
-        redis.call('HINCRBY', B .. 'nv', item, 1)
-        redis.call('SADD', sk, item)
-        redis.call('EXPIRE', sk, ttl)
-        redis.call('EXPIRE', B .. 'vsess:' .. vid, ttl)
-      end
-    end
-  end
-end
-return new
-"""
+APPLY = lua("recommend", "decr.lua", "unapply.lua", "apply.lua")
 
 # KEYS[1]: B order.  ARGV: B, visitor, order fields...   Returns how many orders were subtracted.
-FORGET_ORDERS = _UNAPPLY + """
-local B, done = ARGV[1], 0
-for n = 3, #ARGV do
-  local rec = redis.call('HGET', KEYS[1], ARGV[n])
-  if rec and rec ~= 'x' then
-    unapply(B, rec)
-    redis.call('HSET', KEYS[1], ARGV[n], 'x')
-    done = done + 1
-  end
-end
-redis.call('DEL', B .. 'vorders:' .. ARGV[2])
-return done
-"""
+FORGET_ORDERS = lua("recommend", "decr.lua", "unapply.lua", "forget_orders.lua")
 
 # KEYS[1]: B vsess:<visitor>.  ARGV: B, visitor.  Returns how many sessions were subtracted.
-FORGET_VIEWS = _DECR + """
-local B, vid, done = ARGV[1], ARGV[2], 0
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local sk = B .. 'sv:' .. vid .. ':' .. sid
-  local items = redis.call('SMEMBERS', sk)
-  if #items > 0 then
-    for i = 1, #items do
-      decr(B .. 'nv', items[i])
-      for j = 1, #items do
-        if j ~= i then decr(B .. 'pv:' .. items[i], items[j]) end
-      end
-    end
-    decr(B .. 'totals', 'sessions')
-    done = done + 1
-  end
-  redis.call('DEL', sk)
-end
-redis.call('DEL', KEYS[1])
-return done
-"""
+FORGET_VIEWS = lua("recommend", "decr.lua", "forget_views.lua")
 
 # KEYS[1]: pairs hash of the seed.  ARGV: item counts hash, totals hash, total field, seed, min support,
 # method, limit, prior strength, then (method shrunk) popular items that compete with the pairs
 # (engine.recommend.shrink.rank).  The normalization of cooccur.similarity, done here so that only the
 # top `limit` (flat: id, score as %.17g, which round-trips a double, raw pair count, the item's own
 # count) cross the wire instead of every pair; the counts are the evidence a list shows.
-SIMILAR = """
-local flat, ids, pair, paired = redis.call('HGETALL', KEYS[1]), {}, {}, {}
-local support, method, limit, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-for i = 1, #flat, 2 do
-  local c = tonumber(flat[i + 1])
-  if c >= support and c > 0 and flat[i] ~= ARGV[4] then
-    ids[#ids + 1] = flat[i]
-    pair[#pair + 1] = c
-    paired[flat[i]] = true
-  end
-end
-local npairs = #ids
-if method == 'shrunk' and m > 0 then
-  for i = 9, #ARGV do
-    if not paired[ARGV[i]] and ARGV[i] ~= ARGV[4] then
-      paired[ARGV[i]] = true
-      ids[#ids + 1] = ARGV[i]
-      pair[#pair + 1] = 0
-    end
-  end
-end
-local na = tonumber(redis.call('HGET', ARGV[1], ARGV[4]) or '0')
-local total = tonumber(redis.call('HGET', ARGV[2], ARGV[3]) or '0')
-local scored = {}
-for start = 1, #ids, 1000 do
-  local part = redis.call('HMGET', ARGV[1], unpack(ids, start, math.min(start + 999, #ids)))
-  for j = 1, #part do
-    local n = start + j - 1
-    local p, nb = pair[n], tonumber(part[j] or '0')
-    local s
-    if method == 'confidence' then s = p / math.max(na, p)
-    elseif method == 'cosine' then s = p / math.sqrt(math.max(na, p) * math.max(nb, p))
-    elseif method == 'jaccard' then s = p / math.max(na + nb - p, p)
-    elseif method == 'lift' then s = p * math.max(total, 1) / (math.max(na, p) * math.max(nb, p))
-    elseif method == 'shrunk' then s = (p + m * nb / math.max(total, 1)) / (math.max(na, p) + m)
-    else s = p end
-    if s > 0 then scored[#scored + 1] = {ids[n], s, p, nb} end
-  end
-end
-table.sort(scored, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
-local out = {}
-for i = 1, math.min(limit, #scored) do
-  out[#out + 1] = scored[i][1]
-  out[#out + 1] = string.format('%.17g', scored[i][2])
-  out[#out + 1] = scored[i][3]
-  out[#out + 1] = scored[i][4]
-end
-return out
-"""
+SIMILAR = lua("recommend", "similar.lua")
 
 
 class Neighbours(NamedTuple):

@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from engine.profiles import orders
 from engine.profiles.model import ProfileConfig, has_analytics_consent
 from engine.rules.bandit import GLOBAL, HOLDOUT, lift
+from engine.redis_scripts import lua
 
 DECISION_TTL_S = 86_400
 STATS_CACHE_S = 1.0
@@ -55,72 +56,16 @@ SEEN_EVENTS = ("impression", "content_click")
 # KEYS[1]: the slot's counts; KEYS[1 + n]: the decision named by event n.
 # ARGV per event: kind ('i' impression, 'c' click), visitor hash, ts.
 # Returns {n, first click ts} for each click on a known decision of that visitor.
-COUNT = """
-local counts = KEYS[1]
-local out = {}
-for k = 2, #KEYS do
-  local at = (k - 2) * 3
-  local kind, visitor, ts = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-  local d = redis.call('HMGET', KEYS[k], 'variant', 'context', 'visitor', 'shown', 'clicked')
-  if d[1] and d[3] == visitor then
-    local cells = {'|*|' .. d[1]}
-    if d[2] ~= '*' then cells[2] = '|' .. d[2] .. '|' .. d[1] end
-    if not d[4] then
-      redis.call('HSET', KEYS[k], 'shown', ts)
-      for _, cell in ipairs(cells) do redis.call('HINCRBY', counts, 'i' .. cell, 1) end
-    end
-    if kind == 'c' then
-      if not d[5] then
-        redis.call('HSET', KEYS[k], 'clicked', ts)
-        for _, cell in ipairs(cells) do redis.call('HINCRBY', counts, 'c' .. cell, 1) end
-      end
-      out[#out + 1] = {k - 1, d[5] or ts}
-    end
-  end
-end
-return out
-"""
+COUNT = lua("rules", "count.lua")
 
 # KEYS[1]: a visitor's click pointers.  ARGV[1]: ttl ms; then per click: slot, ts, decision id.
 # Keeps the newest click per slot, so an old click replayed does not displace a newer one.
-POINT = """
-for i = 2, #ARGV, 3 do
-  local current = redis.call('HGET', KEYS[1], ARGV[i])
-  if not current or tonumber(string.match(current, '^%S+')) < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ' ' .. ARGV[i + 2])
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
+POINT = lua("rules", "point.lua")
 
 # KEYS[1]: the slot's counts; KEYS[1 + n]: a clicked decision.  ARGV[1]: window ms;
 # then per purchase or add-to-cart: visitor hash, ts, kind ('v' purchase, 'a' add-to-cart), revenue share.
 # A decision converts at most once and counts at most one add-to-cart.
-CONVERT = """
-local window = tonumber(ARGV[1])
-local converted = 0
-for k = 2, #KEYS do
-  local at = 1 + (k - 2) * 4
-  local visitor, ts, kind, share = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4]
-  local flag = kind == 'v' and 'converted' or 'carted'
-  local d = redis.call('HMGET', KEYS[k], 'variant', 'context', 'visitor', 'clicked', flag)
-  if d[1] and d[3] == visitor and d[4] and not d[5] then
-    local since = ts - tonumber(d[4])
-    if since >= 0 and since <= window then
-      redis.call('HSET', KEYS[k], flag, ARGV[at + 2])
-      local cells = {'|*|' .. d[1]}
-      if d[2] ~= '*' then cells[2] = '|' .. d[2] .. '|' .. d[1] end
-      for _, cell in ipairs(cells) do
-        redis.call('HINCRBY', KEYS[1], kind .. cell, 1)
-        if kind == 'v' then redis.call('HINCRBYFLOAT', KEYS[1], 'r' .. cell, share) end
-      end
-      converted = converted + 1
-    end
-  end
-end
-return converted
-"""
+CONVERT = lua("rules", "convert.lua")
 
 REWARD_COUNTER = {"click": "c", "add_to_cart": "a", "purchase": "v", "revenue": "r"}
 
