@@ -9,23 +9,29 @@
                            (and alerts {kind, person, item, at}), read by the delivery worker
     {prefix}:segstats      hash: counters for /metrics (entered, exited, alerts, ...)
 
-One script per person compares the stored membership with the new one, writes it, sets
-the due time and appends the changes, so each change is recorded exactly once however
-many workers (batch or sweeper) evaluate the person. `emit=False` (replay, backfill)
+One script call per chunk of people compares each person's stored membership with the
+new one, writes it, sets the due time and appends the changes, so each change is
+recorded exactly once however many workers (batch or sweeper) evaluate the person; the
+people travel packed in one argument, since the client's cost is per command and per
+argument, not per member. `emit=False` (replay, backfill)
 rebuilds the sets without recording changes. Erasure removes the person from every set,
 the due set and the outbox.
 """
 
 from __future__ import annotations
 
+import msgpack
 from redis.asyncio import Redis
+
 from engine.redis_scripts import lua
 
 OUTBOX_MAXLEN = 1_000_000  # entries kept; a destination further behind than this loses the oldest
+PEOPLE_PER_CALL = 2_000    # bounds how long one script holds Redis
 
 # KEYS: due, outbox, stats, seg:<name> (n of them).
-# ARGV: person, at, emit (1/0), due (ms, '' for none, 'keep'), reason, maxlen, n, the n names,
-#       then per segment: inside (1/0), score.  Returns the number of changes recorded.
+# ARGV: at, emit (1/0), reason, maxlen, msgpack [names, [[person, due, flags, scores], ...]]
+#       with due: ms, '' for none or 'keep'; flags: '1'/'0' per name; scores: text per name
+#       (text keeps every digit).  Returns the number of changes recorded.
 UPDATE_SCRIPT = lua("profiles", "update.lua")
 
 
@@ -50,15 +56,14 @@ class SegmentIndex:
         number of changes recorded."""
         if not memberships or not names:
             return 0
-        keys_tail = [self.key(n) for n in names]
+        keys = [self.due_key, self.outbox_key, self.stats_key, *(self.key(n) for n in names)]
+        people = [[person_id, _due_arg(due, person_id), "".join("1" if name in scores else "0" for name in names),
+                   [repr(float(scores.get(name, 0.0))) for name in names]]
+                  for person_id, scores in memberships.items()]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for person_id, scores in memberships.items():
-                args = [person_id, at, "1" if emit else "0", _due_arg(due, person_id), reason, OUTBOX_MAXLEN, len(names)]
-                args += names
-                for name in names:
-                    args += ["1" if name in scores else "0", repr(float(scores.get(name, 0.0)))]
-                await self._update(keys=[self.due_key, self.outbox_key, self.stats_key, *keys_tail], args=args,
-                                   client=pipe)
+            for start in range(0, len(people), PEOPLE_PER_CALL):
+                packed = msgpack.packb([names, people[start : start + PEOPLE_PER_CALL]], use_bin_type=False)
+                await self._update(keys=keys, args=[at, "1" if emit else "0", reason, OUTBOX_MAXLEN, packed], client=pipe)
             counts = await pipe.execute()
         return sum(int(c) for c in counts)
 
