@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 
+import msgpack
 from redis.asyncio import Redis
 
 from engine.profiles.model import ProfileConfig, has_analytics_consent
+from engine.redis_scripts import lua
 
 KEPT = 50
+VISITORS_PER_CALL = 1_000  # bounds how long one script holds Redis
+ADD = lua("stream", "recent.lua")
 WHAT_MAX = 120  # characters of the summary line
 
 
@@ -51,6 +55,15 @@ def merged(existing: list[dict], new: list[dict], kept: int = KEPT) -> list[dict
     return (fresh[::-1] + existing)[:kept]
 
 
+def _encoded(rows: list[dict]) -> list[str]:
+    """[prefix, JSON, ...] of the entries, oldest first; the prefix is the JSON up to its id (`id` comes first)."""
+    out = []
+    for row in rows:
+        text = json.dumps(row, separators=(",", ":"))
+        out += [text[: text.index(',"ts"')], text]
+    return out
+
+
 class RecentEvents:
     def __init__(self, redis: Redis, prefix: str, ttl_s: int, config: ProfileConfig, kept: int = KEPT) -> None:
         self.redis = redis
@@ -58,6 +71,7 @@ class RecentEvents:
         self.ttl_s = ttl_s
         self.config = config
         self.kept = kept
+        self._add = redis.register_script(ADD)
 
     def key(self, visitor_id: str) -> str:
         return f"{self.prefix}:recent:{visitor_id}"
@@ -75,18 +89,15 @@ class RecentEvents:
             by_visitor.setdefault(vid, []).append(entry(event))
         if not by_visitor:
             return
+        # One script call per chunk of visitors: Redis skips what is listed already, so only
+        # the batch's own entries are encoded here (not the whole list, per visitor, per batch).
         vids = list(by_visitor)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for vid in vids:
-                pipe.lrange(self.key(vid), 0, self.kept - 1)
-            stored = await pipe.execute()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for vid, raw in zip(vids, stored):
-                rows = merged([json.loads(r) for r in raw], by_visitor[vid], self.kept)
-                pipe.delete(self.key(vid))
-                pipe.rpush(self.key(vid), *(json.dumps(r, separators=(",", ":")) for r in rows))
-                if self.ttl_s:
-                    pipe.expire(self.key(vid), self.ttl_s)
+            for start in range(0, len(vids), VISITORS_PER_CALL):
+                chunk = vids[start : start + VISITORS_PER_CALL]
+                packed = msgpack.packb([_encoded(merged([], by_visitor[vid], self.kept)[::-1]) for vid in chunk],
+                                       use_bin_type=False)
+                await self._add(keys=[self.key(vid) for vid in chunk], args=[self.kept, self.ttl_s, packed], client=pipe)
             await pipe.execute()
 
     async def of(self, visitor_ids: list[str], limit: int = KEPT) -> list[dict]:
