@@ -107,8 +107,8 @@ class SegmentUpdater:
                 people[vid] = dict(piece, id=vid)
             else:
                 people[vid] = None
-        for user_id in users:
-            people[user_id] = await ev.people.person(user_id)
+        if users:  # every identified person of the batch in two round trips, not a few per person
+            people.update(await ev.people.users(sorted(users), result.profiles))
         memberships, due = await ev.judge(people, segments, now_ms, await ev.model(segments))
         await ev.index.update(memberships, [s.name for s in segments], due=due, at=now_ms, emit=self.emit)
 
