@@ -135,8 +135,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def scale_out(redis, settings: Settings, events: list[dict], logs: Path, processes: list) -> float:
-    """Two workers in one group: events/s from the moment both hold partitions to the last event."""
-    await produce(settings, events)
+    """Two workers in one group: events/s from when both hold partitions and the events are sent, to the last.
+
+    The events go out only once both workers hold partitions: sent before, the first
+    worker to join could drain them alone before the second is assigned any."""
+    await kafka.ensure_topics(settings)
     env = worker_env(settings)
     for n in range(2):
         processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], env, logs / f"scale-{n}.log"))
@@ -150,10 +153,11 @@ async def scale_out(redis, settings: Settings, events: list[dict], logs: Path, p
     else:
         raise TimeoutError("the two workers did not both get partitions")
     started, done = time.perf_counter(), await count()
-    _, last = await time_until(count, len(events))
+    await produce(settings, events)
+    _, last = await time_until(count, done + len(events))
     for _ in range(2):
         processes.pop().terminate()
-    return (len(events) - done) / (last - started)
+    return len(events) / (last - started)
 
 
 async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: int, seconds: float) -> list[float]:
