@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import os
 import subprocess
 import sys
@@ -244,3 +245,19 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token a console page's forms carry."""
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+async def sign_in(client, key: str):
+    """`client` signed in to the console with `key` (its session cookie kept by the client)."""
+    page = await client.get("/console/signin")
+    assert page.status_code == 200
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    response = await client.post("/console/signin", data={"key": key, "csrf": csrf_of(page.text)})
+    assert response.status_code == 303 and response.headers["location"] == "/console/", response.text
+    return client

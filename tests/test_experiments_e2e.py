@@ -4,13 +4,14 @@ intervals cover the truth, the split passes the sample-ratio check and a broken 
 customer on two devices stays in one arm; the command line prints the same report."""
 
 import os
+import re
 import subprocess
 import sys
 import time
 
 import pytest
 
-from helpers import REPO, engine_with_rules, unique, wait_until
+from helpers import REPO, engine_with_rules, sign_in, unique, wait_until
 
 KEY = {"Authorization": "Bearer test-key"}
 
@@ -140,6 +141,17 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
         assert "umbrella" in out.stdout and "sample ratio: as configured" in out.stdout
         assert f"{expected['umbrella'][1]:>6}" in out.stdout
 
+        # The console's experiments page shows the same report: each arm's people, no warning.
+        async with shop.client(follow_redirects=False) as console:
+            await sign_in(console, "test-key")
+            listed_page = await console.get("/console/experiments")
+            assert listed_page.status_code == 200 and EXPERIMENT in listed_page.text
+            page = await console.get("/console/experiments", params={"id": EXPERIMENT})
+            assert page.status_code == 200 and 'id="srm-warning"' not in page.text
+            for arm, row in result["arms"].items():
+                assert re.search(rf"<code>{arm}</code></td><td class=\"num\">{row['people']:,}<", page.text), arm
+            assert (await console.get("/console/experiments", params={"id": "rule:nope:hero"})).status_code == 404
+
         # A broken split: the marketer changes the control share mid-experiment; the people already
         # in the report no longer match the configured split, and the report says so.
         (shop.folder / "shop.yaml").write_text(RULES.replace("CONTROL", "80"))
@@ -151,6 +163,10 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
         out = subprocess.run([sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=60)
         assert "MISMATCH" in out.stdout
+        async with shop.client(follow_redirects=False) as console:
+            await sign_in(console, "test-key")
+            page = await console.get("/console/experiments", params={"id": EXPERIMENT})
+            assert 'id="srm-warning"' in page.text and "Sample ratio mismatch" in page.text
 
 
 async def test_one_customer_on_two_devices_stays_in_one_arm(shop):

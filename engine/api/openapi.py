@@ -116,6 +116,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/console/recommendations", "Console: an item's also-bought list and its evidence; a visitor's for-you list", "console",
               query=(("item", "the item id", False), ("visitor", "a visitor id: their for-you list", False)),
               returns="HTML", statuses=(200, 303, 400)),
+    Operation("GET", "/console/experiments", "Console: every experiment, and one's report per arm with the lift's "
+              "interval and the sample-ratio check", "console", query=(("id", "the experiment to report", False),),
+              returns="HTML", statuses=(200, 303, 400, 404)),
     Operation("GET", "/healthz", "Ready only when broker, Redis and a worker are", "public", statuses=(200, 503)),
     Operation("GET", "/metrics", "Prometheus text", "public", returns="text/plain"),
     Operation("GET", "/openapi.json", "This description", "public"),

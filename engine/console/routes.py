@@ -1,4 +1,4 @@
-"""The console's routes under /console/: sign-in, overview, people, segments, rules, recommendations.
+"""The console's routes under /console/: sign-in, overview, people, segments, rules, experiments, recommendations.
 
 Every route is `guarded` like the API's, by the console's own actions in the access
 table (engine.api.access.RULES), with the key of the session cookie
@@ -163,6 +163,13 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         return show(request, "recommendations.html", "recommendations", item=item, found=data, visitor=visitor,
                     personal=personal)
 
+    async def experiments(request: Request) -> Response:
+        chosen = (text_param(request, "id", ID_MAX) or "").strip()
+        listed, report = await views.experiments_page(chosen, services.experiments)
+        if chosen and report is None:
+            return render("error.html", 404, message="no such experiment", session=_session(request))
+        return show(request, "experiments.html", "experiments", experiments=listed, report=report)
+
     return [
         Route("/console", page("console_signin", home), methods=["GET"]),
         Route("/console/signin", page("console_signin", signin_form), methods=["GET"]),
@@ -177,4 +184,5 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         Route("/console/rules", page("console", rules), methods=["GET"]),
         Route("/console/rules/preview", page("console", preview), methods=["GET"]),
         Route("/console/recommendations", page("console", recommendations), methods=["GET"]),
+        Route("/console/experiments", page("console", experiments), methods=["GET"]),
     ]

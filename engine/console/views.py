@@ -287,3 +287,11 @@ async def for_you_page(visitor_id: str, recommend) -> dict:
     return {"visitor_id": visitor_id, "source": listed["source"],
             "rows": [{"id": i["id"], "score": round(i["score"], 4), "category": getattr(info.get(i["id"]), "category", None)}
                      for i in listed["items"]]}
+
+
+async def experiments_page(chosen: str, experiments) -> tuple[list[dict], dict | None]:
+    """Every experiment, and the report of the one chosen (None: none chosen, or no such one)."""
+    if experiments is None:
+        return [], None
+    listed = await experiments.list()
+    return listed, (await experiments.report(chosen) if chosen else None)

@@ -3,33 +3,18 @@
 import contextlib
 import html
 import re
-import httpx
 import redis as redis_sync
 
 from engine.settings import ApiKey
-from helpers import Engine, unique, wait_until
+from helpers import Engine, csrf_of, sign_in, unique, wait_until
 
 T0 = 1_795_400_000_000
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
 
 
 @contextlib.asynccontextmanager
 async def signed_in(engine, key: str = "test-key"):
     async with engine.client(follow_redirects=False) as client:
         yield await sign_in(client, key)
-
-
-async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.AsyncClient:
-    page = await client.get("/console/signin")
-    assert page.status_code == 200
-    cookie = page.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-    response = await client.post("/console/signin", data={"key": key, "csrf": csrf_of(page.text)})
-    assert response.status_code == 303 and response.headers["location"] == "/console/", response.text
-    return client
 
 
 async def test_a_page_without_a_session_goes_to_sign_in_and_a_wrong_key_is_refused(engine):

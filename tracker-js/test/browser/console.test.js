@@ -184,6 +184,15 @@ test('a shopper in another tab watches their own events, profile, segment and th
     if (context.weather === 'rain') await shot(admin, 'rules-preview');
   }
 
+  // Experiments: the demo's split rule is listed, and its report shows its arms.
+  await admin.click('nav >> text=Experiments');
+  await admin.waitForSelector('#experiment-list');
+  assert.match(await admin.locator('#experiment-list').textContent(), /rule:umbrella-when-raining:hero/);
+  await admin.click('#experiment-list >> text=rule:umbrella-when-raining:hero');
+  await admin.waitForSelector('#experiment-arms');
+  assert.match(await admin.locator('#experiment-arms').textContent(), /control/);
+  await shot(admin, 'experiments');
+
   // Recommendations: two back-end orders holding both sneakers make each the other's also-bought.
   for (const n of [1, 2]) {
     const res = await fetch(`${engine.base}/v1/events`, {
