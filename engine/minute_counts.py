@@ -55,12 +55,7 @@ class MinuteCounts:
             log.warning("counts of %s not stored: %s", self.base, type(exc).__name__)
 
     async def run(self, every_s: float = FLUSH_S) -> None:
-        try:
-            while True:
-                await asyncio.sleep(every_s)
-                await self.flush()
-        finally:
-            await self.flush()
+        await flush_periodically(self.flush, every_s)
 
     async def last(self, minutes: int) -> list[tuple[int, dict[str, int]]]:
         """(minute, {field: count}) for each of the last `minutes` minutes, oldest first, the current one last."""
@@ -71,3 +66,13 @@ class MinuteCounts:
                 pipe.hgetall(self.key(minute))
             rows = await pipe.execute()
         return [(m, {k.decode(): int(v) for k, v in row.items()}) for m, row in zip(wanted, rows)]
+
+
+async def flush_periodically(flush, every_s: float = FLUSH_S) -> None:
+    """Runs `flush` every `every_s` until cancelled, and once more then, so nothing counted stays in memory."""
+    try:
+        while True:
+            await asyncio.sleep(every_s)
+            await flush()
+    finally:
+        await flush()

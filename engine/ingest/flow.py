@@ -9,7 +9,6 @@ or the sender's address: nothing personal, so erasure has nothing to find here.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,7 +16,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from engine.minute_counts import MinuteCounts
+from engine.minute_counts import FLUSH_S, MinuteCounts, flush_periodically
 
 log = logging.getLogger("engine.ingest")
 
@@ -65,13 +64,8 @@ class Flow:
         except (RedisError, OSError) as exc:
             log.warning("refusals not stored: %s", type(exc).__name__)
 
-    async def run(self, every_s: float = 1.0) -> None:
-        try:
-            while True:
-                await asyncio.sleep(every_s)
-                await self.flush()
-        finally:
-            await self.flush()
+    async def run(self, every_s: float = FLUSH_S) -> None:
+        await flush_periodically(self.flush, every_s)
 
     async def per_minute(self, minutes: int = 60) -> list[tuple[int, dict[str, int]]]:
         return await self.counts.last(minutes)
