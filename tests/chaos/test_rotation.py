@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from helpers import Engine, wait_until
 from traffic import Sender, counted
 
 
+# Reported as a known failure (x, or X when it passes), not skipped: a stale position from the old
+# log is sometimes taken for a new reset and events acknowledged around the rotation are lost,
+# which is why rotation is off by default.
+@pytest.mark.xfail(strict=False, reason="known defect: events acknowledged around a rotation under load can be lost")
 async def test_rotating_the_log_under_load_loses_and_doubles_nothing(chaos_settings, tmp_path):
     settings = replace(chaos_settings, broker_rotate_events=2000)
     engine = Engine(settings, tmp_path / "logs")
