@@ -90,9 +90,7 @@ def redis_command(port: int, workdir: Path, durable: bool = True) -> list[str]:
 
 
 RUNNING = "up.json"
-# The embedded broker's log is not rotated unless CLICKSTREAM_BROKER_ROTATE_EVENTS asks for it: under
-# load, events acknowledged around a rotation can still be lost (tests/chaos/test_rotation.py), and
-# losing an acknowledged event is worse than the broker's memory growing (0.47 KB per event).
+DEFAULT_ROTATE_EVENTS = 250_000  # ~120 MB of Tansu memory at 0.47 KB per event (benchmarks/RESULTS.md)
 
 
 def record_running(data_dir: Path, settings: Settings) -> Path:
@@ -219,6 +217,8 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
             broker = supervisor.spawn("broker", broker_command(broker_port))
             wait_for_port(broker_port, 30, broker)
             settings = replace(settings, kafka=f"127.0.0.1:{broker_port}")
+            if "CLICKSTREAM_BROKER_ROTATE_EVENTS" not in os.environ and settings.spool_dir is not None:
+                settings = replace(settings, broker_rotate_events=DEFAULT_ROTATE_EVENTS)
             lines.append(f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only; a new log every "
                          f"{settings.broker_rotate_events:,} events)" if settings.broker_rotate_events else
                          f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)")

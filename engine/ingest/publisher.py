@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
@@ -40,6 +41,11 @@ class Publisher:
         self.log_id: str | None = None            # the log the producer writes to (engine.stream.logid)
         self.sent: dict[int, int] = {}           # partition -> highest offset acknowledged in that log
         self.fresh = 0                           # events published to that log, not counting ones sent again
+        self._open = asyncio.Event()             # cleared while the log is switched (see `held`)
+        self._open.set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def publish(self, batch: Batch) -> None:
         """Returns once the broker has every event of the batch (and the spool, when there is one).
@@ -51,6 +57,31 @@ class Publisher:
         """
         if self.producer is None:
             raise Unavailable("the event broker is not connected yet, retry later")
+        await self._open.wait()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._publish(batch)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def held(self, timeout_s: float):
+        """New batches wait, and the ones under way finish (up to `timeout_s`), while the log is switched:
+        every batch is then spooled under the log it was sent to, and none is sent again for want of a label."""
+        self._open.clear()
+        try:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                log.info("switching the event log with %d batches still under way", self._in_flight)
+            yield
+        finally:
+            self._open.set()
+
+    async def _publish(self, batch: Batch) -> None:
         keys = [event["visitor_id"].encode() for event in batch.accepted]
         try:
             futures = [await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)]
@@ -204,11 +235,12 @@ class LogWatch:
         publisher = self.publisher
         log.info("rotating the event log %s after %d events (the embedded broker keeps no retention)",
                  publisher.log_id, sum(o + 1 for o in publisher.sent.values()))
-        publisher.spool.rotate()
-        await self.admin_delete(publisher.topic)
         old = publisher.log_id
-        publisher.log_id = await self.identity.ensure()
-        publisher.sent, publisher.fresh = {}, 0
+        async with publisher.held(publisher.ack_timeout_s):
+            publisher.spool.rotate()
+            await self.admin_delete(publisher.topic)
+            publisher.log_id = await self.identity.ensure()
+            publisher.sent, publisher.fresh = {}, 0
         self.rotations += 1
         log.info("event log %s -> %s", old, publisher.log_id)
 

@@ -19,7 +19,10 @@ Applied records go to the archive (engine.stream.archive) and offsets are commit
 once their segment is sealed. A broker whose log was reset (a new log id, an end
 offset below this worker's position, an offset out of range) is never skipped over
 in silence: `_reset` logs how many events may be missing, counts it in the stats
-(/healthz, /metrics), and reads the new log from its earliest offset.
+(/healthz, /metrics), and reads the new log from its earliest offset. A reset can
+happen while a batch is being applied (a rebalance seals from aiokafka's own task):
+each reset starts a new epoch, and a batch fetched in an earlier epoch is never
+archived or committed, so no offset of the old log is taken for one of the new.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class BatchConsumer:
         self.ready = asyncio.Event()
         self.applied: dict[TopicPartition, int] = {}   # next offset per partition, applied, not yet committed
         self.seen_end: dict[TopicPartition, int] = {}  # the highest end offset seen, for the loss estimate
+        self.epoch = 0  # one per log read: records of an earlier epoch are never archived or committed
         self._checked = 0.0
         self._sealing = asyncio.Lock()  # a rebalance may seal while a batch is being handled
 
@@ -193,6 +197,7 @@ class BatchConsumer:
 
     async def _run_once(self, should_stop: Callable[[], bool]) -> None:
         consumer = self.consumer
+        epoch = self.epoch
         try:
             fetched = await consumer.getmany(timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_size)
         except NoOffsetForPartitionError as exc:  # a new group, or a new log: start at its beginning
@@ -204,10 +209,7 @@ class BatchConsumer:
         if consumer.assignment():
             self.ready.set()
         if fetched:
-            await self._handle(fetched, should_stop)
-            async with self._sealing:
-                for tp, records in fetched.items():
-                    self.applied[tp] = records[-1].offset + 1
+            await self._handle(fetched, should_stop, epoch)
             if self.writer is None:
                 await self._commit()
         now = time.monotonic()
@@ -298,10 +300,9 @@ class BatchConsumer:
             except Exception:
                 position = self.applied.get(tp, 0)
             unapplied += max(0, self.seen_end.get(tp, 0) - position)
-        unarchived = self.writer.discard() if self.writer is not None else 0
+        unarchived = self._forget_old_log()
         if self.identity is not None:
             self.log_id = await (self.identity.renew(old) if renew else self.identity.ensure())
-        self.applied, self.seen_end = {}, {}
         self.stats.resets += 1
         self.stats.log_id = self.log_id
         self.stats.last_reset = {"at": time.time(), "reason": reason, "from_log": old, "to_log": self.log_id,
@@ -312,6 +313,13 @@ class BatchConsumer:
                   reason, old, self.log_id, unapplied, unarchived)
         if consumer.assignment():
             await self._rewind(list(consumer.assignment()))
+
+    def _forget_old_log(self) -> int:
+        """Starts a new epoch: what was applied of the old log is neither archived nor committed. Returns how
+        many applied records are dropped from the archive's buffers (the collectors' spools still hold them)."""
+        self.epoch += 1
+        self.applied, self.seen_end = {}, {}
+        return self.writer.discard() if self.writer is not None else 0
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
         """Reads from the earliest offset, and commits that, so a rebalance does not bring back an old position."""
@@ -328,7 +336,7 @@ class BatchConsumer:
         except Exception as exc:
             log.info("could not commit the earliest offsets: %r", exc)
 
-    async def _handle(self, fetched: dict, should_stop: Callable[[], bool]) -> None:
+    async def _handle(self, fetched: dict, should_stop: Callable[[], bool], epoch: int | None = None) -> None:
         events, sources = [], []  # sources[n]: the record events[n] came from
         archived: dict[int, list] = {}
         for tp, records in fetched.items():
@@ -352,10 +360,14 @@ class BatchConsumer:
                 self.stats.unapplied += 1
                 await self._dead_letter(TopicPartition(record.topic, record.partition), record,
                                         f"not applied: {reason}", should_stop)
+        async with self._sealing:
+            if epoch is None or epoch == self.epoch:  # else the log was reset while the batch was applied
+                if self.writer is not None:
+                    for partition, records in archived.items():
+                        self.writer.add(partition, records)
+                for tp, records in fetched.items():
+                    self.applied[tp] = records[-1].offset + 1
         if self.writer is not None:
-            async with self._sealing:
-                for partition, records in archived.items():
-                    self.writer.add(partition, records)
             self.stats.archive_pending = self.writer.pending()
         self.stats.observe_batch(len(events))
 

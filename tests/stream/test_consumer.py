@@ -69,3 +69,36 @@ async def test_an_outage_is_retried_never_set_aside():
 ])
 def test_outages_are_told_from_errors_the_data_causes(exc, outage):
     assert is_outage(exc) is outage
+
+
+def fetched_records(n: int) -> dict:
+    from aiokafka.structs import ConsumerRecord, TopicPartition
+
+    from engine.stream import codec
+
+    tp = TopicPartition("events", 0)
+    records = []
+    for offset, event in enumerate(events(n)):
+        value = codec.encode(event)
+        records.append(ConsumerRecord("events", 0, offset, 0, 0, b"v", value, None, 1, len(value), ()))
+    return {tp: records}
+
+
+@pytest.mark.parametrize("reset_meanwhile", [False, True])
+async def test_a_batch_applied_across_a_reset_of_the_log_is_neither_archived_nor_committed(tmp_path, reset_meanwhile):
+    """A rebalance can seal (and find the log reset) while a batch is in the handlers: that batch's offsets
+    belong to the old log, and archived or committed under the new one they would cover records never read."""
+    from engine.stream.archive import Archive, open_store
+
+    worker = BatchConsumer(Settings(), [], archive=Archive(open_store(tmp_path), "events"))
+    epoch = worker.epoch
+
+    async def handler(batch):
+        if reset_meanwhile:
+            worker._forget_old_log()  # what `_reset` does first, here from "another task"
+
+    worker.handlers = [handler]
+    await worker._handle(fetched_records(5), lambda: False, epoch)
+    assert worker.writer.pending() == (0 if reset_meanwhile else 5)
+    assert worker.applied == ({} if reset_meanwhile else {tp: 5 for tp in fetched_records(1)})
+    assert (worker.epoch == epoch) is (not reset_meanwhile)
