@@ -126,7 +126,8 @@ async def main() -> None:
     duration = args.minutes * 60
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
 
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {KEY}"}  # a back end: it posts for many visitors
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=headers) as client:
         async def post(events):
             async with in_flight:
                 while True:
@@ -141,6 +142,8 @@ async def main() -> None:
                     if status == 202:
                         for event in events:
                             acked[event["visitor_id"]] += 1
+                        return
+                    if 400 <= status < 500 and status != 429:  # refused: sending it again would not help
                         return
                     await asyncio.sleep(0.5)
 
