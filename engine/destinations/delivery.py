@@ -30,7 +30,7 @@ import socket
 import time
 from collections import defaultdict
 
-import httpx
+import aiohttp
 from redis.exceptions import ResponseError
 from tenacity import (
     AsyncRetrying,
@@ -42,6 +42,7 @@ from tenacity import (
 from engine.destinations import webhook
 
 log = logging.getLogger("engine.destinations")
+RESPONSE_KEPT = 64 * 1024
 
 
 class Retryable(Exception):
@@ -68,7 +69,7 @@ class Delivery:
         self.timeout_s, self.batch, self.block_ms = timeout_s, batch, block_ms
         self.concurrency = concurrency  # requests in flight per destination (and connections kept)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self.http: httpx.AsyncClient | None = None
+        self.http: aiohttp.ClientSession | None = None
         self.tasks: dict[str, asyncio.Task] = {}
         # Per destination: people with a record kept for redelivery; their later records wait behind it.
         self.held: dict[str, set[str]] = defaultdict(set)
@@ -100,10 +101,11 @@ class Delivery:
         return out
 
     async def run(self, stopping) -> None:
-        # TCP_NODELAY: headers and body go out as two writes; without it each request can wait on a delayed ACK.
-        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=4 * self.concurrency),
-                                             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self.http = httpx.AsyncClient(timeout=self.timeout_s, transport=transport)
+        # aiohttp's client (already here with faust) costs about a tenth of httpx's per request, which is what
+        # bounded delivery (benchmarks/RESULTS.md, "Event to webhook"); it sets TCP_NODELAY, so a request's
+        # headers and body never wait on a delayed ACK.
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4 * self.concurrency),
+                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         try:
             while not stopping():
                 try:
@@ -124,7 +126,7 @@ class Delivery:
         finally:
             for task in self.tasks.values():
                 task.cancel()
-            await self.http.aclose()
+            await self.http.close()
 
     async def _serve(self, name: str, stopping) -> None:
         group = self.group(name)
@@ -219,17 +221,19 @@ class Delivery:
 
     async def _post(self, destination, payload: bytes, delivery: str, name: str) -> None:
         try:
-            response = await self.http.post(destination.url, content=payload,
-                                            headers=webhook.headers(destination.secret, payload, delivery))
-        except httpx.HTTPError as exc:
+            async with self.http.post(destination.url, data=payload,
+                                      headers=webhook.headers(destination.secret, payload, delivery)) as response:
+                status = response.status
+                await response.content.read(RESPONSE_KEPT)  # the answer's body means nothing; a bounded read
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
             await self.redis.hincrby(self.stats_key, f"delivery:{name}:failed", 1)
             raise Retryable(f"{type(exc).__name__}: {exc}"[:200]) from exc
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return
         await self.redis.hincrby(self.stats_key, f"delivery:{name}:failed", 1)
-        if webhook.retryable(response.status_code):
-            raise Retryable(f"HTTP {response.status_code}")
-        raise Rejected(f"HTTP {response.status_code}")
+        if webhook.retryable(status):
+            raise Retryable(f"HTTP {status}")
+        raise Rejected(f"HTTP {status}")
 
     async def _dead(self, entry_id: str, name: str, change: dict, reason: str) -> None:
         """Keeps the record in the dead-letter stream; the caller acknowledges it."""
