@@ -180,6 +180,8 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
                 for vid, there in zip(keys, found):
                     if there:
                         latencies.append((now - accepted.pop(vid)) * 1000)
+                        if os.environ.get("BENCH_TRACE") and latencies[-1] > 200:
+                            print(f"slow probe at {now - started:.2f}s: {latencies[-1]:.0f} ms")
             await asyncio.sleep(0.002)
 
     poller = asyncio.create_task(poll())
@@ -306,6 +308,8 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                 print(f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
                       f"{results['collector_per_core']:,.0f} events per CPU second of the collector", flush=True)
                 print(f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s", flush=True)
+            if "freshness" in parts:  # the first second of a new worker stalls once (cold caches): not measured
+                await freshness(redis, client, settings, 1_000, 2.0)
             for rate in (1_000, 5_000) if "freshness" in parts else ():
                 latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
                 print(f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "

@@ -179,7 +179,7 @@ class Settings:
     redis_prefix: str = _env_field("cs")
     consumer_group: str = _env_field("clickstream-worker")
     batch_size: int = _env_field(50_000, _positive_int)  # a backlog drains in batches this big: per-profile costs shared
-    batch_wait_ms: int = _env_field(50, _positive_int)
+    batch_wait_ms: int = _env_field(20, _positive_int)  # also the broker's fetch wait: how stale a profile can be at a low rate
     rebalance_timeout_s: float = _env_field(3.0, _positive_float)
     redis_cluster: bool = _env_field(False, _bool)
     consent_default: bool = _env_field(True, _bool)

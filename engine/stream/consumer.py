@@ -114,6 +114,9 @@ def kafka_consumer(settings: Settings, *topics: str, group_id: str | None, **ove
         auto_offset_reset="earliest",
         max_poll_records=settings.batch_size,
         fetch_max_bytes=64 << 20,
+        # aiokafka waits 500 ms by default, and Tansu holds an empty fetch that long even when events arrive
+        # meanwhile: most of a profile's staleness at a low rate (benchmarks/RESULTS.md, "Freshness").
+        fetch_max_wait_ms=settings.batch_wait_ms,
         max_partition_fetch_bytes=16 << 20,
         rebalance_timeout_ms=rebalance_ms,
         session_timeout_ms=max(6000, 2 * rebalance_ms),
