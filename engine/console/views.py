@@ -309,7 +309,11 @@ def model_state(info: dict | None, now: int) -> dict | None:
     trained = info.get("trained_at") if isinstance(info.get("trained_at"), int) else None
     return {"version": info["version"], "trained": clock(trained) if trained else None,
             "age": ago(trained, now) if trained else None,
-            "persons": info.get("persons"), "items": info.get("items"), "interactions": info.get("interactions")}
+            **{k: info[k] if _count(info.get(k)) else None for k in ("persons", "items", "interactions")}}
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 async def for_you_page(visitor_id: str, recommend) -> dict:

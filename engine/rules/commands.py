@@ -74,8 +74,10 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
     return 0
 
 
-def _log_order(event: dict) -> tuple:
-    return event.get("ts", 0), event.get("event_id", "")
+def _log_order(event: dict) -> int:
+    """By time only: the sort is stable, so a visitor's events of one moment (one request's
+    batch shares its ts) keep the order of the log, the order the worker applied them in."""
+    return event.get("ts", 0)
 
 
 async def recent_events(batches, since_ms: float, limit: int | None = None) -> tuple[list[dict], int]:

@@ -146,3 +146,14 @@ def test_a_pasted_profile_of_the_wrong_shape_is_refused_naming_the_place(text, m
     with pytest.raises(InvalidInput) as refused:
         pasted_profile(text)
     assert refused.value.error.startswith(message), refused.value.error
+
+
+async def test_events_of_one_moment_keep_the_order_of_the_log():
+    batch = [{"ts": 5, "event_id": eid, "n": n} for n, eid in enumerate(["zz", "aa", "mm"])]
+    events, _ = await recent_events(_batches([{"ts": 9, "event_id": "0"}], batch), 0)
+    assert [e.get("n") for e in events] == [0, 1, 2, None]
+
+
+def test_the_model_state_keeps_only_counts_it_can_show():
+    shown = model_state({"version": "v1", "persons": "many", "items": 3, "interactions": True}, 0)
+    assert (shown["persons"], shown["items"], shown["interactions"]) == (None, 3, None)
