@@ -154,4 +154,8 @@ class BacktestRefused(Exception):
 def _message(exc: Exception) -> str:
     if isinstance(exc, BacktestRefused):
         return str(exc)
-    return f"the backtest failed: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+    from aiokafka.errors import KafkaError
+
+    name, text = type(exc).__name__, str(exc)
+    said = text if text.startswith(name) else f"{name}: {text}" if text else name
+    return f"the event log could not be read ({said})" if isinstance(exc, (KafkaError, OSError)) else said
