@@ -22,7 +22,7 @@ from engine.rules.ruleset import load_ruleset
 
 log = logging.getLogger("engine.console")
 
-EVENTS_MAX = 200_000
+EVENTS_MAX = 100_000  # decoded events held at once (a quarter more between trims)
 HOURS_MAX = 168.0
 RUN_MAX_S = 600.0
 FEED_STEP = 500  # events replayed between two looks at the run's progress and stop mark

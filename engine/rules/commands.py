@@ -89,7 +89,7 @@ async def recent_events(batches, since_ms: float, limit: int | None = None) -> t
     left_out = 0
     async for batch in batches:
         events += [e for e in batch if isinstance(e.get("ts"), int) and e["ts"] >= since_ms]
-        if limit is not None and len(events) > 2 * limit:
+        if limit is not None and len(events) > limit + max(limit // 4, 1):  # trimmed now and then, not per batch
             events.sort(key=_log_order)
             left_out += len(events) - limit
             events = events[-limit:]
