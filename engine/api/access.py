@@ -25,9 +25,12 @@ A caller is one of
     catalog         PUT /v1/catalog/items                  write    no               no
     demo_login      POST /demo/login                       -        yes              yes   (only with CLICKSTREAM_DEMO_LOGIN)
     console_signin  /console/signin, /console/signout      -        yes              yes
-    console         GET /console/ and its pages            read     no               no
+    console         GET /console/ and its pages (and the   read     no               no
+                    preview's POST /console/rules/preview)
     console_erase   POST /console/people/erase             erase    no               no
     console_export  GET /console/people/export             erase    no               no
+    console_members GET /console/segments/{name}/export    read     no               no
+    console_backtest POST /console/rules/backtest         read     no               no
     public          /healthz, /metrics, /demo/, /static/   -        yes              yes
 
 The console's key comes from its signed session cookie, given once on its sign-in page
@@ -92,6 +95,8 @@ RULES: dict[str, Rule] = {
     "console": Rule("read", Reach.NOBODY, False),
     "console_erase": Rule("erase", Reach.NOBODY, False),
     "console_export": Rule("erase", Reach.NOBODY, False),
+    "console_members": Rule("read", Reach.NOBODY, False),
+    "console_backtest": Rule("read", Reach.NOBODY, False),
     "public": Rule(None, Reach.EVERYONE, True),
 }
 

@@ -34,6 +34,7 @@ from engine.api.openapi import openapi_routes
 from engine.api.profiles import person_view, profile_routes
 from engine.api.recommendations import recommend_routes
 from engine.api.segments import segment_routes
+from engine.console.backtest_job import Backtests
 from engine.console.routes import console_routes
 from engine.console.session import Sessions, console_secret
 from engine.ingest.flow import Flow
@@ -94,6 +95,7 @@ class HttpServices:
         self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
         self.public_view = None   # the person as the API shows them (engine.api.profiles.person_view)
         self.console_sessions = None  # engine.console.session.Sessions (API role): the console's cookie
+        self.backtests = None     # engine.console.backtest_job.Backtests (API role): the rules page's backtest
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.segment_state: Callable[[], Awaitable[dict]] | None = None  # changes, backfill, deliveries for /metrics
         self.producer = None
@@ -126,6 +128,8 @@ class HttpServices:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        if self.backtests is not None:
+            await self.backtests.stop()
         if self.rules is not None:
             await self.rules.stop()
         if self.recommend is not None:
@@ -194,6 +198,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
         checks["redis"] = services.redis_ok
         checks["worker"] = services.worker_ok
         services.console_sessions = Sessions(console_secret(settings), settings.api_keys)
+        services.backtests = Backtests(settings, services.rules, services.profile_config)
         routes += console_routes(services.console_sessions, services, Flow(stores.redis, settings.redis_prefix))
     if settings.demo_login:
         routes += demo_routes(settings, access)

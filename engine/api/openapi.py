@@ -107,12 +107,24 @@ OPERATIONS: tuple[Operation, ...] = (
               "console", query=(("profile", "a visitor id or user id", False), ("country", "", False),
                                 ("weather", "", False), ("device", "", False), ("day_of_week", "", False),
                                 ("time", "HH:MM, UTC", False)), returns="HTML", statuses=(200, 303, 400)),
+    Operation("POST", "/console/rules/preview", "Console: each slot's decision for a person or a pasted profile, "
+              "and a context, as decide answers", "console",
+              body="a form: profile or profile_json (a profile as GET /v1/profiles/ID answers), country, weather, "
+                   "device, day_of_week, time, csrf", returns="HTML", statuses=(200, 400, 401, 403, 413)),
     Operation("GET", "/console/segments", "Console: every segment with its size", "console", returns="HTML",
               statuses=(200, 303)),
     Operation("GET", "/console/segments/{name}", "Console: a segment's definition and top members", "console",
               returns="HTML", statuses=(200, 303, 404)),
+    Operation("GET", "/console/segments/{name}/export", "Console: the segment's export (identified members with "
+              "marketing consent), every page, as a CSV download", "console_members",
+              returns="CSV (id, email, first_name, language, score)", statuses=(200, 303, 403, 404)),
     Operation("GET", "/console/rules", "Console: the rule files, their state, and decisions served", "console",
               query=(("part", "live: only the part that updates itself", False),), returns="HTML", statuses=(200, 303)),
+    Operation("POST", "/console/rules/backtest", "Console: start a backtest of the rule files over the last hours "
+              "of the event log (one at a time)", "console_backtest", body="a form: hours (more than 0, at most 168), csrf",
+              returns="a redirect to the rules page", statuses=(303, 400, 401, 403, 409)),
+    Operation("GET", "/console/rules/backtest", "Console: the backtest's progress, then its report", "console",
+              returns="HTML", statuses=(200, 303)),
     Operation("GET", "/console/recommendations", "Console: an item's also-bought list and its evidence; a visitor's for-you list", "console",
               query=(("item", "the item id", False), ("visitor", "a visitor id: their for-you list", False)),
               returns="HTML", statuses=(200, 303, 400)),

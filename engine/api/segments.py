@@ -12,6 +12,7 @@ import base64
 import csv
 import io
 import json
+from typing import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -55,6 +56,36 @@ def export_row(member: str, score: float, person: dict | None) -> dict | None:
     return {"id": member, **{k: traits.get(k) for k in MARKETING_TRAITS}, "score": score}
 
 
+async def export_page(index: SegmentIndex, people, name: str, after: tuple[float, str] | None,
+                      limit: int = MEMBERS_MAX) -> tuple[list[dict], int, tuple[float, str] | None]:
+    """(the export's rows of one page of members, members read, the cursor after it or None at the end)."""
+    members = await index.page(name, after, limit + 1)
+    more = len(members) > limit
+    members = members[:limit]
+    rows = [row for row in [export_row(m, sc, await people.person(m)) for m, sc in members] if row]
+    return rows, len(members), (members[-1][1], members[-1][0]) if more else None
+
+
+def csv_text(rows: list[dict], header: bool = True) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, EXPORT_FIELDS, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+async def export_csv(index: SegmentIndex, people, name: str, limit: int = MEMBERS_MAX) -> AsyncIterator[str]:
+    """The whole export as CSV, page after page of `limit` members (following the cursor), the header first."""
+    after, header = None, True
+    while True:
+        rows, _, after = await export_page(index, people, name, after, limit)
+        yield csv_text(rows, header)
+        header = False
+        if after is None:
+            return
+
+
 def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people=None) -> list[Route]:
     def segment_named(request: Request) -> str:
         name = request.path_params["name"]
@@ -89,21 +120,14 @@ def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people
             raise InvalidInput("format: expected csv or jsonl", {"got": form})
         limit = int_param(request, "limit", MEMBERS_MAX, 1, MEMBERS_MAX)
         after = decode_cursor(text_param(request, "cursor", 512))
-        members = await index.page(name, after, limit + 1)
-        more = len(members) > limit
-        members = members[:limit]
-        rows = [row for row in [export_row(m, sc, await people.person(m)) for m, sc in members] if row]
+        rows, read, more = await export_page(index, people, name, after, limit)
         if form == "csv":
-            out = io.StringIO()
-            writer = csv.DictWriter(out, EXPORT_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-            text, media = out.getvalue(), "text/csv; charset=utf-8"
+            text, media = csv_text(rows), "text/csv; charset=utf-8"
         else:
             text, media = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), "application/x-ndjson"
-        headers = {"X-Members-Read": str(len(members))}
-        if more:  # a page may hold fewer rows than members read (the others are not exported): follow the cursor
-            headers["X-Next-Cursor"] = encode_cursor(members[-1][1], members[-1][0])
+        headers = {"X-Members-Read": str(read)}
+        if more is not None:  # a page may hold fewer rows than members read (the others are not exported): follow the cursor
+            headers["X-Next-Cursor"] = encode_cursor(*more)
         return Response(text, media_type=media, headers=headers)
 
     return [

@@ -86,11 +86,13 @@ class Sessions:
 
 
 async def form(request: Request) -> dict[str, str]:
-    """A bounded urlencoded form: each field's first value (read once per request, then kept)."""
+    """A bounded urlencoded form: each field's first value (read once per request, then kept).
+
+    At most FORM_MAX_BYTES, or the route's own `request.state.form_max_bytes` (a pasted profile)."""
     kept = getattr(request.state, "form", None)
     if kept is not None:
         return kept
-    body = await read_body(request, FORM_MAX_BYTES)
+    body = await read_body(request, getattr(request.state, "form_max_bytes", FORM_MAX_BYTES))
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):

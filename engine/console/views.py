@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.errors import InvalidInput
 from engine.ingest.visitor_ids import is_visitor_id
+from engine.profiles.pasted import pasted_profile
 from engine.rules.ruleset import RuleSet, rule_files
 
 CHART_W, CHART_H = 600, 120
@@ -258,10 +259,19 @@ def preview_input(query: dict) -> tuple[str | None, str | None, dict, int | None
 
 
 async def preview_page(query: dict, decider, rules) -> dict:
-    """Each slot's decision for the chosen person and context, as POST /v1/decide answers (nothing recorded)."""
+    """Each slot's decision for the chosen person and context, as POST /v1/decide answers (nothing recorded).
+
+    `profile_json` (a pasted profile, engine.profiles.pasted) is decided for instead of
+    the stored profile of `profile`, bucketed under its own id as decide buckets that one."""
     visitor_id, user_id, context, when = preview_input(query)
-    made = await decider.preview(visitor_id, user_id, sorted(rules.current.slots), dict(context), when)
-    return {"profile": visitor_id or user_id, "context": context,
+    pasted = (query.get("profile_json") or "").strip()
+    person = pasted_profile(pasted) if pasted else None
+    if person is not None:
+        visitor_id, user_id = (person["id"], None) if person["id"] in person["visitor_ids"] else (None, person["id"])
+    made = await decider.preview(visitor_id, user_id, sorted(rules.current.slots), dict(context), when, person)
+    shown = (query.get("profile") or "").strip() if person is not None else visitor_id or user_id
+    return {"profile": shown, "pasted": pasted, "pasted_id": person["id"] if person is not None else None,
+            "context": context,
             "decisions": [{"slot": slot, **d.to_json()} for slot, d in sorted(made.items())]}
 
 
@@ -278,6 +288,32 @@ async def recommendations_page(item: str, recommend, cooccurrence) -> dict:
             "rows": [{"id": i["id"], "score": round(i["score"], 4), "orders_together": int(together.get(i["id"], 0)),
                        "category": getattr(info.get(i["id"]), "category", None)} for i in listed["items"]],
             "model": getattr(model, "version", None)}
+
+
+def ago(ms: int, now: int) -> str:
+    """How long before `now` (both in ms) the moment `ms` was, in the largest unit that fits."""
+    seconds = max(now - ms, 0) // 1000
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and (unit != "day" or seconds >= 2 * size):
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''} ago"
+    return "just now"
+
+
+def model_state(info: dict | None, now: int) -> dict | None:
+    """The published ALS model (engine.recommend.als.info): its version, when it was trained and on what."""
+    if not info or not info.get("version"):
+        return None
+    trained = info.get("trained_at") if isinstance(info.get("trained_at"), int) else None
+    return {"version": info["version"], "trained": clock(trained) if trained else None,
+            "age": ago(trained, now) if trained else None,
+            **{k: info[k] if _count(info.get(k)) else None for k in ("persons", "items", "interactions")}}
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 async def for_you_page(visitor_id: str, recommend) -> dict:

@@ -1,8 +1,8 @@
 """Backtesting a candidate rule set on recorded events: pure code.
 
 Events are folded into fresh profiles in order; at each page view the candidate
-rules decide every slot they touch, with the profile as it was at that moment
-and the context the event carries (url, referrer, country, device, UTM
+rules decide every slot they touch, with the profile as it was at that moment (its
+segments of the candidate set derived then) and the context the event carries (url, referrer, country, device, UTM
 campaign). The report says, per rule, how often its condition matched, how often
 it decided a slot, and how its visitors split between variants and control.
 """
@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from engine.profiles.changes import is_state_change
 from engine.profiles.model import ProfileConfig, apply_event, new_profile
+from engine.profiles.segments import derive
 from engine.rules.context import device_from_user_agent
 from engine.rules.decide import decide_slot
 from engine.rules.ruleset import RuleSet
@@ -68,11 +69,13 @@ class Backtest:
         self.page_views += 1
         context = event_context(event)
         now_ms = event["ts"]
+        # its segments as of this moment, as decide derives them, for the `segment` conditions
+        person = derive(self.profiles[vid], None, self.rs.segments, now_ms, self.config.interest_half_life_days)
         for rule in self.rs.rules:
-            if rule.live(now_ms) and rule.condition.evaluate(profile, context, now_ms)[0]:
+            if rule.live(now_ms) and rule.condition.evaluate(person, context, now_ms)[0]:
                 self.reports[rule.id].matched += 1
         for slot in self.slots:
-            decision = decide_slot(self.rs, slot, profile, {}, context, vid, now_ms)
+            decision = decide_slot(self.rs, slot, person, {}, context, vid, now_ms)
             if decision.rule_id:
                 report = self.reports[decision.rule_id]
                 report.decided += 1

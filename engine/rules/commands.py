@@ -74,6 +74,32 @@ def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_
     return 0
 
 
+def _log_order(event: dict) -> int:
+    """By time only: the sort is stable, so a visitor's events of one moment (one request's
+    batch shares its ts) keep the order of the log, the order the worker applied them in."""
+    return event.get("ts", 0)
+
+
+async def recent_events(batches, since_ms: float, limit: int | None = None) -> tuple[list[dict], int]:
+    """The events of `batches` (an async iterator of event lists) from `since_ms` on, oldest first.
+
+    With `limit`, at most that many are kept, the newest: the read stays bounded in memory
+    on a long log. The second value counts the events of the window left out for it."""
+    events: list[dict] = []
+    left_out = 0
+    async for batch in batches:
+        events += [e for e in batch if isinstance(e.get("ts"), int) and e["ts"] >= since_ms]
+        if limit is not None and len(events) > limit + max(limit // 4, 1):  # trimmed now and then, not per batch
+            events.sort(key=_log_order)
+            left_out += len(events) - limit
+            events = events[-limit:]
+    events.sort(key=_log_order)
+    if limit is not None and len(events) > limit:
+        left_out += len(events) - limit
+        events = events[-limit:]
+    return events, left_out
+
+
 async def backtest(path: str, settings, config, hours: float, progress: bool = True, out=sys.stdout) -> int:
     from engine.stream.history import read_history
 
@@ -84,10 +110,7 @@ async def backtest(path: str, settings, config, hours: float, progress: bool = T
         return 1
     test = Backtest(rs, config)
     since = (time.time() - hours * 3600) * 1000
-    events = []
-    async for batch in read_history(settings, "backtest: read", progress):
-        events += [e for e in batch if isinstance(e.get("ts"), int) and e["ts"] >= since]
-    events.sort(key=lambda e: (e.get("ts", 0), e.get("event_id", "")))
+    events, _ = await recent_events(read_history(settings, "backtest: read", progress), since)
     for event in events:
         test.feed(event)
     print(f"backtest of {path} on the last {hours:g} h of {settings.topic}", file=out)

@@ -71,9 +71,12 @@ class DecideService:
         person = await people.person(profile_id)
         if person is None:
             return None, await people.preferences(profile_id, user_id, [visitor_id] if visitor_id else [])
-        rs = self.rules.current
+        return await self.derived(person, now_ms)
+
+    async def derived(self, person: dict, now_ms: int) -> tuple[dict, dict]:
+        """The person with value and segments as of now, and their choices."""
         model = await self.values.model()
-        person = derive(person, model, rs.segments, now_ms, self.settings.interest_half_life_days)
+        person = derive(person, model, self.rules.current.segments, now_ms, self.settings.interest_half_life_days)
         return person, person.get("preferences") or {}
 
     async def decide(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
@@ -86,14 +89,20 @@ class DecideService:
         return decisions
 
     async def preview(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
-                      now_ms: int | None = None) -> dict[str, Decision]:
-        """What decide answers, recording nothing (the console's preview: no impression for the model slots)."""
-        return (await self._decide(visitor_id, user_id, slots, context, now_ms))[0]
+                      now_ms: int | None = None, person: dict | None = None) -> dict[str, Decision]:
+        """What decide answers, recording nothing (the console's preview: no impression for the model slots).
 
-    async def _decide(self, visitor_id, user_id, slots, context, now_ms) -> tuple[dict[str, Decision], dict, str, tuple]:
+        `person`: a whole profile to decide for instead of the stored one (engine.profiles.pasted);
+        it is derived and bucketed as a stored one is."""
+        return (await self._decide(visitor_id, user_id, slots, context, now_ms, person))[0]
+
+    async def _decide(self, visitor_id, user_id, slots, context, now_ms, given=None) -> tuple[dict[str, Decision], dict, str, tuple]:
         """(decisions, the model's choices, the visitor, what the exposures are logged with)."""
         now_ms = now_ms or int(time.time() * 1000)
-        person, prefs = await self.person_and_prefs(visitor_id, user_id, now_ms)
+        if given is None:
+            person, prefs = await self.person_and_prefs(visitor_id, user_id, now_ms)
+        else:
+            person, prefs = await self.derived(given, now_ms)
         if self.weather is not None and "weather" not in context:
             weather = await self.weather.weather(context)
             if weather:

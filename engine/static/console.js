@@ -1,6 +1,7 @@
 // The console's live parts: an element with data-poll="URL" gets that URL's HTML every
 // data-every ms (the server renders it; no build step, no framework). Paused while
-// the tab is hidden; a failed poll keeps what is shown and tries again.
+// the tab is hidden; a failed poll keeps what is shown and tries again; a part that
+// holds an element marked data-poll-done (a finished backtest) is not asked again.
 (function () {
   'use strict';
   function poll(el) {
@@ -13,7 +14,7 @@
           if (html !== null && !el.contains(document.activeElement)) el.innerHTML = html;
         })
         .catch(function () {})
-        .then(function () { setTimeout(tick, every); });
+        .then(function () { if (!el.querySelector('[data-poll-done]')) setTimeout(tick, every); });
     }
     setTimeout(tick, every);
   }

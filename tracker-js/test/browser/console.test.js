@@ -1,10 +1,11 @@
 // The console in real headless Chromium against the real engine (`clickstream up`): sign-in,
 // refusals, every page with real data, a shopper's own events appearing live, a rule file
-// edit, erasure. Screenshots of each page go to test-results/console/ (not committed).
+// edit, a backtest, a pasted profile, a segment's download, erasure. Screenshots of each
+// page go to test-results/console/ (not committed).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
@@ -148,6 +149,21 @@ test('a shopper in another tab watches their own events, profile, segment and th
   assert.ok(await admin.locator('svg.chart rect.accepted').count() >= 60);
   await shot(admin, 'overview');
 
+  // A customer the shop's back end identified, with marketing consent, who viewed shoes: in the download.
+  const member = `console-member-${randomUUID().slice(0, 8)}`;
+  const memberVid = randomUUID().replace(/-/g, '');
+  const sent = await fetch(`${engine.base}/v1/events`, {
+    method: 'POST', headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ events: [
+      { type: 'consent', visitor_id: memberVid, props: { consent: { marketing: true } } },
+      { type: 'identify', visitor_id: memberVid, user_id: member,
+        props: { traits: { email: `${member}@example.com`, first_name: 'Ada', language: 'en' } } },
+      ...['sneaker-trail', 'sneaker-city', 'sneaker-trail'].map((id) => ({ type: 'product_view', visitor_id: memberVid,
+        props: { product: { id, category: 'shoes', price: 80 } } })),
+    ] }),
+  });
+  assert.equal(sent.status, 202, await sent.text());
+
   // Segments: shoe-lovers has the shopper among its members.
   await admin.click('nav >> text=Segments');
   await admin.waitForSelector('#segment-list >> text=shoe-lovers');
@@ -155,7 +171,19 @@ test('a shopper in another tab watches their own events, profile, segment and th
   await shot(admin, 'segments');
   await admin.click('#segment-list >> text=shoe-lovers');
   await admin.waitForSelector(`#members >> text=${vid}`);
+  await waitFor('the identified customer among the members', async () => {
+    await admin.reload();
+    return (await admin.locator('#members').textContent()).includes(member);
+  }, { timeoutMs: 20_000, everyMs: 500 });
   await shot(admin, 'segment');
+
+  // The download button: every page of the segment's export, as a CSV file.
+  const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'segment-shoe-lovers.csv');
+  const csv = readFileSync(await download.path(), 'utf8').split(/\r?\n/);
+  assert.equal(csv[0], 'id,email,first_name,language,score');
+  assert.ok(csv.some((line) => line.startsWith(`${member},${member}@example.com,Ada,en,`)), csv.join('\n'));
+  assert.ok(!csv.some((line) => line.startsWith(vid)), 'an anonymous shopper is not in the download');
 
   // Rules: the demo file live; shoe-fans has served the shopper's hero.
   await admin.click('nav >> text=Rules');
@@ -184,6 +212,47 @@ test('a shopper in another tab watches their own events, profile, segment and th
     if (context.weather === 'rain') await shot(admin, 'rules-preview');
   }
 
+  // Rules preview with a pasted profile: the shopper's profile as the API gives it decides as decide does.
+  const profile = await (await fetch(`${engine.base}/v1/profiles/${vid}`, { headers: { Authorization: `Bearer ${API_KEY}` } })).json();
+  const sunny = { country: 'SE', weather: 'sun', device: 'mobile' };
+  await admin.goto(`${engine.base}/console/rules`);
+  await admin.fill('#profile_json', JSON.stringify(profile, null, 2));
+  for (const [name, value] of Object.entries(sunny)) await admin.fill(`#${name}`, value);
+  await admin.click('#preview-form button');
+  await admin.waitForSelector('#preview');
+  assert.match(await admin.locator('main h2 >> nth=1').textContent(), new RegExp(`the pasted profile ${vid}`));
+  const sunnyHero = (await (await fetch(`${engine.base}/v1/decide`, {
+    method: 'POST', headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ visitor_id: vid, slots: ['hero'], context: sunny }),
+  })).json()).decisions.hero;
+  const pastedRow = admin.locator('#preview tr[data-slot=hero]');
+  assert.equal(await pastedRow.locator('.content-id').textContent(), sunnyHero.content_id);
+  assert.equal(await pastedRow.locator('.reason').textContent(), sunnyHero.reason);
+  assert.match(sunnyHero.reason, /shoe-fans/);
+  await shot(admin, 'rules-preview-pasted');
+  const wrong = '{"id": "someone", "commerce": {"orders": "many"}}';
+  await admin.fill('#profile_json', wrong);
+  await admin.click('#preview-form button');
+  await admin.waitForSelector('#preview-error');
+  assert.match(await admin.locator('#preview-error').textContent(), /profile_json: commerce\.orders: expected a whole number/);
+  assert.equal(await admin.locator('#profile_json').inputValue(), wrong);
+  assert.equal(await admin.locator('#preview').count(), 0);
+  await shot(admin, 'rules-preview-error');
+
+  // Rules backtest: the button replays the last hour of the log in the background; its bar fills on the
+  // page (which polls the run, no reload), then the table shows the shopper's home page decided by shoe-fans.
+  await admin.goto(`${engine.base}/console/rules`);
+  await admin.selectOption('#hours', '1');
+  await admin.click('#backtest-form button');
+  await admin.waitForURL(/\/console\/rules#backtest$/);
+  await admin.waitForSelector('#backtest-progress');
+  await admin.waitForSelector('#backtest-report', { timeout: 60_000 });
+  assert.equal(await admin.locator('#backtest-progress').getAttribute('value'), '1');
+  assert.match(await admin.locator('#backtest-status').textContent(), /Done: the last 1 h, [\d,]+ events/);
+  const fans = admin.locator('#backtest-report tr[data-rule=shoe-fans]');
+  assert.ok(Number((await fans.locator('.decided').textContent()).replace(/,/g, '')) >= 1, await fans.textContent());
+  await shot(admin, 'rules-backtest');
+
   // Experiments: the demo's split rule is listed, and its report shows its arms.
   await admin.click('nav >> text=Experiments');
   await admin.waitForSelector('#experiment-list');
@@ -208,11 +277,12 @@ test('a shopper in another tab watches their own events, profile, segment and th
   await admin.fill('#item', 'sneaker-trail');
   await admin.click('form.search button');
   await admin.waitForSelector('#also-bought');
-  assert.match(await admin.locator('h2').textContent(), /sneaker-trail/);
+  assert.match(await admin.locator('section:has(#also-bought) h2').textContent(), /sneaker-trail/);
   await waitFor('sneaker-city bought together with sneaker-trail', async () => {
     await admin.reload();
     return /sneaker-city[\s\S]*bought together in 2 orders/.test(await admin.locator('#also-bought').textContent());
   }, { timeoutMs: 30_000, everyMs: 1000 });
+  assert.match(await admin.locator('#model').textContent(), /No model trained yet/);
   await shot(admin, 'recommendations');
   await admin.fill('#visitor', vid);
   await admin.click('text=Show for-you');
