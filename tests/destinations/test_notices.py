@@ -158,3 +158,15 @@ async def test_withdrawn_marketing_consent_is_told_once_to_marketing_destination
     await wait_until(lambda: [d for d in crm.documents() if d["person"] == "ada" and d.get("reason") == "events"
                               and d["change"] == "exited"], message="the real exit at the analytics destination")
     assert not [d for d in mail.documents() if d.get("reason") == "events" and d["change"] == "exited"]  # no consent
+
+
+async def test_a_replayed_withdrawal_rebuilds_the_consent_set_and_tells_no_one(parts):
+    index, people, store, _, _ = parts
+    quiet = ConsentWatch(people, index, emit=False)
+    await apply(store, people, quiet, [consent(BOB, True, AT)])
+    assert await index.redis.sismember(index.marketing_key, BOB)
+    await index.update({BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT, emit=False)
+    await apply(store, people, quiet, [consent(BOB, False, AT + 1)])
+    assert not await index.redis.sismember(index.marketing_key, BOB)
+    assert await index.redis.xlen(index.outbox_key) == 0
+    assert await index.sizes(["shoes"]) == {"shoes": 1}
