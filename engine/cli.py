@@ -256,6 +256,31 @@ def cmd_experiments(args) -> int:
     return 0
 
 
+def cmd_segments(args) -> int:
+    from tqdm import tqdm
+
+    from engine.wiring import export_segment
+
+    settings = _settings(beside_up=True)
+    _require(settings, "redis")
+    try:
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    except OSError as exc:
+        print(f"segments export: --output: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with tqdm(desc=f"exporting {args.name}", unit=" members", file=sys.stderr, disable=args.quiet) as bar:
+            written = asyncio.run(export_segment(settings, args.name, args.format, out, bar))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if written is None:
+        print(f"segments export: no such segment: {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"exported {written} rows of {args.name}" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description="Streaming personalization engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("id", metavar="SLOT")
     e.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_experiments)
+
+    p = sub.add_parser("segments", help="segment exports: the identified members with marketing consent")
+    segments = p.add_subparsers(dest="segments_command", required=True)
+    s = segments.add_parser("export", help="every row of GET /v1/segments/NAME/export, to stdout or a file")
+    s.add_argument("name")
+    s.add_argument("--format", choices=("csv", "jsonl"), default="jsonl")
+    s.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_segments)
 
     p = sub.add_parser("bench", help="run the benchmarks of a source checkout (results: benchmarks/RESULTS.md)")
     p.add_argument("name", nargs="?", help="one benchmark, e.g. pipeline_throughput; `quick`: the same as --quick")

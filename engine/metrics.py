@@ -115,7 +115,7 @@ class SegmentCollector:
         for change in ("entered", "exited"):
             changes.add_metric([change], counters.get(change, 0))
         yield changes
-        yield CounterMetricFamily("clickstream_segment_alerts", "Alerts (back in stock) recorded in the outbox",
+        yield CounterMetricFamily("clickstream_segment_alerts", "Alerts (back in stock, price drop) recorded in the outbox",
                                   value=counters.get("alerts", 0))
         progress = self.state.get("backfill") or {}
         yield GaugeMetricFamily("clickstream_segment_backfill_done", "Profiles the latest segment backfill has evaluated",

@@ -45,6 +45,7 @@ from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.profiles.wishlist import Wishlists
+from engine.profiles.withdrawals import ConsentWatch
 from engine.recommend import als
 from engine.recommend.catalog import Catalog
 from engine.recommend.service import RecommendConfig, RecommendService
@@ -185,6 +186,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
     processor.after_batch += [
         stores.values.mark_buyers,
         SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
+        ConsentWatch(stores.people, stores.segments, emit=emit),
         wishlists,
         BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings),
                       reward_cap=lambda slot: reward_cap(rules, slot)),
@@ -371,6 +373,7 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
     from engine.stream.replay import replay
 
     stores = open_stores(settings)
+    stores.segments.notify_erasures = False  # each erasure was told to destinations when it happened
     try:
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
@@ -443,6 +446,27 @@ async def experiments_command(settings: Settings, command: str, name: str | None
         if command == "report":
             return await service.report(name)
         return await service.ope(name)
+    finally:
+        await stores.close()
+
+
+async def export_segment(settings: Settings, name: str, form: str, out, progress=None) -> int | None:
+    """`clickstream segments export`: every page of GET /v1/segments/NAME/export to `out`.
+
+    `progress` (a tqdm bar) learns the segment's size, then each page's members read.
+    Returns the rows written; None when the rule files declare no such segment."""
+    from engine.profiles.segment_export import export_pages, write_all
+
+    stores = open_stores(settings)
+    try:
+        rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+        rules.refresh()
+        if name not in {s.name for s in rules.current.segments}:
+            return None
+        if progress is not None:
+            progress.total = (await stores.segments.sizes([name]))[name]
+            progress.refresh()
+        return await write_all(export_pages(stores.segments, stores.people, name), form, out, progress)
     finally:
         await stores.close()
 

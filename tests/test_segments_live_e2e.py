@@ -1,16 +1,21 @@
 """Live segments end to end, through the running engine (worker and API processes, real
 broker and Redis) and real webhook receivers on 127.0.0.1: entries reach the receiver in
 seconds, exits follow the (injected) clock with no new event, a new segment is backfilled
-shortly after its file is saved, the export lists only consented identified members, a
-wished item back in stock reaches the receiver once, and erasure reaches all of it."""
+shortly after its file is saved, the export lists only consented identified members (over
+HTTP and from `clickstream segments export` alike), a wished item back in stock or cheaper
+reaches the receiver once, erasure reaches all of it and is told to the receivers as
+`exited` (reason erased), and a withdrawn marketing consent is told to the mailer only."""
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import redis.asyncio as aioredis
-from helpers import Engine, Receiver, unique, user_hash, wait_until
+from helpers import REPO, Engine, Receiver, unique, user_hash, wait_until
 
 from engine.destinations import webhook
 
@@ -31,15 +36,19 @@ destinations:
   - name: mail
     url: {mail}
     secret: {secret}
-    alerts: [back_in_stock]
+    alerts: [back_in_stock, price_drop]
+  - name: mailer
+    url: {mailer}
+    secret: {secret}
+    segments: [shoe-lovers]
 """
 
 
 @pytest.fixture(scope="module")
 async def live(settings_for, tmp_path_factory):
-    crm, mail = Receiver(), Receiver()
+    crm, mail, mailer = Receiver(), Receiver(), Receiver()
     folder = tmp_path_factory.mktemp("live-rules")
-    (folder / "segments.yaml").write_text(RULES.format(crm=crm.url, mail=mail.url, secret=SECRET))
+    (folder / "segments.yaml").write_text(RULES.format(crm=crm.url, mail=mail.url, mailer=mailer.url, secret=SECRET))
     settings = settings_for(rules=folder, test_clock=True, segment_sweep_s=0.5, webhook_retry_idle_s=1.0)
     running = Engine(settings, folder.parent / f"{folder.name}-logs")
     running.start_worker()
@@ -49,12 +58,13 @@ async def live(settings_for, tmp_path_factory):
     except AssertionError:
         running.stop()
         raise AssertionError(f"engine not ready\n{running.worker.log()[-3000:]}")
-    running.folder, running.crm, running.mail = folder, crm, mail
+    running.folder, running.crm, running.mail, running.mailer = folder, crm, mail, mailer
     running.redis = aioredis.Redis.from_url(settings.redis)
     yield running
     running.stop()
     crm.close()
     mail.close()
+    mailer.close()
     await running.redis.aclose()
 
 
@@ -203,8 +213,68 @@ async def test_the_export_lists_only_identified_members_with_marketing_consent_a
     assert yes not in {m["id"] for m in (await segment_members(live, "shoe-lovers", limit=1000))["members"]}
     assert yes not in (await export(live)).text
     outbox = await live.redis.xrange(f"{live.settings.redis_prefix}:segchanges")
-    assert not [f for _, f in outbox if f.get(b"person") == yes.encode()]
+    assert [f[b"reason"] for _, f in outbox if f.get(b"person") == yes.encode()] == [b"erased"]  # the notice alone
     assert await live.redis.zscore(f"{live.settings.redis_prefix}:segdue", yes) is None
+
+    # Both receivers that heard of them are told, once, so they can delete them too (the
+    # worker's erasure, when the log reaches it, tells no one again).
+    for receiver in (live.crm, live.mailer):
+        await wait_until(lambda: [d for d in changes_for(receiver, yes) if d.get("reason") == "erased"], timeout=15,
+                         message="the erasure at the receiver")
+    await asyncio.sleep(2)
+    for receiver in (live.crm, live.mailer):
+        told = [d for d in changes_for(receiver, yes) if d.get("reason") == "erased"]
+        assert [(d["segment"], d["change"]) for d in told] == [("shoe-lovers", "exited")]
+        assert "traits" not in told[0]
+    assert not [d for d in changes_for(live.mailer, no) if d.get("reason") == "erased"]  # never mailed
+
+
+async def test_the_command_line_export_writes_the_rows_of_the_http_export(live, tmp_path):
+    for n in range(3):
+        await shopper(live, marketing=True, identified=True, email=f"cli{n}@example.com")
+    expected, cursor = [], None
+    async def exported():
+        return sum(r.startswith('{"id"') and "@example.com" in r for r in (await export(live)).text.splitlines()) >= 3
+    await wait_until(exported, timeout=30, message="three consented members")
+    for _ in range(1000):  # every page over HTTP, a few members each
+        response = await export(live, limit=2, **({"cursor": cursor} if cursor else {}))
+        expected += [json.loads(line) for line in response.text.splitlines()]
+        cursor = response.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+    env = dict(os.environ, **live.settings.environ())
+    out = tmp_path / "shoe-lovers.jsonl"
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--output", str(out)],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in out.read_text().splitlines()] == expected
+    assert "members" in done.stderr and f"exported {len(expected)} rows" in done.stderr  # the progress bar, to stderr
+
+    as_csv = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--format", "csv"],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = as_csv.stdout.splitlines()
+    assert lines[0] == "id,email,first_name,language,score" and len(lines) == len(expected) + 1
+    assert [line.split(",")[0] for line in lines[1:]] == [r["id"] for r in expected]
+    missing = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "no-such-segment"],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no such segment" in missing.stderr
+
+
+async def test_a_withdrawn_marketing_consent_is_told_to_the_mailer_and_the_person_stays_a_member(live):
+    user, vid = await shopper(live, marketing=True, identified=True, email="withdraw@example.com")
+    await wait_until(lambda: changes_for(live.mailer, user), timeout=30, message="entered at the mailer")
+    async with live.client(cookies={"clickstream_vid": vid}) as browser:
+        await send(browser, [{"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": False}}}])
+    told = await wait_until(lambda: [d for d in changes_for(live.mailer, user) if d.get("reason") == "consent_withdrawn"],
+                            timeout=20, message="the withdrawal at the mailer")
+    await asyncio.sleep(2)
+    assert len([d for d in changes_for(live.mailer, user) if d.get("reason") == "consent_withdrawn"]) == 1
+    assert told[0]["change"] == "exited" and told[0]["segment"] == "shoe-lovers"
+    assert told[0]["traits"]["email"] == "withdraw@example.com"  # so the mailer finds the contact to drop
+    assert not [d for d in changes_for(live.crm, user) if d.get("reason") == "consent_withdrawn"]  # analytics: not told
+    assert user in {m["id"] for m in (await segment_members(live, "shoe-lovers", limit=1000))["members"]}
+    assert user not in (await export(live)).text  # no consent: no row
 
 
 async def test_a_wished_item_back_in_stock_reaches_the_receiver_once(live):
@@ -241,3 +311,34 @@ async def test_a_wished_item_back_in_stock_reaches_the_receiver_once(live):
 
 async def _scard(redis, key, n):
     return await redis.scard(key) == n
+
+
+async def test_a_wished_item_for_less_reaches_the_receiver_once_per_price_change(live):
+    item = unique("sandal")
+    browser = live.client()
+    await send(browser, [{"type": "page_view", "url": "/", "session_id": "s1"},
+                         {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}}])
+    user = unique("user")
+    await send(browser, [{"type": "identify", "user_id": user, "session_id": "s1",
+                          "props": {"traits": {"email": "drop@example.com"}, "user_hash": user_hash(user)}}])
+    await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
+    await browser.aclose()
+    await wait_until(lambda: _scard(live.redis, f"{live.settings.redis_prefix}:wish:{item}", 1), timeout=20,
+                     message="the wish applied")
+
+    def drops():
+        return [d for d in live.mail.documents() if d.get("item") == item and d.get("kind") == "price_drop"]
+    async with live.client() as client:
+        async def put(price):
+            response = await client.put("/v1/catalog/items", headers=AUTH,
+                                        json=[{"id": item, "category": "shoes", "available": True, "price": price}])
+            assert response.status_code == 200, response.text
+        await put(100)
+        await put(80)
+        await wait_until(drops, timeout=20, message="the price drop")
+        await put(80)  # the same price again: nothing
+        await put(90)  # dearer: nothing
+        await asyncio.sleep(2)
+    (alert,) = drops()
+    assert (alert["person"], alert["old_price"], alert["new_price"]) == (user, 100.0, 80.0)
+    assert alert["traits"] == {"email": "drop@example.com"} and isinstance(alert["at"], int)

@@ -9,10 +9,7 @@ repeats one, and members who join or leave meanwhile do not shift the pages.
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
-from typing import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,13 +18,12 @@ from starlette.routing import Route
 from engine.api.access import Access, guarded
 from engine.api.params import int_param, text_param
 from engine.api.responses import JSONResponse
-from engine.destinations.webhook import MARKETING_TRAITS, has_marketing_consent
 from engine.errors import InvalidInput, NotFound
+from engine.profiles.segment_export import FORMATS, MEDIA, export_page, render
 from engine.profiles.segments_index import SegmentIndex
 from engine.rules.live import LiveRules
 
 MEMBERS_MAX = 1000
-EXPORT_FIELDS = ("id", "email", "first_name", "language", "score")
 
 
 def encode_cursor(score: float, member: str) -> str:
@@ -44,46 +40,6 @@ def decode_cursor(text: str | None) -> tuple[float, str] | None:
     except (ValueError, TypeError):
         pass
     raise InvalidInput("cursor: expected the next_cursor of a previous page")
-
-
-def export_row(member: str, score: float, person: dict | None) -> dict | None:
-    """What a mailing needs of an identified member with marketing consent; None for anyone else."""
-    if person is None or not person.get("user_id") or person.get("id") != member or not has_marketing_consent(person):
-        return None
-    traits = person.get("traits") or {}
-    if not isinstance(traits.get("email"), str) or not traits["email"]:
-        return None
-    return {"id": member, **{k: traits.get(k) for k in MARKETING_TRAITS}, "score": score}
-
-
-async def export_page(index: SegmentIndex, people, name: str, after: tuple[float, str] | None,
-                      limit: int = MEMBERS_MAX) -> tuple[list[dict], int, tuple[float, str] | None]:
-    """(the export's rows of one page of members, members read, the cursor after it or None at the end)."""
-    members = await index.page(name, after, limit + 1)
-    more = len(members) > limit
-    members = members[:limit]
-    rows = [row for row in [export_row(m, sc, await people.person(m)) for m, sc in members] if row]
-    return rows, len(members), (members[-1][1], members[-1][0]) if more else None
-
-
-def csv_text(rows: list[dict], header: bool = True) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, EXPORT_FIELDS, extrasaction="ignore")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-async def export_csv(index: SegmentIndex, people, name: str, limit: int = MEMBERS_MAX) -> AsyncIterator[str]:
-    """The whole export as CSV, page after page of `limit` members (following the cursor), the header first."""
-    after, header = None, True
-    while True:
-        rows, _, after = await export_page(index, people, name, after, limit)
-        yield csv_text(rows, header)
-        header = False
-        if after is None:
-            return
 
 
 def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people=None) -> list[Route]:
@@ -116,18 +72,15 @@ def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people
     async def segment_export(request: Request) -> Response:
         name = segment_named(request)
         form = text_param(request, "format", 8) or "jsonl"
-        if form not in ("csv", "jsonl"):
+        if form not in FORMATS:
             raise InvalidInput("format: expected csv or jsonl", {"got": form})
         limit = int_param(request, "limit", MEMBERS_MAX, 1, MEMBERS_MAX)
         after = decode_cursor(text_param(request, "cursor", 512))
-        rows, read, more = await export_page(index, people, name, after, limit)
-        if form == "csv":
-            text, media = csv_text(rows), "text/csv; charset=utf-8"
-        else:
-            text, media = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), "application/x-ndjson"
-        headers = {"X-Members-Read": str(read)}
-        if more is not None:  # a page may hold fewer rows than members read (the others are not exported): follow the cursor
-            headers["X-Next-Cursor"] = encode_cursor(*more)
+        page = await export_page(index, people, name, after, limit)
+        text, media = render(page.rows, form), MEDIA[form]
+        headers = {"X-Members-Read": str(page.read)}
+        if page.after is not None:  # a page may hold fewer rows than members read (the others are not exported)
+            headers["X-Next-Cursor"] = encode_cursor(*page.after)
         return Response(text, media_type=media, headers=headers)
 
     return [

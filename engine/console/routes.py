@@ -22,7 +22,7 @@ from starlette.routing import Route
 from engine.api.access import find_key, guarded
 from engine.api.params import text_param
 from engine.api.responses import JSONResponse
-from engine.api.segments import export_csv
+from engine.profiles.segment_export import export_csv
 from engine.console import views
 from engine.console.backtest_job import CHOICES, hours_of
 from engine.console.session import FORM_MAX_BYTES, ConsoleAccess, Sessions, form

@@ -18,7 +18,10 @@ at least once; the delivery id (the same on every attempt) lets the receiver dro
 It runs as a background task of the worker, one task per destination, so a slow
 receiver holds up neither the others nor profile processing. A marketing destination
 (the default) hears only people who gave marketing consent, with the traits a mailing
-needs; an analytics one hears everyone, without traits.
+needs; an analytics one hears everyone, without traits. Two exits are the exceptions:
+`consent_withdrawn` goes to marketing destinations only (the person is still a member),
+and `erased` reaches a marketing destination if the person had marketing consent when
+erased (the entry's `marketing` field, since nothing of them can be read any more).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tenacity import (
 )
 
 from engine.destinations import webhook
+from engine.profiles.segments_index import CONSENT_WITHDRAWN, ERASED
 
 log = logging.getLogger("engine.destinations")
 RESPONSE_KEPT = 64 * 1024
@@ -195,11 +199,18 @@ class Delivery:
         if not destination.wants(change):
             return ""
         traits = None
-        if destination.purpose == "marketing":
-            person = await self.people.person(change["person"])
-            if not webhook.has_marketing_consent(person):
+        reason = change.get("reason")
+        if destination.purpose != "marketing":
+            if reason == CONSENT_WITHDRAWN:
+                return ""  # still a member: only those who mailed them need to hear it
+        elif reason == ERASED:  # nothing left to read: whether they had consent was recorded with it
+            if change.get("marketing") != "1":
                 return "skipped_no_consent"
-            traits = webhook.marketing_traits(person)
+        else:
+            person = await self.people.person(change["person"])
+            if reason != CONSENT_WITHDRAWN and not webhook.has_marketing_consent(person):
+                return "skipped_no_consent"
+            traits = webhook.marketing_traits(person)  # a withdrawal too: the receiver finds the contact by them
         delivery = webhook.delivery_id(name, entry_id)
         payload = webhook.body(change, delivery, traits)
         try:

@@ -17,7 +17,7 @@ import json
 SIGNATURE_HEADER = "X-Clickstream-Signature"
 DELIVERY_HEADER = "X-Clickstream-Delivery"
 CHANGE_FIELDS = ("segment", "person", "change", "at", "score", "reason")
-ALERT_FIELDS = ("kind", "person", "item", "at")
+ALERT_FIELDS = ("kind", "person", "item", "at", "old_price", "new_price")  # prices: price_drop only
 
 
 def record(fields: dict[bytes, bytes]) -> dict:
@@ -25,8 +25,9 @@ def record(fields: dict[bytes, bytes]) -> dict:
     out = {k.decode(): v.decode() for k, v in fields.items()}
     if "at" in out:
         out["at"] = int(out["at"])
-    if "score" in out:
-        out["score"] = float(out["score"])
+    for number in ("score", "old_price", "new_price"):
+        if number in out:
+            out[number] = float(out[number])
     return out
 
 

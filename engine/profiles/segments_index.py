@@ -8,6 +8,8 @@
                            {segment, person, change: entered|exited, at, score, reason}
                            (and alerts {kind, person, item, at}), read by the delivery worker
     {prefix}:segstats      hash: counters for /metrics (entered, exited, alerts, ...)
+    {prefix}:marketing     set: people last seen with marketing consent (engine.profiles.withdrawals),
+                           so a withdrawal is told once
 
 One script call per chunk of people compares each person's stored membership with the
 new one, writes it, sets the due time and appends the changes, so each change is
@@ -15,10 +17,19 @@ recorded exactly once however many workers (batch or sweeper) evaluate the perso
 people travel packed in one argument, since the client's cost is per command and per
 argument, not per member. `emit=False` (replay, backfill)
 rebuilds the sets without recording changes. Erasure removes the person from every set,
-the due set and the outbox.
+the due set and the outbox, and records an `exited` change with reason `erased` for
+each segment they were in (`notify_erasures=False` in a replay), so destinations can
+delete them downstream; these notices stay in the outbox (they carry only the id).
+A withdrawn marketing consent records `exited` with reason `consent_withdrawn` for each
+segment the person is in, and leaves the sets as they are.
+
+Entries about a person carry an internal `marketing` field (1/0, not delivered) when
+the person cannot be read at delivery: whether they had marketing consent then.
 """
 
 from __future__ import annotations
+
+import time
 
 import msgpack
 from redis.asyncio import Redis
@@ -33,6 +44,8 @@ PEOPLE_PER_CALL = 2_000    # bounds how long one script holds Redis
 #       with due: ms, '' for none or 'keep'; flags: '1'/'0' per name; scores: text per name
 #       (text keeps every digit).  Returns the number of changes recorded.
 UPDATE_SCRIPT = lua("profiles", "update.lua")
+NOTIFY_SCRIPT = lua("profiles", "notify.lua")
+ERASED, CONSENT_WITHDRAWN = "erased", "consent_withdrawn"
 
 
 class SegmentIndex:
@@ -42,7 +55,10 @@ class SegmentIndex:
         self.due_key = f"{prefix}:segdue"
         self.outbox_key = f"{prefix}:segchanges"
         self.stats_key = f"{prefix}:segstats"
+        self.marketing_key = f"{prefix}:marketing"
+        self.notify_erasures = True  # False in a replay: an erasure was told when it happened
         self._update = redis.register_script(UPDATE_SCRIPT)
+        self._notify = redis.register_script(NOTIFY_SCRIPT)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:seg:{name}"
@@ -104,39 +120,60 @@ class SegmentIndex:
     async def count(self, field: str, by: int = 1) -> None:
         await self.redis.hincrby(self.stats_key, field, by)
 
-    async def remove_person(self, person_id: str) -> None:
-        """From every segment set, including those of definitions since removed, and the due set."""
-        keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.zrem(key, person_id)
-            pipe.zrem(self.due_key, person_id)
-            await pipe.execute()
+    async def segment_keys(self) -> list[bytes]:
+        """Every segment set, including those of definitions since removed."""
+        return [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
+
+    async def _notify_segments(self, person_id: str, mode: str, reason: str, *, emit: bool, marketing: bool,
+                               at: int | None = None) -> int:
+        keys = await self.segment_keys()
+        names = [k.decode()[len(self.prefix) + len(":seg:"):] for k in keys]
+        at = int(time.time() * 1000) if at is None else at
+        return int(await self._notify(
+            keys=[self.due_key, self.outbox_key, self.stats_key, self.marketing_key, *keys],
+            args=[person_id, at, reason, OUTBOX_MAXLEN, "1" if emit else "0", "1" if marketing else "0", mode, *names]))
+
+    async def remove_person(self, person_id: str, *, marketing: bool = False, emit: bool = False) -> int:
+        """From every set and the due set; with `emit`, an `exited` (reason erased) per segment left."""
+        return await self._notify_segments(person_id, "erase", ERASED, emit=emit, marketing=marketing)
+
+    async def consent_given(self, person_ids: list[str]) -> None:
+        if person_ids:
+            await self.redis.sadd(self.marketing_key, *person_ids)
+
+    async def consent_withdrawn(self, person_id: str, *, at: int | None = None, emit: bool = True) -> int:
+        """An `exited` (reason consent_withdrawn) per segment the person is in, once per withdrawal."""
+        return await self._notify_segments(person_id, "withdraw", CONSENT_WITHDRAWN, emit=emit, marketing=True, at=at)
 
     async def forget(self, person_id: str, pieces: list[dict]) -> None:
-        """Erasure hook: the person and each of their visitor ids leave every set and the outbox."""
+        """Erasure hook: the person and each of their visitor ids leave every set and the outbox.
+
+        The outbox is cleared of them first, then each segment they leave is told (once:
+        the worker's run of the hook after the API's finds them gone)."""
         members = {person_id, *(p["id"] for p in pieces if p and p.get("id"))}
-        for member in members:
-            await self.remove_person(member)
+        marketing = any((p or {}).get("consent", {}).get("marketing") is True for p in pieces)
         await forget_in_stream(self.redis, self.outbox_key, members)
         await forget_in_stream(self.redis, self.outbox_key + ":dead", members)
+        for member in sorted(members):
+            await self.remove_person(member, marketing=marketing, emit=self.notify_erasures)
 
     async def clear(self, names: list[str] | None = None) -> None:
         """Drops the named sets; every set and the due times (for a rebuild) when no names are given."""
         keys = ([self.key(n) for n in names] if names is not None
-                else [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)] + [self.due_key])
+                else await self.segment_keys() + [self.due_key, self.marketing_key])
         if keys:
             await self.redis.delete(*keys)
 
 
 async def forget_in_stream(redis: Redis, key: str, people: set[str], chunk: int = 1000) -> int:
-    """Deletes the stream entries naming any of `people` (in `person`); returns how many."""
+    """Deletes the stream entries naming any of `people` (in `person`), but for the erasure notices; returns how many."""
     removed, start = 0, "-"
     while True:
         rows = await redis.xrange(key, start, "+", count=chunk)
         if not rows:
             return removed
-        doomed = [entry_id for entry_id, fields in rows if fields.get(b"person", b"").decode() in people]
+        doomed = [entry_id for entry_id, fields in rows
+                  if fields.get(b"person", b"").decode() in people and fields.get(b"reason") != ERASED.encode()]
         if doomed:
             removed += await redis.xdel(key, *doomed)
         if len(rows) < chunk:

@@ -120,7 +120,7 @@ class Segment(Shape, kw_only=True):
 
 
 CHANGES = ("entered", "exited")
-ALERTS = ("back_in_stock",)
+ALERTS = ("back_in_stock", "price_drop")
 PURPOSES = ("marketing", "analytics")
 
 
@@ -134,7 +134,7 @@ class Destination(Shape, kw_only=True):
     secret: Annotated[str, Meta(min_length=16, description="a signing secret of at least 16 characters")]
     segments: Annotated[list[Name], Meta(description="a list of segment names")] = ()
     events: Annotated[list[Literal[CHANGES]], Meta(min_length=1, description="a list of entered, exited")] = CHANGES
-    alerts: Annotated[list[Literal[ALERTS]], Meta(description="a list of alert kinds: back_in_stock")] = ()
+    alerts: Annotated[list[Literal[ALERTS]], Meta(description="a list of alert kinds: back_in_stock, price_drop")] = ()
     purpose: Annotated[Literal[PURPOSES], Meta(
         description="marketing (only people with marketing consent) or analytics")] = "marketing"
 

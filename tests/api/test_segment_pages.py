@@ -4,7 +4,8 @@ import uuid
 
 import pytest
 
-from engine.api.segments import decode_cursor, encode_cursor, export_row
+from engine.api.segments import decode_cursor, encode_cursor
+from engine.profiles.segment_export import export_row
 from engine.errors import InvalidInput
 from engine.profiles.segments_index import SegmentIndex
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from engine.api.segments import export_csv
+from engine.profiles.segment_export import export_csv
 from engine.recommend import als
 from engine.wiring import build_stores
 from helpers import REPO, Engine, csrf_of, sign_in, unique, user_hash, wait_until

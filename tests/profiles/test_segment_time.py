@@ -162,5 +162,10 @@ async def test_erasure_removes_the_person_from_sets_due_times_and_outbox(parts):
     await SegmentUpdater(evaluator)(events, await store.apply_batch(events))
     await index.forget(vid, [{"id": vid}])
     assert [m for m, _ in await index.members("shoe-lovers")] == [other]
-    assert {c["person"] for c in await outbox(index)} == {other}
+    left = await outbox(index)
+    assert {c["person"] for c in left} == {other, vid}
+    # Of the erased one, only the notice that they left (destinations delete them too).
+    assert [(c["change"], c["reason"]) for c in left if c["person"] == vid] == [("exited", "erased")]
+    await index.forget(vid, [{"id": vid}])  # the worker's run of the hook: neither removed nor told twice
+    assert [(c["change"], c["reason"]) for c in await outbox(index) if c["person"] == vid] == [("exited", "erased")]
     assert await index.redis.zscore(index.due_key, vid) is None

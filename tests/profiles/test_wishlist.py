@@ -50,3 +50,35 @@ async def test_erasure_takes_the_person_off_every_wish_list_and_a_replay_alerts_
     await quiet([wish("v2", "boot")], BatchResult(profiles={"v2": {"user_id": None}}))
     await quiet.catalog_changed([CatalogItem("boot", "shoes", False)], 1)
     assert await quiet.catalog_changed([CatalogItem("boot", "shoes", True)], 2) == 0 and await alerts(quiet) == []
+
+
+async def test_a_lower_price_alerts_each_wisher_once_per_change(wishes):
+    await wishes([wish("v1", "boot"), wish("v2", "boot"), wish("v2", "hat")],
+                 BatchResult(profiles={"v1": {"user_id": "u1"}, "v2": {"user_id": None}}))
+    item = lambda price, available=True: CatalogItem("boot", "shoes", available, price=price)
+    assert await wishes.catalog_changed([item(100.0)], 1) == 0  # the first price heard: nothing dropped
+    assert await wishes.catalog_changed([item(100.0)], 2) == 0  # loaded again at the same price
+    assert await wishes.catalog_changed([item(120.0)], 3) == 0  # dearer
+    assert await wishes.catalog_changed([item(80.0), CatalogItem("hat", "hats", True, price=5.0)], 4) == 2
+    assert await wishes.catalog_changed([item(80.0)], 4) == 0  # the same change again (a redelivery)
+    assert await wishes.catalog_changed([item(None)], 5) == 0  # no price given: the last one is kept
+    assert await wishes.catalog_changed([item(79.5)], 6) == 2
+    drops = [a for a in await alerts(wishes) if a["kind"] == "price_drop"]
+    assert sorted((a["person"], a["item"], a["at"], a["old_price"], a["new_price"]) for a in drops) == [
+        ("u1", "boot", "4", "120.0", "80.0"), ("u1", "boot", "6", "80.0", "79.5"),
+        ("v2", "boot", "4", "120.0", "80.0"), ("v2", "boot", "6", "80.0", "79.5")]
+    assert int(await wishes.redis.hget(wishes.stats_key, "alerts")) == 4
+
+
+async def test_back_in_stock_for_less_is_two_alerts_and_a_replay_records_neither(wishes, redis_client):
+    await wishes([wish("v1", "boot")], BatchResult(profiles={"v1": {"user_id": None}}))
+    await wishes.catalog_changed([CatalogItem("boot", "shoes", False, price=50.0)], 1)
+    assert await wishes.catalog_changed([CatalogItem("boot", "shoes", True, price=40.0)], 2) == 2
+    assert sorted(a["kind"] for a in await alerts(wishes)) == ["back_in_stock", "price_drop"]
+    quiet = Wishlists(redis_client, wishes.prefix, wishes.outbox_key, wishes.stats_key, emit=False)
+    await quiet.clear()
+    await quiet([wish("v1", "boot")], BatchResult(profiles={"v1": {"user_id": None}}))
+    await quiet.catalog_changed([CatalogItem("boot", "shoes", True, price=50.0)], 1)
+    assert await quiet.catalog_changed([CatalogItem("boot", "shoes", True, price=30.0)], 2) == 0
+    assert len(await alerts(quiet)) == 2  # only the two of before
+    assert await redis_client.hget(f"{wishes.prefix}:prices", "boot") == b"30.0"  # rebuilt all the same
