@@ -167,6 +167,7 @@ class Delivery:
             by_person[fields.get(b"person", b"").decode()].append(
                 (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, webhook.record(fields), n < retried))
         done: list[str] = []
+        notices: list[str] = []  # erasure notices among them
         outcomes: dict[str, int] = defaultdict(int)
         slots = asyncio.Semaphore(self.concurrency)
 
@@ -180,6 +181,8 @@ class Delivery:
                     held.add(person)
                     return
                 done.append(entry_id)
+                if change.get("reason") == ERASED:
+                    notices.append(entry_id)
                 if outcome:
                     outcomes[outcome] += 1
             held.discard(person)
@@ -190,6 +193,23 @@ class Delivery:
                 for outcome, count in outcomes.items():
                     pipe.hincrby(self.stats_key, f"delivery:{name}:{outcome}", count)
                 await pipe.execute()
+        if notices:
+            await self._retire(notices)
+
+    async def _retire(self, notices: list[str]) -> None:
+        """An erasure notice names the erased person: it leaves the outbox once no destination still owes it."""
+        groups = await self.redis.xinfo_groups(self.outbox_key)
+        for entry_id in notices:
+            owed = False
+            for group in groups:
+                last = group["last-delivered-id"]
+                last = last.decode() if isinstance(last, bytes) else last
+                if _id_order(last) < _id_order(entry_id) or await self.redis.xpending_range(
+                        self.outbox_key, group["name"], min=entry_id, max=entry_id, count=1):
+                    owed = True
+                    break
+            if not owed:
+                await self.redis.xdel(self.outbox_key, entry_id)
 
     async def _deliver(self, name: str, entry_id: str, change: dict) -> str | None:
         """The outcome to count ("" for a record this destination does not hear), or None: kept for redelivery."""
@@ -251,6 +271,11 @@ class Delivery:
         log.warning("delivery %s moved to the dead-letter stream: %s", webhook.delivery_id(name, entry_id), reason)
         await self.redis.xadd(self.dead_key, {**{k: str(v) for k, v in change.items()}, "destination": name,
                                               "entry": entry_id, "failure": reason[:300]})
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _entry_ms(entry_id: str) -> int:

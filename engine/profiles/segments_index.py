@@ -19,7 +19,7 @@ argument, not per member. `emit=False` (replay, backfill)
 rebuilds the sets without recording changes. Erasure removes the person from every set,
 the due set and the outbox, and records an `exited` change with reason `erased` for
 each segment they were in (`notify_erasures=False` in a replay), so destinations can
-delete them downstream; these notices stay in the outbox (they carry only the id).
+delete them downstream; these notices stay in the outbox only until every destination has them (engine.destinations.delivery).
 A withdrawn marketing consent records `exited` with reason `consent_withdrawn` for each
 segment the person is in, and leaves the sets as they are.
 

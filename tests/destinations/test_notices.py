@@ -118,9 +118,15 @@ async def test_an_erased_person_is_told_exited_once_per_segment_to_every_destina
     assert all("traits" not in d and "marketing" not in d for d in mail.documents() if d["reason"] == "erased")
     assert await index.sizes(["shoes", "hats"]) == {"shoes": 0, "hats": 0}
     assert await index.redis.zscore(index.due_key, "ada") is None
-    # Nothing else of them is left in the outbox: only the notices.
-    left = [f for _, f in await index.redis.xrange(index.outbox_key) if f[b"person"] in (b"ada", BOB.encode())]
-    assert sorted(f[b"reason"] for f in left) == [b"erased"] * 3
+    # Nothing of them is left in the outbox once every destination has its notices: erasure leaves no trace.
+    async def left():
+        return [f for _, f in await index.redis.xrange(index.outbox_key) if f[b"person"] in (b"ada", BOB.encode())]
+
+    await wait_until(lambda: _empty(left()), message="the delivered notices gone from the outbox")
+
+
+async def _empty(rows) -> bool:
+    return not await rows
 
 
 async def test_a_replayed_erasure_tells_no_one(parts):
