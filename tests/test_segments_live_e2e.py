@@ -213,7 +213,8 @@ async def test_the_export_lists_only_identified_members_with_marketing_consent_a
     assert yes not in {m["id"] for m in (await segment_members(live, "shoe-lovers", limit=1000))["members"]}
     assert yes not in (await export(live)).text
     outbox = await live.redis.xrange(f"{live.settings.redis_prefix}:segchanges")
-    assert [f[b"reason"] for _, f in outbox if f.get(b"person") == yes.encode()] == [b"erased"]  # the notice alone
+    # The erasure notice alone, until every destination has taken it (then nothing of them).
+    assert set(f[b"reason"] for _, f in outbox if f.get(b"person") == yes.encode()) <= {b"erased"}
     assert await live.redis.zscore(f"{live.settings.redis_prefix}:segdue", yes) is None
 
     # Both receivers that heard of them are told, once, so they can delete them too (the
