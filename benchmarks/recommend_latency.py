@@ -62,9 +62,11 @@ from engine.embedded import free_port, wait_for_port  # noqa: E402
 from engine.profiles.model import new_profile  # noqa: E402
 from engine.profiles.people import People  # noqa: E402
 from engine.profiles.store import BatchResult, ProfileStore  # noqa: E402
-from engine.recommend import als  # noqa: E402
+from engine.recommend.als_store import ModelHolder, publish  # noqa: E402
+from engine.recommend.als_training import AlsParams, train_from_interactions  # noqa: E402
 from engine.recommend.catalog import Catalog, CatalogItem  # noqa: E402
-from engine.recommend.service import RecommendConfig, RecommendService  # noqa: E402
+from engine.recommend.config import RecommendConfig  # noqa: E402
+from engine.recommend.service import RecommendService  # noqa: E402
 from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater  # noqa: E402
 from redis.asyncio import BlockingConnectionPool, Redis  # noqa: E402
 
@@ -105,7 +107,7 @@ async def load(redis, prefix: str, orders: list[list[str]], category: dict[str, 
     load_s = time.perf_counter() - started
     await Catalog(redis, prefix).put([CatalogItem(item, cat, available=True) for item, cat in category.items()])
     rows = [(f"o{n}", item, 1.0) for n, items in enumerate(orders) for item in items]
-    await als.publish(redis, prefix, als.train_from_interactions(rows, als.AlsParams(factors=64, regularization=10.0)))
+    await publish(redis, prefix, train_from_interactions(rows, AlsParams(factors=64, regularization=10.0)))
     return load_s
 
 
@@ -126,7 +128,7 @@ async def load_carts(redis, prefix: str, orders: list[list[str]], category: dict
 
 
 def service_for(redis, prefix: str, config: RecommendConfig = RecommendConfig()) -> RecommendService:
-    holder = als.ModelHolder(redis, prefix)
+    holder = ModelHolder(redis, prefix)
     return RecommendService(CooccurrenceStore(redis, prefix), Catalog(redis, prefix), holder,
                             People(redis, ProfileStore(redis, prefix)), config)
 

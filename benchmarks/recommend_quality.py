@@ -25,7 +25,7 @@ Methods (all fitted on the training baskets only):
   popularity           baskets containing the item (no timestamps, so no decay)
   cooc <measure>       co-occurrence (CoCounts, min support 2), summed over the query items:
                        raw counts, or engine.recommend.cooccur's normalized measures
-  als item-item dot    the engine's ALS (engine.recommend.als.train_from_interactions:
+  als item-item dot    the engine's ALS (engine.recommend.als_training.train_from_interactions:
                        AlsParams, each basket a person, every line a purchase of weight
                        DEFAULT_WEIGHTS['purchase']), AlsModel.scores summed over the query;
                        at the served regularization (AlsParams) and at the one the
@@ -79,11 +79,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
-from engine.recommend import als, ease  # noqa: E402
+from engine.recommend import als_training, ease  # noqa: E402
+from engine.recommend.als_model import AlsModel  # noqa: E402
 from engine.recommend.blend import blend  # noqa: E402
 from engine.recommend.cooccur import METHODS, CoCounts, order_items  # noqa: E402
 from engine.recommend.popularity import top  # noqa: E402
-from engine.recommend.service import FOR_YOU_WEIGHTS, RecommendConfig  # noqa: E402
+from engine.recommend.config import FOR_YOU_WEIGHTS, RecommendConfig  # noqa: E402
+from engine.recommend.interactions import DEFAULT_WEIGHTS  # noqa: E402
 
 # The one-item blend served before engine.recommend.shrink replaced it (benchmarks/recommend_robust.py
 # compares the two on every data set); kept here so this script still measures it.
@@ -92,9 +94,9 @@ ALSO_BOUGHT_WEIGHTS = {"cooccurrence": 1.0, "als": 0.1, "ease": 0.0, "popularity
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "groceries.csv"
 K = 10
 SERVED = RecommendConfig()
-SERVED_REG = als.AlsParams().regularization
+SERVED_REG = als_training.AlsParams().regularization
 SERVED_EASE = ease.EaseParams()
-PURCHASE = als.DEFAULT_WEIGHTS["purchase"]
+PURCHASE = DEFAULT_WEIGHTS["purchase"]
 GRID_REG = (3.0, 10.0, 30.0, 100.0)
 GRID_ALS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 GRID_POP = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -184,18 +186,18 @@ class Models:
         self.fit_co = time.perf_counter() - t
 
         self.rows = [(f"b{n}", item, PURCHASE) for n, b in enumerate(train) for item in order_items(b)]
-        self.matrix, _, self.items = als.build_matrix(self.rows)
+        self.matrix, _, self.items = als_training.build_matrix(self.rows)
         self.refit_als(reg)
 
     def refit_als(self, reg: float) -> None:
         """The engine's own training (train_matrix: ALS, then the regression), the served parameters but `reg`."""
         t = time.perf_counter()
         self.reg = reg
-        self.als = als.train_matrix(self.matrix, self.items, als.AlsParams(regularization=reg, item_regression=SERVED_EASE))
+        self.als = als_training.train_matrix(self.matrix, self.items, als_training.AlsParams(regularization=reg, item_regression=SERVED_EASE))
         self.fit_als = time.perf_counter() - t
         self.fit_ease = self.als.meta["regression_seconds"]
         f = self.als.factors
-        self.unit = als.AlsModel("unit", self.als.item_ids, f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9))
+        self.unit = AlsModel("unit", self.als.item_ids, f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9))
 
     def refit_ease(self, lam: float) -> None:
         """The regression alone at `lam` in place of the served one (for tuning)."""
@@ -215,7 +217,7 @@ class Models:
                 out[item] = out.get(item, 0.0) + s
         return out
 
-    def als_item(self, query: list[str], model: als.AlsModel | None = None) -> dict[str, float]:
+    def als_item(self, query: list[str], model: AlsModel | None = None) -> dict[str, float]:
         model = model or self.als
         return model.scores(query, len(model.item_ids))
 
@@ -418,7 +420,7 @@ def main() -> None:
     if changed:
         print(f"Not the served code: {'; '.join(changed)}")
     print(f"Served: similarity {SERVED.method}, min support {SERVED.min_support:g}, {SERVED.candidates} candidates "
-          f"per source; ALS {als.AlsParams().factors} factors, regularization {SERVED_REG:g}, purchase weight "
+          f"per source; ALS {als_training.AlsParams().factors} factors, regularization {SERVED_REG:g}, purchase weight "
           f"{PURCHASE:g}; ALSO_BOUGHT_WEIGHTS {fmt(ALSO_BOUGHT_WEIGHTS)}; FOR_YOU_WEIGHTS {fmt(FOR_YOU_WEIGHTS)}")
     sets = [("groceries", load_groceries(args.data)), ("synthetic (20 hidden topics, Zipf popularity)", synthetic())]
     tuned = [tune(split(baskets, args.split, args.seed)[0], args.seed) for _, baskets in sets]

@@ -6,7 +6,7 @@ topic (70%) and the overall popularity (30%); 1 in 10 interactions is a purchase
 (weight 5), the rest views (weight 1). Repeats of a (person, item) pair add up.
 
 Rows, each fitting the same matrix with implicit's CPU ALS:
-  engine         engine.recommend.als.train_from_interactions with AlsParams() (64 factors,
+  engine         engine.recommend.als_training.train_from_interactions with AlsParams() (64 factors,
                  15 iterations, regularization 10, conjugate gradient, every core; then the
                  item-item regression of engine.recommend.ease over the 5,000 most touched
                  items), timed from the (person, item, weight) triples, so building the
@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
-from engine.recommend.als import AlsModel, AlsParams, build_matrix, train_from_interactions, train_matrix  # noqa: E402
+from engine.recommend.als_model import AlsModel  # noqa: E402
+from engine.recommend.als_training import AlsParams, build_matrix, train_from_interactions, train_matrix  # noqa: E402
 from engine.recommend.ease import EaseParams  # noqa: E402
 
 ALS_ONLY = EaseParams(max_items=0)

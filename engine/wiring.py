@@ -46,9 +46,13 @@ from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.profiles.wishlist import Wishlists
 from engine.profiles.withdrawals import ConsentWatch
-from engine.recommend import als
+from engine.recommend import als_retrain
+from engine.recommend.als_model import AlsModel
+from engine.recommend.als_store import ModelHolder
+from engine.recommend.als_training import AlsParams
 from engine.recommend.catalog import Catalog
-from engine.recommend.service import RecommendConfig, RecommendService
+from engine.recommend.config import RecommendConfig
+from engine.recommend.service import RecommendService
 from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
 from engine.redis_client import open_redis
 from engine.rules.bandit_store import BanditLearner, BanditStore
@@ -223,16 +227,16 @@ def experiments_service(settings: Settings, stores: Stores, rules: LiveRules) ->
 
 def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -> RecommendService:
     """What one API process serves lists from; start its model holder in the lifespan."""
-    return RecommendService(stores.cooccurrence, stores.catalog, als.ModelHolder(stores.redis, settings.redis_prefix, poll_s),
+    return RecommendService(stores.cooccurrence, stores.catalog, ModelHolder(stores.redis, settings.redis_prefix, poll_s),
                             stores.people, RecommendConfig.from_settings(settings))
 
 
-def als_params(settings: Settings) -> als.AlsParams:
-    return als.AlsParams.from_settings(settings)
+def als_params(settings: Settings) -> AlsParams:
+    return AlsParams.from_settings(settings)
 
 
-async def train(settings: Settings, stores: Stores, progress: bool = True, out_path=None) -> als.AlsModel:
-    return await als.train(settings, stores.redis, stores.profiles, als_params(settings), progress=progress, out_path=out_path)
+async def train(settings: Settings, stores: Stores, progress: bool = True, out_path=None) -> AlsModel:
+    return await als_retrain.train(settings, stores.redis, stores.profiles, als_params(settings), progress=progress, out_path=out_path)
 
 
 # --- the HTTP app -------------------------------------------------------------------
@@ -351,7 +355,7 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
         lambda stopping: segment_sizes.sample_periodically(SegmentSizes(stores.redis, settings.redis_prefix),
                                                            stores.segments, rules, stopping),
-        lambda stopping: als.retrain_periodically(
+        lambda stopping: als_retrain.retrain_periodically(
             stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
             lambda: train(settings, stores, progress=False)),
     ]
@@ -404,7 +408,7 @@ async def run_delivery(settings: Settings) -> None:
         await stores.close()
 
 
-async def run_train(settings: Settings, progress: bool = True, out_path=None) -> als.AlsModel:
+async def run_train(settings: Settings, progress: bool = True, out_path=None) -> AlsModel:
     stores = open_stores(settings)
     try:
         return await train(settings, stores, progress, out_path)

@@ -81,7 +81,7 @@ def test_cli_reports_bad_setting_with_its_name(monkeypatch, capsys):
 
 
 def test_recommend_similarity_reaches_the_served_config():
-    from engine.recommend.service import RecommendConfig
+    from engine.recommend.config import RecommendConfig
 
     assert RecommendConfig.from_settings(Settings.from_env({})).method == "confidence"
     chosen = Settings.from_env({"CLICKSTREAM_RECOMMEND_SIMILARITY": " Cosine "})
@@ -89,7 +89,7 @@ def test_recommend_similarity_reaches_the_served_config():
 
 
 def test_item_regression_settings_reach_the_training_parameters():
-    from engine.recommend.als import AlsParams
+    from engine.recommend.als_training import AlsParams
     from engine.recommend.ease import EaseParams
 
     assert AlsParams.from_settings(Settings.from_env({})).item_regression == EaseParams()

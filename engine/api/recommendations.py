@@ -17,6 +17,7 @@ from starlette.routing import Route
 from engine.api.access import Access, guarded, query_param
 from engine.api.params import int_param, text_param
 from engine.api.responses import JSONResponse
+from engine.recommend.request import ListRequest
 from engine.recommend.service import RecommendService
 
 K_MAX = 100
@@ -24,25 +25,23 @@ ID_MAX = 64
 CATEGORY_MAX = 256
 
 
-def list_params(request: Request) -> dict:
-    """The parameters both lists share."""
+def list_request(request: Request, item: str | None, visitor_id: str | None) -> ListRequest:
+    """The list asked for, with the parameters both lists share."""
     cap = int_param(request, "max_per_category", -1, 0, K_MAX)
-    return {
-        "k": int_param(request, "k", 10, 1, K_MAX),
-        "category": text_param(request, "category", CATEGORY_MAX),
-        "max_per_category": None if cap < 0 else cap,
-    }
+    return ListRequest(item, visitor_id, k=int_param(request, "k", 10, 1, K_MAX),
+                       category=text_param(request, "category", CATEGORY_MAX),
+                       max_per_category=None if cap < 0 else cap)
 
 
 def recommend_routes(access: Access, service: RecommendService) -> list[Route]:
     async def also_bought(request: Request) -> JSONResponse:
         item = text_param(request, "item", ID_MAX, required=True)
         visitor_id = text_param(request, "visitor_id", ID_MAX)
-        return JSONResponse(await service.also_bought(item, visitor_id=visitor_id, **list_params(request)))
+        return JSONResponse(await service.also_bought_list(list_request(request, item, visitor_id)))
 
     async def for_you(request: Request) -> JSONResponse:
         visitor_id = text_param(request, "visitor_id", ID_MAX, required=True)
-        return JSONResponse(await service.for_you(visitor_id, **list_params(request)))
+        return JSONResponse(await service.for_you_list(list_request(request, None, visitor_id)))
 
     async def recently_viewed(request: Request) -> JSONResponse:
         visitor_id = text_param(request, "visitor_id", ID_MAX, required=True)

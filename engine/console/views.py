@@ -303,7 +303,7 @@ def ago(ms: int, now: int) -> str:
 
 
 def model_state(info: dict | None, now: int) -> dict | None:
-    """The published ALS model (engine.recommend.als.info): its version, when it was trained and on what."""
+    """The published ALS model (engine.recommend.als_store.info): its version, when it was trained and on what."""
     if not info or not info.get("version"):
         return None
     trained = info.get("trained_at") if isinstance(info.get("trained_at"), int) else None

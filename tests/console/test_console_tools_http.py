@@ -17,7 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.profiles.segment_export import export_csv
-from engine.recommend import als
+from engine.recommend import als_store
+from engine.recommend.als_model import AlsModel
 from engine.wiring import build_stores
 from helpers import REPO, Engine, csrf_of, sign_in, unique, user_hash, wait_until
 
@@ -198,10 +199,10 @@ async def test_the_recommendations_page_shows_the_published_models_version_and_a
         assert before.status_code == 200 and "No model trained yet" in before.text
         redis = Redis.from_url(api_only.settings.redis)
         trained = int(time.time() * 1000) - 3 * 3_600_000 - 60_000
-        model = als.AlsModel(f"{trained}-c0ffee", ["a", "b"], np.ones((2, 2), np.float32),
+        model = AlsModel(f"{trained}-c0ffee", ["a", "b"], np.ones((2, 2), np.float32),
                              {"trained_at": trained, "persons": 12, "items": 2, "interactions": 30})
         try:
-            await als.publish(redis, api_only.settings.redis_prefix, model)
+            await als_store.publish(redis, api_only.settings.redis_prefix, model)
         finally:
             await redis.aclose()
         after = await client.get("/console/recommendations")

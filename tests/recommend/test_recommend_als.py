@@ -10,8 +10,11 @@ import pytest
 
 from engine.stream import codec, kafka
 from engine.profiles.store import ProfileStore
-from engine.recommend import als
-from engine.recommend.als import AlsModel, AlsParams, Interactions, ModelHolder, train_from_interactions
+from engine.recommend import als_retrain, als_store
+from engine.recommend.als_model import AlsModel
+from engine.recommend.als_store import ModelHolder
+from engine.recommend.als_training import AlsParams, train_from_interactions
+from engine.recommend.interactions import Interactions
 from engine.redis_client import open_redis
 from helpers import wait_until
 
@@ -106,12 +109,12 @@ async def test_artefacts_round_trip_through_bytes_redis_and_the_holder(redis_cli
         versions = []
         for n in range(3):
             model = AlsModel(f"v{n}", ["a", "b"], np.eye(2, dtype=np.float32) * (n + 1), {"trained_at": n})
-            await als.publish(redis_client, prefix, model)
+            await als_store.publish(redis_client, prefix, model)
             versions.append(model.version)
             assert await holder.refresh() and holder.current.version == f"v{n}"
             assert holder.current.scores(["a"]) == pytest.approx({"a": (n + 1) ** 2, "b": 0.0})
-        assert (await als.load_current(redis_client, prefix)).version == "v2"
-        assert (await als.info(redis_client, prefix))["trained_at"] == 2
+        assert (await als_store.load_current(redis_client, prefix)).version == "v2"
+        assert (await als_store.info(redis_client, prefix))["trained_at"] == 2
         assert await redis_client.exists(f"{prefix}:rec:als:v0") == 0          # older than the last KEEP
         assert await redis_client.exists(f"{prefix}:rec:als:v1", f"{prefix}:rec:als:v2") == 2
     finally:
@@ -142,7 +145,7 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
     try:
         profiles = ProfileStore(redis, settings.redis_prefix)
         await profiles.erase("forgotten", T0)
-        model = await als.train(settings, redis, profiles, SMALL, progress=False, out_path=tmp_path / "model.npz")
+        model = await als_retrain.train(settings, redis, profiles, SMALL, progress=False, out_path=tmp_path / "model.npz")
         assert "only-theirs" not in model and "g0-i1" in model
         assert model.meta["erased_visitors"] == 1 and model.meta["events"] == len(events)
         assert model.meta["persons"] == 60
@@ -154,9 +157,9 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
         stop = asyncio.Event()
         await redis.delete(f"{settings.redis_prefix}:rec:als:lock")
         await redis.set(f"{settings.redis_prefix}:rec:als:info", '{"trained_at": 0}')
-        task = asyncio.create_task(als.retrain_periodically(
+        task = asyncio.create_task(als_retrain.retrain_periodically(
             redis, settings.redis_prefix, 3600, stop.is_set,
-            lambda: als.train(settings, redis, profiles, SMALL, progress=False), poll_s=0.05))
+            lambda: als_retrain.train(settings, redis, profiles, SMALL, progress=False), poll_s=0.05))
         newer = await wait_until(lambda: _newer(redis, settings.redis_prefix, model.version), timeout=60,
                                  message="a retrained model")
         stop.set()

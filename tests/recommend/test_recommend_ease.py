@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from engine.recommend import ease
-from engine.recommend.als import AlsModel, AlsParams, build_matrix, train_from_interactions
+from engine.recommend.als_model import AlsModel
+from engine.recommend.als_training import AlsParams, build_matrix, train_from_interactions
 from engine.recommend.ease import EaseParams
 
 

@@ -17,14 +17,18 @@ from starlette.applications import Starlette
 
 from engine.profiles.people import People
 from engine.profiles.store import ProfileStore
-from engine.recommend import als, ease
-from engine.recommend.als import AlsModel, ModelHolder
+from engine.recommend import ease
+from engine.recommend.als_model import AlsModel
+from engine.recommend.als_store import ModelHolder, publish
 from engine.recommend.catalog import Catalog, CatalogItem
 from engine.api.access import Access
 from engine.api.catalog import catalog_routes
 from engine.api.errors import EXCEPTION_HANDLERS
 from engine.api.recommendations import recommend_routes
-from engine.recommend.service import Info, RecommendConfig, RecommendService, seeds_of, select
+from engine.recommend.config import RecommendConfig
+from engine.recommend.ranking import Info, select
+from engine.recommend.seeds import seeds_of
+from engine.recommend.service import RecommendService
 from engine.recommend.store import CooccurrenceUpdater
 from engine.settings import Settings
 from helpers import visitor
@@ -155,7 +159,7 @@ async def test_a_hot_item_is_served_from_memory_and_a_new_order_shows_within_twi
 
 async def test_als_joins_the_basket_blend_and_names_itself(shop):
     factors = np.array([[1, 0], [0.2, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)  # y is a's nearest in factor space
-    await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y", "t2"], factors))
+    await publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y", "t2"], factors))
     assert await shop.models.refresh()
     await shop.feed([view("browser2", "s2", "a", T0 + 5)])
     out = await shop.service.for_you("browser2", k=10)
@@ -191,7 +195,7 @@ async def test_the_item_item_regression_joins_basket_lists_and_names_itself(shop
     regression = ease.ItemRegression(seeds=np.array([0, 1], dtype=np.int32),
                                      targets=np.array([[2], [2]], dtype=np.int32),
                                      weights=np.array([[0.5], [0.5]], dtype=np.float32))
-    await als.publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y"], np.zeros((3, 2), np.float32), {},
+    await publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y"], np.zeros((3, 2), np.float32), {},
                                                         regression))
     assert await shop.models.refresh()
     await shop.feed([add_to_cart("shopper", "b", T0 + 20)])
@@ -387,9 +391,9 @@ async def test_no_catalog_body_gives_a_5xx(shop, body):
 async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch):
     old = AlsModel("v-old", ["a", "old-pick"], np.array([[1, 0], [1, 0]], dtype=np.float32))
     new = AlsModel("v-new", ["a", "new-pick"], np.array([[0, 1], [0, 1]], dtype=np.float32))
-    await als.publish(shop.redis, shop.prefix, old)
+    await publish(shop.redis, shop.prefix, old)
     assert await shop.models.refresh()
-    await als.publish(shop.redis, shop.prefix, new)
+    await publish(shop.redis, shop.prefix, new)
 
     # Hold the new model's parsing until requests have been served meanwhile: the swap must
     # not stop the event loop, and requests see the old model until one assignment replaces it.
@@ -423,20 +427,20 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
     monkeypatch.setattr(AlsModel, "from_bytes", staticmethod(parse))
     shop.models.start()  # polling for real while versions keep changing under it
     for n in range(5):
-        await asyncio.gather(keep_asking(), als.publish(shop.redis, shop.prefix, old if n % 2 else new))
+        await asyncio.gather(keep_asking(), publish(shop.redis, shop.prefix, old if n % 2 else new))
     assert errors == [] and len(served) == 200
     assert all(("old-pick" in ids(out)) != ("new-pick" in ids(out)) for out in served)  # one model at a time
 
 
 def test_kept_entries_are_bounded_and_the_oldest_go_first():
-    from engine.recommend.service import _keep
+    from engine.recommend.caches import kept
 
-    cache: dict = {}
+    cache = kept(60.0, maxsize=3)   # as the service keeps neighbours and rankings
     for n in range(5):
-        _keep(cache, n, f"v{n}", limit=3)
+        cache[n] = f"v{n}"
     assert list(cache) == [2, 3, 4]
-    _keep(cache, 2, "again", limit=3)   # stored anew: now the newest
-    _keep(cache, 5, "v5", limit=3)
+    cache[2] = "again"   # stored anew: now the newest
+    cache[5] = "v5"
     assert cache == {4: "v4", 2: "again", 5: "v5"}
 
 

@@ -1,0 +1,83 @@
+"""The per-process caches of recommendation serving, timed and sized here (cachetools' TTLCache).
+
+- the popular lists, per category (POPULAR_CACHE_S): popularity moves slowly;
+- each item's category and availability (INFO_CACHE_S), all dropped when the catalog's
+  version moves (checked every CATALOG_CHECK_S) or this process puts the catalog;
+- each item's co-purchase and co-view neighbours, for RecommendConfig.neighbours_cache_s;
+- each item's own also-bought ranking: fresh as long, then served as long again while a
+  refresh runs behind the requests (engine.recommend.service), then gone.
+
+Past its size, each cache lets its least recently used entries go first. One event loop
+uses them: no locks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Hashable, Iterable
+
+from cachetools import TTLCache
+
+POPULAR_CACHE_S = 5.0
+POPULAR_CACHE_MAX = 1000        # categories
+NEIGHBOURS_CACHE_MAX = 10_000   # items per process; a kept blend is ~20 KB, so at most ~200 MB
+INFO_CACHE_S = 30.0             # an item's category and availability, kept per process...
+CATALOG_CHECK_S = 1.0           # ...until the catalog's version changes (checked this often)
+INFO_CACHE_MAX = 200_000
+
+
+def kept(ttl: float, maxsize: int = NEIGHBOURS_CACHE_MAX) -> TTLCache:
+    """Entries served for `ttl` seconds after they are stored (0: never), at most `maxsize` of them."""
+    return TTLCache(maxsize, ttl, timer=time.monotonic)
+
+
+def lookup(cache: TTLCache, items: Iterable[str], key: Callable[[str], Hashable] = lambda item: item
+           ) -> tuple[dict, list[str]]:
+    """(the kept value of each item that has one, the other items), each item once."""
+    found, missing = {}, []
+    for item in dict.fromkeys(items):
+        value = cache.get(key(item))
+        if value is None:
+            missing.append(item)
+        else:
+            found[item] = value
+    return found, missing
+
+
+class RecommendCaches:
+    """One service's caches; the neighbours' and rankings' times are its config's neighbours_cache_s."""
+
+    def __init__(self, neighbours_s: float) -> None:
+        self.neighbours_s = neighbours_s
+        self.popular = kept(POPULAR_CACHE_S, POPULAR_CACHE_MAX)   # category (None: overall) -> [(item, score)]
+        self.info = kept(INFO_CACHE_S, INFO_CACHE_MAX)            # item -> ranking.Info
+        self.neighbours = kept(neighbours_s)                      # (kind, item) -> store.Neighbours
+        self.rankings = kept(2 * neighbours_s)                    # item -> (computed at, (ranking, evidence))
+        self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
+        self._catalog: tuple[float, int] = (float("-inf"), -1)   # (checked at, version)
+
+    def popular_scores(self, ranked: list[tuple[str, float]]) -> dict[str, float]:
+        """The popular list as a dict, one object while the list is kept: kept blends share it."""
+        if self._popular_scores[0] is not ranked:
+            self._popular_scores = (ranked, dict(ranked))
+        return self._popular_scores[1]
+
+    def ranking(self, item: str) -> tuple[tuple, bool] | None:
+        """The item's kept ranking and whether it is past its time (to be refreshed), or None."""
+        entry = self.rankings.get(item)
+        if entry is None:
+            return None
+        computed_at, ranking = entry
+        return ranking, time.monotonic() - computed_at >= self.neighbours_s
+
+    def keep_ranking(self, item: str, computed_at: float, ranking: tuple) -> None:
+        self.rankings[item] = (computed_at, ranking)
+
+    def catalog_check_due(self) -> bool:
+        return time.monotonic() - self._catalog[0] >= CATALOG_CHECK_S
+
+    def catalog_seen(self, version: int) -> None:
+        """The catalog's version as just read: the item info goes when it moved."""
+        if version != self._catalog[1]:
+            self.info.clear()
+        self._catalog = (time.monotonic(), version)
