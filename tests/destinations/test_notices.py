@@ -6,7 +6,9 @@ consent is told once, to marketing destinations only, and the person stays a mem
 
 import asyncio
 import uuid
+from functools import partial
 
+import events as builders
 import pytest
 from helpers import Receiver, wait_until
 
@@ -20,6 +22,11 @@ from engine.rules.ruleset import build_ruleset
 SECRET = "a-signing-secret-of-some-length"
 AT = 1_795_400_000_000
 ADA, BOB = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+ADA_EMAIL = {"email": "ada@example.com"}
+
+# Every event here comes from one browser session and has its own id.
+consent = partial(builders.consent, event_id=builders.new_id, session_id="s")
+identify = partial(builders.identify, event_id=builders.new_id, session_id="s")
 
 
 class Rules:
@@ -73,16 +80,6 @@ async def parts(redis_client):
         await redis_client.delete(*keys)
 
 
-def consent(vid, marketing, ts):
-    return {"event_id": uuid.uuid4().hex, "type": "consent", "visitor_id": vid, "session_id": "s", "ts": ts,
-            "props": {"consent": {"marketing": marketing}}}
-
-
-def identify(vid, user, ts):
-    return {"event_id": uuid.uuid4().hex, "type": "identify", "visitor_id": vid, "session_id": "s", "ts": ts,
-            "verified": True, "user_id": user, "props": {"traits": {"email": f"{user}@example.com"}}}
-
-
 async def apply(store, people, watch, events):
     """What the worker does with a batch, for these steps: fold, link, then watch consent."""
     result = await store.apply_batch(events)
@@ -97,8 +94,10 @@ def notices(receiver, person, reason):
 
 async def test_an_erased_person_is_told_exited_once_per_segment_to_every_destination_that_heard_them(parts):
     index, people, store, crm, mail = parts
-    await store.apply([consent(ADA, True, AT), identify(ADA, "ada", AT + 1), consent(BOB, False, AT)])
-    await people.link([identify(ADA, "ada", AT + 1)], BatchResult(profiles={ADA: await store.get(ADA)}))
+    await store.apply([consent(ADA, AT, marketing=True), identify(ADA, "ada", AT + 1, traits=ADA_EMAIL),
+                       consent(BOB, AT, marketing=False)])
+    await people.link([identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)],
+                      BatchResult(profiles={ADA: await store.get(ADA)}))
     await index.update({"ada": {"shoes": 2.0, "hats": 1.0}, BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT)
     await wait_until(lambda: len(crm.documents()) == 3 and len(mail.documents()) == 2, message="the entries")
 
@@ -141,15 +140,16 @@ async def test_a_replayed_erasure_tells_no_one(parts):
 async def test_withdrawn_marketing_consent_is_told_once_to_marketing_destinations_and_the_person_stays(parts):
     index, people, store, crm, mail = parts
     watch = ConsentWatch(people, index)
-    await apply(store, people, watch, [consent(ADA, True, AT), identify(ADA, "ada", AT + 1)])
-    await apply(store, people, watch, [consent(BOB, True, AT)])
+    await apply(store, people, watch, [consent(ADA, AT, marketing=True),
+                                       identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)])
+    await apply(store, people, watch, [consent(BOB, AT, marketing=True)])
     await index.update({"ada": {"shoes": 2.0, "hats": 1.0}, BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT)
     await wait_until(lambda: len(mail.documents()) == 3, message="the entries at the mailer")
 
-    withdrawal = [consent(ADA, False, AT + 10)]
+    withdrawal = [consent(ADA, AT + 10, marketing=False)]
     await apply(store, people, watch, withdrawal)
     await apply(store, people, watch, withdrawal)  # the batch redelivered
-    await apply(store, people, watch, [consent(BOB, True, AT + 10)])  # consent given again: nothing to tell
+    await apply(store, people, watch, [consent(BOB, AT + 10, marketing=True)])  # consent given again: nothing to tell
     await wait_until(lambda: len(notices(mail, "ada", "consent_withdrawn")) == 2, message="the withdrawal at the mailer")
     await asyncio.sleep(0.5)
     told = notices(mail, "ada", "consent_withdrawn")
@@ -169,10 +169,10 @@ async def test_withdrawn_marketing_consent_is_told_once_to_marketing_destination
 async def test_a_replayed_withdrawal_rebuilds_the_consent_set_and_tells_no_one(parts):
     index, people, store, _, _ = parts
     quiet = ConsentWatch(people, index, emit=False)
-    await apply(store, people, quiet, [consent(BOB, True, AT)])
+    await apply(store, people, quiet, [consent(BOB, AT, marketing=True)])
     assert await index.redis.sismember(index.marketing_key, BOB)
     await index.update({BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT, emit=False)
-    await apply(store, people, quiet, [consent(BOB, False, AT + 1)])
+    await apply(store, people, quiet, [consent(BOB, AT + 1, marketing=False)])
     assert not await index.redis.sismember(index.marketing_key, BOB)
     assert await index.redis.xlen(index.outbox_key) == 0
     assert await index.sizes(["shoes"]) == {"shoes": 1}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from functools import partial
 
+import events as builders
 import numpy as np
 import pytest
 
-from engine.stream import codec, kafka
 from engine.profiles.store import ProfileStore
 from engine.recommend import als_retrain, als_store
 from engine.recommend.als_model import AlsModel
@@ -17,31 +18,13 @@ from engine.recommend.als_training import AlsParams, train_from_interactions
 from engine.recommend.interactions import Interactions
 from engine.redis_client import open_redis
 from helpers import wait_until
+from purchase_history import T0, grouped_rows, produce, purchase
 
-T0 = 1_795_400_000_000
 SMALL = AlsParams(factors=16, iterations=10, regularization=1.0, num_threads=1)
 
 
-def purchase(vid, order_id, items, user_id=None):
-    event = {"event_id": f"p-{order_id}", "type": "purchase", "visitor_id": vid, "ts": T0,
-             "props": {"order": {"id": order_id, "items": [{"id": i, "qty": 1} for i in items]}}}
-    return dict(event, user_id=user_id) if user_id else event
-
-
-def view(vid, item, n=0):
-    return {"event_id": f"v-{vid}-{item}-{n}", "type": "product_view", "visitor_id": vid, "ts": T0,
-            "props": {"product": {"id": item}}}
-
-
-def grouped_rows(groups=4, per_group=10, persons=400, seed=1):
-    """Each person buys within one hidden group of items: the model should find the groups."""
-    rng = random.Random(seed)
-    rows = []
-    for p in range(persons):
-        g = p % groups
-        for item in rng.sample(range(per_group), 4):
-            rows.append((f"p{p}", f"g{g}-i{item}", 1.0))
-    return rows
+# A product page seen at T0; the last part of its id counts repeat views.
+view = partial(builders.product_view, ts=T0, event_id="v-{vid}-{item}-0")
 
 
 def test_training_recovers_the_hidden_groups():
@@ -74,11 +57,11 @@ def test_shuffled_groups_are_not_found():
 def test_interactions_weigh_purchases_merge_users_and_respect_consent():
     history = Interactions({"purchase": 5.0, "product_view": 1.0})
     for event in [
-        view("d1", "a"), view("d1", "a", 1), purchase("d1", "o1", ["a", "b"]),
+        view("d1", "a"), view("d1", "a", event_id="v-d1-a-1"), purchase("d1", "o1", ["a", "b"]),
         purchase("d1", "o1", ["a", "b"]) | {"event_id": "retry"},        # the same order again
         {"event_id": "i1", "type": "identify", "visitor_id": "d1", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
         {"event_id": "i2", "type": "identify", "visitor_id": "d2", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
-        view("d2", "c", 0),                                                # ann's second device
+        view("d2", "c"),                                                   # ann's second device
         {"event_id": "i3", "type": "identify", "visitor_id": "d5", "user_id": "bob", "ts": T0, "props": {}},
         view("d5", "y") | {"user_id": "bob"},                             # an unverified login links nobody
         {"event_id": "c1", "type": "consent", "visitor_id": "d3", "ts": T0, "props": {"consent": {"analytics": False}}},
@@ -121,18 +104,6 @@ async def test_artefacts_round_trip_through_bytes_redis_and_the_holder(redis_cli
         keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
         if keys:
             await redis_client.delete(*keys)
-
-
-async def produce(settings, events):
-    await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send(settings.topic, codec.encode(event), key=event["visitor_id"].encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(settings_for, tmp_path):

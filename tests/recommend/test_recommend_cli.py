@@ -8,7 +8,7 @@ import sys
 
 from engine.recommend.catalog import Catalog
 from engine.redis_client import open_redis
-from test_recommend_als import grouped_rows, produce, purchase
+from purchase_history import grouped_rows, produce, purchase
 
 
 def run(settings, *args, timeout=120, **env):

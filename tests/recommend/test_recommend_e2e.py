@@ -6,6 +6,9 @@ engine.app): until they are wired, these tests fail with a 404 or a timeout.
 
 from __future__ import annotations
 
+from functools import partial
+
+import events as builders
 from helpers import unique, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -24,9 +27,8 @@ async def post(engine, events):
         assert response.json()["accepted"] == len(own)
 
 
-def purchase(vid, order_id, items, ts=T0):
-    return {"type": "purchase", "visitor_id": vid, "session_id": f"s-{vid}", "ts": ts,
-            "props": {"order": {"id": order_id, "items": [{"id": i, "qty": 1, "price": 2.0, "category": "c"} for i in items]}}}
+# An order as the tracker posts it: no event id (the collector gives one), lines at 2.0 in category "c".
+purchase = partial(builders.purchase, ts=T0, session_id="s-{vid}", price=2.0, category="c", event_id=None)
 
 
 async def also_bought(engine, item, **params):

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import threading
 import uuid
+from functools import partial
 
+import events as builders
 import httpx
 import numpy as np
 import pytest
@@ -42,14 +44,9 @@ ORDERS = [["a", "b"]] * 4 + [["a", "c"]] * 3 + [["a", "d"]] * 2 + [["a", "e"]] *
          [["m"]] * 6 + [["t1", "m"]] * 2 + [["t2"]]
 
 
-def purchase(vid, order_id, items, ts):
-    return {"event_id": f"e-{order_id}", "type": "purchase", "visitor_id": vid, "session_id": f"s-{vid}", "ts": ts,
-            "props": {"order": {"id": order_id, "items": [{"id": i, "qty": 1, "category": CATEGORY[i]} for i in items]}}}
-
-
-def view(vid, session, item, ts):
-    return {"event_id": f"v-{vid}-{session}-{item}", "type": "product_view", "visitor_id": vid, "session_id": session,
-            "ts": ts, "props": {"product": {"id": item, "category": CATEGORY[item]}}}
+# Every order from the buyer's own session; items in their CATEGORY.
+purchase = partial(builders.purchase, session_id="s-{vid}", category=CATEGORY.__getitem__)
+view = partial(builders.product_view, category=CATEGORY.__getitem__, event_id="v-{vid}-{session_id}-{item}")
 
 
 def add_to_cart(vid, item, ts):
@@ -57,9 +54,7 @@ def add_to_cart(vid, item, ts):
             "ts": ts, "props": {"product": {"id": item, "category": CATEGORY[item]}, "qty": 1}}
 
 
-def identify(vid, uid, ts):
-    return {"event_id": f"i-{vid}", "type": "identify", "visitor_id": vid, "user_id": uid, "ts": ts, "props": {},
-            "verified": True}
+identify = partial(builders.identify, event_id="i-{vid}")
 
 
 class Shop:
@@ -96,7 +91,7 @@ async def shop(redis_client):
     prefix = f"t{uuid.uuid4().hex[:8]}"
     shop = Shop(redis_client, prefix)
     await shop.feed([purchase(visitor(f"buyer{n}"), f"o{n}", items, T0) for n, items in enumerate(ORDERS)]
-                    + [view("browser", "s", "z", T0)])
+                    + [view("browser", "z", T0, session_id="s")])
     yield shop
     await shop.models.stop()
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
@@ -161,7 +156,7 @@ async def test_als_joins_the_basket_blend_and_names_itself(shop):
     factors = np.array([[1, 0], [0.2, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)  # y is a's nearest in factor space
     await publish(shop.redis, shop.prefix, AlsModel("v1", ["a", "b", "y", "t2"], factors))
     assert await shop.models.refresh()
-    await shop.feed([view("browser2", "s2", "a", T0 + 5)])
+    await shop.feed([view("browser2", "a", T0 + 5, session_id="s2")])
     out = await shop.service.for_you("browser2", k=10)
     assert "als" in out["source"].split("+")
     assert "y" in ids(out)                 # never bought with a: only the model knows it
@@ -240,7 +235,7 @@ async def test_for_you_new_visitor_gets_popularity(shop):
 
 async def test_for_you_uses_the_whole_person_and_drops_their_purchases(shop):
     await shop.feed([purchase("phone", "oc1", ["b"], T0 + 200), identify("phone", "carol", T0 + 201),
-                     identify("laptop", "carol", T0 + 300), view("laptop", "s9", "a", T0 + 301)])
+                     identify("laptop", "carol", T0 + 300), view("laptop", "a", T0 + 301, session_id="s9")])
     out = await shop.service.for_you("laptop", k=4)
     assert "cooccurrence" in out["source"]
     assert ids(out)[:3] == ["c", "d", "e"]   # a's neighbours, without b (bought on the phone) and a (viewed)
@@ -408,7 +403,7 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
     monkeypatch.setattr(AlsModel, "from_bytes", staticmethod(slow_parse))
     swap = asyncio.create_task(shop.models.refresh())
     await asyncio.to_thread(parsing.wait, 10)
-    await shop.feed([view("asker", "s-asker", "a", T0 + 5)])   # for-you from a: the model joins the blend
+    await shop.feed([view("asker", "a", T0 + 5, session_id="s-asker")])   # for-you from a: the model joins the blend
     during = await asyncio.gather(*[shop.service.for_you("asker", k=10) for _ in range(50)])
     assert not swap.done()
     assert all("old-pick" in ids(out) and "new-pick" not in ids(out) for out in during)
@@ -452,9 +447,10 @@ async def test_a_cold_item_with_a_cold_cart_gets_its_category_first(shop):
 
 async def test_recently_viewed_lists_every_device_newest_first_without_what_was_bought(shop):
     phone, laptop = visitor("rv-phone"), visitor("rv-laptop")
-    await shop.feed([view(phone, "p1", "c", T0 + 10), identify(phone, "rita", T0 + 11),
-                     view(laptop, "l1", "d", T0 + 20), view(laptop, "l1", "e", T0 + 30), identify(laptop, "rita", T0 + 31),
-                     view(phone, "p2", "c", T0 + 40), purchase(laptop, "rv-o1", ["d"], T0 + 50)])
+    await shop.feed([view(phone, "c", T0 + 10, session_id="p1"), identify(phone, "rita", T0 + 11),
+                     view(laptop, "d", T0 + 20, session_id="l1"), view(laptop, "e", T0 + 30, session_id="l1"),
+                     identify(laptop, "rita", T0 + 31),
+                     view(phone, "c", T0 + 40, session_id="p2"), purchase(laptop, "rv-o1", ["d"], T0 + 50)])
     async with shop.client() as client:
         own = await client.get(f"/v1/recommendations/recently-viewed?visitor_id={laptop}&k=5",
                                headers={"Cookie": f"clickstream_vid={laptop}"})

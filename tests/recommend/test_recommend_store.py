@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from functools import partial
 
+import events as builders
 import pytest
+from events import consent
 
 from engine.profiles.people import People
 from engine.profiles.store import BatchResult, ProfileStore
@@ -30,20 +33,9 @@ async def world(redis_client):
         await redis_client.delete(*keys)
 
 
-def purchase(vid, order_id, items, ts, event_id=None, category=None):
-    lines = [{"id": i, "qty": 1, "price": 1.0, **({"category": category(i)} if category else {})} for i in items]
-    return {"event_id": event_id or f"e-{order_id}", "type": "purchase", "visitor_id": vid, "session_id": "s",
-            "ts": ts, "props": {"order": {"id": order_id, "revenue": float(len(items)), "items": lines}}}
-
-
-def view(vid, session, item, ts, category="c"):
-    return {"event_id": f"v-{vid}-{session}-{item}-{ts}", "type": "product_view", "visitor_id": vid,
-            "session_id": session, "ts": ts, "props": {"product": {"id": item, "category": category}}}
-
-
-def consent(vid, analytics, ts):
-    return {"event_id": f"c-{vid}-{ts}", "type": "consent", "visitor_id": vid, "ts": ts,
-            "props": {"consent": {"analytics": analytics}}}
+# Orders at a price of 1.0 a line, from one session; views in category "c" unless told.
+purchase = partial(builders.purchase, session_id="s", price=1.0, total=True)
+view = partial(builders.product_view, category="c")
 
 
 async def run(world, events):
@@ -101,7 +93,7 @@ async def test_views_pair_once_per_session_and_match_view_pairs(world):
     for _ in range(60):
         vid, sid = rng.choice(list(sessions))
         item = rng.choice(ITEMS[:8])
-        events.append(view(vid, sid, item, ts))
+        events.append(view(vid, item, ts, session_id=sid))
         ts += 1
     expected_pairs: dict[str, dict[str, int]] = {}
     expected_counts: dict[str, int] = {}
@@ -134,8 +126,8 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     events += [{"event_id": f"id-{v}", "type": "identify", "visitor_id": v, "user_id": "alice", "ts": T0 + 500, "props": {},
                 "verified": True}
                for v in ("u0", "u1")]
-    events += [view("u0", "s9", item, T0 + 600 + n) for n, item in enumerate(ITEMS[:4])]
-    events += [view("u2", "s9", item, T0 + 700 + n) for n, item in enumerate(ITEMS[2:5])]
+    events += [view("u0", item, T0 + 600 + n, session_id="s9") for n, item in enumerate(ITEMS[:4])]
+    events += [view("u2", item, T0 + 700 + n, session_id="s9") for n, item in enumerate(ITEMS[2:5])]
     await run(world, events)
     alice_only = {item for vid, _, items in orders if vid in ("u0", "u1") for item in items} - \
                  {item for vid, _, items in orders if vid not in ("u0", "u1") for item in items}
@@ -172,8 +164,8 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
 
 
 async def test_visitors_without_analytics_consent_are_not_counted(world):
-    events = [consent("shy", False, T0), purchase("shy", "o-shy", ["a", "b"], T0 + 1),
-              view("shy", "s", "a", T0 + 2), view("shy", "s", "b", T0 + 3),
+    events = [consent("shy", T0, analytics=False), purchase("shy", "o-shy", ["a", "b"], T0 + 1),
+              view("shy", "a", T0 + 2, session_id="s"), view("shy", "b", T0 + 3, session_id="s"),
               purchase("ok", "o-ok", ["a", "c"], T0 + 4)]
     await run(world, events)
     store = world[2].store
@@ -186,7 +178,7 @@ async def test_popularity_decays_and_knows_categories(world):
     day = popularity.DAY_MS
     events = [purchase("p", "o1", ["old"], T0, category=lambda i: "x"),
               purchase("p", "o2", ["new"], T0 + 14 * day, category=lambda i: "y"),
-              view("p", "s", "seen", T0, category="z")]
+              view("p", "seen", T0, session_id="s", category="z")]
     await run(world, events)
     store = world[2].store
     ranked = await store.popular(10, now_ms=T0 + 14 * day)
@@ -223,8 +215,8 @@ async def test_popularity_stays_finite_and_continuous_over_many_eras(redis_clien
 
 
 async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_client):
-    events = [purchase("r", "o1", ["a", "b"], T0), purchase("s", "o2", ["a", "b"], T0), view("r", "s1", "a", T0),
-              view("r", "s1", "b", T0 + 1)]
+    events = [purchase("r", "o1", ["a", "b"], T0), purchase("s", "o2", ["a", "b"], T0),
+              view("r", "a", T0, session_id="s1"), view("r", "b", T0 + 1, session_id="s1")]
     await run(world, events)
     store = world[2].store
     before = (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0))
