@@ -1,9 +1,10 @@
 """Event builders for tests: the dicts the tracker and the shop send, as the engine reads them.
 
 Each builder returns one event. `event_id` and `session_id` are a literal, a template filled from the
-builder's own arguments (`"v-{vid}-{item}-{ts}"`), a callable giving a fresh value (`new_id`), or None
-to leave the key out. Optional parts (a price, a category, a revenue) are left out unless asked for,
-so a test's events carry exactly the fields it names. Extra keyword fields land on the event itself.
+builder's arguments and the event's fields (`"v-{vid}-{item}-{ts}"`), a callable giving a fresh value
+(`new_id`), or None to leave the key out. Optional parts (a price, a category, a revenue) are left out
+unless asked for, so a test's events carry exactly the fields it names. Extra keyword fields land on the
+event itself.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _fill(value, names):
 
 def event(kind, vid, ts, props=None, *, event_id=None, session_id=None, names=None, **fields):
     """Any event: its type, visitor, time and props, with an id and a session when given."""
-    names = {"vid": vid, "ts": ts, **(names or {})}
+    names = {"vid": vid, "ts": ts, **fields, **(names or {})}
     out = {}
     if (filled := _fill(event_id, names)) is not None:
         out["event_id"] = filled
