@@ -56,8 +56,12 @@ LAST = 10_000
 
 
 def click_rate(device: str, tier: str, interest: str, variant: str) -> float:
-    rate = {"free-shipping": 0.045, "shoes-promo": 0.03, "bags-promo": 0.03,
-            "app-discount": 0.06 if device == "mobile" else 0.02}[variant]
+    rate = {
+        "free-shipping": 0.045,
+        "shoes-promo": 0.03,
+        "bags-promo": 0.03,
+        "app-discount": 0.06 if device == "mobile" else 0.02,
+    }[variant]
     if (interest, variant) in (("shoes", "shoes-promo"), ("bags", "bags-promo")):
         rate = 0.08
     return rate * TIER_SCALE[tier]
@@ -65,7 +69,7 @@ def click_rate(device: str, tier: str, interest: str, variant: str) -> float:
 
 TYPES = list(itertools.product(DEVICES, TIERS, INTERESTS))
 TYPE_P = np.array([DEVICES[d] * TIERS[t] * INTERESTS[i] for d, t, i in TYPES])
-RATES = np.array([[click_rate(*kind, v) for v in VARIANTS] for kind in TYPES])   # type x variant
+RATES = np.array([[click_rate(*kind, v) for v in VARIANTS] for kind in TYPES])  # type x variant
 
 
 def visitor(kind: tuple[str, str, str]) -> tuple[dict, dict]:
@@ -135,29 +139,44 @@ def main() -> None:
     oracle_last_ctr = (u[last] < p_oracle[last]).mean()
 
     print(f"# Bandit simulator\n\n{machine()}\n")
-    print(f"{args.impressions:,} impressions, {len(TYPES)} visitor types ({len({*keys})} context keys), "
-          f"{len(VARIANTS)} variants, seed {args.seed}; model: min_impressions {spec.min_impressions}, "
-          f"exploration {spec.exploration:g}, holdout 0; model time {model_s:.1f} s "
-          f"({model_s / args.impressions * 1e6:.0f} us per choice)\n")
-    print("| policy | click rate | regret (clicks lost vs oracle) | click rate, last 10k | regret, last 10k | % of oracle, last 10k |")
+    print(
+        f"{args.impressions:,} impressions, {len(TYPES)} visitor types ({len({*keys})} context keys), "
+        f"{len(VARIANTS)} variants, seed {args.seed}; model: min_impressions {spec.min_impressions}, "
+        f"exploration {spec.exploration:g}, holdout 0; model time {model_s:.1f} s "
+        f"({model_s / args.impressions * 1e6:.0f} us per choice)\n"
+    )
+    print(
+        "| policy | click rate | regret (clicks lost vs oracle) | click rate, last 10k | regret, last 10k | % of oracle, last 10k |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, picks in policies.items():
         p = RATES[types, picks]
         clicks = u < p
         regret = p_oracle - p
-        print(f"| {name} | {clicks.mean():.2%} | {regret.sum():,.0f} | {clicks[last].mean():.2%} | "
-              f"{regret[last].sum():,.0f} | {clicks[last].mean() / oracle_last_ctr:.0%} |")
+        print(
+            f"| {name} | {clicks.mean():.2%} | {regret.sum():,.0f} | {clicks[last].mean():.2%} | "
+            f"{regret[last].sum():,.0f} | {clicks[last].mean() / oracle_last_ctr:.0%} |"
+        )
 
-    print("\nLearning curve: the model's expected click rate (no click noise) as a share of the oracle's, "
-          "per window of 10,000 impressions ending at\n")
+    print(
+        "\nLearning curve: the model's expected click rate (no click noise) as a share of the oracle's, "
+        "per window of 10,000 impressions ending at\n"
+    )
     ends = sorted({min(e, args.impressions) for e in (10_000, 25_000, 50_000, 75_000, args.impressions)})
     print("| " + " | ".join(f"{e:,}" for e in ends) + " |")
     print("|" + "---:|" * len(ends))
     expected = RATES[types, model]
-    print("| " + " | ".join(f"{expected[max(e - LAST, 0):e].mean() / p_oracle[max(e - LAST, 0):e].mean():.1%}"
-                            for e in ends) + " |")
+    print(
+        "| "
+        + " | ".join(
+            f"{expected[max(e - LAST, 0) : e].mean() / p_oracle[max(e - LAST, 0) : e].mean():.1%}" for e in ends
+        )
+        + " |"
+    )
     ceiling = (1 - spec.exploration) + spec.exploration * RATES[types[last]].mean() / p_oracle[last].mean()
-    print(f"\nCeiling with a {spec.exploration:g} exploration floor (perfect otherwise): {ceiling:.1%} of the oracle's.")
+    print(
+        f"\nCeiling with a {spec.exploration:g} exploration floor (perfect otherwise): {ceiling:.1%} of the oracle's."
+    )
 
     print("\n## Offline evaluation from the model's logged decisions\n")
     print("| target policy | true click rate | IPS estimate | self-normalized IPS |")
@@ -168,8 +187,10 @@ def main() -> None:
         "always app-discount": lambda ctx: "app-discount",
     }
     for name, policy in targets.items():
-        print(f"| {name} | {true_rate(policy, keys):.2%} | {ips_estimate(logged, policy):.2%} | "
-              f"{snips_estimate(logged, policy):.2%} |")
+        print(
+            f"| {name} | {true_rate(policy, keys):.2%} | {ips_estimate(logged, policy):.2%} | "
+            f"{snips_estimate(logged, policy):.2%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ HOLDOUT_END = date(1998, 6, 30)
 
 def data_file() -> Path:
     import lifetimes
+
     return Path(lifetimes.__file__).parent / "datasets" / "CDNOW_master.txt"
 
 
@@ -71,7 +72,9 @@ def top_share(ranking: np.ndarray, revenue: np.ndarray, share: float = 0.2) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--skip-lifetimes", action="store_true", help="do not fit lifetimes' BetaGeoFitter for comparison")
+    parser.add_argument(
+        "--skip-lifetimes", action="store_true", help="do not fit lifetimes' BetaGeoFitter for comparison"
+    )
     args = parser.parse_args()
     path = args.data or data_file()
     purchases = read(path)
@@ -100,7 +103,9 @@ def main() -> None:
     model = value.fit(summaries, cal_end_ms, horizon_days=horizon)
     fit_s = time.perf_counter() - started
     predicted_days = value.expected_purchases(model.bgnbd, x, t_x, T, horizon)
-    order_value = value.expected_order_value(model.gamma_gamma, x, np.array([s.monetary for s in summaries]), model.mean_order_value)
+    order_value = value.expected_order_value(
+        model.gamma_gamma, x, np.array([s.monetary for s in summaries]), model.mean_order_value
+    )
     predicted_spend = predicted_days * order_value
 
     # Baseline: the calibration rate carries on.
@@ -109,11 +114,15 @@ def main() -> None:
     baseline_spend = np.array(cal_revenue) / (T + 1) * horizon
 
     print(f"machine: {machine()}")
-    print(f"data: {path.name}, {len(summaries):,} customers, {sum(len(v) for v in purchases.values()):,} purchases; "
-          f"calibration to {CALIBRATION_END}, holdout {horizon} days to {HOLDOUT_END}")
-    print(f"BG/NBD (days) r={model.bgnbd[0]:.4f} alpha={model.bgnbd[1]:.3f} a={model.bgnbd[2]:.4f} b={model.bgnbd[3]:.4f}; "
-          f"Gamma-Gamma p={model.gamma_gamma[0]:.3f} q={model.gamma_gamma[1]:.3f} gamma={model.gamma_gamma[2]:.2f}; "
-          f"fit (quintiles, both models, tiers) {fit_s:.2f} s")
+    print(
+        f"data: {path.name}, {len(summaries):,} customers, {sum(len(v) for v in purchases.values()):,} purchases; "
+        f"calibration to {CALIBRATION_END}, holdout {horizon} days to {HOLDOUT_END}"
+    )
+    print(
+        f"BG/NBD (days) r={model.bgnbd[0]:.4f} alpha={model.bgnbd[1]:.3f} a={model.bgnbd[2]:.4f} b={model.bgnbd[3]:.4f}; "
+        f"Gamma-Gamma p={model.gamma_gamma[0]:.3f} q={model.gamma_gamma[1]:.3f} gamma={model.gamma_gamma[2]:.2f}; "
+        f"fit (quintiles, both models, tiers) {fit_s:.2f} s"
+    )
     print(f"actual holdout: {actual_days.sum():,.0f} purchase days, ${actual_spend.sum():,.0f}")
     print()
     print("| holdout purchases per customer | MAE | RMSE | correlation | total error |")
@@ -122,26 +131,36 @@ def main() -> None:
         m = metrics(pred, actual_days)
         print(f"| {name} | {m['MAE']:.3f} | {m['RMSE']:.3f} | {m['corr']:.3f} | {m['total error']:+.1%} |")
     print()
-    print("| holdout spend per customer ($) | MAE | RMSE | correlation | total error | top-20% share of holdout revenue |")
+    print(
+        "| holdout spend per customer ($) | MAE | RMSE | correlation | total error | top-20% share of holdout revenue |"
+    )
     print("|---|---|---|---|---|---|")
-    for name, pred in (("CLV: BG/NBD x Gamma-Gamma", predicted_spend), ("baseline: calibration spend rate carries on", baseline_spend),
-                       ("ranking by calibration revenue", np.array(cal_revenue))):
+    for name, pred in (
+        ("CLV: BG/NBD x Gamma-Gamma", predicted_spend),
+        ("baseline: calibration spend rate carries on", baseline_spend),
+        ("ranking by calibration revenue", np.array(cal_revenue)),
+    ):
         if name.startswith("ranking"):
             print(f"| {name} | | | | | {top_share(pred, actual_spend):.1%} |")
             continue
         m = metrics(pred, actual_spend)
-        print(f"| {name} | {m['MAE']:.2f} | {m['RMSE']:.2f} | {m['corr']:.3f} | {m['total error']:+.1%} | {top_share(pred, actual_spend):.1%} |")
+        print(
+            f"| {name} | {m['MAE']:.2f} | {m['RMSE']:.2f} | {m['corr']:.3f} | {m['total error']:+.1%} | {top_share(pred, actual_spend):.1%} |"
+        )
     print(f"| (oracle: the actual top 20%) | | | | | {top_share(actual_spend, actual_spend):.1%} |")
 
     if not args.skip_lifetimes:
         from lifetimes import BetaGeoFitter
+
         started = time.perf_counter()
         bgf = BetaGeoFitter(penalizer_coef=0.0).fit(x, t_x, T)
         p = bgf.params_
         print()
-        print(f"check: lifetimes BetaGeoFitter on the same data r={p['r']:.4f} alpha={p['alpha']:.3f} a={p['a']:.4f} b={p['b']:.4f} "
-              f"({time.perf_counter() - started:.2f} s); its holdout MAE "
-              f"{np.abs(bgf.conditional_expected_number_of_purchases_up_to_time(horizon, x, t_x, T) - actual_days).mean():.3f}")
+        print(
+            f"check: lifetimes BetaGeoFitter on the same data r={p['r']:.4f} alpha={p['alpha']:.3f} a={p['a']:.4f} b={p['b']:.4f} "
+            f"({time.perf_counter() - started:.2f} s); its holdout MAE "
+            f"{np.abs(bgf.conditional_expected_number_of_purchases_up_to_time(horizon, x, t_x, T) - actual_days).mean():.3f}"
+        )
 
 
 if __name__ == "__main__":

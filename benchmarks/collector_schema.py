@@ -52,20 +52,39 @@ from engine.profiles.model import MONEY_MAX, QTY_MAX  # noqa: E402
 BATCH = 50
 NOW = 1_795_400_000_000
 CATEGORIES = ["shoes", "coats", "umbrellas", "hats", "bags", "scarves"]
-MIX = [("page_view", 34), ("page_ping", 20), ("product_view", 20), ("impression", 12), ("add_to_cart", 8),
-       ("purchase", 4), ("identify", 2)]
+MIX = [
+    ("page_view", 34),
+    ("page_ping", 20),
+    ("product_view", 20),
+    ("impression", 12),
+    ("add_to_cart", 8),
+    ("purchase", 4),
+    ("identify", 2),
+]
 
 
 # --- data ----------------------------------------------------------------------
 
+
 def tracker_event(rng: random.Random, kind: str, visitor: str, session: str) -> dict:
     sku = f"sku-{rng.randint(1, 5000)}"
-    event = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "type": kind, "visitor_id": visitor,
-             "session_id": session, "ts": NOW - rng.randint(0, 60_000),
-             "url": f"https://shop.example/{rng.choice(CATEGORIES)}/{sku}?utm_source=news", "title": f"Product {sku} – Shop"}
+    event = {
+        "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "type": kind,
+        "visitor_id": visitor,
+        "session_id": session,
+        "ts": NOW - rng.randint(0, 60_000),
+        "url": f"https://shop.example/{rng.choice(CATEGORIES)}/{sku}?utm_source=news",
+        "title": f"Product {sku} – Shop",
+    }
     if rng.random() < 0.3:
         event["referrer"] = "https://www.search.example/?q=rain+coat"
-    product = {"id": sku, "category": rng.choice(CATEGORIES), "price": round(rng.uniform(5, 300), 2), "name": f"Item {sku}"}
+    product = {
+        "id": sku,
+        "category": rng.choice(CATEGORIES),
+        "price": round(rng.uniform(5, 300), 2),
+        "name": f"Item {sku}",
+    }
     if kind == "page_ping":
         event["props"] = {"engaged_ms": rng.choice([5000, 10000, 15000])}
     elif kind == "product_view":
@@ -73,8 +92,15 @@ def tracker_event(rng: random.Random, kind: str, visitor: str, session: str) -> 
     elif kind == "add_to_cart":
         event["props"] = {"product": product, "qty": rng.randint(1, 3)}
     elif kind == "purchase":
-        items = [{"id": f"sku-{rng.randint(1, 5000)}", "qty": rng.randint(1, 3), "price": round(rng.uniform(5, 300), 2),
-                  "category": rng.choice(CATEGORIES)} for _ in range(rng.randint(1, 5))]
+        items = [
+            {
+                "id": f"sku-{rng.randint(1, 5000)}",
+                "qty": rng.randint(1, 3),
+                "price": round(rng.uniform(5, 300), 2),
+                "category": rng.choice(CATEGORIES),
+            }
+            for _ in range(rng.randint(1, 5))
+        ]
         event["props"] = {"order": {"id": f"o-{rng.getrandbits(40)}", "currency": "NOK", "items": items}}
         if rng.random() < 0.5:
             event["props"]["order"]["revenue"] = round(sum(i["qty"] * i["price"] for i in items), 2)
@@ -82,8 +108,12 @@ def tracker_event(rng: random.Random, kind: str, visitor: str, session: str) -> 
         event["user_id"] = f"user-{rng.randint(1, 10**6)}"
         event["props"] = {"traits": {"plan": rng.choice(["free", "gold"]), "country": "NO", "newsletter": True}}
     elif kind == "impression":
-        event["props"] = {"slot": "hero", "content": f"banner-{rng.randint(1, 12)}", "variant": "b",
-                          "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex}
+        event["props"] = {
+            "slot": "hero",
+            "content": f"banner-{rng.randint(1, 12)}",
+            "variant": "b",
+            "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        }
     return event
 
 
@@ -111,6 +141,7 @@ def bodies(batches: int, seed: int = 11) -> list[bytes]:
 
 
 # --- the same schema in pydantic v2 ----------------------------------------------
+
 
 class Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -224,8 +255,15 @@ class PSlotEvent(PEvent):
 
 
 # The benchmark's mix has no preference or consent events; the rest is the engine's table.
-PSCHEMAS = {"product_view": PProductEvent, "add_to_cart": PProductEvent, "remove_from_cart": PProductEvent,
-            "purchase": PPurchaseEvent, "identify": PIdentifyEvent, "impression": PSlotEvent, "content_click": PSlotEvent}
+PSCHEMAS = {
+    "product_view": PProductEvent,
+    "add_to_cart": PProductEvent,
+    "remove_from_cart": PProductEvent,
+    "purchase": PPurchaseEvent,
+    "identify": PIdentifyEvent,
+    "impression": PSlotEvent,
+    "content_click": PSlotEvent,
+}
 
 
 def pydantic_validate(raw: Any, *, now_ms: int, new_id: Callable[[], str], visitor_id: str | None = None) -> dict:
@@ -280,7 +318,9 @@ def pydantic_collect(raw_events: list, info: RequestInfo, *, max_events: int, ne
             batch.rejected.append({"index": index, "error": str(exc)})
             batch.rejected_raw.append(raw)
             continue
-        event = enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
+        event = enrich(
+            event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country
+        )
         batch.accepted.append(event)
         batch.encoded.append(codec.encode(event))
     return batch
@@ -288,10 +328,18 @@ def pydantic_collect(raw_events: list, info: RequestInfo, *, max_events: int, ne
 
 # --- timing ----------------------------------------------------------------------
 
-INFO = RequestInfo(received_at=NOW, visitor_id="cookie-vid", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-                   ip="203.0.113.0", country="NO")
+INFO = RequestInfo(
+    received_at=NOW,
+    visitor_id="cookie-vid",
+    user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+    ip="203.0.113.0",
+    country="NO",
+)
 PATHS: dict[str, tuple[Callable[[bytes], list], Callable[..., Batch]]] = {
-    "hand-written (before): json.loads + isinstance checks": (handwritten_schema.parse_body, handwritten_schema.collect),
+    "hand-written (before): json.loads + isinstance checks": (
+        handwritten_schema.parse_body,
+        handwritten_schema.collect,
+    ),
     "hand-written behind the bounded decoder (jsondoc)": (parse_body, handwritten_schema.collect),
     "msgspec Structs behind jsondoc (engine)": (parse_body, collect),
     "pydantic v2 models (strict) behind jsondoc": (parse_body, pydantic_collect),
@@ -309,7 +357,9 @@ def same_results(data: list[bytes]) -> None:
     for name, batches in results.items():
         for got, want in zip(batches, reference):
             assert got.accepted == want.accepted and got.encoded == want.encoded, f"{name}: accepted events differ"
-            assert [r["index"] for r in got.rejected] == [r["index"] for r in want.rejected], f"{name}: rejections differ"
+            assert [r["index"] for r in got.rejected] == [r["index"] for r in want.rejected], (
+                f"{name}: rejections differ"
+            )
 
 
 def interleaved(works: dict[str, Callable[[], object]], events: int, seconds: float) -> dict[str, float]:
@@ -335,8 +385,10 @@ def main() -> None:
     data = bodies(args.batches)
     events = args.batches * BATCH
     print(machine())
-    print(f"data: {args.batches} batches of {BATCH} events ({events:,} events, {sum(map(len, data)) / events:.0f} bytes "
-          f"of JSON per event), {len(PATHS)} paths checked to agree; about {args.seconds:g} s per row, one core")
+    print(
+        f"data: {args.batches} batches of {BATCH} events ({events:,} events, {sum(map(len, data)) / events:.0f} bytes "
+        f"of JSON per event), {len(PATHS)} paths checked to agree; about {args.seconds:g} s per row, one core"
+    )
     same_results(data)
     works = {name: (lambda p=path: run(p, data)) for name, path in PATHS.items()}
     works["json.loads alone"] = lambda: [json.loads(b) for b in data]

@@ -54,22 +54,40 @@ async def fill(app, settings: Settings, n: int, rng: random.Random) -> list[str]
         if len(batch) >= 10_000 or i == n - 1:
             result = await stores.profiles.apply_batch(batch)
             await stores.recent(batch, result)
-            await stores.segments.update({v: {name: rng.random() * 10 for name in SEGMENTS if rng.random() < 0.3}
-                                          for v in {e["visitor_id"] for e in batch}}, list(SEGMENTS))
+            await stores.segments.update(
+                {
+                    v: {name: rng.random() * 10 for name in SEGMENTS if rng.random() < 0.3}
+                    for v in {e["visitor_id"] for e in batch}
+                },
+                list(SEGMENTS),
+            )
             batch = []
     redis, prefix, now = stores.redis, settings.redis_prefix, int(time.time() * 1000)
     async with redis.pipeline(transaction=False) as pipe:
         for back in range(60):
             minute = minute_of(now) - back
-            pipe.hset(f"{prefix}:flow:{minute}", mapping={"accepted": rng.randint(500, 3000), "rejected": rng.randint(0, 40),
-                                                          "bot": rng.randint(0, 100)})
-            pipe.hset(f"{prefix}:served:{minute}", mapping={"hero|shoe-fans|hero-shoes": rng.randint(10, 90),
-                                                            "hero|(default)|hero-welcome": rng.randint(50, 500),
-                                                            "promo|(model)|promo-discount": rng.randint(10, 90)})
+            pipe.hset(
+                f"{prefix}:flow:{minute}",
+                mapping={
+                    "accepted": rng.randint(500, 3000),
+                    "rejected": rng.randint(0, 40),
+                    "bot": rng.randint(0, 100),
+                },
+            )
+            pipe.hset(
+                f"{prefix}:served:{minute}",
+                mapping={
+                    "hero|shoe-fans|hero-shoes": rng.randint(10, 90),
+                    "hero|(default)|hero-welcome": rng.randint(50, 500),
+                    "promo|(model)|promo-discount": rng.randint(10, 90),
+                },
+            )
             pipe.expire(f"{prefix}:flow:{minute}", KEPT_S)
             pipe.expire(f"{prefix}:served:{minute}", KEPT_S)
-        pipe.lpush(f"{prefix}:flow:refused", *(json.dumps({"at": now, "type": "page_view", "error": "url: expected text"})
-                                               for _ in range(50)))
+        pipe.lpush(
+            f"{prefix}:flow:refused",
+            *(json.dumps({"at": now, "type": "page_view", "error": "url: expected text"}) for _ in range(50)),
+        )
         await pipe.execute()
     print(f"data: {n:,} profiles, {await redis.dbsize():,} Redis keys, filled in {time.perf_counter() - started:.0f}s")
     return vids
@@ -96,8 +114,13 @@ async def main(n: int, requests: int) -> None:
     workdir = Path(tempfile.mkdtemp())
     server = subprocess.Popen(redis_command(port, workdir, durable=False), stdout=subprocess.DEVNULL)
     wait_for_port(port, 30, server)
-    settings = Settings(redis=f"redis://127.0.0.1:{port}/0", api_keys=(KEY,), console_secret="bench-console-secret",
-                        data_dir=workdir, archive="off")
+    settings = Settings(
+        redis=f"redis://127.0.0.1:{port}/0",
+        api_keys=(KEY,),
+        console_secret="bench-console-secret",
+        data_dir=workdir,
+        archive="off",
+    )
     app = create_app(settings, {"api"})
     services = app.state.services
     await services.start()
@@ -107,23 +130,36 @@ async def main(n: int, requests: int) -> None:
         cookie = sessions.serializer.dumps(sessions.fresh(settings.api_keys[0]))
         pages = [
             ("overview  /console/", lambda i: "/console/", "Events per minute"),
-            ("people    /console/people?q=<visitor>", lambda i: f"/console/people?q={vids[rng.randrange(n)]}", "Recent events"),
+            (
+                "people    /console/people?q=<visitor>",
+                lambda i: f"/console/people?q={vids[rng.randrange(n)]}",
+                "Recent events",
+            ),
             ("segments  /console/segments", lambda i: "/console/segments", "shoe-lovers"),
             ("segment   /console/segments/shoe-lovers", lambda i: "/console/segments/shoe-lovers", "Top members"),
             ("rules     /console/rules", lambda i: "/console/rules", "shoe-fans"),
-            ("recs      /console/recommendations?item=<sku>", lambda i: f"/console/recommendations?item=sku-{rng.randint(1, 5000)}",
-             "also bought"),
+            (
+                "recs      /console/recommendations?item=<sku>",
+                lambda i: f"/console/recommendations?item=sku-{rng.randint(1, 5000)}",
+                "also bought",
+            ),
         ]
         baselines = [
             ("GET /v1/profiles/<visitor>", lambda i: f"/v1/profiles/{vids[rng.randrange(n)]}"),
             ("GET /v1/segments", lambda i: "/v1/segments"),
             ("GET /v1/segments/shoe-lovers", lambda i: "/v1/segments/shoe-lovers"),
-            ("GET /v1/recommendations/also-bought?item=<sku>", lambda i: f"/v1/recommendations/also-bought?item=sku-{rng.randint(1, 5000)}"),
+            (
+                "GET /v1/recommendations/also-bought?item=<sku>",
+                lambda i: f"/v1/recommendations/also-bought?item=sku-{rng.randint(1, 5000)}",
+            ),
         ]
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://console.test", cookies={COOKIE: cookie}) as client, \
-                httpx.AsyncClient(transport=transport, base_url="http://console.test",
-                                  headers={"Authorization": f"Bearer {KEY}"}) as api:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://console.test", cookies={COOKIE: cookie}) as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://console.test", headers={"Authorization": f"Bearer {KEY}"}
+            ) as api,
+        ):
             for _, urls, expect in pages:  # warm: templates compiled, caches as a running console has them
                 await timed(client, urls, 5, expect)
             print(f"{requests} requests per page, one at a time")
@@ -141,4 +177,6 @@ async def main(n: int, requests: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, int(sys.argv[2]) if len(sys.argv) > 2 else 200))
+    asyncio.run(
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, int(sys.argv[2]) if len(sys.argv) > 2 else 200)
+    )

@@ -51,10 +51,17 @@ def rule_files(rng: random.Random) -> str:
     lines = ["slots:"]
     for slot in SLOTS:
         lines += [f"  {slot}:", f"    default: {slot}-0", "    content:"]
-        lines += [f"      {slot}-{i}: {{html: \"<p>{slot} {i} for {{first_name|you}} in {{city|town}}</p>\", topics: [t{i % 5}]}}" for i in range(12)]
+        lines += [
+            f'      {slot}-{i}: {{html: "<p>{slot} {i} for {{first_name|you}} in {{city|town}}</p>", topics: [t{i % 5}]}}'
+            for i in range(12)
+        ]
     lines.append("segments:")
     for category in CATEGORIES:
-        lines += [f"  - name: likes-{category}", f"    when: {{interest: {{category: {category}, min: 1.5}}}}", f"    score: {{interest: {category}}}"]
+        lines += [
+            f"  - name: likes-{category}",
+            f"    when: {{interest: {{category: {category}, min: 1.5}}}}",
+            f"    score: {{interest: {category}}}",
+        ]
     lines.append("rules:")
     for i in range(200):
         slot = rng.choice(SLOTS)
@@ -66,7 +73,9 @@ def rule_files(rng: random.Random) -> str:
             elif kind == "weather":
                 leaves.append(f"{{weather: {{in: [{rng.choice(WEATHER)}]}}}}")
             elif kind == "history":
-                leaves.append(f"{{history: {{event: product_view, category: {rng.choice(CATEGORIES)}, min: {rng.randint(1, 3)}, days: 7}}}}")
+                leaves.append(
+                    f"{{history: {{event: product_view, category: {rng.choice(CATEGORIES)}, min: {rng.randint(1, 3)}, days: 7}}}}"
+                )
             elif kind == "interest":
                 leaves.append(f"{{interest: {{category: {rng.choice(CATEGORIES)}, min: 1}}}}")
             elif kind == "segment":
@@ -74,7 +83,9 @@ def rule_files(rng: random.Random) -> str:
             elif kind == "tier":
                 leaves.append("{value_tier: {in: [key, growth]}}")
             elif kind == "time":
-                leaves.append(f"{{time_of_day: {{from: \"{rng.randint(0, 11):02d}:00\", to: \"{rng.randint(12, 23):02d}:00\"}}}}")
+                leaves.append(
+                    f'{{time_of_day: {{from: "{rng.randint(0, 11):02d}:00", to: "{rng.randint(12, 23):02d}:00"}}}}'
+                )
             else:
                 leaves.append(f"{{page: {{contains: /{rng.choice(CATEGORIES)}}}}}")
         when = leaves[0] if len(leaves) == 1 else f"{{{rng.choice(['all', 'any'])}: [{', '.join(leaves)}]}}"
@@ -82,13 +93,23 @@ def rule_files(rng: random.Random) -> str:
             then = f"{{{slot}: {{variants: [{{content: {slot}-{rng.randint(1, 11)}, weight: 1}}, {{content: {slot}-{rng.randint(1, 11)}, weight: 1}}], control: 10}}}}"
         else:
             then = f"{{{slot}: {slot}-{rng.randint(1, 11)}}}"
-        lines += [f"  - id: rule-{i:03d}", f"    priority: {rng.randint(0, 1000)}", f"    when: {when}", f"    then: {then}"]
+        lines += [
+            f"  - id: rule-{i:03d}",
+            f"    priority: {rng.randint(0, 1000)}",
+            f"    when: {when}",
+            f"    then: {then}",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def request_context(rng: random.Random) -> dict:
-    return {"country": rng.choice(COUNTRIES), "weather": rng.choice(WEATHER), "city": "Bergen",
-            "url": f"https://shop.example/{rng.choice(CATEGORIES)}/{rng.randint(1, 99)}", "timezone": "Europe/Oslo"}
+    return {
+        "country": rng.choice(COUNTRIES),
+        "weather": rng.choice(WEATHER),
+        "city": "Bergen",
+        "url": f"https://shop.example/{rng.choice(CATEGORIES)}/{rng.randint(1, 99)}",
+        "timezone": "Europe/Oslo",
+    }
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
@@ -106,7 +127,9 @@ async def main(requests: int) -> None:
     api = None
     try:
         wait_for_port(port, 20, server)
-        settings = Settings(redis=f"redis://127.0.0.1:{port}/0", rules=workdir / "rules", api_keys=("bench",), redis_prefix="bench")
+        settings = Settings(
+            redis=f"redis://127.0.0.1:{port}/0", rules=workdir / "rules", api_keys=("bench",), redis_prefix="bench"
+        )
         rs = load_ruleset(settings.rules, half_life_days=settings.interest_half_life_days)
         assert not rs.errors, rs.errors[:3]
         redis = aioredis.from_url(settings.redis)
@@ -115,7 +138,7 @@ async def main(requests: int) -> None:
         t0 = int(time.time() * 1000) - 3 * 86_400_000
         events = [e for vid in visitors for e in visitor_events(rng, vid, t0)]
         for start in range(0, len(events), 5000):
-            await stores.profiles.apply(events[start:start + 5000])
+            await stores.profiles.apply(events[start : start + 5000])
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
         service = DecideService(settings, stores.people, stores.values, rules)
@@ -142,8 +165,12 @@ async def main(requests: int) -> None:
             def current(self, value):
                 pass
 
-        naive = DecideService(settings, stores.people, stores.values,
-                              Reloading(settings.rules, half_life_days=settings.interest_half_life_days))
+        naive = DecideService(
+            settings,
+            stores.people,
+            stores.values,
+            Reloading(settings.rules, half_life_days=settings.interest_half_life_days),
+        )
         saved = requests
         requests = max(200, requests // 20)
         baseline = await timed(lambda v, c: naive.decide(v, None, slots, dict(c)))
@@ -151,13 +178,21 @@ async def main(requests: int) -> None:
 
         http_port = free_port()
         env = {**os.environ, **settings.environ(), "CLICKSTREAM_LOG_LEVEL": "warning"}
-        api = subprocess.Popen([sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", str(http_port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", str(http_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(http_port, 30, api)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": "Bearer bench"}) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": "Bearer bench"}
+        ) as client:
+
             async def over_http(vid, ctx):
                 r = await client.post("/v1/decide", json={"visitor_id": vid, "slots": slots, "context": ctx})
                 assert r.status_code == 200, r.text
+
             for _ in range(300):
                 await over_http(rng.choice(visitors), request_context(rng))
             http = await timed(over_http)
@@ -170,14 +205,18 @@ async def main(requests: int) -> None:
         server.wait()
 
     print(f"machine: {machine()}")
-    print(f"data: {len(rs.rules)} rules over {len(SLOTS)} slots, {len(rs.segments)} segments, {len(visitors):,} profiles "
-          f"({len(events):,} events); 3 slots per request; {requests:,} requests per row")
+    print(
+        f"data: {len(rs.rules)} rules over {len(SLOTS)} slots, {len(rs.segments)} segments, {len(visitors):,} profiles "
+        f"({len(events):,} events); 3 slots per request; {requests:,} requests per row"
+    )
     print()
     print("| decide | p50 ms | p99 ms | mean ms |")
     print("|---|---|---|---|")
-    for name, samples in (("inside the server: compiled rule set (hot reload)", compiled),
-                          ("baseline: load and compile the rule files per request", baseline),
-                          ("over HTTP on loopback (uvicorn, sequential)", http)):
+    for name, samples in (
+        ("inside the server: compiled rule set (hot reload)", compiled),
+        ("baseline: load and compile the rule files per request", baseline),
+        ("over HTTP on loopback (uvicorn, sequential)", http),
+    ):
         p50, p99, mean = percentiles(samples)
         print(f"| {name} | {p50:.2f} | {p99:.2f} | {mean:.2f} |")
     print()

@@ -34,9 +34,11 @@ from engine.embedded import broker_command, free_port, redis_command, wait_for_p
 from engine.settings import Settings  # noqa: E402
 
 CLIENTS, BATCH = 8, 100
-CONFIGS = (("baseline (no archive, no spool)", {"archive": "off", "spool": False}),
-           ("archive", {"spool": False}),
-           ("archive + spool (default)", {}))
+CONFIGS = (
+    ("baseline (no archive, no spool)", {"archive": "off", "spool": False}),
+    ("archive", {"spool": False}),
+    ("archive + spool (default)", {}),
+)
 
 
 def percentile(values, q):
@@ -51,14 +53,25 @@ async def metric(client, name) -> float:
 
 async def run(base: Settings, label: str, overrides: dict, total: int, folder: Path) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = replace(base, topic=f"cost-{tag}", rejected_topic=f"cost-rej-{tag}", consumer_group=f"cost-{tag}",
-                       redis_prefix=f"cost{tag}", data_dir=folder / tag, log_level="warning", **overrides)
+    settings = replace(
+        base,
+        topic=f"cost-{tag}",
+        rejected_topic=f"cost-rej-{tag}",
+        consumer_group=f"cost-{tag}",
+        redis_prefix=f"cost{tag}",
+        data_dir=folder / tag,
+        log_level="warning",
+        **overrides,
+    )
     env = dict(os.environ, **settings.environ(), PYTHONPATH=str(ROOT))
     port = free_port()
     logs = open(folder / f"{tag}.log", "ab")
-    worker = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=ROOT, stdout=logs, stderr=logs)
-    api = subprocess.Popen([sys.executable, "-m", "engine.cli", "api", "--port", str(port)], env=env, cwd=ROOT,
-                           stdout=logs, stderr=logs)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=ROOT, stdout=logs, stderr=logs
+    )
+    api = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "api", "--port", str(port)], env=env, cwd=ROOT, stdout=logs, stderr=logs
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             deadline = time.monotonic() + 90
@@ -77,8 +90,14 @@ async def run(base: Settings, label: str, overrides: dict, total: int, folder: P
 
             async def sender(index):
                 for n in range(per_client):
-                    events = [{"type": "page_view", "visitor_id": visitors[(index * 7919 + n * BATCH + i) % len(visitors)],
-                               "url": "/x"} for i in range(BATCH)]
+                    events = [
+                        {
+                            "type": "page_view",
+                            "visitor_id": visitors[(index * 7919 + n * BATCH + i) % len(visitors)],
+                            "url": "/x",
+                        }
+                        for i in range(BATCH)
+                    ]
                     while True:
                         t0 = time.perf_counter()
                         response = await client.post("/v1/events", json={"events": events})
@@ -94,8 +113,14 @@ async def run(base: Settings, label: str, overrides: dict, total: int, folder: P
             while await metric(client, "clickstream_worker_events_total") < sent:
                 await asyncio.sleep(0.1)
             applied = time.monotonic() - started
-        return {"label": label, "events": sent, "collector": sent / posted, "end_to_end": sent / applied,
-                "p50": percentile(latencies, 0.5) * 1000, "p99": percentile(latencies, 0.99) * 1000}
+        return {
+            "label": label,
+            "events": sent,
+            "collector": sent / posted,
+            "end_to_end": sent / applied,
+            "p50": percentile(latencies, 0.5) * 1000,
+            "p99": percentile(latencies, 0.99) * 1000,
+        }
     finally:
         for process in (api, worker):
             process.terminate()
@@ -107,37 +132,57 @@ async def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     folder = Path(tempfile.mkdtemp(prefix="durability-cost-"))
     broker_port = free_port()
-    broker = subprocess.Popen(broker_command(broker_port), stdout=open(folder / "broker.log", "ab"), stderr=subprocess.STDOUT)
+    broker = subprocess.Popen(
+        broker_command(broker_port), stdout=open(folder / "broker.log", "ab"), stderr=subprocess.STDOUT
+    )
     wait_for_port(broker_port, 30, broker)
     redis_port = free_port()
     redis = subprocess.Popen(redis_command(redis_port, folder, durable=True), stdout=subprocess.DEVNULL)
     wait_for_port(redis_port, 30, redis)
-    base = Settings(kafka=f"127.0.0.1:{broker_port}", redis=f"redis://127.0.0.1:{redis_port}/0", api_keys=("cost",),
-                    rebalance_timeout_s=1.0)
+    base = Settings(
+        kafka=f"127.0.0.1:{broker_port}",
+        redis=f"redis://127.0.0.1:{redis_port}/0",
+        api_keys=("cost",),
+        rebalance_timeout_s=1.0,
+    )
     print(machine())
-    print(f"{total:,} events per configuration, {CLIENTS} clients, {BATCH} events per POST; broker and Redis "
-          f"(append-only file, fsync every second) on this machine; data folder on {folder}")
+    print(
+        f"{total:,} events per configuration, {CLIENTS} clients, {BATCH} events per POST; broker and Redis "
+        f"(append-only file, fsync every second) on this machine; data folder on {folder}"
+    )
     try:
         runs = {label: [] for label, _ in CONFIGS}
         for round_ in range(rounds):
             for label, overrides in CONFIGS:
                 result = await run(base, label, overrides, total, folder)
                 runs[label].append(result)
-                print(f"  round {round_ + 1} {label}: collector {result['collector']:,.0f}/s, end to end "
-                      f"{result['end_to_end']:,.0f}/s, POST p99 {result['p99']:.0f} ms", flush=True)
-        results = [{key: (label if key == "label" else percentile([r[key] for r in runs[label]], 0.5))
-                    for key in runs[label][0]} for label, _ in CONFIGS]
+                print(
+                    f"  round {round_ + 1} {label}: collector {result['collector']:,.0f}/s, end to end "
+                    f"{result['end_to_end']:,.0f}/s, POST p99 {result['p99']:.0f} ms",
+                    flush=True,
+                )
+        results = [
+            {
+                key: (label if key == "label" else percentile([r[key] for r in runs[label]], 0.5))
+                for key in runs[label][0]
+            }
+            for label, _ in CONFIGS
+        ]
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         for process in (redis, broker):
             process.terminate()
             process.wait(10)
     base_rate = results[0]["collector"]
-    print(f"\nmedians of {rounds} rounds\n| configuration | collector events/s | vs baseline | end to end events/s | POST p50 ms | POST p99 ms |")
+    print(
+        f"\nmedians of {rounds} rounds\n| configuration | collector events/s | vs baseline | end to end events/s | POST p50 ms | POST p99 ms |"
+    )
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['label']} | {r['collector']:,.0f} | {r['collector'] / base_rate:.2f}x | {r['end_to_end']:,.0f} | "
-              f"{r['p50']:.1f} | {r['p99']:.1f} |")
+        print(
+            f"| {r['label']} | {r['collector']:,.0f} | {r['collector'] / base_rate:.2f}x | {r['end_to_end']:,.0f} | "
+            f"{r['p50']:.1f} | {r['p99']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

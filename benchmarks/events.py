@@ -13,9 +13,28 @@ import uuid
 
 VISITORS = 10_000
 T0 = 1_795_400_000_000
-KINDS = ("page_view", "page_ping", "page_view", "product_view", "page_view", "page_ping", "product_view",
-         "add_to_cart", "page_view", "page_ping", "page_view", "product_view", "impression", "page_view",
-         "page_ping", "product_view", "page_view", "identify", "page_view", "purchase")
+KINDS = (
+    "page_view",
+    "page_ping",
+    "page_view",
+    "product_view",
+    "page_view",
+    "page_ping",
+    "product_view",
+    "add_to_cart",
+    "page_view",
+    "page_ping",
+    "page_view",
+    "product_view",
+    "impression",
+    "page_view",
+    "page_ping",
+    "product_view",
+    "page_view",
+    "identify",
+    "page_view",
+    "purchase",
+)
 CATEGORIES = ("shoes", "bags", "hats", "coats", "socks")
 
 
@@ -34,8 +53,14 @@ def make_events(n: int, tag: str, visitors: int = VISITORS, now_ms: int = T0) ->
             kind = "page_view"
         vid = vids[i % visitors]
         item = (i * 7919) % 997
-        event = {"event_id": f"{tag}{i:09d}", "type": kind, "visitor_id": vid, "session_id": f"s{i // 50_000}",
-                 "ts": now_ms + i, "url": f"https://shop.example/p/{item}"}
+        event = {
+            "event_id": f"{tag}{i:09d}",
+            "type": kind,
+            "visitor_id": vid,
+            "session_id": f"s{i // 50_000}",
+            "ts": now_ms + i,
+            "url": f"https://shop.example/p/{item}",
+        }
         product = {"id": f"sku-{item}", "category": CATEGORIES[item % 5], "price": 9.5}
         if kind in ("product_view", "add_to_cart"):
             event["props"] = {"product": product}
@@ -47,9 +72,21 @@ def make_events(n: int, tag: str, visitors: int = VISITORS, now_ms: int = T0) ->
             event["user_id"] = f"user-{i % visitors}"
             event["props"] = {"traits": {"first_name": "Ada"}}
         elif kind == "purchase":
-            event["props"] = {"order": {"id": f"o{tag}{i}", "revenue": 19.0, "items": [
-                {"id": product["id"], "category": product["category"], "qty": 1, "price": 9.5},
-                {"id": f"sku-{(item + 1) % 997}", "category": CATEGORIES[(item + 1) % 5], "qty": 1, "price": 9.5}]}}
+            event["props"] = {
+                "order": {
+                    "id": f"o{tag}{i}",
+                    "revenue": 19.0,
+                    "items": [
+                        {"id": product["id"], "category": product["category"], "qty": 1, "price": 9.5},
+                        {
+                            "id": f"sku-{(item + 1) % 997}",
+                            "category": CATEGORIES[(item + 1) % 5],
+                            "qty": 1,
+                            "price": 9.5,
+                        },
+                    ],
+                }
+            }
         out.append(event)
     return out
 

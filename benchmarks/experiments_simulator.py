@@ -60,7 +60,7 @@ def simulate(rng, n: int):
     rates = np.array([RATE[a] for a in ARMS])[arm] * g
     bought = (rng.random(n) < np.minimum(rates, 1)).astype(float)
     prices = np.array([PRICE[a] for a in ARMS])[arm]
-    value = prices * rng.lognormal(-0.5 * 0.6**2, 0.6, size=n)   # mean = price
+    value = prices * rng.lognormal(-0.5 * 0.6**2, 0.6, size=n)  # mean = price
     return arm, pre, bought, bought * value
 
 
@@ -100,11 +100,17 @@ def coverage(runs: int, per_day: int, seed: int) -> dict:
                     if day == DAYS:
                         ok[("z_final", key)] &= lo <= true <= hi
                         width_ratio.append((cup.high - cup.low) / (plain.high - plain.low))
-                        reductions.append(1 - (adjusted[i].var() + adjusted[0].var()) / (groups[i].var() + groups[0].var()))
+                        reductions.append(
+                            1 - (adjusted[i].var() + adjusted[0].var()) / (groups[i].var() + groups[0].var())
+                        )
         for (k, _), value in ok.items():
             covered[k] += value
-    return {"coverage": {k: v / (runs * len(keys)) for k, v in covered.items()}, "intervals": runs * len(keys),
-            "cuped_width_ratio": float(np.mean(width_ratio)), "cuped_variance_reduction": float(np.mean(reductions))}
+    return {
+        "coverage": {k: v / (runs * len(keys)) for k, v in covered.items()},
+        "intervals": runs * len(keys),
+        "cuped_width_ratio": float(np.mean(width_ratio)),
+        "cuped_variance_reduction": float(np.mean(reductions)),
+    }
 
 
 LOSSES = (0.02, 0.05, 0.10)
@@ -150,9 +156,18 @@ def ope_check(runs: int, n: int, seed: int) -> dict:
             errors[method].append(abs(est["estimate"] - true_value[best]))
             covered[method] += est["low"] <= true_value[best] <= est["high"]
             widths[method].append(est["high"] - est["low"])
-    return {"policy": f"always {best}", "true": true_value[best],
-            **{m: {"mean_abs_error": float(np.mean(errors[m])), "coverage": covered[m] / runs,
-                   "mean_width": float(np.mean(widths[m]))} for m in ("ips", "dr")}}
+    return {
+        "policy": f"always {best}",
+        "true": true_value[best],
+        **{
+            m: {
+                "mean_abs_error": float(np.mean(errors[m])),
+                "coverage": covered[m] / runs,
+                "mean_width": float(np.mean(widths[m])),
+            }
+            for m in ("ips", "dr")
+        },
+    }
 
 
 def main() -> None:
@@ -168,15 +183,19 @@ def main() -> None:
     parts = set(args.parts.split(","))
     started = time.perf_counter()
     print(f"machine: {machine()}")
-    print(f"runs: {args.runs} experiments x {DAYS} daily looks x {args.per_day} people a day "
-          f"({args.per_day * DAYS} people per run, 3 arms); SRM: {args.srm_runs} splits of {args.per_day * DAYS}; "
-          f"OPE: {args.ope_runs} logs of {args.ope_size}\n")
+    print(
+        f"runs: {args.runs} experiments x {DAYS} daily looks x {args.per_day} people a day "
+        f"({args.per_day * DAYS} people per run, 3 arms); SRM: {args.srm_runs} splits of {args.per_day * DAYS}; "
+        f"OPE: {args.ope_runs} logs of {args.ope_size}\n"
+    )
     if "coverage" in parts:
         print_coverage(coverage(args.runs, args.per_day, args.seed))
     if "srm" in parts:
         srm = srm_rates(args.srm_runs, args.per_day * DAYS, args.seed + 1)
-        print(f"\nSRM (p < 0.001) over {args.srm_runs} splits of {args.per_day * DAYS} people: "
-              f"false alarms on fair splits {srm['false_alarms']:.2%}")
+        print(
+            f"\nSRM (p < 0.001) over {args.srm_runs} splits of {args.per_day * DAYS} people: "
+            f"false alarms on fair splits {srm['false_alarms']:.2%}"
+        )
         print("\n| control's people lost | check fires |\n|---|---|")
         for loss, rate in srm["detected"].items():
             print(f"| {loss:.0%} | {rate:.1%} |")
@@ -193,8 +212,10 @@ def print_coverage(cov: dict) -> None:
     print(f"| mSPRT after CUPED, looked at daily | {c['msprt_cuped']:.1%} |")
     print(f"| fixed-horizon z-interval, looked at daily (baseline) | {c['z_peeking']:.1%} |")
     print(f"| fixed-horizon z-interval, last day only | {c['z_final']:.1%} |")
-    print(f"\nCUPED: interval width x{cov['cuped_width_ratio']:.3f} of the plain one "
-          f"(variance -{cov['cuped_variance_reduction']:.1%}) on day {DAYS}")
+    print(
+        f"\nCUPED: interval width x{cov['cuped_width_ratio']:.3f} of the plain one "
+        f"(variance -{cov['cuped_variance_reduction']:.1%}) on day {DAYS}"
+    )
 
 
 def print_ope(o: dict) -> None:

@@ -27,9 +27,16 @@ return 1
 kafka = os.environ["BENCH_KAFKA"]
 prefix = os.environ["BENCH_PREFIX"]
 app = faust.App(
-    f"naive-{prefix}", broker=f"kafka://{kafka}", store="memory://", web_enabled=False,
-    topic_disable_leader=True, broker_rebalance_timeout=1.0, broker_session_timeout=6.0,
-    broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest", datadir=f"/tmp/{prefix}",
+    f"naive-{prefix}",
+    broker=f"kafka://{kafka}",
+    store="memory://",
+    web_enabled=False,
+    topic_disable_leader=True,
+    broker_rebalance_timeout=1.0,
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=1.0,
+    consumer_auto_offset_reset="earliest",
+    datadir=f"/tmp/{prefix}",
 )
 topic = app.topic(os.environ["BENCH_TOPIC"], value_serializer="raw", key_serializer="raw")
 redis = aioredis.Redis.from_url(os.environ["BENCH_REDIS"])
@@ -42,7 +49,12 @@ async def per_event(stream):
         event = msgpack.unpackb(raw, raw=False)
         vid = event["visitor_id"]
         await script(
-            keys=[f"{prefix}:{{{vid}}}:p", f"{prefix}:{{{vid}}}:seen", f"{prefix}:{{{vid}}}:pages", f"{prefix}:processed"],
+            keys=[
+                f"{prefix}:{{{vid}}}:p",
+                f"{prefix}:{{{vid}}}:seen",
+                f"{prefix}:{{{vid}}}:pages",
+                f"{prefix}:processed",
+            ],
             args=[event["event_id"], event["type"], event["ts"], event.get("url", "")],
         )
 

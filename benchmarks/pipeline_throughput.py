@@ -52,9 +52,12 @@ AUTH = {"Content-Type": "application/json", "Authorization": "Bearer bench"}  # 
 
 def commit_id() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "benchmarks"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "engine", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return head + ("+changes" if dirty else "") if head else "unknown"
     except OSError:
         return "unknown"
@@ -122,6 +125,7 @@ async def drain_time(redis, settings: Settings, total: int, timeout: float = 900
 async def worker_count(redis, settings: Settings):
     async def count():
         return sum(body["events"] for body in await heartbeats(redis, settings))
+
     return count
 
 
@@ -190,8 +194,14 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
     for n in range(int(seconds * 50)):
         probe = str(uuid.uuid4())
         batch = background[n * per_batch : (n + 1) * per_batch - 1] + [
-            {"event_id": f"probe-{probe}", "type": "page_view", "visitor_id": probe, "ts": int(time.time() * 1000),
-             "url": "https://shop.example/probe"}]
+            {
+                "event_id": f"probe-{probe}",
+                "type": "page_view",
+                "visitor_id": probe,
+                "ts": int(time.time() * 1000),
+                "url": "https://shop.example/probe",
+            }
+        ]
 
         async def send(batch=batch, probe=probe):
             for attempt in range(3):  # a kept-alive connection the server closed meanwhile: send again
@@ -203,6 +213,7 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
                         raise
             assert response.status_code == 202 and not response.json()["rejected"], response.text
             accepted[probe] = time.perf_counter()
+
         sends.append(asyncio.create_task(send()))
         await asyncio.sleep(max(0.0, started + (n + 1) * 0.02 - time.perf_counter()))
     await asyncio.gather(*sends)
@@ -214,8 +225,10 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
 async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"commit: {commit_id()}")
-    print(f"data: {n:,} msgpack events of the mixed stream (~150 bytes), {VISITORS:,} visitors, 4 partitions; "
-          f"broker (Tansu) and Redis on the same machine; packaged demo rules (3 segments, a model slot)")
+    print(
+        f"data: {n:,} msgpack events of the mixed stream (~150 bytes), {VISITORS:,} visitors, 4 partitions; "
+        f"broker (Tansu) and Redis on the same machine; packaged demo rules (3 segments, a model slot)"
+    )
     logs = Path("/tmp") / f"bench-{uuid.uuid4().hex[:6]}"
     logs.mkdir()
     broker_port = free_port()
@@ -232,8 +245,16 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
         redis_url = f"redis://127.0.0.1:{port}/0"
     redis = aioredis.Redis.from_url(redis_url)
     tag = uuid.uuid4().hex[:6]
-    base = Settings(kafka=f"127.0.0.1:{broker_port}", redis=redis_url, api_keys=("bench",), partitions=4,
-                    rebalance_timeout_s=1.0, worker_heartbeat_s=0.05, data_dir=logs, log_level="warning")
+    base = Settings(
+        kafka=f"127.0.0.1:{broker_port}",
+        redis=redis_url,
+        api_keys=("bench",),
+        partitions=4,
+        rebalance_timeout_s=1.0,
+        worker_heartbeat_s=0.05,
+        data_dir=logs,
+        log_level="warning",
+    )
     results: dict[str, float] = {}
     processes: list[subprocess.Popen] = []
     now_ms = int(time.time() * 1000)
@@ -246,19 +267,43 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
         if "worker" in parts:
             produce_s = await produce(settings, on_topic)
             print(f"produced {n:,} events with aiokafka in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
-            processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], worker_env(settings), logs / "worker.log"))
+            processes.append(
+                spawn([sys.executable, "-m", "engine.cli", "worker"], worker_env(settings), logs / "worker.log")
+            )
             results["worker"] = n / await drain_time(redis, settings, n)
-            print(f"batch worker, every handler on:                       {results['worker']:,.0f} events/s", flush=True)
+            print(
+                f"batch worker, every handler on:                       {results['worker']:,.0f} events/s", flush=True
+            )
             processes.pop().terminate()
 
         if "worker" in parts and "naive" in parts:
             # 2. the naive per-event faust agent on the same events
             naive_prefix = f"n{tag}"
-            env = dict(os.environ, BENCH_KAFKA=settings.kafka, BENCH_REDIS=redis_url, BENCH_TOPIC=settings.topic, BENCH_PREFIX=naive_prefix)
-            processes.append(spawn([sys.executable, str(ROOT / "benchmarks" / "naive_worker.py"), "worker", "-l", "warn", "--without-web"], env, logs / "naive.log"))
+            env = dict(
+                os.environ,
+                BENCH_KAFKA=settings.kafka,
+                BENCH_REDIS=redis_url,
+                BENCH_TOPIC=settings.topic,
+                BENCH_PREFIX=naive_prefix,
+            )
+            processes.append(
+                spawn(
+                    [
+                        sys.executable,
+                        str(ROOT / "benchmarks" / "naive_worker.py"),
+                        "worker",
+                        "-l",
+                        "warn",
+                        "--without-web",
+                    ],
+                    env,
+                    logs / "naive.log",
+                )
+            )
 
             async def naive_count():
                 return int(await redis.get(f"{naive_prefix}:processed") or 0)
+
             first, last = await time_until(naive_count, n)
             results["naive"] = n / (last - first)
             print(f"naive faust agent (1 event, 1 Redis round trip):      {results['naive']:,.0f} events/s", flush=True)
@@ -268,11 +313,15 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
         # 3. two workers, one consumer group
         if with_scale_out and "scale" in parts:
             settings = replace(base, topic=f"scale-{tag}", redis_prefix=f"s{tag}", consumer_group=f"s{tag}")
-            results["two_workers"] = await scale_out(redis, settings, collected(make_events(n, f"s{tag}", now_ms=now_ms - n)),
-                                                     logs, processes)
+            results["two_workers"] = await scale_out(
+                redis, settings, collected(make_events(n, f"s{tag}", now_ms=now_ms - n)), logs, processes
+            )
             than_one = f" ({results['two_workers'] / results['worker']:.2f}x one)" if "worker" in results else ""
-            print(f"two workers, one group, 4 partitions, combined:       {results['two_workers']:,.0f} events/s"
-                  f"{than_one}", flush=True)
+            print(
+                f"two workers, one group, 4 partitions, combined:       {results['two_workers']:,.0f} events/s"
+                f"{than_one}",
+                flush=True,
+            )
 
         # 4. end to end through the HTTP collector, and 5. freshness
         settings = replace(base, topic=f"e2e-{tag}", redis_prefix=f"e{tag}", consumer_group=f"e{tag}")
@@ -280,7 +329,9 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
         env = worker_env(settings)
         processes.append(spawn([sys.executable, "-m", "engine.cli", "worker"], env, logs / "e2e-worker.log"))
         port = free_port()
-        collector = spawn([sys.executable, "-m", "engine.cli", "collector", "--port", str(port)], env, logs / "collector.log")
+        collector = spawn(
+            [sys.executable, "-m", "engine.cli", "collector", "--port", str(port)], env, logs / "collector.log"
+        )
         processes.append(collector)
         wait_for_port(port, 30, collector)
         bodies = [json.dumps({"events": events[i : i + 500]}).encode() for i in range(0, n, 500)]
@@ -305,16 +356,25 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                 results["collector"] = n / (http_done - started)
                 results["collector_per_core"] = n / collector_cpu
                 results["end_to_end"] = n / (last - started)
-                print(f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
-                      f"{results['collector_per_core']:,.0f} events per CPU second of the collector", flush=True)
-                print(f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s", flush=True)
+                print(
+                    f"HTTP collector (POST, 500 per request, 8 clients):    {results['collector']:,.0f} events/s, "
+                    f"{results['collector_per_core']:,.0f} events per CPU second of the collector",
+                    flush=True,
+                )
+                print(
+                    f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s",
+                    flush=True,
+                )
             if "freshness" in parts:  # the first second of a new worker stalls once (cold caches): not measured
                 await freshness(redis, client, settings, 1_000, 2.0)
             for rate in (1_000, 5_000) if "freshness" in parts else ():
                 latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
-                print(f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "
-                      f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
-                      f"p99 {percentile(latencies, 99):.0f} ms", flush=True)
+                print(
+                    f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "
+                    f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
+                    f"p99 {percentile(latencies, 99):.0f} ms",
+                    flush=True,
+                )
     finally:
         for process in processes:
             process.terminate()
@@ -332,8 +392,14 @@ if __name__ == "__main__":
     parser.add_argument("n", type=int, nargs="?", default=None)
     parser.add_argument("--quick", action="store_true", help="20,000 events and 5 s of freshness per rate")
     parser.add_argument("--no-scale-out", action="store_true")
-    parser.add_argument("--parts", default="worker,naive,scale,e2e,freshness",
-                        help="which of worker, naive (needs worker), scale, e2e, freshness to run")
+    parser.add_argument(
+        "--parts",
+        default="worker,naive,scale,e2e,freshness",
+        help="which of worker, naive (needs worker), scale, e2e, freshness to run",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.n or (20_000 if args.quick else 200_000), args.quick, not args.no_scale_out,
-                     set(args.parts.split(","))))
+    asyncio.run(
+        main(
+            args.n or (20_000 if args.quick else 200_000), args.quick, not args.no_scale_out, set(args.parts.split(","))
+        )
+    )

@@ -38,8 +38,15 @@ def visitor_events(rng: random.Random, vid: str, t0: int) -> list[dict]:
         for _ in range(rng.randint(4, 8) // (session + 1)):
             ts += rng.randint(5_000, 90_000)
             category = rng.choice(CATEGORIES)
-            events.append({"type": "page_view", "url": f"https://shop.example/{category}/{rng.randint(1, 400)}",
-                           "title": f"{category.title()} - Shop", "session_id": sid, "ts": ts})
+            events.append(
+                {
+                    "type": "page_view",
+                    "url": f"https://shop.example/{category}/{rng.randint(1, 400)}",
+                    "title": f"{category.title()} - Shop",
+                    "session_id": sid,
+                    "ts": ts,
+                }
+            )
             events.append({"type": "page_ping", "session_id": sid, "ts": ts + 10_000, "props": {"engaged_ms": 10_000}})
         for _ in range(rng.randint(1, 3)):
             ts += 20_000

@@ -45,8 +45,10 @@ K = 10
 
 
 def start_server(code: Path, redis_url: str, prefix: str, port: int) -> subprocess.Popen:
-    program = ("import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.recommend_latency import serve; "
-               "serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))")
+    program = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.recommend_latency import serve; "
+        "serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))"
+    )
     env = dict(os.environ, PYTHONPATH=str(code))
     return subprocess.Popen([sys.executable, "-c", program, str(code), redis_url, prefix, str(port)], cwd=code, env=env)
 
@@ -70,7 +72,7 @@ async def paired_loop(clients: dict, paths: list[str], rate: float, seconds: flo
         delay = start + i / (rate * len(names)) - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        name = names[(i + i // len(names)) % len(names)]   # alternate which one goes first
+        name = names[(i + i // len(names)) % len(names)]  # alternate which one goes first
         tasks.append(asyncio.create_task(one(name, paths[(i // len(names)) % len(paths)])))
     await asyncio.gather(*tasks)
     if errors:
@@ -98,28 +100,39 @@ async def main() -> None:
         try:
             await load(redis, prefix, orders, category)
             carts = await load_carts(redis, prefix, orders, category)
-            head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                  text=True).stdout.strip()
+            head = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
             for name, code in ((f"before ({args.base})", Path(before)), (f"after ({head} + working tree)", ROOT)):
                 port = free_port()
                 servers.append(start_server(code, redis_url, prefix, port))
                 wait_for_port(port, 60, servers[-1])
                 clients[name] = LoopbackClient("127.0.0.1", port, connections=16)
-            for client in clients.values():   # after both are up: an idle connection closes after 5 s
+            for client in clients.values():  # after both are up: an idle connection closes after 5 s
                 await client.start()
             print(f"Machine: {machine()}")
-            print(f"Data: {len(orders):,} groceries orders, {len(category)} items, ALS 64 factors, "
-                  f"{len(carts):,} shoppers with a cart; {args.seconds:g} s per route, open loop, requests "
-                  f"alternating between the two processes.\n")
-            routes = {"GET /v1/recommendations/also-bought": ([f"/v1/recommendations/also-bought?item={quote(s)}&k={K}"
-                                                               for s in seeds], args.rate),
-                      "GET /v1/recommendations/for-you": ([f"/v1/recommendations/for-you?visitor_id={v}&k={K}"
-                                                           for _, v in carts], args.for_you_rate)}
-            print("| route | code | requests/s | requests | client p50 ms | client p95 ms | server p50 ms | server p95 ms | "
-                  "server p99 ms |")
+            print(
+                f"Data: {len(orders):,} groceries orders, {len(category)} items, ALS 64 factors, "
+                f"{len(carts):,} shoppers with a cart; {args.seconds:g} s per route, open loop, requests "
+                f"alternating between the two processes.\n"
+            )
+            routes = {
+                "GET /v1/recommendations/also-bought": (
+                    [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}" for s in seeds],
+                    args.rate,
+                ),
+                "GET /v1/recommendations/for-you": (
+                    [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for _, v in carts],
+                    args.for_you_rate,
+                ),
+            }
+            print(
+                "| route | code | requests/s | requests | client p50 ms | client p95 ms | server p50 ms | server p95 ms | "
+                "server p99 ms |"
+            )
             print("|---|---|---|---|---|---|---|---|---|")
             for label, (paths, rate) in routes.items():
-                for path in paths[:200]:   # warm up both, alternately (scripts loaded, caches filled)
+                for path in paths[:200]:  # warm up both, alternately (scripts loaded, caches filled)
                     for client in clients.values():
                         await client.get(path)
                 for client in clients.values():
@@ -127,9 +140,11 @@ async def main() -> None:
                 lat = await paired_loop(clients, paths, rate, args.seconds)
                 for name, client in clients.items():
                     inside = sorted(ms for times in json.loads(await client.get("/__timings")).values() for ms in times)
-                    print(f"| {label} | {name} | {rate:,.0f} | {len(lat[name]):,} | {pct(lat[name], 0.5):.2f} | "
-                          f"{pct(lat[name], 0.95):.2f} | {pct(inside, 0.5):.2f} | {pct(inside, 0.95):.2f} | "
-                          f"{pct(inside, 0.99):.2f} |")
+                    print(
+                        f"| {label} | {name} | {rate:,.0f} | {len(lat[name]):,} | {pct(lat[name], 0.5):.2f} | "
+                        f"{pct(lat[name], 0.95):.2f} | {pct(inside, 0.5):.2f} | {pct(inside, 0.95):.2f} | "
+                        f"{pct(inside, 0.99):.2f} |"
+                    )
         finally:
             for client in clients.values():
                 await client.close()
@@ -138,7 +153,7 @@ async def main() -> None:
                 server.wait(10)
             keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
             for start in range(0, len(keys), 1000):
-                await redis.delete(*keys[start:start + 1000])
+                await redis.delete(*keys[start : start + 1000])
             await redis.aclose()
 
 

@@ -97,12 +97,20 @@ async def load(redis, prefix: str, orders: list[list[str]], category: dict[str, 
     started = time.perf_counter()
     for start in range(0, len(orders), 500):
         events, result = [], BatchResult()
-        for n, items in enumerate(orders[start:start + 500], start):
+        for n, items in enumerate(orders[start : start + 500], start):
             vid = f"v{n}"
             result.profiles[vid] = new_profile(vid)
-            events.append({"event_id": f"e{n}", "type": "purchase", "visitor_id": vid, "ts": TS + n,
-                           "props": {"order": {"id": f"o{n}", "items": [{"id": i, "qty": 1, "category": category[i]}
-                                                                       for i in items]}}})
+            events.append(
+                {
+                    "event_id": f"e{n}",
+                    "type": "purchase",
+                    "visitor_id": vid,
+                    "ts": TS + n,
+                    "props": {
+                        "order": {"id": f"o{n}", "items": [{"id": i, "qty": 1, "category": category[i]} for i in items]}
+                    },
+                }
+            )
         await updater(events, result)
     load_s = time.perf_counter() - started
     await Catalog(redis, prefix).put([CatalogItem(item, cat, available=True) for item, cat in category.items()])
@@ -111,17 +119,25 @@ async def load(redis, prefix: str, orders: list[list[str]], category: dict[str, 
     return load_s
 
 
-async def load_carts(redis, prefix: str, orders: list[list[str]], category: dict[str, str], shoppers: int = 2000,
-                     seed: int = 3) -> list[tuple[str, str]]:
+async def load_carts(
+    redis, prefix: str, orders: list[list[str]], category: dict[str, str], shoppers: int = 2000, seed: int = 3
+) -> list[tuple[str, str]]:
     """Shoppers with a random basket in the cart, through the profile store; (item asked about, visitor id) each."""
     rng = random.Random(seed)
     baskets = [b for b in orders if len(b) >= 2]
     events, asks = [], []
     for n in range(shoppers):
         basket = rng.choice(baskets)
-        events += [{"event_id": f"cart{n}-{m}", "type": "add_to_cart", "visitor_id": f"shopper{n}", "ts": TS + m,
-                    "props": {"product": {"id": item, "category": category[item]}, "qty": 1}}
-                   for m, item in enumerate(basket)]
+        events += [
+            {
+                "event_id": f"cart{n}-{m}",
+                "type": "add_to_cart",
+                "visitor_id": f"shopper{n}",
+                "ts": TS + m,
+                "props": {"product": {"id": item, "category": category[item]}, "qty": 1},
+            }
+            for m, item in enumerate(basket)
+        ]
         asks.append((rng.choice(basket), f"shopper{n}"))
     await ProfileStore(redis, prefix).apply_batch(events)
     return asks
@@ -129,8 +145,13 @@ async def load_carts(redis, prefix: str, orders: list[list[str]], category: dict
 
 def service_for(redis, prefix: str, config: RecommendConfig = RecommendConfig()) -> RecommendService:
     holder = ModelHolder(redis, prefix)
-    return RecommendService(CooccurrenceStore(redis, prefix), Catalog(redis, prefix), holder,
-                            People(redis, ProfileStore(redis, prefix)), config)
+    return RecommendService(
+        CooccurrenceStore(redis, prefix),
+        Catalog(redis, prefix),
+        holder,
+        People(redis, ProfileStore(redis, prefix)),
+        config,
+    )
 
 
 async def raw_counts(store: CooccurrenceStore, item: str) -> list[tuple[str, int]]:
@@ -230,8 +251,10 @@ def pct(values: list[float], q: float) -> float:
 
 def row(label: str, latencies: list[float], achieved: float, inside: list[float] | None = None) -> str:
     server = f"{statistics.median(inside):.2f} | {pct(inside, 0.99):.2f}" if inside else "- | -"
-    return (f"| {label} | {len(latencies):,} | {achieved:,.0f} | {statistics.median(latencies):.2f} | "
-            f"{pct(latencies, 0.99):.2f} | {max(latencies):.2f} | {server} |")
+    return (
+        f"| {label} | {len(latencies):,} | {achieved:,.0f} | {statistics.median(latencies):.2f} | "
+        f"{pct(latencies, 0.99):.2f} | {max(latencies):.2f} | {server} |"
+    )
 
 
 class ServerTimer:
@@ -248,8 +271,13 @@ class ServerTimer:
         if scope["path"] == "/__timings":
             body = json.dumps(self.times).encode()
             self.times = {}
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             return await send({"type": "http.response.body", "body": body})
         start = time.perf_counter()
         await self.app(scope, receive, send)
@@ -270,8 +298,9 @@ def serve(redis_url: str, prefix: str, port: int) -> None:
 
     async def raw(request):
         item = request.query_params["item"]
-        return JSONResponse({"item": item, "items": [{"id": i, "score": c} for i, c in await raw_counts(store, item)],
-                             "source": "raw"})
+        return JSONResponse(
+            {"item": item, "items": [{"id": i, "score": c} for i, c in await raw_counts(store, item)], "source": "raw"}
+        )
 
     app = create_app(Settings(redis=redis_url, redis_prefix=prefix, api_keys=("bench",)), {"api"})
     app.router.routes.append(Route("/raw", raw))
@@ -298,17 +327,21 @@ async def main() -> None:
         service = service_for(redis, prefix)
         await service.models.refresh()
         print(f"Machine: {machine()}")
-        print(f"\nData: {len(orders):,} groceries orders, {len(category)} items, loaded through the store in "
-              f"{load_s:.2f} s ({len(orders) / load_s:,.0f} orders/s); ALS 64 factors. k={K}; target rate "
-              f"{args.rate:,.0f} requests/s for {args.seconds:g} s, open loop.\n")
+        print(
+            f"\nData: {len(orders):,} groceries orders, {len(category)} items, loaded through the store in "
+            f"{load_s:.2f} s ({len(orders) / load_s:,.0f} orders/s); ALS 64 factors. k={K}; target rate "
+            f"{args.rate:,.0f} requests/s for {args.seconds:g} s, open loop.\n"
+        )
         uncached = service_for(redis, prefix, dataclasses.replace(RecommendConfig(), neighbours_cache_s=0))
         await uncached.models.refresh()
         for seed in seeds[:200]:  # warm up: scripts loaded, connections open
             await service.also_bought(seed)
             await uncached.also_bought(seed)
         cfg = RecommendConfig()
-        print(f"Served: similarity {cfg.method}, ALSO_BOUGHT_WEIGHTS, neighbours cached {cfg.neighbours_cache_s:g} s "
-              f"per process.\n")
+        print(
+            f"Served: similarity {cfg.method}, ALSO_BOUGHT_WEIGHTS, neighbours cached {cfg.neighbours_cache_s:g} s "
+            f"per process.\n"
+        )
         print("| path | requests | achieved req/s | p50 ms | p99 ms | max ms | server p50 ms | server p99 ms |")
         print("|---|---|---|---|---|---|---|---|")
         for label, svc in (("also_bought", service), ("also_bought, neighbours not cached", uncached)):
@@ -317,8 +350,9 @@ async def main() -> None:
         for item, visitor in carts[:200]:
             await service.also_bought(item, visitor_id=visitor)
         for rate in (args.rate, args.cart_rate):
-            lat, got = await open_loop(lambda ask: service.also_bought(ask[0], k=K, visitor_id=ask[1]), carts, rate,
-                                       args.seconds)
+            lat, got = await open_loop(
+                lambda ask: service.also_bought(ask[0], k=K, visitor_id=ask[1]), carts, rate, args.seconds
+            )
             print(row(f"in-process: also_bought with a cart (visitor_id), {rate:,.0f}/s", lat, got))
         lat, got = await open_loop(lambda s: raw_counts(service.store, s), seeds, args.rate, args.seconds)
         print(row("in-process baseline: raw pair counts (HGETALL + sort)", lat, got))
@@ -332,12 +366,17 @@ async def main() -> None:
         client = LoopbackClient("127.0.0.1", port, connections=32)
         await client.start()
         try:
-            cart_paths = [f"/v1/recommendations/also-bought?item={quote(item)}&visitor_id={visitor}&k={K}"
-                          for item, visitor in carts]
-            paths = {"GET /v1/recommendations/also-bought": [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}"
-                                                             for s in seeds],
-                     "GET /v1/recommendations/also-bought with a cart (visitor_id)": cart_paths,
-                     "raw pair counts route": [f"/raw?item={quote(s)}" for s in seeds]}
+            cart_paths = [
+                f"/v1/recommendations/also-bought?item={quote(item)}&visitor_id={visitor}&k={K}"
+                for item, visitor in carts
+            ]
+            paths = {
+                "GET /v1/recommendations/also-bought": [
+                    f"/v1/recommendations/also-bought?item={quote(s)}&k={K}" for s in seeds
+                ],
+                "GET /v1/recommendations/also-bought with a cart (visitor_id)": cart_paths,
+                "raw pair counts route": [f"/raw?item={quote(s)}" for s in seeds],
+            }
             for asked in paths.values():
                 for path in asked[:300]:
                     await client.get(path)
@@ -357,13 +396,14 @@ async def main() -> None:
             server.join(10)
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
         for start in range(0, len(keys), 1000):
-            await redis.delete(*keys[start:start + 1000])
+            await redis.delete(*keys[start : start + 1000])
         await redis.aclose()
 
 
 if __name__ == "__main__":
     try:  # the client shares 2 cores with the server it measures: the cheaper event loop, as uvicorn's
         import uvloop
+
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())

@@ -175,7 +175,7 @@ class Models:
     def __init__(self, train: list[list[str]], reg: float):
         t = time.perf_counter()
         self.pop = Counter(i for b in train for i in order_items(b))
-        self.pop_top = dict(top(self.pop, 2 * SERVED.candidates))   # RecommendService.popular
+        self.pop_top = dict(top(self.pop, 2 * SERVED.candidates))  # RecommendService.popular
         self.fit_pop = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -193,7 +193,9 @@ class Models:
         """The engine's own training (train_matrix: ALS, then the regression), the served parameters but `reg`."""
         t = time.perf_counter()
         self.reg = reg
-        self.als = als_training.train_matrix(self.matrix, self.items, als_training.AlsParams(regularization=reg, item_regression=SERVED_EASE))
+        self.als = als_training.train_matrix(
+            self.matrix, self.items, als_training.AlsParams(regularization=reg, item_regression=SERVED_EASE)
+        )
         self.fit_als = time.perf_counter() - t
         self.fit_ease = self.als.meta["regression_seconds"]
         f = self.als.factors
@@ -228,10 +230,14 @@ class Models:
         """What RecommendService hands to blend() for these seed items."""
         co: dict[str, float] = {}
         for q in query:  # the store's script: top `candidates` by score, ties by id; summed as for-you does
-            for item, s in sorted(self.neighbours(q, method).items(), key=lambda p: (-p[1], p[0]))[:SERVED.candidates]:
+            for item, s in sorted(self.neighbours(q, method).items(), key=lambda p: (-p[1], p[0]))[: SERVED.candidates]:
                 co[item] = co.get(item, 0.0) + s
-        return {"cooccurrence": co, "als": self.als.scores(query, SERVED.candidates + len(query)),
-                "ease": self.als.regression_scores(query, SERVED.candidates), "popularity": self.pop_top}
+        return {
+            "cooccurrence": co,
+            "als": self.als.scores(query, SERVED.candidates + len(query)),
+            "ease": self.als.regression_scores(query, SERVED.candidates),
+            "popularity": self.pop_top,
+        }
 
 
 def ranked(scores: dict[str, float], query: list[str]) -> list[str]:
@@ -256,8 +262,9 @@ class Grid:
         self.parts = []
         for src, (q, held) in zip(sources, qs):
             exclude = set(q)
-            kept = {name: {i: v for i, v in src.get(name, {}).items() if v > 0 and i not in exclude}
-                    for name in self.NAMES}
+            kept = {
+                name: {i: v for i, v in src.get(name, {}).items() if v > 0 and i not in exclude} for name in self.NAMES
+            }
             ids = sorted({i for scores in kept.values() for i in scores})
             if held not in ids:
                 self.parts.append(None)
@@ -273,7 +280,7 @@ class Grid:
 
     def score(self, weights: list[dict[str, float]]) -> np.ndarray:
         """(combinations, 2): mean hit and reciprocal rank."""
-        w = np.array([[wt.get(name, 0.0) for wt in weights] for name in self.NAMES])   # (sources, combos)
+        w = np.array([[wt.get(name, 0.0) for wt in weights] for name in self.NAMES])  # (sources, combos)
         out = np.zeros((len(weights), 2))
         for part in self.parts:
             if part is None:
@@ -292,7 +299,10 @@ class Grid:
 
 
 def combos() -> list[dict[str, float]]:
-    return [{"cooccurrence": 1.0, "als": a, "ease": e, "popularity": p} for a, e, p in product(GRID_ALS, GRID_EASE, GRID_POP)]
+    return [
+        {"cooccurrence": 1.0, "als": a, "ease": e, "popularity": p}
+        for a, e, p in product(GRID_ALS, GRID_EASE, GRID_POP)
+    ]
 
 
 def tune(train: list[list[str]], seed: int) -> dict:
@@ -313,8 +323,15 @@ def tune(train: list[list[str]], seed: int) -> dict:
         by_lambda[lam] = per_query([ranked(m.ease_item(q), q) for q, _ in qs["basket"]], qs["basket"]).mean(axis=0)
     best_lambda = max(GRID_LAMBDA, key=lambda r: tuple(by_lambda[r]))
     m.refit_ease(SERVED_EASE.regularization)
-    out = {"reg": best_reg, "by_reg": by_reg, "lambda": best_lambda, "by_lambda": by_lambda,
-           "grid": {}, "baseline": {}, "served": {}}
+    out = {
+        "reg": best_reg,
+        "by_reg": by_reg,
+        "lambda": best_lambda,
+        "by_lambda": by_lambda,
+        "grid": {},
+        "baseline": {},
+        "served": {},
+    }
     for proto, pq in qs.items():
         srcs = [m.sources(q, SERVED.method) for q, _ in pq]
         grid = Grid(srcs, pq)
@@ -322,15 +339,17 @@ def tune(train: list[list[str]], seed: int) -> dict:
         served = per_query(run_blend(srcs, pq, PROTOCOLS[proto]), pq).mean(axis=0)
         assert np.array_equal(grid.score([PROTOCOLS[proto]])[0], served), "Grid must rank as blend() does"
         out["served"][proto] = served
-        out["baseline"][proto] = max(per_query([ranked(m.pop, q) for q, _ in pq], pq).mean(axis=0)[0],
-                                     per_query([ranked(m.cooc(q, "raw"), q) for q, _ in pq], pq).mean(axis=0)[0])
+        out["baseline"][proto] = max(
+            per_query([ranked(m.pop, q) for q, _ in pq], pq).mean(axis=0)[0],
+            per_query([ranked(m.cooc(q, "raw"), q) for q, _ in pq], pq).mean(axis=0)[0],
+        )
     out["seconds"] = time.perf_counter() - t
     return out
 
 
 def joint_choice(tuned: list[dict], proto: str) -> tuple[dict[str, float], list[np.ndarray]]:
     """The grid weights whose worse HitRate@10 gain over the better baseline, across data sets, is largest."""
-    gains = np.stack([t["grid"][proto][:, 0] - t["baseline"][proto] for t in tuned])   # (sets, combos)
+    gains = np.stack([t["grid"][proto][:, 0] - t["baseline"][proto] for t in tuned])  # (sets, combos)
     mrr = np.stack([t["grid"][proto][:, 1] for t in tuned]).min(axis=0)
     best = max(range(gains.shape[1]), key=lambda c: (round(gains[:, c].min(), 6), mrr[c]))
     return combos()[best], [t["grid"][proto][best] for t in tuned]
@@ -345,13 +364,17 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
     qs = queries(test, seed)
     m = Models(train, SERVED_REG)
     n_items = len({i for b in baskets for i in b})
-    print(f"\n### {name}: {len(baskets):,} baskets, {n_items:,} items; split {how}: "
-          f"{len(train):,} train / {len(test):,} test baskets\n")
+    print(
+        f"\n### {name}: {len(baskets):,} baskets, {n_items:,} items; split {how}: "
+        f"{len(train):,} train / {len(test):,} test baskets\n"
+    )
     regs = ", ".join(f"{r:g}: {hr:.3f}" for r, (hr, _) in tuned["by_reg"].items())
     lams = ", ".join(f"{r:g}: {hr:.3f}" for r, (hr, _) in tuned["by_lambda"].items())
-    print(f"Validation slice ({tuned['seconds']:.1f} s): ALS regularization by item-item HitRate@10 {{{regs}}}, "
-          f"best {tuned['reg']:g} (served: {SERVED_REG:g}). Regression lambda by its own HitRate@10 {{{lams}}}, "
-          f"best {tuned['lambda']:g} (served: {SERVED_EASE.regularization:g}).\n")
+    print(
+        f"Validation slice ({tuned['seconds']:.1f} s): ALS regularization by item-item HitRate@10 {{{regs}}}, "
+        f"best {tuned['reg']:g} (served: {SERVED_REG:g}). Regression lambda by its own HitRate@10 {{{lams}}}, "
+        f"best {tuned['lambda']:g} (served: {SERVED_EASE.regularization:g}).\n"
+    )
     models = [(SERVED_REG, m)]
     if tuned["reg"] != SERVED_REG:
         models.append((tuned["reg"], Models(train, tuned["reg"])))
@@ -369,20 +392,37 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
         for method in ("raw", "cosine", "jaccard", "lift", "confidence"):
             timed(f"cooc {method}", m.fit_co, lambda method=method: [ranked(m.cooc(q, method), q) for q, _ in pq])
         for reg, mm in models:
-            timed(f"als item-item dot, reg {reg:g}", mm.fit_als, lambda mm=mm: [ranked(mm.als_item(q), q) for q, _ in pq])
-        timed(f"als item-item cosine, reg {SERVED_REG:g}", m.fit_als,
-              lambda: [ranked(m.als_item(q, m.unit), q) for q, _ in pq])
-        timed(f"ease item-item regression, lambda {SERVED_EASE.regularization:g}", m.fit_ease,
-              lambda: [ranked(m.ease_item(q), q) for q, _ in pq])
+            timed(
+                f"als item-item dot, reg {reg:g}", mm.fit_als, lambda mm=mm: [ranked(mm.als_item(q), q) for q, _ in pq]
+            )
+        timed(
+            f"als item-item cosine, reg {SERVED_REG:g}",
+            m.fit_als,
+            lambda: [ranked(m.als_item(q, m.unit), q) for q, _ in pq],
+        )
+        timed(
+            f"ease item-item regression, lambda {SERVED_EASE.regularization:g}",
+            m.fit_ease,
+            lambda: [ranked(m.ease_item(q), q) for q, _ in pq],
+        )
         fit_all = m.fit_co + m.fit_als + m.fit_pop  # fit_als includes the regression
         if weights.get("ease"):
-            timed("served blend without the regression (ease 0)", fit_all,
-                  lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, dict(weights, ease=0.0)))
-        timed(f"**served blend**: {SERVED.method}, {WEIGHT_NAMES[proto]}", fit_all,
-              lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, weights))
+            timed(
+                "served blend without the regression (ease 0)",
+                fit_all,
+                lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, dict(weights, ease=0.0)),
+            )
+        timed(
+            f"**served blend**: {SERVED.method}, {WEIGHT_NAMES[proto]}",
+            fit_all,
+            lambda: run_blend([m.sources(q, SERVED.method) for q, _ in pq], pq, weights),
+        )
 
-        call = "for-you and also-bought with a cart: the rest of the basket as seeds" if proto == "basket" else \
-            "the also-bought call, one other item of the basket as the seed"
+        call = (
+            "for-you and also-bought with a cart: the rest of the basket as seeds"
+            if proto == "basket"
+            else "the also-bought call, one other item of the basket as the seed"
+        )
         print(f"#### {name}, {proto} queries ({call}); {len(pq):,} test baskets\n")
         print("| method | HitRate@10 | MRR@10 | fit s | query s |")
         print("|---|---|---|---|---|")
@@ -392,12 +432,23 @@ def evaluate(name: str, baskets: list[list[str]], how: str, seed: int, tuned: di
         print("\nServed blend minus each, same test baskets (mean paired difference, 95% interval):\n")
         served = rows[-1][1]
         for label, r, _, _ in rows[:-1]:
-            if label.startswith(("popularity", "cooc raw", "cooc cosine", "cooc confidence", "als item-item dot",
-                                 "ease", "served blend without")):
+            if label.startswith(
+                (
+                    "popularity",
+                    "cooc raw",
+                    "cooc cosine",
+                    "cooc confidence",
+                    "als item-item dot",
+                    "ease",
+                    "served blend without",
+                )
+            ):
                 d = served - r
                 half = 1.96 * d.std(axis=0, ddof=1) / np.sqrt(len(d))
-                print(f"- vs {label}: HitRate@10 {d[:, 0].mean():+.3f} ± {half[0]:.3f}, "
-                      f"MRR@10 {d[:, 1].mean():+.3f} ± {half[1]:.3f}")
+                print(
+                    f"- vs {label}: HitRate@10 {d[:, 0].mean():+.3f} ± {half[0]:.3f}, "
+                    f"MRR@10 {d[:, 1].mean():+.3f} ± {half[1]:.3f}"
+                )
         print()
 
 
@@ -407,27 +458,41 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA, help="groceries CSV (basket,item,...)")
     ap.add_argument("--split", choices=("order", "random"), default="order")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--method", choices=METHODS, default=SERVED.method,
-                    help="similarity in place of RecommendConfig.method, to measure a change before making it")
-    ap.add_argument("--als-regularization", type=float, default=SERVED_REG,
-                    help="in place of AlsParams().regularization, likewise")
+    ap.add_argument(
+        "--method",
+        choices=METHODS,
+        default=SERVED.method,
+        help="similarity in place of RecommendConfig.method, to measure a change before making it",
+    )
+    ap.add_argument(
+        "--als-regularization", type=float, default=SERVED_REG, help="in place of AlsParams().regularization, likewise"
+    )
     args = ap.parse_args()
-    changed = [f"{name} {new!r} in place of the served {old!r}" for name, new, old in
-               (("similarity", args.method, SERVED.method), ("ALS regularization", args.als_regularization, SERVED_REG))
-               if new != old]
+    changed = [
+        f"{name} {new!r} in place of the served {old!r}"
+        for name, new, old in (
+            ("similarity", args.method, SERVED.method),
+            ("ALS regularization", args.als_regularization, SERVED_REG),
+        )
+        if new != old
+    ]
     SERVED, SERVED_REG = dataclasses.replace(SERVED, method=args.method), args.als_regularization
     print(f"Machine: {machine()}")
     if changed:
         print(f"Not the served code: {'; '.join(changed)}")
-    print(f"Served: similarity {SERVED.method}, min support {SERVED.min_support:g}, {SERVED.candidates} candidates "
-          f"per source; ALS {als_training.AlsParams().factors} factors, regularization {SERVED_REG:g}, purchase weight "
-          f"{PURCHASE:g}; ALSO_BOUGHT_WEIGHTS {fmt(ALSO_BOUGHT_WEIGHTS)}; FOR_YOU_WEIGHTS {fmt(FOR_YOU_WEIGHTS)}")
+    print(
+        f"Served: similarity {SERVED.method}, min support {SERVED.min_support:g}, {SERVED.candidates} candidates "
+        f"per source; ALS {als_training.AlsParams().factors} factors, regularization {SERVED_REG:g}, purchase weight "
+        f"{PURCHASE:g}; ALSO_BOUGHT_WEIGHTS {fmt(ALSO_BOUGHT_WEIGHTS)}; FOR_YOU_WEIGHTS {fmt(FOR_YOU_WEIGHTS)}"
+    )
     sets = [("groceries", load_groceries(args.data)), ("synthetic (20 hidden topics, Zipf popularity)", synthetic())]
     tuned = [tune(split(baskets, args.split, args.seed)[0], args.seed) for _, baskets in sets]
 
     print("\nBlend weights chosen on the validation slices (cooccurrence 1; one choice for both data sets):\n")
-    print("| queries | served constant | served weights: validation HitRate@10 / MRR@10 per data set "
-          "| joint choice | its validation HitRate@10 / MRR@10 | better baseline's validation HitRate@10 |")
+    print(
+        "| queries | served constant | served weights: validation HitRate@10 / MRR@10 per data set "
+        "| joint choice | its validation HitRate@10 / MRR@10 | better baseline's validation HitRate@10 |"
+    )
     print("|---|---|---|---|---|---|")
     for proto, weights in PROTOCOLS.items():
         choice, scores = joint_choice(tuned, proto)

@@ -65,13 +65,14 @@ from engine.recommend.cooccur import CoCounts, order_items  # noqa: E402
 DATA = next((p for p in (BESIDE, BESIDE.parents[3] / "shared" / "data" / "groceries.csv") if p.exists()), BESIDE)
 K = 10
 BOOT = 2000
-DRAWS = 5      # (seed, held-out) draws per test basket
-FOLDS = 5      # blocks of the training baskets, each held out once to choose m
+DRAWS = 5  # (seed, held-out) draws per test basket
+FOLDS = 5  # blocks of the training baskets, each held out once to choose m
 GRID_M = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0)
 GRID_K = (50, 100, 200)
 
 
 # --- data ----------------------------------------------------------------------
+
 
 def thinned(baskets: list[list[str]], share: float, seed: int) -> list[list[str]]:
     rng = random.Random(seed)
@@ -103,7 +104,7 @@ def shop(n_sessions: int, n_items: int, n_topics: int, zipf: float, seed: int) -
             u = rng.random()
             t, n = position[current]
             if u < 0.55:
-                after = members[t][n + 1:n + 4]
+                after = members[t][n + 1 : n + 4]
                 if len(after) == 0:
                     after = members[t][:3]
                 current = int(rng.choice(after, p=pop[after] / pop[after].sum()))
@@ -138,6 +139,7 @@ def split(rows: list, share: float = 0.8) -> tuple[list, list]:
 
 # --- one-item queries ----------------------------------------------------------
 
+
 def item_queries(baskets: list[list[str]], seed: int, draws: int = DRAWS) -> tuple[list[tuple[str, str]], np.ndarray]:
     """(seed, held-out item) queries, `draws` per basket of >= 2 items, and each query's basket number."""
     rng = random.Random(seed)
@@ -163,7 +165,7 @@ class Counts:
         self.co = CoCounts()
         for b in train:
             self.co.add_order(b)
-        self.popular = [i for i, _ in sorted(self.co.counts.items(), key=lambda p: (-p[1], p[0]))[:K + 50]]
+        self.popular = [i for i, _ in sorted(self.co.counts.items(), key=lambda p: (-p[1], p[0]))[: K + 50]]
         self.with_popular = True
 
     def fill(self, listed: list[str], seed: str) -> list[str]:
@@ -181,11 +183,20 @@ class Counts:
     def raw(self, seed: str) -> list[str]:
         pairs = self.co.pairs.get(seed, {})
         counts = self.co.counts
-        return self.fill([b for b, _ in sorted(pairs.items(), key=lambda p: (-p[1], -counts[p[0]], p[0]))[:K + 1]], seed)
+        return self.fill(
+            [b for b, _ in sorted(pairs.items(), key=lambda p: (-p[1], -counts[p[0]], p[0]))[: K + 1]], seed
+        )
 
     def shrunk(self, seed: str, m: float) -> list[str]:
-        ranked = shrink.rank(self.co.pairs.get(seed, {}), self.co.counts.get(seed, 0), self.co.counts,
-                             self.co.orders, m, exclude=(seed,), popular=self.popular if self.with_popular else ())
+        ranked = shrink.rank(
+            self.co.pairs.get(seed, {}),
+            self.co.counts.get(seed, 0),
+            self.co.counts,
+            self.co.orders,
+            m,
+            exclude=(seed,),
+            popular=self.popular if self.with_popular else (),
+        )
         return self.fill([b for b, _ in ranked[:K]], seed)
 
 
@@ -209,6 +220,7 @@ def previous_blend(train: list[list[str]], counts: Counts, qs: list[tuple[str, s
 
 # --- session queries -----------------------------------------------------------
 
+
 def session_queries(sessions: list[list[str]], seed: int) -> list[tuple[list[str], str]]:
     rng = random.Random(seed)
     out = []
@@ -227,7 +239,7 @@ class SessionModels:
         for n, s in enumerate(train):
             self.pool.add(f"s{n}", s)
             self.co.add_order(s)
-        self.popular = [i for i, _ in sorted(self.co.counts.items(), key=lambda p: (-p[1], p[0]))[:K + 50]]
+        self.popular = [i for i, _ in sorted(self.co.counts.items(), key=lambda p: (-p[1], p[0]))[: K + 50]]
 
     def fill(self, listed: list[str], prefix: list[str]) -> list[str]:
         seen = set(prefix)
@@ -244,8 +256,9 @@ class SessionModels:
 
     def last_item(self, prefix):
         pairs, counts = self.co.pairs.get(prefix[-1], {}), self.co.counts
-        return self.fill([b for b, _ in sorted(pairs.items(), key=lambda p: (-p[1], -counts[p[0]], p[0]))[:K + 20]],
-                         prefix)
+        return self.fill(
+            [b for b, _ in sorted(pairs.items(), key=lambda p: (-p[1], -counts[p[0]], p[0]))[: K + 20]], prefix
+        )
 
     def decayed(self, prefix):
         """Pair counts of every item of the session so far, the item at position p of n weighted p / n."""
@@ -255,14 +268,15 @@ class SessionModels:
             top = max(pairs.values(), default=1)
             for b, c in pairs.items():
                 score[b] = score.get(b, 0.0) + w * c / top
-        return self.fill([i for i, _ in sorted(score.items(), key=lambda p: (-p[1], p[0]))[:K + 20]], prefix)
+        return self.fill([i for i, _ in sorted(score.items(), key=lambda p: (-p[1], p[0]))[: K + 20]], prefix)
 
     def knn(self, prefix, k: int, decay: bool):
         score, _ = sknn.scores(prefix, self.pool.candidates(prefix), k, decay)
-        return self.fill([i for i, _ in sorted(score.items(), key=lambda p: (-p[1], p[0]))[:K + 20]], prefix)
+        return self.fill([i for i, _ in sorted(score.items(), key=lambda p: (-p[1], p[0]))[: K + 20]], prefix)
 
 
 # --- statistics ----------------------------------------------------------------
+
 
 class Boot:
     def __init__(self, n: int, seed: int):
@@ -280,6 +294,7 @@ def show(value: tuple[float, float, float], signed: bool = False) -> str:
 
 # --- the runs ------------------------------------------------------------------
 
+
 def choose_m(sets: list[tuple[str, list[list[str]]]], seed: int) -> tuple[float, dict]:
     """m by FOLDS-fold cross-validation inside each training split: the worst gain across data sets decides."""
     gains = {}
@@ -289,8 +304,8 @@ def choose_m(sets: list[tuple[str, list[list[str]]]], seed: int) -> tuple[float,
         total = {"raw": 0.0, "pop": 0.0, **{m: 0.0 for m in GRID_M}}
         n = 0
         for f in range(FOLDS):
-            val = train[f * size:(f + 1) * size]
-            c = Counts(train[:f * size] + train[(f + 1) * size:])
+            val = train[f * size : (f + 1) * size]
+            c = Counts(train[: f * size] + train[(f + 1) * size :])
             qs, _ = item_queries(val, seed + 1 + f)
             targets = [h for _, h in qs]
             n += len(qs)
@@ -300,8 +315,14 @@ def choose_m(sets: list[tuple[str, list[list[str]]]], seed: int) -> tuple[float,
                 total[m] += hits([c.shrunk(s, m) for s, _ in qs], targets)[:, 0].sum()
         better = max(total["raw"], total["pop"]) / n
         gains[name] = {m: total[m] / n - better for m in GRID_M}
-    best = max(GRID_M, key=lambda m: (round(min(g[m] for g in gains.values()), 6),
-                                      round(float(np.mean([g[m] for g in gains.values()])), 6), -m))
+    best = max(
+        GRID_M,
+        key=lambda m: (
+            round(min(g[m] for g in gains.values()), 6),
+            round(float(np.mean([g[m] for g in gains.values()])), 6),
+            -m,
+        ),
+    )
     return best, gains
 
 
@@ -320,9 +341,11 @@ def choose_k(sets: list[tuple[str, list[list[str]]]], seed: int) -> tuple[int, d
 
 
 def one_item_table(sets, m: float, seed: int, with_previous: bool) -> None:
-    print("| data set | train / test baskets | items | queries | popularity | raw co-occurrence | "
-          "previous also-bought | also-bought | also-bought - raw | also-bought - popularity | "
-          "MRR@10 also-bought / raw |")
+    print(
+        "| data set | train / test baskets | items | queries | popularity | raw co-occurrence | "
+        "previous also-bought | also-bought | also-bought - raw | also-bought - popularity | "
+        "MRR@10 also-bought / raw |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, baskets in sets:
         train, test = split(baskets)
@@ -337,18 +360,25 @@ def one_item_table(sets, m: float, seed: int, with_previous: bool) -> None:
         pop = per([c.pop_list(s) for s, _ in qs])
         raw = per([c.raw(s) for s, _ in qs])
         ours = per([c.shrunk(s, m) for s, _ in qs])
-        mrr = hits([c.shrunk(s, m) for s, _ in qs], targets)[:, 1].mean(), hits([c.raw(s) for s, _ in qs], targets)[:, 1].mean()
+        mrr = (
+            hits([c.shrunk(s, m) for s, _ in qs], targets)[:, 1].mean(),
+            hits([c.raw(s) for s, _ in qs], targets)[:, 1].mean(),
+        )
         prev = show(boot.interval(per(previous_blend(train, c, qs)))) if with_previous else "-"
         n_items = len({i for b in baskets for i in b})
-        print(f"| {name} | {len(train):,} / {len(test):,} | {n_items:,} | {len(qs):,} | "
-              f"{show(boot.interval(pop))} | {show(boot.interval(raw))} | {prev} | "
-              f"{show(boot.interval(ours))} | {show(boot.interval(ours - raw), True)} | "
-              f"{show(boot.interval(ours - pop), True)} | {mrr[0]:.3f} / {mrr[1]:.3f} |")
+        print(
+            f"| {name} | {len(train):,} / {len(test):,} | {n_items:,} | {len(qs):,} | "
+            f"{show(boot.interval(pop))} | {show(boot.interval(raw))} | {prev} | "
+            f"{show(boot.interval(ours))} | {show(boot.interval(ours - raw), True)} | "
+            f"{show(boot.interval(ours - pop), True)} | {mrr[0]:.3f} / {mrr[1]:.3f} |"
+        )
 
 
 def session_table(sets, k: int, seed: int) -> None:
-    print("| data set | pool / test sessions | queries | method | HitRate@10 | MRR@10 | HitRate@10 - last item | "
-          "MRR@10 - last item |")
+    print(
+        "| data set | pool / test sessions | queries | method | HitRate@10 | MRR@10 | HitRate@10 - last item | "
+        "MRR@10 - last item |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, sessions in sets:
         train, test = split(sessions)
@@ -357,26 +387,37 @@ def session_table(sets, k: int, seed: int) -> None:
         targets = [h for _, h in qs]
         boot = Boot(len(qs), seed)
         t = time.perf_counter()
-        rows = [("popularity", hits([sm.pop_list(p) for p, _ in qs], targets)),
-                ("co-occurrence of the last item", hits([sm.last_item(p) for p, _ in qs], targets)),
-                ("co-occurrence of every item so far, the latest weighted most",
-                 hits([sm.decayed(p) for p, _ in qs], targets)),
-                (f"SKNN, k {k}", hits([sm.knn(p, k, False) for p, _ in qs], targets)),
-                (f"V-SKNN, k {k}", hits([sm.knn(p, k, True) for p, _ in qs], targets))]
+        rows = [
+            ("popularity", hits([sm.pop_list(p) for p, _ in qs], targets)),
+            ("co-occurrence of the last item", hits([sm.last_item(p) for p, _ in qs], targets)),
+            (
+                "co-occurrence of every item so far, the latest weighted most",
+                hits([sm.decayed(p) for p, _ in qs], targets),
+            ),
+            (f"SKNN, k {k}", hits([sm.knn(p, k, False) for p, _ in qs], targets)),
+            (f"V-SKNN, k {k}", hits([sm.knn(p, k, True) for p, _ in qs], targets)),
+        ]
         last = rows[1][1]
         for label, r in rows:
-            diff = ("-", "-") if label == "co-occurrence of the last item" else \
-                (show(boot.interval(r[:, 0] - last[:, 0]), True), show(boot.interval(r[:, 1] - last[:, 1]), True))
-            print(f"| {name} | {len(train):,} / {len(test):,} | {len(qs):,} | {label} | {show(boot.interval(r[:, 0]))} | "
-                  f"{show(boot.interval(r[:, 1]))} | {diff[0]} | {diff[1]} |")
+            diff = (
+                ("-", "-")
+                if label == "co-occurrence of the last item"
+                else (show(boot.interval(r[:, 0] - last[:, 0]), True), show(boot.interval(r[:, 1] - last[:, 1]), True))
+            )
+            print(
+                f"| {name} | {len(train):,} / {len(test):,} | {len(qs):,} | {label} | {show(boot.interval(r[:, 0]))} | "
+                f"{show(boot.interval(r[:, 1]))} | {diff[0]} | {diff[1]} |"
+            )
         print(f"<!-- {name}: {time.perf_counter() - t:.1f} s -->")
 
 
 def one_item(basket_sets, args) -> None:
     m, gains = choose_m(basket_sets, args.seed)
-    print(f"\nPrior strength m by {FOLDS}-fold cross-validation inside each training split (HitRate@10 gain over "
-          f"the better of raw counts and popularity, per m), "
-          f"served {shrink.PRIOR_STRENGTH:g}:\n")
+    print(
+        f"\nPrior strength m by {FOLDS}-fold cross-validation inside each training split (HitRate@10 gain over "
+        f"the better of raw counts and popularity, per m), "
+        f"served {shrink.PRIOR_STRENGTH:g}:\n"
+    )
     print("| data set | " + " | ".join(f"m {x:g}" for x in GRID_M) + " |")
     print("|---|" + "---|" * len(GRID_M))
     for name, g in gains.items():
@@ -401,9 +442,13 @@ def main() -> None:
     groceries = load_groceries(args.data)
     dense = shop(25_000, 1_000, 20, 1.0, args.seed)
     sparse = shop(12_000, 20_000, 200, 0.8, args.seed + 1)
-    basket_sets = [("groceries", groceries), ("groceries 30%", thinned(groceries, 0.3, args.seed)),
-                   ("groceries 10%", thinned(groceries, 0.1, args.seed)),
-                   ("shop dense", baskets_of(dense, args.seed)), ("shop sparse", baskets_of(sparse, args.seed))]
+    basket_sets = [
+        ("groceries", groceries),
+        ("groceries 30%", thinned(groceries, 0.3, args.seed)),
+        ("groceries 10%", thinned(groceries, 0.1, args.seed)),
+        ("shop dense", baskets_of(dense, args.seed)),
+        ("shop sparse", baskets_of(sparse, args.seed)),
+    ]
     rng = random.Random(args.seed)
     shuffled = [rng.sample(b, len(b)) for b in groceries]
     session_sets = [("shop dense", dense), ("shop sparse", sparse), ("groceries, baskets in random order", shuffled)]
@@ -413,7 +458,9 @@ def main() -> None:
     if args.items_only:
         return
     k, kgains = choose_k(session_sets, args.seed)
-    print("\nV-SKNN neighbours k chosen on the validation splits (HitRate@10 gain over the last item's co-occurrence):\n")
+    print(
+        "\nV-SKNN neighbours k chosen on the validation splits (HitRate@10 gain over the last item's co-occurrence):\n"
+    )
     for name, g in kgains.items():
         print(f"- {name}: " + ", ".join(f"k {x}: {g[x]:+.4f}" for x in GRID_K))
     print(f"\nchosen k = {k}\n")

@@ -91,6 +91,7 @@ def vid(name: str) -> str:
     """The engine's form of a visitor id (a v4 UUID), derived from the benchmark's readable name."""
     return str(uuid.UUID(bytes=uuid.uuid5(uuid.NAMESPACE_URL, name).bytes, version=4))
 
+
 Basket = tuple[int, list[tuple[str, str]]]  # basket id, distinct (item, level2) in file order
 
 
@@ -107,9 +108,19 @@ def load_baskets(path: Path) -> list[Basket]:
 
 def purchase_event(basket: Basket, ts: int, tag: str, who: str = "g") -> dict:
     bid, lines = basket
-    return {"event_id": f"{tag}-{who}{bid}", "type": "purchase", "visitor_id": f"{who}{bid}", "session_id": f"s{bid}",
-            "ts": ts, "props": {"order": {"id": f"{who}{bid}", "items": [
-                {"id": item, "qty": 1, "category": level2} for item, level2 in lines]}}}
+    return {
+        "event_id": f"{tag}-{who}{bid}",
+        "type": "purchase",
+        "visitor_id": f"{who}{bid}",
+        "session_id": f"s{bid}",
+        "ts": ts,
+        "props": {
+            "order": {
+                "id": f"{who}{bid}",
+                "items": [{"id": item, "qty": 1, "category": level2} for item, level2 in lines],
+            }
+        },
+    }
 
 
 def make_pairs(test: list[Basket], seed: int) -> list[tuple[str, str]]:
@@ -126,16 +137,26 @@ def make_pairs(test: list[Basket], seed: int) -> list[tuple[str, str]]:
 
 def cart_events(rests: list[Basket], ts: int, tag: str, who: str) -> list[dict]:
     """Each shopper (visitor <who><basket>) puts the rest of their basket in the cart, one add_to_cart per item."""
-    return [{"event_id": f"{tag}-{who}{bid}-{n}", "type": "add_to_cart", "visitor_id": f"{who}{bid}",
-             "session_id": f"{who}{bid}", "ts": ts + n, "props": {"product": {"id": item, "category": level2}, "qty": 1}}
-            for bid, lines in rests for n, (item, level2) in enumerate(lines)]
+    return [
+        {
+            "event_id": f"{tag}-{who}{bid}-{n}",
+            "type": "add_to_cart",
+            "visitor_id": f"{who}{bid}",
+            "session_id": f"{who}{bid}",
+            "ts": ts + n,
+            "props": {"product": {"id": item, "category": level2}, "qty": 1},
+        }
+        for bid, lines in rests
+        for n, (item, level2) in enumerate(lines)
+    ]
 
 
 def rest_of(test: list[Basket], pairs: list[tuple[str, str]]) -> list[Basket]:
     """Each test basket of >= 2 items without its held-out target: what its shopper is asked about."""
     kept = [basket for basket in test if len(basket[1]) >= 2]
-    return [(bid, [(item, cat) for item, cat in lines if item != target])
-            for (bid, lines), (_, target) in zip(kept, pairs)]
+    return [
+        (bid, [(item, cat) for item, cat in lines if item != target]) for (bid, lines), (_, target) in zip(kept, pairs)
+    ]
 
 
 class Baselines:
@@ -163,8 +184,10 @@ class Baselines:
         partners: Counter = Counter()
         for seed in seeds:
             partners.update(self.pairs.get(seed, Counter()))
-        ranked = sorted((i for i in partners if i not in seeds), key=lambda i: (-partners[i], -self.popularity[i], i))[:K]
-        return ranked + [i for i in self.popular(*seeds) if i not in ranked][:K - len(ranked)]
+        ranked = sorted((i for i in partners if i not in seeds), key=lambda i: (-partners[i], -self.popularity[i], i))[
+            :K
+        ]
+        return ranked + [i for i in self.popular(*seeds) if i not in ranked][: K - len(ranked)]
 
 
 def reciprocal_ranks(lists: list[list[str]], pairs: list[tuple[str, str]]) -> list[float]:
@@ -242,14 +265,26 @@ class Engine:
             wait_for_port(port, 30, spawn("redis", redis_command(port, self.dir)))
             self.redis_url, self.own_redis = f"redis://127.0.0.1:{port}/0", True
         self.settings = replace(
-            Settings(), kafka=f"127.0.0.1:{broker_port}", redis=self.redis_url, api_keys=("bench",),
-            topic=f"served-{self.tag}", consumer_group=f"served-{self.tag}", redis_prefix=f"served{self.tag}",
-            rebalance_timeout_s=1.0, worker_heartbeat_s=0.5, data_dir=self.dir, log_level="warning")
+            Settings(),
+            kafka=f"127.0.0.1:{broker_port}",
+            redis=self.redis_url,
+            api_keys=("bench",),
+            topic=f"served-{self.tag}",
+            consumer_group=f"served-{self.tag}",
+            redis_prefix=f"served{self.tag}",
+            rebalance_timeout_s=1.0,
+            worker_heartbeat_s=0.5,
+            data_dir=self.dir,
+            log_level="warning",
+        )
         self.env = dict(os.environ, **self.settings.environ())
         spawn("worker", [sys.executable, "-m", "engine.cli", "worker"], self.env)
         self.port = free_port()
-        spawn("api", [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(self.port)],
-              self.env)
+        spawn(
+            "api",
+            [sys.executable, "-m", "engine.cli", "api", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.env,
+        )
         wait_healthy(f"{self.url}/healthz", 120, self.supervisor)
 
     @property
@@ -262,8 +297,14 @@ class Engine:
             raise RuntimeError(f"{dead[0]} exited with code {dead[1]} (log: {self.dir / dead[0]}.log)")
 
     def train(self) -> str:
-        done = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--quiet"], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "train", "--quiet"],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"clickstream train failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         return done.stdout.strip()
@@ -274,8 +315,11 @@ class Engine:
         for name in ("worker", "api"):
             path = self.dir / f"{name}.log"
             if path.exists():
-                out += [f"{name}: {line}" for line in path.read_text(errors="replace").splitlines()
-                        if "ERROR" in line or "Traceback" in line or "CRITICAL" in line]
+                out += [
+                    f"{name}: {line}"
+                    for line in path.read_text(errors="replace").splitlines()
+                    if "ERROR" in line or "Traceback" in line or "CRITICAL" in line
+                ]
         return out
 
     def stop(self) -> None:
@@ -284,7 +328,7 @@ class Engine:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.settings.redis_prefix}:*", count=5000))
             for start in range(0, len(keys), 5000):
-                client.unlink(*keys[start:start + 5000])
+                client.unlink(*keys[start : start + 5000])
             client.close()
 
 
@@ -293,7 +337,7 @@ class Engine:
 
 def post_events(client: httpx.Client, events: list[dict]) -> None:
     for start in range(0, len(events), PER_REQUEST):
-        chunk = [dict(e, visitor_id=vid(e["visitor_id"])) for e in events[start:start + PER_REQUEST]]
+        chunk = [dict(e, visitor_id=vid(e["visitor_id"])) for e in events[start : start + PER_REQUEST]]
         response = client.post("/v1/events", json={"events": chunk}, headers=AUTH)
         body = response.json()
         if response.status_code != 202 or body.get("accepted") != len(chunk) or body.get("rejected"):
@@ -353,9 +397,20 @@ def wait_for_als(client: httpx.Client, collector: httpx.Client, items: list[str]
     the item's own counts (engine.recommend.shrink) and never uses the model.
     """
     started = time.monotonic()
-    post_events(collector, [{"event_id": f"als-probe-{n}", "type": "product_view", "visitor_id": "als-probe",
-                             "session_id": "als-probe", "ts": int(time.time() * 1000) + n,
-                             "props": {"product": {"id": item}}} for n, item in enumerate(items)])
+    post_events(
+        collector,
+        [
+            {
+                "event_id": f"als-probe-{n}",
+                "type": "product_view",
+                "visitor_id": "als-probe",
+                "session_id": "als-probe",
+                "ts": int(time.time() * 1000) + n,
+                "props": {"product": {"id": item}},
+            }
+            for n, item in enumerate(items)
+        ],
+    )
     while time.monotonic() - started < timeout_s:
         if "als" in for_you(client, "als-probe", 0)[0]["source"].split("+"):
             return time.monotonic() - started
@@ -367,10 +422,22 @@ def freshness(client: httpx.Client, api: httpx.Client, tag: str, timeout_s: floa
     """(seconds until the collector accepted, seconds until also-bought of A lists B, bought with it twice)."""
     a, b = f"fresh-{tag}-a", f"fresh-{tag}-b"
     now = int(time.time() * 1000)
-    events = [{"event_id": f"{tag}-fresh{n}", "type": "purchase", "visitor_id": f"fresh-{tag}-{n}",
-               "session_id": f"fresh{n}", "ts": now, "props": {"order": {"id": f"fresh-{tag}-{n}", "items": [
-                   {"id": a, "qty": 1, "category": "fresh"}, {"id": b, "qty": 1, "category": "fresh"}]}}}
-              for n in range(2)]
+    events = [
+        {
+            "event_id": f"{tag}-fresh{n}",
+            "type": "purchase",
+            "visitor_id": f"fresh-{tag}-{n}",
+            "session_id": f"fresh{n}",
+            "ts": now,
+            "props": {
+                "order": {
+                    "id": f"fresh-{tag}-{n}",
+                    "items": [{"id": a, "qty": 1, "category": "fresh"}, {"id": b, "qty": 1, "category": "fresh"}],
+                }
+            },
+        }
+        for n in range(2)
+    ]
     started = time.perf_counter()
     post_events(client, events)
     accepted = time.perf_counter() - started
@@ -405,8 +472,10 @@ def report(title: str, results: dict[str, tuple[list[float], list[float]]]) -> N
             dh, ch = paired_gap(hit_a, hit_b)
             dm, cm = paired_gap(a, b)
             ratio = statistics.fmean(hit_a) / statistics.fmean(hit_b)
-            print(f"| {served} - {baseline.removesuffix(' (baseline)')} | {dh:+.3f} ± {ch:.3f} | {dm:+.3f} ± {cm:.3f} "
-                  f"| {ratio:.2f}x |")
+            print(
+                f"| {served} - {baseline.removesuffix(' (baseline)')} | {dh:+.3f} ± {ch:.3f} | {dm:+.3f} ± {cm:.3f} "
+                f"| {ratio:.2f}x |"
+            )
 
 
 def main() -> None:
@@ -425,9 +494,11 @@ def main() -> None:
     lines = sum(len(lines) for _, lines in baskets)
     items = {item for _, lines in baskets for item, _ in lines}
     print(f"machine: {machine()}")
-    print(f"data: {args.data.name}: {len(baskets):,} baskets, {len(items)} items, {lines:,} distinct basket lines; "
-          f"train = first {len(train):,} baskets, test = last {len(test):,} ({len(pairs):,} with >= 2 items: "
-          f"one seed, one target each; {args.draws} draws, seeds {args.seed}..{args.seed + args.draws - 1})")
+    print(
+        f"data: {args.data.name}: {len(baskets):,} baskets, {len(items)} items, {lines:,} distinct basket lines; "
+        f"train = first {len(train):,} baskets, test = last {len(test):,} ({len(pairs):,} with >= 2 items: "
+        f"one seed, one target each; {args.draws} draws, seeds {args.seed}..{args.seed + args.draws - 1})"
+    )
     print("engine: Tansu broker, 1 worker, 1 api process (uvicorn), Redis; all on this machine, loopback HTTP")
 
     now = int(time.time() * 1000)
@@ -443,20 +514,27 @@ def main() -> None:
         engine.start()
         print(f"engine healthy in {time.monotonic() - started:.1f} s (logs: {engine.dir})", flush=True)
         store = redis.Redis.from_url(engine.redis_url)
-        with httpx.Client(base_url=engine.url, timeout=30) as collector, \
-                httpx.Client(base_url=engine.url, timeout=30) as api:
+        with (
+            httpx.Client(base_url=engine.url, timeout=30) as collector,
+            httpx.Client(base_url=engine.url, timeout=30) as api,
+        ):
             started = time.perf_counter()
             post_events(collector, events)
             posted = time.perf_counter() - started
             wait_orders(engine, store, len(train))
             counted = time.perf_counter() - started
-            print(f"ingest: {len(events):,} purchases POSTed in {posted:.2f} s, all counted by the worker "
-                  f"{counted:.2f} s after the first POST", flush=True)
+            print(
+                f"ingest: {len(events):,} purchases POSTed in {posted:.2f} s, all counted by the worker "
+                f"{counted:.2f} s after the first POST",
+                flush=True,
+            )
 
             started = time.monotonic()
             print(f"train: {engine.train()} ({time.monotonic() - started:.1f} s with start-up)", flush=True)
-            print(f"the API served ALS {wait_for_als(api, collector, base.by_popularity[:5]):.1f} s after training ended",
-                  flush=True)
+            print(
+                f"the API served ALS {wait_for_als(api, collector, base.by_popularity[:5]):.1f} s after training ended",
+                flush=True,
+            )
 
             scrape_before = histogram(api.get("/metrics").text, ROUTE)
             latencies: list[float] = []
@@ -472,7 +550,8 @@ def main() -> None:
                     per_draw[name].append(reciprocal_ranks(lists, draw))
                 per_draw["popularity (baseline)"].append(reciprocal_ranks([base.popular(s) for s, _ in draw], draw))
                 per_draw["raw co-occurrence (baseline)"].append(
-                    reciprocal_ranks([base.cooccurring(s) for s, _ in draw], draw))
+                    reciprocal_ranks([base.cooccurring(s) for s, _ in draw], draw)
+                )
             print(f"also-bought sources: {dict(sources.most_common())}", flush=True)
             scrape_after = histogram(api.get("/metrics").text, ROUTE)
             results = {name: per_basket(rrs) for name, rrs in per_draw.items()}
@@ -493,10 +572,10 @@ def main() -> None:
                         sources[body["source"]] += 1
                     cart_draws[name].append(reciprocal_ranks(lists, draw))
                 queries = [[item for item, _ in lines] for _, lines in rests]
-                cart_draws["popularity (baseline)"].append(
-                    reciprocal_ranks([base.popular(*q) for q in queries], draw))
+                cart_draws["popularity (baseline)"].append(reciprocal_ranks([base.popular(*q) for q in queries], draw))
                 cart_draws["raw co-occurrence (baseline)"].append(
-                    reciprocal_ranks([base.cooccurring(*q) for q in queries], draw))
+                    reciprocal_ranks([base.cooccurring(*q) for q in queries], draw)
+                )
             print(f"also-bought with a cart, sources: {dict(sources.most_common())}", flush=True)
             cart_results = {name: per_basket(rrs) for name, rrs in cart_draws.items()}
 
@@ -519,9 +598,11 @@ def main() -> None:
                 print(f"{name}: sources {dict(sources.most_common())}", flush=True)
             queries = [[item for item, _ in lines] for _, lines in rests]
             basket_results["popularity (baseline)"] = per_basket(
-                [reciprocal_ranks([base.popular(*q) for q in queries], pairs)])
+                [reciprocal_ranks([base.popular(*q) for q in queries], pairs)]
+            )
             basket_results["raw co-occurrence (baseline)"] = per_basket(
-                [reciprocal_ranks([base.cooccurring(*q) for q in queries], pairs)])
+                [reciprocal_ranks([base.cooccurring(*q) for q in queries], pairs)]
+            )
 
             accepted_s, fresh_s = freshness(collector, api, tag)
         problems = engine.problems()
@@ -529,27 +610,43 @@ def main() -> None:
     finally:
         engine.stop()
 
-    report(f"also-bought: one item of the basket as the seed ({len(pairs):,} test baskets x {args.draws} draws of "
-           f"seed and target; each basket's mean over the draws is one unit of the intervals)", results)
-    report(f"also-bought with the rest of the basket in the shopper's cart ({len(pairs):,} test baskets x "
-           f"{args.draws} draws; the same seeds and targets as above)", cart_results)
+    report(
+        f"also-bought: one item of the basket as the seed ({len(pairs):,} test baskets x {args.draws} draws of "
+        f"seed and target; each basket's mean over the draws is one unit of the intervals)",
+        results,
+    )
+    report(
+        f"also-bought with the rest of the basket in the shopper's cart ({len(pairs):,} test baskets x "
+        f"{args.draws} draws; the same seeds and targets as above)",
+        cart_results,
+    )
     report(f"for-you: the shopper bought the rest of the basket ({len(pairs):,} baskets)", basket_results)
     print()
     ms = [s * 1000 for s in latencies]
     server_p50, n_server = bucket_quantile(scrape_before, scrape_after, 0.50)
     server_p99, _ = bucket_quantile(scrape_before, scrape_after, 0.99)
-    print(f"latency, client side ({len(ms):,} sequential GETs, one keep-alive connection, loopback): "
-          f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms")
-    print(f"latency, server side (GET /metrics histogram, {n_server:,} requests, interpolated within buckets "
-          f"{sorted(scrape_after)[:-1]} s): p50 ~{server_p50 * 1000:.2f} ms, p99 ~{server_p99 * 1000:.2f} ms")
+    print(
+        f"latency, client side ({len(ms):,} sequential GETs, one keep-alive connection, loopback): "
+        f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms"
+    )
+    print(
+        f"latency, server side (GET /metrics histogram, {n_server:,} requests, interpolated within buckets "
+        f"{sorted(scrape_after)[:-1]} s): p50 ~{server_p50 * 1000:.2f} ms, p99 ~{server_p99 * 1000:.2f} ms"
+    )
     ms = [s * 1000 for s in cart_latencies]
-    print(f"also-bought with a cart, latency client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
-          f"p99 {percentile(ms, 99):.2f} ms")
+    print(
+        f"also-bought with a cart, latency client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
+        f"p99 {percentile(ms, 99):.2f} ms"
+    )
     ms = [s * 1000 for s in basket_latencies]
-    print(f"for-you latency, client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
-          f"p99 {percentile(ms, 99):.2f} ms")
-    print(f"freshness: 2 purchases of 2 new items POSTed, accepted in {accepted_s * 1000:.0f} ms; "
-          f"also-bought of one lists the other (2 orders) after {fresh_s:.2f} s")
+    print(
+        f"for-you latency, client side ({len(ms):,} sequential GETs): p50 {percentile(ms, 50):.2f} ms, "
+        f"p99 {percentile(ms, 99):.2f} ms"
+    )
+    print(
+        f"freshness: 2 purchases of 2 new items POSTed, accepted in {accepted_s * 1000:.0f} ms; "
+        f"also-bought of one lists the other (2 orders) after {fresh_s:.2f} s"
+    )
     if problems:
         print(f"errors in the engine's logs ({len(problems)}):")
         for line in problems[:20]:

@@ -47,9 +47,17 @@ class Rules:
 
 def profile(vid: str, n: int, now: int) -> dict:
     cats = ("shoes", "hats", "bags")
-    events = [{"event_id": f"{vid}-{i}", "type": "product_view", "visitor_id": vid, "session_id": "s",
-               "ts": now - ((n * 7 + i * 3) % 10) * DAY_MS - i, "props": {"product": {"id": f"p{i}", "category": cats[(n + i) % 3 if i % 2 else 0]}}}
-              for i in range(3 + n % 4)]
+    events = [
+        {
+            "event_id": f"{vid}-{i}",
+            "type": "product_view",
+            "visitor_id": vid,
+            "session_id": "s",
+            "ts": now - ((n * 7 + i * 3) % 10) * DAY_MS - i,
+            "props": {"product": {"id": f"p{i}", "category": cats[(n + i) % 3 if i % 2 else 0]}},
+        }
+        for i in range(3 + n % 4)
+    ]
     return fold(new_profile(vid), events)
 
 
@@ -73,7 +81,7 @@ async def main(n: int, m: int) -> None:
         ids = [str(uuid.uuid4()) for _ in range(n)]
         for start in range(0, n, 2000):
             async with redis.pipeline(transaction=False) as pipe:
-                for i, vid in enumerate(ids[start:start + 2000], start):
+                for i, vid in enumerate(ids[start : start + 2000], start):
                     pipe.hset(store.profile_key(vid), mapping={"v": b"x", "d": pack_profile(profile(vid, i, now))})
                 await pipe.execute()
         print(f"wrote {n:,} profiles in {time.perf_counter() - started:.1f}s")
@@ -81,7 +89,7 @@ async def main(n: int, m: int) -> None:
         naive_n = min(m, n)
         started = time.perf_counter()
         for start in range(0, naive_n, 500):
-            await evaluator.reevaluate(ids[start:start + 500], reason="backfill", emit=False)
+            await evaluator.reevaluate(ids[start : start + 500], reason="backfill", emit=False)
         naive_s = time.perf_counter() - started
         naive_size = await redis.zcard(index.key("shoe-lovers"))
         await index.clear()
@@ -91,17 +99,21 @@ async def main(n: int, m: int) -> None:
         evaluated = await backfill.run_once()
         backfill_s = time.perf_counter() - started
         size = await redis.zcard(index.key("shoe-lovers"))
-        print(f"backfill: {evaluated:,} profiles in {backfill_s:.2f}s ({evaluated / backfill_s:,.0f}/s), "
-              f"segment size {size:,}")
-        print(f"naive (one read per person): {naive_n:,} profiles in {naive_s:.2f}s ({naive_n / naive_s:,.0f}/s), "
-              f"size {naive_size:,} of them; backfill is {(evaluated / backfill_s) / (naive_n / naive_s):.1f}x faster per profile")
+        print(
+            f"backfill: {evaluated:,} profiles in {backfill_s:.2f}s ({evaluated / backfill_s:,.0f}/s), "
+            f"segment size {size:,}"
+        )
+        print(
+            f"naive (one read per person): {naive_n:,} profiles in {naive_s:.2f}s ({naive_n / naive_s:,.0f}/s), "
+            f"size {naive_size:,} of them; backfill is {(evaluated / backfill_s) / (naive_n / naive_s):.1f}x faster per profile"
+        )
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=5000)]
         for start in range(0, len(keys), 5000):
-            await redis.delete(*keys[start:start + 5000])
+            await redis.delete(*keys[start : start + 5000])
         await redis.aclose()
 
 
 if __name__ == "__main__":
     args = [int(a) for a in sys.argv[1:]]
-    asyncio.run(main(*(args + [100_000, 10_000][len(args):])))
+    asyncio.run(main(*(args + [100_000, 10_000][len(args) :])))

@@ -101,8 +101,16 @@ async def phase(client, rate: float, seconds: float, arrived: dict) -> dict:
         due = started + n / posts_per_s
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         visitors = [str(uuid.uuid4()) for _ in range(PER_POST)]
-        events = [{"type": "product_view", "visitor_id": vid, "session_id": "s",
-                   "props": {"product": {"id": f"p{i}", "category": "shoes"}}} for vid in visitors for i in range(3)]
+        events = [
+            {
+                "type": "product_view",
+                "visitor_id": vid,
+                "session_id": "s",
+                "props": {"product": {"id": f"p{i}", "category": "shoes"}},
+            }
+            for vid in visitors
+            for i in range(3)
+        ]
         events.append({"type": "page_view", "visitor_id": visitors[0], "url": "/"})
         pending.append(asyncio.create_task(post(events, visitors)))
         n += 1
@@ -110,19 +118,49 @@ async def phase(client, rate: float, seconds: float, arrived: dict) -> dict:
     elapsed = time.perf_counter() - started
     if os.environ.get("BENCH_TRACE"):
         text = (await client.get("/metrics")).text
-        print([l for l in text.splitlines() if l.startswith(("clickstream_worker_events_total", "clickstream_segment_changes_total",
-                                                             "clickstream_webhook", "clickstream_consumer_lag"))])
+        print(
+            [
+                l
+                for l in text.splitlines()
+                if l.startswith(
+                    (
+                        "clickstream_worker_events_total",
+                        "clickstream_segment_changes_total",
+                        "clickstream_webhook",
+                        "clickstream_consumer_lag",
+                    )
+                )
+            ]
+        )
     deadline = time.monotonic() + 60
     while len([v for v in sent if v in arrived]) < len(sent) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     if os.environ.get("BENCH_TRACE"):
         text = (await client.get("/metrics")).text
-        print([l for l in text.splitlines() if l.startswith(("clickstream_worker_events_total", "clickstream_segment_changes_total",
-                                                             "clickstream_webhook", "clickstream_consumer_lag"))])
+        print(
+            [
+                l
+                for l in text.splitlines()
+                if l.startswith(
+                    (
+                        "clickstream_worker_events_total",
+                        "clickstream_segment_changes_total",
+                        "clickstream_webhook",
+                        "clickstream_consumer_lag",
+                    )
+                )
+            ]
+        )
     latencies = [arrived[v] - sent[v] for v in sent if v in arrived]
-    return {"rate": n * (PER_POST * 3 + 1) / elapsed, "visitors": len(sent), "delivered": len(latencies),
-            "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99),
-            "max": max(latencies)}
+    return {
+        "rate": n * (PER_POST * 3 + 1) / elapsed,
+        "visitors": len(sent),
+        "delivered": len(latencies),
+        "p50": percentile(latencies, 0.5),
+        "p95": percentile(latencies, 0.95),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies),
+    }
 
 
 async def main(rate: float, seconds: float, separate: bool) -> None:
@@ -131,29 +169,49 @@ async def main(rate: float, seconds: float, separate: bool) -> None:
     (folder / "rules").mkdir()
     (folder / "rules" / "live.yaml").write_text(RULES.format(url=f"http://127.0.0.1:{server.server_port}/hook"))
     broker_port, redis_port, port = free_port(), free_port(), free_port()
-    broker = subprocess.Popen(broker_command(broker_port), stdout=open(folder / "broker.log", "ab"), stderr=subprocess.STDOUT)
+    broker = subprocess.Popen(
+        broker_command(broker_port), stdout=open(folder / "broker.log", "ab"), stderr=subprocess.STDOUT
+    )
     redis = subprocess.Popen(redis_command(redis_port, folder), stdout=subprocess.DEVNULL)
     wait_for_port(broker_port, 30, broker)
     wait_for_port(redis_port, 30, redis)
-    settings = replace(Settings(), kafka=f"127.0.0.1:{broker_port}", redis=f"redis://127.0.0.1:{redis_port}/0",
-                       api_keys=("bench",), rebalance_timeout_s=1.0, rules=folder / "rules", data_dir=folder / "data",
-                       log_level="warning", rate_limit_per_s=0.0, worker_delivery=not separate)
+    settings = replace(
+        Settings(),
+        kafka=f"127.0.0.1:{broker_port}",
+        redis=f"redis://127.0.0.1:{redis_port}/0",
+        api_keys=("bench",),
+        rebalance_timeout_s=1.0,
+        rules=folder / "rules",
+        data_dir=folder / "data",
+        log_level="warning",
+        rate_limit_per_s=0.0,
+        worker_delivery=not separate,
+    )
     env = dict(os.environ, **settings.environ(), PYTHONPATH=str(ROOT))
     logs = open(folder / "engine.log", "ab")
-    worker = subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=ROOT, stdout=logs, stderr=logs)
-    api = subprocess.Popen([sys.executable, "-m", "engine.cli", "api", "--port", str(port)], env=env, cwd=ROOT,
-                           stdout=logs, stderr=logs)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=ROOT, stdout=logs, stderr=logs
+    )
+    api = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "api", "--port", str(port)], env=env, cwd=ROOT, stdout=logs, stderr=logs
+    )
     processes = [api, worker]
     if separate:
-        processes.append(subprocess.Popen([sys.executable, "-m", "engine.cli", "deliver"], env=env, cwd=ROOT,
-                                          stdout=logs, stderr=logs))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "deliver"], env=env, cwd=ROOT, stdout=logs, stderr=logs
+            )
+        )
     print(machine())
     print("delivery: " + ("`clickstream deliver`, a process of its own" if separate else "inside the worker"))
-    print(f"broker, Redis, worker, API and receiver on this machine; {PER_POST} new visitors x 3 product views "
-          f"+ 1 page view per POST; latency: POST of the third view -> webhook at the receiver")
+    print(
+        f"broker, Redis, worker, API and receiver on this machine; {PER_POST} new visitors x 3 product views "
+        f"+ 1 page view per POST; latency: POST of the third view -> webhook at the receiver"
+    )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                     headers={"Authorization": "Bearer bench"}) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": "Bearer bench"}
+        ) as client:
             deadline = time.monotonic() + 90
             while True:
                 try:
@@ -165,8 +223,10 @@ async def main(rate: float, seconds: float, separate: bool) -> None:
                     raise SystemExit("engine not ready: " + (folder / "engine.log").read_text()[-2000:])
                 await asyncio.sleep(0.3)
             await phase(client, 30, 3, arrived)  # warm-up: connections, the group join, the first fetch
-            results = [("light (baseline)", await phase(client, 30, 10, arrived)),
-                       (f"target {rate:,.0f} events/s", await phase(client, rate, seconds, arrived))]
+            results = [
+                ("light (baseline)", await phase(client, 30, 10, arrived)),
+                (f"target {rate:,.0f} events/s", await phase(client, rate, seconds, arrived)),
+            ]
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         for process in (*processes, redis, broker):
@@ -176,11 +236,13 @@ async def main(rate: float, seconds: float, separate: bool) -> None:
     print("\n| load | events/s sent | visitors entering | delivered | p50 s | p95 s | p99 s | max s |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r in results:
-        print(f"| {label} | {r['rate']:,.0f} | {r['visitors']:,} | {r['delivered']:,} | {r['p50']:.2f} | {r['p95']:.2f} | "
-              f"{r['p99']:.2f} | {r['max']:.2f} |")
+        print(
+            f"| {label} | {r['rate']:,.0f} | {r['visitors']:,} | {r['delivered']:,} | {r['p50']:.2f} | {r['p95']:.2f} | "
+            f"{r['p99']:.2f} | {r['max']:.2f} |"
+        )
 
 
 if __name__ == "__main__":
     separate = "--separate" in sys.argv
     args = [float(a) for a in sys.argv[1:] if a != "--separate"]
-    asyncio.run(main(*(args + [1000.0, 20.0][len(args):]), separate))
+    asyncio.run(main(*(args + [1000.0, 20.0][len(args) :]), separate))

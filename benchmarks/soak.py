@@ -32,8 +32,13 @@ from benchmarks.common import machine  # noqa: E402
 from engine.embedded import free_port  # noqa: E402
 
 KEY = "soak-key"
-ROLES = (("tansu", "broker"), ("redis-server", "redis"), ("engine.cli worker", "worker"), ("engine.cli api", "api"),
-         ("engine.cli up", "up"))
+ROLES = (
+    ("tansu", "broker"),
+    ("redis-server", "redis"),
+    ("engine.cli worker", "worker"),
+    ("engine.cli api", "api"),
+    ("engine.cli up", "up"),
+)
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -97,10 +102,21 @@ async def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="soak-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
-    env.update(CLICKSTREAM_DATA_DIR=str(data), CLICKSTREAM_API_KEYS=KEY, CLICKSTREAM_REBALANCE_TIMEOUT_S="1",
-               CLICKSTREAM_LOG_LEVEL="warning", PYTHONPATH=str(ROOT))
-    up = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        CLICKSTREAM_DATA_DIR=str(data),
+        CLICKSTREAM_API_KEYS=KEY,
+        CLICKSTREAM_REBALANCE_TIMEOUT_S="1",
+        CLICKSTREAM_LOG_LEVEL="warning",
+        PYTHONPATH=str(ROOT),
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "up", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     banner = []
     while True:
         line = up.stdout.readline()
@@ -111,8 +127,10 @@ async def main() -> None:
             break
     url = f"http://127.0.0.1:{port}"
     print(machine())
-    print(f"soak: {args.rate:,} events/s in POSTs of {args.batch}, {args.visitors:,} visitors, {args.minutes:g} min; "
-          f"data folder {data}")
+    print(
+        f"soak: {args.rate:,} events/s in POSTs of {args.batch}, {args.visitors:,} visitors, {args.minutes:g} min; "
+        f"data folder {data}"
+    )
     print("".join(banner).rstrip())
 
     rng = random.Random(1)
@@ -128,6 +146,7 @@ async def main() -> None:
 
     headers = {"Authorization": f"Bearer {KEY}"}  # a back end: it posts for many visitors
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers=headers) as client:
+
         async def post(events):
             async with in_flight:
                 while True:
@@ -154,8 +173,16 @@ async def main() -> None:
             next_at = time.monotonic()
             while time.monotonic() - started < duration:
                 now_ms = int(time.time() * 1000)
-                events = [{"type": "page_view", "visitor_id": rng.choice(visitors), "event_id": uuid.uuid4().hex,
-                           "url": f"/p/{rng.randrange(500)}", "ts": now_ms} for _ in range(args.batch)]
+                events = [
+                    {
+                        "type": "page_view",
+                        "visitor_id": rng.choice(visitors),
+                        "event_id": uuid.uuid4().hex,
+                        "url": f"/p/{rng.randrange(500)}",
+                        "ts": now_ms,
+                    }
+                    for _ in range(args.batch)
+                ]
                 if in_flight.locked():
                     behind += 1
                 task = asyncio.create_task(post(events))
@@ -177,15 +204,24 @@ async def main() -> None:
                 except httpx.HTTPError:
                     text, health = "", {}
                 collector = (health.get("log") or {}).get("collector") or {}
-                samples.append({"t": time.monotonic() - started, "rss": rss_by_role(up.pid),
-                                "lag": metric(text, "clickstream_consumer_lag"),
-                                "spool": (collector.get("spool") or {}).get("events", 0),
-                                "rotations": collector.get("rotations", 0), "resets": collector.get("resets", 0),
-                                "acked": sum(acked.values())})
+                samples.append(
+                    {
+                        "t": time.monotonic() - started,
+                        "rss": rss_by_role(up.pid),
+                        "lag": metric(text, "clickstream_consumer_lag"),
+                        "spool": (collector.get("spool") or {}).get("events", 0),
+                        "rotations": collector.get("rotations", 0),
+                        "resets": collector.get("resets", 0),
+                        "acked": sum(acked.values()),
+                    }
+                )
                 s = samples[-1]
-                print(f"  t={s['t']:5.0f}s acked {s['acked']:>9,}  lag {s['lag']:>7,.0f}  spool {s['spool']:>6,}  "
-                      f"rotations {s['rotations']}  rss MB " + " ".join(f"{k} {v:.0f}" for k, v in sorted(s['rss'].items())),
-                      flush=True)
+                print(
+                    f"  t={s['t']:5.0f}s acked {s['acked']:>9,}  lag {s['lag']:>7,.0f}  spool {s['spool']:>6,}  "
+                    f"rotations {s['rotations']}  rss MB "
+                    + " ".join(f"{k} {v:.0f}" for k, v in sorted(s["rss"].items())),
+                    flush=True,
+                )
                 await asyncio.sleep(args.sample_s)
 
         await asyncio.gather(load(), sample())
@@ -194,6 +230,7 @@ async def main() -> None:
         # Drain, then check every visitor's count.
         async def lag_zero():
             return metric((await client.get("/metrics")).text, "clickstream_consumer_lag") == 0
+
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not await lag_zero():
             await asyncio.sleep(1)
@@ -213,8 +250,10 @@ async def main() -> None:
     up.wait(60)
 
     total = sum(acked.values())
-    print(f"\nsent {total:,} acknowledged events in {sent_s:.0f} s ({total / sent_s:,.0f}/s); statuses {dict(statuses)}; "
-          f"{behind} POSTs queued behind 64 in flight")
+    print(
+        f"\nsent {total:,} acknowledged events in {sent_s:.0f} s ({total / sent_s:,.0f}/s); statuses {dict(statuses)}; "
+        f"{behind} POSTs queued behind 64 in flight"
+    )
     print(f"lost {lost}, counted twice {double}")
     third = [samples[0], samples[len(samples) // 2], samples[-1]]
     roles = sorted({r for s in samples for r in s["rss"]})
@@ -222,15 +261,19 @@ async def main() -> None:
     for label, s in zip(("start", "middle", "end"), third):
         print(f"{label:<6} {s['t']:4.0f}s " + "  ".join(f"{s['rss'].get(r, 0):7.0f}" for r in roles))
     print("max RSS MB  " + "  ".join(f"{max(s['rss'].get(r, 0) for s in samples):7.0f}" for r in roles))
-    print(f"consumer lag: max {max(s['lag'] for s in samples):,.0f}, at the end {samples[-1]['lag']:,.0f}; "
-          f"spool max {max(s['spool'] for s in samples):,} events; log rotations {samples[-1]['rotations']}")
+    print(
+        f"consumer lag: max {max(s['lag'] for s in samples):,.0f}, at the end {samples[-1]['lag']:,.0f}; "
+        f"spool max {max(s['spool'] for s in samples):,} events; log rotations {samples[-1]['rotations']}"
+    )
     print("POST /v1/events latency per minute (ms): p50 / p99")
     minutes = int(sent_s // 60) + 1
     for minute in range(minutes):
         window = [lat for t, lat in latencies if minute * 60 <= t < (minute + 1) * 60]
         if window:
-            print(f"  minute {minute + 1:2d}: {percentile(window, 0.5) * 1000:6.1f} / {percentile(window, 0.99) * 1000:6.1f}"
-                  f"  ({len(window)} POSTs)")
+            print(
+                f"  minute {minute + 1:2d}: {percentile(window, 0.5) * 1000:6.1f} / {percentile(window, 0.99) * 1000:6.1f}"
+                f"  ({len(window)} POSTs)"
+            )
     everything = [lat for _, lat in latencies]
     print(f"  overall:   {percentile(everything, 0.5) * 1000:6.1f} / {percentile(everything, 0.99) * 1000:6.1f}")
 

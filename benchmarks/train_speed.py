@@ -111,7 +111,7 @@ def main() -> None:
     gen_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    train_from_interactions(rows[:20_000], AlsParams(item_regression=ALS_ONLY))   # loads implicit, starts its threads
+    train_from_interactions(rows[:20_000], AlsParams(item_regression=ALS_ONLY))  # loads implicit, starts its threads
     warm_s = time.perf_counter() - t
     t = time.perf_counter()
     engine_model = train_from_interactions(rows, AlsParams())
@@ -119,28 +119,49 @@ def main() -> None:
     t = time.perf_counter()
     matrix, persons, items = build_matrix(rows)
     build_s = time.perf_counter() - t
-    print(f"\nData: {len(rows):,} interactions ({gen_s:.1f} s to generate), {len(persons):,} persons x "
-          f"{len(items):,} items, {matrix.nnz:,} distinct (person, item) cells; building the matrix from the "
-          f"triples takes {build_s:.1f} s of the engine row. Every row runs warm: a first training of 20,000 "
-          f"interactions in this process, untimed below, took {warm_s:.1f} s (loading implicit, starting its "
-          f"threads), which `clickstream train` pays once.\n")
+    print(
+        f"\nData: {len(rows):,} interactions ({gen_s:.1f} s to generate), {len(persons):,} persons x "
+        f"{len(items):,} items, {matrix.nnz:,} distinct (person, item) cells; building the matrix from the "
+        f"triples takes {build_s:.1f} s of the engine row. Every row runs warm: a first training of 20,000 "
+        f"interactions in this process, untimed below, took {warm_s:.1f} s (loading implicit, starting its "
+        f"threads), which `clickstream train` pays once.\n"
+    )
 
     meta = engine_model.meta
-    results = [("engine: AlsParams() from triples (64 factors, reg 10, CG, all cores; then the regression)", engine_s,
-                same_topic_share(engine_model, topic_of)),
-               (f"  of which the item-item regression ({meta['regression_items']:,} items, lambda "
-                f"{AlsParams().item_regression.regularization:g}; its own share)", meta["regression_seconds"],
-                regression_same_topic_share(engine_model, topic_of))]
+    results = [
+        (
+            "engine: AlsParams() from triples (64 factors, reg 10, CG, all cores; then the regression)",
+            engine_s,
+            same_topic_share(engine_model, topic_of),
+        ),
+        (
+            f"  of which the item-item regression ({meta['regression_items']:,} items, lambda "
+            f"{AlsParams().item_regression.regularization:g}; its own share)",
+            meta["regression_seconds"],
+            regression_same_topic_share(engine_model, topic_of),
+        ),
+    ]
     t = time.perf_counter()
     als_only = train_from_interactions(rows, AlsParams(item_regression=ALS_ONLY))
-    results.append(("engine without the regression (CLICKSTREAM_EASE_MAX_ITEMS=0), from triples",
-                    time.perf_counter() - t, same_topic_share(als_only, topic_of)))
+    results.append(
+        (
+            "engine without the regression (CLICKSTREAM_EASE_MAX_ITEMS=0), from triples",
+            time.perf_counter() - t,
+            same_topic_share(als_only, topic_of),
+        )
+    )
     one_thread = train_matrix(matrix, items, AlsParams(num_threads=1, item_regression=ALS_ONLY))
-    results.append(("engine ALS parameters, 1 thread (ALS fit only)", one_thread.meta["train_seconds"],
-                    same_topic_share(one_thread, topic_of)))
-    for label, kwargs in (("implicit defaults: 100 factors, reg 0.01, CG (fit only)", {}),
-                          ("64 factors, reg 10, exact Cholesky solver (fit only)",
-                           dict(factors=64, regularization=10.0, use_cg=False))):
+    results.append(
+        (
+            "engine ALS parameters, 1 thread (ALS fit only)",
+            one_thread.meta["train_seconds"],
+            same_topic_share(one_thread, topic_of),
+        )
+    )
+    for label, kwargs in (
+        ("implicit defaults: 100 factors, reg 0.01, CG (fit only)", {}),
+        ("64 factors, reg 10, exact Cholesky solver (fit only)", dict(factors=64, regularization=10.0, use_cg=False)),
+    ):
         seconds, als = fit_with_implicit(matrix, **kwargs)
         model = AlsModel("baseline", items, np.ascontiguousarray(als.item_factors, dtype=np.float32))
         results.append((label, seconds, same_topic_share(model, topic_of)))
@@ -149,8 +170,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for label, seconds, share in results:
         print(f"| {label} | {seconds:.2f} | {seconds / engine_s:.2f}x | {share:.3f} |")
-    print(f"\nGoal: under 20 s for {len(rows):,} interactions: "
-          f"{'met' if engine_s < 20 else 'NOT met'} ({engine_s:.1f} s). Random same-topic share: {1 / TOPICS:.3f}.")
+    print(
+        f"\nGoal: under 20 s for {len(rows):,} interactions: "
+        f"{'met' if engine_s < 20 else 'NOT met'} ({engine_s:.1f} s). Random same-topic share: {1 / TOPICS:.3f}."
+    )
 
 
 if __name__ == "__main__":

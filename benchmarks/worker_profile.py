@@ -39,8 +39,11 @@ from engine.stream.consumer import BatchConsumer  # noqa: E402
 try:
     from engine.stream.consumer import tune_garbage_collection  # noqa: E402
 except ImportError:  # an engine from before it (for a before/after run)
+
     def tune_garbage_collection() -> None:
         pass
+
+
 from engine.wiring import batch_handlers, clear_derived_state, open_stores  # noqa: E402
 
 PARTITIONS = 4
@@ -71,7 +74,10 @@ class Wire:
 
         Connection.send_packed_command = counted_send
         Connection.pack_commands = counted_pack
-        self.restore = lambda: (setattr(Connection, "send_packed_command", send), setattr(Connection, "pack_commands", pack))
+        self.restore = lambda: (
+            setattr(Connection, "send_packed_command", send),
+            setattr(Connection, "pack_commands", pack),
+        )
 
 
 async def redis_usec(redis) -> dict[str, int]:
@@ -87,6 +93,7 @@ def timed(name: str, fn, spent: dict):
             return await fn(*args)
         finally:
             spent[name] += time.perf_counter() - started
+
     return wrapper
 
 
@@ -98,8 +105,11 @@ def records_of(events: list[dict], offsets: dict[int, int]) -> dict:
         value = codec.encode(event)
         offset = offsets[partition]
         offsets[partition] += 1
-        fetched[tp].append(ConsumerRecord("bench", partition, offset, 0, 0, event["visitor_id"].encode(), value,
-                                          None, 36, len(value), ()))
+        fetched[tp].append(
+            ConsumerRecord(
+                "bench", partition, offset, 0, 0, event["visitor_id"].encode(), value, None, 36, len(value), ()
+            )
+        )
     return fetched
 
 
@@ -116,9 +126,12 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
     processor.store.apply_batch = timed("profiles: read, fold, commit", processor.store.apply_batch, spent)
     processor.people.link = timed("identity links", processor.people.link, spent)
     processor.orders.mark = timed("order trust", processor.orders.mark, spent)
-    processor.after_batch = [timed(type(step).__name__ if not hasattr(step, "__self__") else step.__name__, step, spent)
-                             for step in processor.after_batch]
+    processor.after_batch = [
+        timed(type(step).__name__ if not hasattr(step, "__self__") else step.__name__, step, spent)
+        for step in processor.after_batch
+    ]
     from engine.stream.archive import open_archive
+
     consumer = BatchConsumer(settings, handlers, archive=open_archive(settings))
     tune_garbage_collection()  # as the worker does once started
     # the stream's events, each visitor's in order, timed a month before now so segments see them
@@ -160,12 +173,22 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
     handled = sum(spent.values())
     spent["archive: seal"] = seal_s
     spent["decode, archive buffer, the rest"] = elapsed - handled - seal_s
-    out = {"events_per_s": n / elapsed, "elapsed": elapsed, "per_cpu_s": n / cpu, "spent": dict(spent), "batches": len(fetches),
-           "redis_ms": {k: (redis_after.get(k, 0) - v) / 1000 / len(fetches) for k, v in redis_before.items()
-                        if redis_after.get(k, 0) - v > 0},
-           "round_trips": wire.round_trips / len(fetches), "scripts": wire.scripts / len(fetches),
-           "commands": wire.commands / len(fetches),
-           "by_name": {k: v / len(fetches) for k, v in sorted(wire.names.items(), key=lambda kv: -kv[1])}}
+    out = {
+        "events_per_s": n / elapsed,
+        "elapsed": elapsed,
+        "per_cpu_s": n / cpu,
+        "spent": dict(spent),
+        "batches": len(fetches),
+        "redis_ms": {
+            k: (redis_after.get(k, 0) - v) / 1000 / len(fetches)
+            for k, v in redis_before.items()
+            if redis_after.get(k, 0) - v > 0
+        },
+        "round_trips": wire.round_trips / len(fetches),
+        "scripts": wire.scripts / len(fetches),
+        "commands": wire.commands / len(fetches),
+        "by_name": {k: v / len(fetches) for k, v in sorted(wire.names.items(), key=lambda kv: -kv[1])},
+    }
     if profiler:
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
@@ -178,21 +201,34 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("n", type=int, nargs="?", default=100_000)
-    parser.add_argument("--batch", type=int, default=Settings().batch_size, help="events per fetch (default: the worker's)")
+    parser.add_argument(
+        "--batch", type=int, default=Settings().batch_size, help="events per fetch (default: the worker's)"
+    )
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    print(f"data: {args.n:,} mixed events ({VISITORS:,} visitors), batches of {args.batch:,}, demo rules "
-          f"(3 segments, a model slot), archive on, Redis on the same machine")
+    print(
+        f"data: {args.n:,} mixed events ({VISITORS:,} visitors), batches of {args.batch:,}, demo rules "
+        f"(3 segments, a model slot), archive on, Redis on the same machine"
+    )
     out = asyncio.run(run(args.n, args.batch, args.cprofile, args.redis))
-    print(f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s); "
-          f"{out['per_cpu_s']:,.0f} events per CPU second of this process (Redis not included)")
-    print(f"per batch: {out['round_trips']:.1f} Redis round trips, {out['scripts']:.1f} script calls, "
-          f"{out['commands']:.1f} commands (" + ", ".join(f"{k} {v:.0f}" for k, v in list(out["by_name"].items())[:6]) + ")")
+    print(
+        f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s); "
+        f"{out['per_cpu_s']:,.0f} events per CPU second of this process (Redis not included)"
+    )
+    print(
+        f"per batch: {out['round_trips']:.1f} Redis round trips, {out['scripts']:.1f} script calls, "
+        f"{out['commands']:.1f} commands ("
+        + ", ".join(f"{k} {v:.0f}" for k, v in list(out["by_name"].items())[:6])
+        + ")"
+    )
     busiest = sorted(out["redis_ms"].items(), key=lambda kv: -kv[1])[:6]
-    print(f"Redis' own time per batch: {sum(out['redis_ms'].values()):.1f} ms ("
-          + ", ".join(f"{k} {v:.1f}" for k, v in busiest) + ")")
+    print(
+        f"Redis' own time per batch: {sum(out['redis_ms'].values()):.1f} ms ("
+        + ", ".join(f"{k} {v:.1f}" for k, v in busiest)
+        + ")"
+    )
     total = out["elapsed"]
     for name, seconds in sorted(out["spent"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<40} {seconds / out['batches'] * 1000:8.1f} ms/batch  {100 * seconds / total:5.1f}%")

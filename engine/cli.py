@@ -44,8 +44,11 @@ def _beside_up(settings: Settings) -> Settings:
     if unset_rules and running.get("rules"):
         changes["rules"] = Path(running["rules"])
     if changes:
-        print(f"using the engine `clickstream up` runs ({settings.data_dir.resolve() / RUNNING}): "
-              + ", ".join(f"{k} {v}" for k, v in changes.items()), file=sys.stderr)
+        print(
+            f"using the engine `clickstream up` runs ({settings.data_dir.resolve() / RUNNING}): "
+            + ", ".join(f"{k} {v}" for k, v in changes.items()),
+            file=sys.stderr,
+        )
     return replace(settings, **changes)
 
 
@@ -94,8 +97,15 @@ def _serve(args, roles: set[str]) -> int:
         _require(settings, "kafka", "redis")  # the API puts its state changes on the log
         _check_catalog(settings)
     # No access log: it would write every visitor's IP address.
-    uvicorn.run(create_app(settings, roles), host=args.host, port=args.port, log_level="warning",
-                access_log=False, proxy_headers=True, lifespan="on")
+    uvicorn.run(
+        create_app(settings, roles),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        lifespan="on",
+    )
     return 0
 
 
@@ -154,9 +164,11 @@ def cmd_train(args) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 1
     meta = model.meta
-    print(f"published ALS model {model.version}: {meta['persons']} persons, {meta['items']} items, "
-          f"{meta['interactions']} interactions, item-item regression over {meta['regression_items']} items, "
-          f"trained in {meta['train_seconds']:.1f} s")
+    print(
+        f"published ALS model {model.version}: {meta['persons']} persons, {meta['items']} items, "
+        f"{meta['interactions']} interactions, item-item regression over {meta['regression_items']} items, "
+        f"trained in {meta['train_seconds']:.1f} s"
+    )
     return 0
 
 
@@ -231,12 +243,15 @@ def cmd_rules(args) -> int:
             person, prefs = asyncio.run(load_person(settings, args.profile))
             if person is None:
                 print(f"note: no profile {args.profile!r}; deciding as for a new visitor", file=sys.stderr)
-        return commands.preview(args.path, person, prefs, context, args.profile or "", args.slot, now_ms,
-                                settings.interest_half_life_days)
+        return commands.preview(
+            args.path, person, prefs, context, args.profile or "", args.slot, now_ms, settings.interest_half_life_days
+        )
     _require(settings, "kafka")
     from engine.wiring import profile_config
 
-    return asyncio.run(commands.backtest(args.path, settings, profile_config(settings), args.hours, progress=not args.quiet))
+    return asyncio.run(
+        commands.backtest(args.path, settings, profile_config(settings), args.hours, progress=not args.quiet)
+    )
 
 
 def cmd_experiments(args) -> int:
@@ -306,8 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a stream worker (faust)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("deliver", help="deliver segment changes and alerts to the rule files' destinations "
-                                       "(a process of its own; with CLICKSTREAM_WORKER_DELIVERY=false on the workers)")
+    p = sub.add_parser(
+        "deliver",
+        help="deliver segment changes and alerts to the rule files' destinations "
+        "(a process of its own; with CLICKSTREAM_WORKER_DELIVERY=false on the workers)",
+    )
     p.set_defaults(func=cmd_deliver)
 
     p = sub.add_parser("replay", help="rebuild Redis state from the start of the topic")
@@ -357,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = experiments.add_parser("report", help="one experiment's report, as GET /v1/experiments/ID")
     e.add_argument("id")
     e.add_argument("--json", action="store_true")
-    e = experiments.add_parser("ope", help="off-policy estimates (IPS, doubly robust) for a model slot's candidate policies")
+    e = experiments.add_parser(
+        "ope", help="off-policy estimates (IPS, doubly robust) for a model slot's candidate policies"
+    )
     e.add_argument("id", metavar="SLOT")
     e.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_experiments)
@@ -373,8 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run the benchmarks of a source checkout (results: benchmarks/RESULTS.md)")
     p.add_argument("name", nargs="?", help="one benchmark, e.g. pipeline_throughput; `quick`: the same as --quick")
-    p.add_argument("--quick", action="store_true",
-                   help="the pipeline benchmark at a small size (about a minute): the worker against the naive agent")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the pipeline benchmark at a small size (about a minute): the worker against the naive agent",
+    )
     p.add_argument("--folder", default="benchmarks")
     p.set_defaults(func=cmd_bench)
     return parser

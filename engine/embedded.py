@@ -85,8 +85,20 @@ def redis_server_binary() -> str:
 def redis_command(port: int, workdir: Path, durable: bool = True) -> list[str]:
     """`durable`: an append-only file in `workdir`, fsynced every second, so a restart keeps the state."""
     persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else ["--appendonly", "no"]
-    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
-            "--dir", str(workdir), "--loglevel", "warning"]
+    return [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        *persistence,
+        "--dir",
+        str(workdir),
+        "--loglevel",
+        "warning",
+    ]
 
 
 RUNNING = "up.json"
@@ -96,8 +108,15 @@ DEFAULT_ROTATE_EVENTS = 250_000  # ~120 MB of Tansu memory at 0.47 KB per event 
 def record_running(data_dir: Path, settings: Settings) -> Path:
     """Where this `up` runs its broker, Redis and rules, for the commands run beside it (engine.cli)."""
     path = data_dir / RUNNING
-    body = {"pid": os.getpid(), "kafka": settings.kafka, "redis": settings.redis, "rules": str(settings.rules),
-            "topic": settings.topic, "redis_prefix": settings.redis_prefix, "data_dir": str(data_dir)}
+    body = {
+        "pid": os.getpid(),
+        "kafka": settings.kafka,
+        "redis": settings.redis,
+        "rules": str(settings.rules),
+        "topic": settings.topic,
+        "redis_prefix": settings.redis_prefix,
+        "data_dir": str(data_dir),
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2))
     os.replace(tmp, path)
@@ -112,6 +131,8 @@ def running_engine(data_dir: Path) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return body
+
+
 def identity_secret(data_dir: Path) -> str:
     """The data folder's identity secret, so that the user hashes a shop's back end computed
     stay valid across restarts."""
@@ -144,8 +165,12 @@ class Supervisor:
     def spawn(self, name: str, command: list[str], env: dict | None = None, capture: bool = True) -> subprocess.Popen:
         output = open(self.log_dir / f"{name}.log", "ab") if capture else None
         process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT if capture else None,
-            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if capture else None,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         self.children.append((name, process))
         return process
@@ -219,9 +244,12 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
             settings = replace(settings, kafka=f"127.0.0.1:{broker_port}")
             if "CLICKSTREAM_BROKER_ROTATE_EVENTS" not in os.environ and settings.spool_dir is not None:
                 settings = replace(settings, broker_rotate_events=DEFAULT_ROTATE_EVENTS)
-            lines.append(f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only; a new log every "
-                         f"{settings.broker_rotate_events:,} events)" if settings.broker_rotate_events else
-                         f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)")
+            lines.append(
+                f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only; a new log every "
+                f"{settings.broker_rotate_events:,} events)"
+                if settings.broker_rotate_events
+                else f"  broker   127.0.0.1:{broker_port}  (embedded Tansu, memory only)"
+            )
         else:
             lines.append(f"  broker   {settings.kafka}")
         if settings.embedded_redis:
@@ -238,11 +266,15 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         generated_key = not settings.api_keys
         if generated_key:
             settings = replace(settings, api_keys=("dev-" + secrets.token_hex(8),))
-            lines.append(f"  api key  {settings.api_keys[0].secret}  (made for this run; set CLICKSTREAM_API_KEYS to choose)")
+            lines.append(
+                f"  api key  {settings.api_keys[0].secret}  (made for this run; set CLICKSTREAM_API_KEYS to choose)"
+            )
         if not settings.identity_secret:
             settings = replace(settings, identity_secret=identity_secret(data_dir))
-            lines.append(f"  identity secret in {data_dir / IDENTITY_SECRET_FILE} (for identify's user_hash; "
-                         "set CLICKSTREAM_IDENTITY_SECRET to choose)")
+            lines.append(
+                f"  identity secret in {data_dir / IDENTITY_SECRET_FILE} (for identify's user_hash; "
+                "set CLICKSTREAM_IDENTITY_SECRET to choose)"
+            )
         if settings.demo_login is None:  # the demo's login signs any user id: only on the embedded default
             settings = replace(settings, demo_login=embedded_default)
         env = dict(os.environ, **settings.environ())

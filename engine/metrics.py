@@ -10,20 +10,31 @@ from engine.stream.consumer import BATCH_SIZE_BUCKETS
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_ACCEPTED = Counter("clickstream_events_accepted", "Events accepted by the collector", registry=REGISTRY)
-EXPOSURES_UNLOGGED = Counter("clickstream_exposures_unlogged",
-                             "Exposures of decisions served while the event log could not take them (not measured)",
-                             registry=REGISTRY)
+EXPOSURES_UNLOGGED = Counter(
+    "clickstream_exposures_unlogged",
+    "Exposures of decisions served while the event log could not take them (not measured)",
+    registry=REGISTRY,
+)
 EVENTS_REJECTED = Counter("clickstream_events_rejected", "Events rejected by the collector", registry=REGISTRY)
-DEPENDENCY_UP = Gauge("clickstream_dependency_up", "1 when the dependency answered the last check (broker, redis)",
-                      ["dependency"], registry=REGISTRY)
-RATE_LIMITED = Counter("clickstream_rate_limited", "Collector requests refused with 429 (per client address limit)",
-                       registry=REGISTRY)
-RATE_LIMIT_UNAVAILABLE = Counter("clickstream_rate_limit_unavailable",
-                                 "Collector requests let through because the rate limiter's Redis could not be reached",
-                                 registry=REGISTRY)
+DEPENDENCY_UP = Gauge(
+    "clickstream_dependency_up",
+    "1 when the dependency answered the last check (broker, redis)",
+    ["dependency"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "clickstream_rate_limited", "Collector requests refused with 429 (per client address limit)", registry=REGISTRY
+)
+RATE_LIMIT_UNAVAILABLE = Counter(
+    "clickstream_rate_limit_unavailable",
+    "Collector requests let through because the rate limiter's Redis could not be reached",
+    registry=REGISTRY,
+)
 REQUEST_LATENCY = Histogram(
-    "clickstream_http_request_duration_seconds", "HTTP request latency inside the server",
-    ["route", "method", "status"], registry=REGISTRY,
+    "clickstream_http_request_duration_seconds",
+    "HTTP request latency inside the server",
+    ["route", "method", "status"],
+    registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
@@ -36,20 +47,32 @@ class WorkerCollector:
 
     def collect(self):
         lag = GaugeMetricFamily("clickstream_consumer_lag", "Events on the topic not yet processed", labels=["worker"])
-        processed = CounterMetricFamily("clickstream_worker_events", "Events processed by the worker", labels=["worker"])
-        dead = CounterMetricFamily("clickstream_worker_dead_letters",
-                                   "Messages sent to the dead-letter topic (undecodable, or not applicable)", labels=["worker"])
-        unapplied = CounterMetricFamily("clickstream_worker_unapplied_events",
-                                        "Events decoded but not applied (a broken envelope, a fold that fails), "
-                                        "sent to the dead-letter topic with the reason", labels=["worker"])
+        processed = CounterMetricFamily(
+            "clickstream_worker_events", "Events processed by the worker", labels=["worker"]
+        )
+        dead = CounterMetricFamily(
+            "clickstream_worker_dead_letters",
+            "Messages sent to the dead-letter topic (undecodable, or not applicable)",
+            labels=["worker"],
+        )
+        unapplied = CounterMetricFamily(
+            "clickstream_worker_unapplied_events",
+            "Events decoded but not applied (a broken envelope, a fold that fails), "
+            "sent to the dead-letter topic with the reason",
+            labels=["worker"],
+        )
         sizes = HistogramMetricFamily("clickstream_worker_batch_size", "Events per batch", labels=["worker"])
-        resets = CounterMetricFamily("clickstream_worker_log_resets", "Times the worker found the broker's log reset",
-                                     labels=["worker"])
-        reset_unapplied = GaugeMetricFamily("clickstream_worker_log_reset_unapplied",
-                                      "Events the old log acknowledged that the worker had not applied, at its last reset",
-                                      labels=["worker"])
-        archived = CounterMetricFamily("clickstream_worker_archived_events", "Events the worker sealed into the archive",
-                                       labels=["worker"])
+        resets = CounterMetricFamily(
+            "clickstream_worker_log_resets", "Times the worker found the broker's log reset", labels=["worker"]
+        )
+        reset_unapplied = GaugeMetricFamily(
+            "clickstream_worker_log_reset_unapplied",
+            "Events the old log acknowledged that the worker had not applied, at its last reset",
+            labels=["worker"],
+        )
+        archived = CounterMetricFamily(
+            "clickstream_worker_archived_events", "Events the worker sealed into the archive", labels=["worker"]
+        )
         for worker, beat in sorted(self.heartbeats.items()):
             resets.add_metric([worker], beat.get("resets", 0))
             reset_unapplied.add_metric([worker], (beat.get("last_reset") or {}).get("unapplied", 0))
@@ -75,17 +98,26 @@ class CollectorLogState:
         if state is None:
             return
         spool = state.get("spool") or {}
-        yield CounterMetricFamily("clickstream_log_resets", "Times the collector found the broker's log reset",
-                                  value=state["resets"])
-        yield CounterMetricFamily("clickstream_log_rotations", "Times the collector rotated the embedded broker's log",
-                                  value=state["rotations"])
-        yield CounterMetricFamily("clickstream_spool_resent_events", "Spooled events sent again after a reset",
-                                  value=state["resent_events"])
-        yield GaugeMetricFamily("clickstream_spool_events", "Acknowledged events in the spool, not yet confirmed archived",
-                                value=spool.get("events", 0))
+        yield CounterMetricFamily(
+            "clickstream_log_resets", "Times the collector found the broker's log reset", value=state["resets"]
+        )
+        yield CounterMetricFamily(
+            "clickstream_log_rotations",
+            "Times the collector rotated the embedded broker's log",
+            value=state["rotations"],
+        )
+        yield CounterMetricFamily(
+            "clickstream_spool_resent_events", "Spooled events sent again after a reset", value=state["resent_events"]
+        )
+        yield GaugeMetricFamily(
+            "clickstream_spool_events",
+            "Acknowledged events in the spool, not yet confirmed archived",
+            value=spool.get("events", 0),
+        )
         yield GaugeMetricFamily("clickstream_spool_bytes", "Bytes in the spool", value=spool.get("bytes", 0))
-        yield CounterMetricFamily("clickstream_spool_dropped_events", "Events dropped by a full spool",
-                                  value=spool.get("dropped_events", 0))
+        yield CounterMetricFamily(
+            "clickstream_spool_dropped_events", "Events dropped by a full spool", value=spool.get("dropped_events", 0)
+        )
 
 
 class BotCollector:
@@ -95,8 +127,11 @@ class BotCollector:
         self.days: dict[str, int] = {}
 
     def collect(self):
-        bots = GaugeMetricFamily("clickstream_bot_events", "Events marked as sent by crawlers or headless browsers, per day (UTC)",
-                                 labels=["day"])
+        bots = GaugeMetricFamily(
+            "clickstream_bot_events",
+            "Events marked as sent by crawlers or headless browsers, per day (UTC)",
+            labels=["day"],
+        )
         for day, count in sorted(self.days.items()):
             bots.add_metric([day], count)
         yield bots
@@ -110,25 +145,44 @@ class SegmentCollector:
 
     def collect(self):
         counters = self.state.get("counters") or {}
-        changes = CounterMetricFamily("clickstream_segment_changes", "Segment entries and exits recorded in the outbox",
-                                      labels=["change"])
+        changes = CounterMetricFamily(
+            "clickstream_segment_changes", "Segment entries and exits recorded in the outbox", labels=["change"]
+        )
         for change in ("entered", "exited"):
             changes.add_metric([change], counters.get(change, 0))
         yield changes
-        yield CounterMetricFamily("clickstream_segment_alerts", "Alerts (back in stock, price drop) recorded in the outbox",
-                                  value=counters.get("alerts", 0))
+        yield CounterMetricFamily(
+            "clickstream_segment_alerts",
+            "Alerts (back in stock, price drop) recorded in the outbox",
+            value=counters.get("alerts", 0),
+        )
         progress = self.state.get("backfill") or {}
-        yield GaugeMetricFamily("clickstream_segment_backfill_done", "Profiles the latest segment backfill has evaluated",
-                                value=float(progress.get("done", 0)))
-        yield GaugeMetricFamily("clickstream_segment_backfill_total", "Profiles the latest segment backfill evaluates",
-                                value=float(progress.get("total", 0)))
-        yield GaugeMetricFamily("clickstream_segment_backfill_seconds", "How long the latest segment backfill has run",
-                                value=float(progress.get("seconds", 0)))
-        deliveries = CounterMetricFamily("clickstream_webhook_deliveries", "Webhook deliveries by destination and outcome "
-                                         "(delivered, failed attempts, dead: given up after the retry period)",
-                                         labels=["destination", "outcome"])
-        pending = GaugeMetricFamily("clickstream_webhook_pending", "Changes read but not yet delivered, kept for redelivery",
-                                    labels=["destination"])
+        yield GaugeMetricFamily(
+            "clickstream_segment_backfill_done",
+            "Profiles the latest segment backfill has evaluated",
+            value=float(progress.get("done", 0)),
+        )
+        yield GaugeMetricFamily(
+            "clickstream_segment_backfill_total",
+            "Profiles the latest segment backfill evaluates",
+            value=float(progress.get("total", 0)),
+        )
+        yield GaugeMetricFamily(
+            "clickstream_segment_backfill_seconds",
+            "How long the latest segment backfill has run",
+            value=float(progress.get("seconds", 0)),
+        )
+        deliveries = CounterMetricFamily(
+            "clickstream_webhook_deliveries",
+            "Webhook deliveries by destination and outcome "
+            "(delivered, failed attempts, dead: given up after the retry period)",
+            labels=["destination", "outcome"],
+        )
+        pending = GaugeMetricFamily(
+            "clickstream_webhook_pending",
+            "Changes read but not yet delivered, kept for redelivery",
+            labels=["destination"],
+        )
         for field, value in sorted(counters.items()):
             if field.startswith("delivery:"):
                 _, destination, outcome = field.split(":", 2)

@@ -31,7 +31,7 @@ class MinuteCounts:
         self.redis = redis
         self.base = f"{prefix}:{name}"
         self.clock_ms = clock_ms
-        self.pending: Counter = Counter()   # (minute, field) -> count
+        self.pending: Counter = Counter()  # (minute, field) -> count
 
     def key(self, minute: int) -> str:
         return f"{self.base}:{minute}"

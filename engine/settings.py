@@ -140,8 +140,9 @@ def _origins(value: str) -> tuple[str, ...]:
     origins = _csv(value)
     for origin in origins:
         if origin == "*":
-            raise ValueError("'*' would let any page act with a visitor's cookie: name each origin, "
-                             "like https://shop.example")
+            raise ValueError(
+                "'*' would let any page act with a visitor's cookie: name each origin, like https://shop.example"
+            )
         parsed = urlparse(origin)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
             raise ValueError(f"expected origins like https://shop.example, got {origin!r}")
@@ -167,7 +168,9 @@ class Settings:
     identity_secret: str | None = _env_field(None, repr=False)  # HMAC key of identify's user_hash
     console_secret: str | None = _env_field(None, repr=False)  # signs the console's session cookie; None: DATA_DIR's
     demo_login: bool | None = _env_field(None, _bool)  # POST /demo/login signs any user id; None: `up` decides
-    untrusted_orders: str = _env_field("until-trusted", _untrusted_orders)  # browsers' purchases: engine.profiles.orders
+    untrusted_orders: str = _env_field(
+        "until-trusted", _untrusted_orders
+    )  # browsers' purchases: engine.profiles.orders
     rate_limit_per_s: float = _env_field(50.0, _non_negative_float)  # collector requests per client address; 0: off
     rate_limit_burst: int = _env_field(500, _positive_int)
     bot_filter: bool = _env_field(True, _bool)  # mark crawlers and headless browsers (engine.ingest.bots)
@@ -178,8 +181,12 @@ class Settings:
     partitions: int = _env_field(4, _positive_int)
     redis_prefix: str = _env_field("cs")
     consumer_group: str = _env_field("clickstream-worker")
-    batch_size: int = _env_field(50_000, _positive_int)  # a backlog drains in batches this big: per-profile costs shared
-    batch_wait_ms: int = _env_field(20, _positive_int)  # also the broker's fetch wait: how stale a profile can be at a low rate
+    batch_size: int = _env_field(
+        50_000, _positive_int
+    )  # a backlog drains in batches this big: per-profile costs shared
+    batch_wait_ms: int = _env_field(
+        20, _positive_int
+    )  # also the broker's fetch wait: how stale a profile can be at a low rate
     rebalance_timeout_s: float = _env_field(3.0, _positive_float)
     redis_cluster: bool = _env_field(False, _bool)
     consent_default: bool = _env_field(True, _bool)
@@ -212,7 +219,9 @@ class Settings:
     webhook_timeout_s: float = _env_field(5.0, _positive_float)  # one delivery attempt
     webhook_retry_idle_s: float = _env_field(30.0, _positive_float)  # a failed delivery is tried again after this
     webhook_dead_after_hours: float = _env_field(24.0, _positive_float)  # then it goes to the dead-letter stream
-    test_clock: bool = _env_field(False, _bool)  # tests: the worker's segment clock adds the offset at PREFIX:clock:offset
+    test_clock: bool = _env_field(
+        False, _bool
+    )  # tests: the worker's segment clock adds the offset at PREFIX:clock:offset
     weather_provider: str | None = _env_field(None)
     # Experiments (engine.experiments): README "Experiments"
     global_holdout: float = _env_field(0.0, _percent)  # percent of people kept out of all personalization

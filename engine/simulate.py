@@ -20,9 +20,18 @@ def synthetic_events(visitors: int, events: int, seed: int) -> list[dict]:
         visitor = f"sim-{rng.randrange(visitors)}"
         roll = rng.random()
         category = rng.choice(CATEGORIES)
-        product = {"id": f"{category}-{rng.randrange(20)}", "category": category, "price": round(rng.uniform(5, 200), 2)}
-        event = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "visitor_id": visitor,
-                 "session_id": f"{visitor}-s", "ts": now + i, "url": f"https://shop.example/{category}"}
+        product = {
+            "id": f"{category}-{rng.randrange(20)}",
+            "category": category,
+            "price": round(rng.uniform(5, 200), 2),
+        }
+        event = {
+            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "visitor_id": visitor,
+            "session_id": f"{visitor}-s",
+            "ts": now + i,
+            "url": f"https://shop.example/{category}",
+        }
         if roll < 0.6:
             event.update(type="page_view", title=category.title())
         elif roll < 0.85:
@@ -30,8 +39,15 @@ def synthetic_events(visitors: int, events: int, seed: int) -> list[dict]:
         elif roll < 0.95:
             event.update(type="add_to_cart", props={"product": product})
         else:
-            event.update(type="purchase", props={"order": {"id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                                                            "items": [{"id": product["id"], "qty": 1, "price": product["price"]}]}})
+            event.update(
+                type="purchase",
+                props={
+                    "order": {
+                        "id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                        "items": [{"id": product["id"], "qty": 1, "price": product["price"]}],
+                    }
+                },
+            )
         out.append(event)
     return out
 

@@ -32,8 +32,14 @@ from engine.ingest.publisher import Publisher
 from engine.profiles import changes
 from engine.profiles.changelog import ChangeLog
 from engine.ingest.ratelimit import RateLimiter
-from engine.profiles.derived import (SegmentEvaluator, SegmentSweeper, SegmentUpdater, offset_clock, refit_periodically,
-                                     system_clock)
+from engine.profiles.derived import (
+    SegmentEvaluator,
+    SegmentSweeper,
+    SegmentUpdater,
+    offset_clock,
+    refit_periodically,
+    system_clock,
+)
 from engine.profiles.backfill import SegmentBackfill
 from engine.profiles.model import ProfileConfig
 from engine.profiles.orders import OrderTrust
@@ -73,7 +79,7 @@ from engine.rules.served import ServedCounts
 
 log = logging.getLogger("engine.wiring")
 
-API_REDIS_TIMEOUT_S = 0.5     # a request waits at most this long on Redis, then answers 503 (within 1 s)
+API_REDIS_TIMEOUT_S = 0.5  # a request waits at most this long on Redis, then answers 503 (within 1 s)
 EXPOSURE_ACK_TIMEOUT_S = 0.5  # decide serves unmeasured (and counts it) rather than wait longer for the log
 WORKER_REDIS_TIMEOUT_S = 30.0  # a batch's scripts may run long; a failed batch is retried
 
@@ -113,26 +119,62 @@ class Stores:
 
 def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> Stores:
     prefix = settings.redis_prefix
-    profiles = ProfileStore(redis, prefix, cluster=settings.redis_cluster,
-                            anonymous_ttl_s=settings.anonymous_retention_days * 86400, cache_size=profile_cache,
-                            dedup_days=settings.dedup_days)
-    people = People(redis, profiles, max_visitors=settings.max_visitors_per_user,
-                    blocked_user_ids=settings.blocked_user_ids, half_life_days=settings.interest_half_life_days)
+    profiles = ProfileStore(
+        redis,
+        prefix,
+        cluster=settings.redis_cluster,
+        anonymous_ttl_s=settings.anonymous_retention_days * 86400,
+        cache_size=profile_cache,
+        dedup_days=settings.dedup_days,
+    )
+    people = People(
+        redis,
+        profiles,
+        max_visitors=settings.max_visitors_per_user,
+        blocked_user_ids=settings.blocked_user_ids,
+        half_life_days=settings.interest_half_life_days,
+    )
     values = ValueStore(redis, profiles, settings.interest_half_life_days)
     segments = SegmentIndex(redis, prefix)
-    cooccurrence = CooccurrenceStore(redis, prefix, half_life_days=settings.popularity_half_life_days,
-                                     view_ttl_s=settings.anonymous_retention_days * 86400)
-    experiments = ExperimentStore(redis, prefix, window_hours=settings.experiment_window_hours,
-                                  ttl_s=settings.anonymous_retention_days * 86400, seen_ttl_s=int(settings.dedup_days * 86400))
+    cooccurrence = CooccurrenceStore(
+        redis,
+        prefix,
+        half_life_days=settings.popularity_half_life_days,
+        view_ttl_s=settings.anonymous_retention_days * 86400,
+    )
+    experiments = ExperimentStore(
+        redis,
+        prefix,
+        window_hours=settings.experiment_window_hours,
+        ttl_s=settings.anonymous_retention_days * 86400,
+        seen_ttl_s=int(settings.dedup_days * 86400),
+    )
     recent = RecentEvents(redis, prefix, settings.anonymous_retention_days * 86400, profile_config(settings))
     wishlists = wishlist_store(redis, prefix, segments)
-    people.erasure_hooks += [values.forget, segments.forget, cooccurrence.forget, wishlists.forget, recent.forget,
-                            experiments_eraser(experiments, people.digest)]
+    people.erasure_hooks += [
+        values.forget,
+        segments.forget,
+        cooccurrence.forget,
+        wishlists.forget,
+        recent.forget,
+        experiments_eraser(experiments, people.digest),
+    ]
     archive = open_archive(settings)
     if archive is not None:
         people.erasure_hooks.append(archive_eraser(archive))
-    return Stores(redis, profiles, people, values, segments, cooccurrence, Catalog(redis, prefix), BanditStore(redis, prefix),
-                  experiments, wishlists, recent)
+    return Stores(
+        redis,
+        profiles,
+        people,
+        values,
+        segments,
+        cooccurrence,
+        Catalog(redis, prefix),
+        BanditStore(redis, prefix),
+        experiments,
+        wishlists,
+        recent,
+    )
 
 
 def wishlist_store(redis: Redis, prefix: str, segments: SegmentIndex, emit: bool = True) -> Wishlists:
@@ -141,24 +183,34 @@ def wishlist_store(redis: Redis, prefix: str, segments: SegmentIndex, emit: bool
 
 def archive_eraser(archive: Archive):
     """Erasure hook: the archive stops holding the person's events (their visitor ids and user id)."""
+
     async def forget(person_id: str, pieces: list[dict]) -> None:
         subjects = {person_id, *(p.get("id") for p in pieces), *(p.get("user_id") for p in pieces)}
         # what the engine keyed by the user's digest (their exposures and choices when no visitor was named)
         subjects |= {changes.user_key(People.digest(s)) for s in list(subjects) if isinstance(s, str) and s}
         removed = await asyncio.to_thread(archive.forget, [s for s in subjects if isinstance(s, str)])
         log.info("erasure removed %d archived events", removed)
+
     return forget
 
 
-def open_stores(settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S,
-                fail_fast: bool = False) -> Stores:
+def open_stores(
+    settings: Settings, *, profile_cache: int = 0, timeout_s: float = WORKER_REDIS_TIMEOUT_S, fail_fast: bool = False
+) -> Stores:
     return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s, fail_fast=fail_fast), profile_cache)
 
 
 def segment_evaluator(settings: Settings, stores: Stores, rules: LiveRules) -> SegmentEvaluator:
     clock = offset_clock(stores.redis, clock_key(settings)) if settings.test_clock else system_clock
-    return SegmentEvaluator(stores.people, stores.values, stores.segments, rules, settings.interest_half_life_days,
-                            clock=clock, anonymous_ttl_ms=settings.anonymous_retention_days * 86_400_000)
+    return SegmentEvaluator(
+        stores.people,
+        stores.values,
+        stores.segments,
+        rules,
+        settings.interest_half_life_days,
+        clock=clock,
+        anonymous_ttl_ms=settings.anonymous_retention_days * 86_400_000,
+    )
 
 
 def clock_key(settings: Settings) -> str:
@@ -169,13 +221,23 @@ def clock_key(settings: Settings) -> str:
 async def segment_state(settings: Settings, stores: Stores, rules: LiveRules) -> dict:
     """What /metrics shows of segments: change counters, the latest backfill, deliveries kept for redelivery."""
     backfill = SegmentBackfill(segment_evaluator(settings, stores, rules))
-    return {"counters": await stores.segments.counters(), "backfill": await backfill.progress(),
-            "pending": await delivery(settings, stores, rules).pending()}
+    return {
+        "counters": await stores.segments.counters(),
+        "backfill": await backfill.progress(),
+        "pending": await delivery(settings, stores, rules).pending(),
+    }
 
 
 def delivery(settings: Settings, stores: Stores, rules: LiveRules) -> Delivery:
-    return Delivery(stores.redis, settings.redis_prefix, rules, stores.people, timeout_s=settings.webhook_timeout_s,
-                    retry_idle_s=settings.webhook_retry_idle_s, dead_after_s=settings.webhook_dead_after_hours * 3600)
+    return Delivery(
+        stores.redis,
+        settings.redis_prefix,
+        rules,
+        stores.people,
+        timeout_s=settings.webhook_timeout_s,
+        retry_idle_s=settings.webhook_retry_idle_s,
+        dead_after_s=settings.webhook_dead_after_hours * 3600,
+    )
 
 
 def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: bool = True) -> list:
@@ -183,8 +245,9 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
 
     `emit=False` (a replay): memberships are rebuilt without recording their changes again."""
     config = profile_config(settings)
-    processor = ProfileProcessor(stores.profiles, stores.people, config, catalog=stores.catalog,
-                                 orders=order_trust(settings, stores))
+    processor = ProfileProcessor(
+        stores.profiles, stores.people, config, catalog=stores.catalog, orders=order_trust(settings, stores)
+    )
     wishlists = wishlist_store(stores.redis, settings.redis_prefix, stores.segments, emit=emit)
     processor.on_catalog.append(wishlists.catalog_changed)
     processor.after_batch += [
@@ -192,8 +255,12 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
         SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
         ConsentWatch(stores.people, stores.segments, emit=emit),
         wishlists,
-        BanditLearner(stores.redis, settings.redis_prefix, profile_config(settings),
-                      reward_cap=lambda slot: reward_cap(rules, slot)),
+        BanditLearner(
+            stores.redis,
+            settings.redis_prefix,
+            profile_config(settings),
+            reward_cap=lambda slot: reward_cap(rules, slot),
+        ),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
         stores.recent,
     ]
@@ -227,8 +294,13 @@ def experiments_service(settings: Settings, stores: Stores, rules: LiveRules) ->
 
 def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -> RecommendService:
     """What one API process serves lists from; start its model holder in the lifespan."""
-    return RecommendService(stores.cooccurrence, stores.catalog, ModelHolder(stores.redis, settings.redis_prefix, poll_s),
-                            stores.people, RecommendConfig.from_settings(settings))
+    return RecommendService(
+        stores.cooccurrence,
+        stores.catalog,
+        ModelHolder(stores.redis, settings.redis_prefix, poll_s),
+        stores.people,
+        RecommendConfig.from_settings(settings),
+    )
 
 
 def als_params(settings: Settings) -> AlsParams:
@@ -236,7 +308,9 @@ def als_params(settings: Settings) -> AlsParams:
 
 
 async def train(settings: Settings, stores: Stores, progress: bool = True, out_path=None) -> AlsModel:
-    return await als_retrain.train(settings, stores.redis, stores.profiles, als_params(settings), progress=progress, out_path=out_path)
+    return await als_retrain.train(
+        settings, stores.redis, stores.profiles, als_params(settings), progress=progress, out_path=out_path
+    )
 
 
 # --- the HTTP app -------------------------------------------------------------------
@@ -251,17 +325,27 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
         services.rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         services.recommend = recommend_service(settings, stores)
         services.slots = ModelSlots(stores.bandit, half_life_days=settings.interest_half_life_days)
-        services.decider = DecideService(settings, stores.people, stores.values, services.rules, model=services.slots,
-                                         weather=load_weather_provider(settings.weather_provider))
+        services.decider = DecideService(
+            settings,
+            stores.people,
+            stores.values,
+            services.rules,
+            model=services.slots,
+            weather=load_weather_provider(settings.weather_provider),
+        )
         services.recommend.held_out = lambda person, vid: services.decider.held_out(
-            services.decider.person_key(person, vid, None))
+            services.decider.person_key(person, vid, None)
+        )
         services.experiments = experiments_service(settings, stores, services.rules)
         services.served = ServedCounts(stores.redis, settings.redis_prefix)
-        services.heartbeats = lambda: read_heartbeats(stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3)
+        services.heartbeats = lambda: read_heartbeats(
+            stores.redis, workers_key(settings), settings.worker_heartbeat_s * 3
+        )
         services.segment_state = lambda: segment_state(settings, stores, services.rules)
     if COLLECTOR in roles and services.stores is not None:
-        services.limiter = RateLimiter(services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s,
-                                       settings.rate_limit_burst)
+        services.limiter = RateLimiter(
+            services.stores.redis, settings.redis_prefix, settings.rate_limit_per_s, settings.rate_limit_burst
+        )
         services.bot_counts = BotCounts(services.stores.redis, settings.redis_prefix)
         services.flow = Flow(services.stores.redis, settings.redis_prefix)
     if COLLECTOR in roles:
@@ -270,10 +354,15 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
             spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_mb << 20)
             spool.open()
         services.publisher = Publisher(None, settings.topic, settings.rejected_topic, spool=spool)
-        services.log_watch = LogWatch(services.publisher, LogIdentity(settings), open_archive(settings),
-                                      grace_s=settings.spool_grace_s, rotate_events=settings.broker_rotate_events,
-                                      admin_delete=lambda topic: kafka.delete_topic(settings, topic),
-                                      drain_timeout_s=3 * settings.archive_segment_s)
+        services.log_watch = LogWatch(
+            services.publisher,
+            LogIdentity(settings),
+            open_archive(settings),
+            grace_s=settings.spool_grace_s,
+            rotate_events=settings.broker_rotate_events,
+            admin_delete=lambda topic: kafka.delete_topic(settings, topic),
+            drain_timeout_s=3 * settings.archive_segment_s,
+        )
     if API in roles:
         # What the API changes goes on the log first (Redis holds only what a replay rebuilds).
         services.changelog = ChangeLog(None, settings.topic)
@@ -285,13 +374,15 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
     else:
         changelogs = []
     if settings.kafka and roles & {COLLECTOR, API}:
-        services.connect_publisher = lambda: _connect_publisher(settings, services.publisher, changelogs,
-                                                                services.log_watch)
+        services.connect_publisher = lambda: _connect_publisher(
+            settings, services.publisher, changelogs, services.log_watch
+        )
     return services
 
 
-async def _connect_publisher(settings: Settings, publisher: Publisher | None, changelogs: list[ChangeLog],
-                             watch: LogWatch | None):
+async def _connect_publisher(
+    settings: Settings, publisher: Publisher | None, changelogs: list[ChangeLog], watch: LogWatch | None
+):
     """Keeps trying, so the app can answer /healthz (503) while the broker comes up; then watches the log."""
     async for attempt in AsyncRetrying(wait=wait_fixed(0.5), before_sleep=_broker_not_yet):
         with attempt:
@@ -353,14 +444,26 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
         backfill.run,
         *([webhooks.run] if settings.worker_delivery else []),
         lambda stopping: refit_periodically(stores.values, stores.redis, settings.value_refit_minutes * 60, stopping),
-        lambda stopping: segment_sizes.sample_periodically(SegmentSizes(stores.redis, settings.redis_prefix),
-                                                           stores.segments, rules, stopping),
+        lambda stopping: segment_sizes.sample_periodically(
+            SegmentSizes(stores.redis, settings.redis_prefix), stores.segments, rules, stopping
+        ),
         lambda stopping: als_retrain.retrain_periodically(
-            stores.redis, settings.redis_prefix, settings.als_retrain_minutes * 60, stopping,
-            lambda: train(settings, stores, progress=False)),
+            stores.redis,
+            settings.redis_prefix,
+            settings.als_retrain_minutes * 60,
+            stopping,
+            lambda: train(settings, stores, progress=False),
+        ),
     ]
-    return WorkerParts(batch_handlers(settings, stores, rules), dead_letter, heartbeat, background, close,
-                       archive=open_archive(settings), identity=LogIdentity(settings))
+    return WorkerParts(
+        batch_handlers(settings, stores, rules),
+        dead_letter,
+        heartbeat,
+        background,
+        close,
+        archive=open_archive(settings),
+        identity=LogIdentity(settings),
+    )
 
 
 def create_worker(settings: Settings):
@@ -381,8 +484,12 @@ async def run_replay(settings: Settings, progress: bool = True) -> int:
     try:
         rules = LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
         rules.refresh()
-        applied = await replay(settings, batch_handlers(settings, stores, rules, emit=False), lambda: clear_derived_state(stores, settings),
-                               progress)
+        applied = await replay(
+            settings,
+            batch_handlers(settings, stores, rules, emit=False),
+            lambda: clear_derived_state(stores, settings),
+            progress,
+        )
         if await stores.values.buyers():
             await stores.values.refit()
         return applied
@@ -434,8 +541,9 @@ def catalog_changes(items: list) -> list[dict]:
     import time
     import uuid
 
-    return changes.catalog([dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000),
-                           lambda: uuid.uuid4().hex)
+    return changes.catalog(
+        [dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000), lambda: uuid.uuid4().hex
+    )
 
 
 async def experiments_command(settings: Settings, command: str, name: str | None):
@@ -481,7 +589,8 @@ async def load_person(settings: Settings, profile_id: str) -> tuple[dict | None,
 
     stores = open_stores(settings)
     try:
-        return await person_for_preview(stores.people, stores.values, settings.rules, profile_id,
-                                        settings.interest_half_life_days)
+        return await person_for_preview(
+            stores.people, stores.values, settings.rules, profile_id, settings.interest_half_life_days
+        )
     finally:
         await stores.close()

@@ -66,10 +66,18 @@ def settings_for(kafka_bootstrap, redis_url, tmp_session):
     def make(**overrides) -> Settings:
         tag = uuid.uuid4().hex[:10]
         base = Settings(
-            kafka=kafka_bootstrap, redis=redis_url, api_keys=("test-key",),
-            topic=f"events-{tag}", rejected_topic=f"rejected-{tag}", consumer_group=f"group-{tag}",
-            redis_prefix=f"t{tag}", rebalance_timeout_s=1.0, partitions=2,
-            data_dir=tmp_session / tag, worker_heartbeat_s=0.5, identity_secret=IDENTITY_SECRET,
+            kafka=kafka_bootstrap,
+            redis=redis_url,
+            api_keys=("test-key",),
+            topic=f"events-{tag}",
+            rejected_topic=f"rejected-{tag}",
+            consumer_group=f"group-{tag}",
+            redis_prefix=f"t{tag}",
+            rebalance_timeout_s=1.0,
+            partitions=2,
+            data_dir=tmp_session / tag,
+            worker_heartbeat_s=0.5,
+            identity_secret=IDENTITY_SECRET,
         )
         return replace(base, **overrides)
 

@@ -53,8 +53,20 @@ def line(item, *, price=None, category=None):
     return out
 
 
-def purchase(vid, order_id, items, ts, *, price=None, category=None, revenue=None, total=False,
-             event_id="e-{order_id}", session_id=None, **fields):
+def purchase(
+    vid,
+    order_id,
+    items,
+    ts,
+    *,
+    price=None,
+    category=None,
+    revenue=None,
+    total=False,
+    event_id="e-{order_id}",
+    session_id=None,
+    **fields,
+):
     """An order of `items` (one each); `total=True` makes the revenue the sum of the line prices."""
     lines = [line(i, price=price, category=category) for i in items]
     order = {"id": order_id}
@@ -63,18 +75,35 @@ def purchase(vid, order_id, items, ts, *, price=None, category=None, revenue=Non
     if revenue is not None:
         order["revenue"] = revenue
     order["items"] = lines
-    return event("purchase", vid, ts, {"order": order}, event_id=event_id, session_id=session_id,
-                 names={"order_id": order_id}, **fields)
+    return event(
+        "purchase",
+        vid,
+        ts,
+        {"order": order},
+        event_id=event_id,
+        session_id=session_id,
+        names={"order_id": order_id},
+        **fields,
+    )
 
 
-def product_view(vid, item, ts, *, category=None, event_id="v-{vid}-{session_id}-{item}-{ts}", session_id=None,
-                 **fields):
+def product_view(
+    vid, item, ts, *, category=None, event_id="v-{vid}-{session_id}-{item}-{ts}", session_id=None, **fields
+):
     """A product page seen; `category` is a name or a function of the item."""
     product = {"id": item}
     if category is not None:
         product["category"] = _category(category, item)
-    return event("product_view", vid, ts, {"product": product}, event_id=event_id, session_id=session_id,
-                 names={"item": item, "session_id": session_id}, **fields)
+    return event(
+        "product_view",
+        vid,
+        ts,
+        {"product": product},
+        event_id=event_id,
+        session_id=session_id,
+        names={"item": item, "session_id": session_id},
+        **fields,
+    )
 
 
 def page_view(vid, ts, url="/", *, event_id="{vid}-view-{ts}", session_id=None, **fields):
@@ -84,8 +113,18 @@ def page_view(vid, ts, url="/", *, event_id="{vid}-view-{ts}", session_id=None, 
 def identify(vid, uid, ts, *, traits=None, verified=True, event_id="{vid}-{uid}-{ts}", session_id=None, **fields):
     """A login: verified unless told otherwise, with traits only when given."""
     props = {} if traits is None else {"traits": traits}
-    return event("identify", vid, ts, props, event_id=event_id, session_id=session_id, names={"uid": uid},
-                 user_id=uid, verified=verified, **fields)
+    return event(
+        "identify",
+        vid,
+        ts,
+        props,
+        event_id=event_id,
+        session_id=session_id,
+        names={"uid": uid},
+        user_id=uid,
+        verified=verified,
+        **fields,
+    )
 
 
 def consent(vid, ts, *, event_id="c-{vid}-{ts}", session_id=None, **choices):

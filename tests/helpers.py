@@ -51,8 +51,11 @@ class Process:
         env = dict(os.environ, **settings.environ())
         self.log_path = log_path
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *args], env=env, cwd=REPO,
-            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "engine.cli", *args],
+            env=env,
+            cwd=REPO,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self, sig=None) -> None:
@@ -94,8 +97,10 @@ class Engine:
 
     async def wait_ready(self, timeout: float = 40.0) -> None:
         async with httpx.AsyncClient(base_url=self.url) as client:
+
             async def ready():
                 return (await client.get("/healthz")).status_code == 200
+
             await wait_until(ready, timeout, message="/healthz 200")
 
     def client(self, **kwargs) -> httpx.AsyncClient:
@@ -192,8 +197,9 @@ async def started(running: "Engine") -> "Engine":
         await running.wait_ready()
     except AssertionError:
         running.stop()
-        raise AssertionError(f"engine did not become ready\nworker:\n{running.worker.log()[-3000:]}\n"
-                             f"api:\n{running.api.log()[-3000:]}") from None
+        raise AssertionError(
+            f"engine did not become ready\nworker:\n{running.worker.log()[-3000:]}\napi:\n{running.api.log()[-3000:]}"
+        ) from None
     return running
 
 
@@ -218,7 +224,9 @@ class Receiver:
                     receiver.attempts += 1
                     failing = receiver.attempts <= receiver.fail_first
                     if not failing:
-                        receiver.received.append({"headers": dict(self.headers), "body": body, "json": json.loads(body)})
+                        receiver.received.append(
+                            {"headers": dict(self.headers), "body": body, "json": json.loads(body)}
+                        )
                 self.send_response(receiver.fail_status if failing else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -227,6 +235,7 @@ class Receiver:
                 pass
 
         lock = threading.Lock()
+
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # a receiver's usual backlog, not the standard library's 5
             daemon_threads = True

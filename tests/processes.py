@@ -41,9 +41,20 @@ def alive(pid: int) -> bool:
 def start_up(tmp_path, extra_env):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
-    env.update(CLICKSTREAM_DATA_DIR=str(tmp_path), CLICKSTREAM_API_KEYS="up-key", CLICKSTREAM_REBALANCE_TIMEOUT_S="1", **extra_env)
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "up", "--port", str(port)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        CLICKSTREAM_DATA_DIR=str(tmp_path),
+        CLICKSTREAM_API_KEYS="up-key",
+        CLICKSTREAM_REBALANCE_TIMEOUT_S="1",
+        **extra_env,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "up", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

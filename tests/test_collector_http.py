@@ -13,7 +13,9 @@ from engine.embedded import free_port, wait_for_port
 async def collector(settings_for, tmp_session):
     """A collector alone (no worker needed) on topics of its own."""
     running = Engine(settings_for(site_origins=("https://shop.example",)), tmp_session / unique("collector"))
-    running.api = Process(running.settings, "collector", "--port", str(running.port), log_path=running.log_dir / "collector.log")
+    running.api = Process(
+        running.settings, "collector", "--port", str(running.port), log_path=running.log_dir / "collector.log"
+    )
     wait_for_port(running.port, 30, running.api.popen)
     await running.wait_ready()
     yield running
@@ -28,15 +30,26 @@ async def test_accepted_events_reach_the_topic_keyed_and_enriched(collector):
     vid = unique()
     before = await events_on_topic(collector)
     async with collector.client(headers={"User-Agent": "test-agent/1"}) as client:
-        response = await client.post("/v1/events", json={"events": [
-            {"type": "page_view", "visitor_id": vid, "url": "https://shop.example/", "event_id": "e1"},
-            {"type": "bogus", "visitor_id": vid},
-            {"type": "product_view", "visitor_id": vid, "props": {"product": {"id": "sku-1", "category": "shoes", "price": 9.5}}},
-        ]})
+        response = await client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"type": "page_view", "visitor_id": vid, "url": "https://shop.example/", "event_id": "e1"},
+                    {"type": "bogus", "visitor_id": vid},
+                    {
+                        "type": "product_view",
+                        "visitor_id": vid,
+                        "props": {"product": {"id": "sku-1", "category": "shoes", "price": 9.5}},
+                    },
+                ]
+            },
+        )
     assert response.status_code == 202
     assert response.json() == {"accepted": 2, "rejected": [{"index": 1, "error": "type: unknown event type 'bogus'"}]}
     assert await events_on_topic(collector) == before + 2
-    records = [r for r in await read_topic(collector.settings, collector.settings.topic, before + 2) if r.key == vid.encode()]
+    records = [
+        r for r in await read_topic(collector.settings, collector.settings.topic, before + 2) if r.key == vid.encode()
+    ]
     events = [msgpack.unpackb(r.value) for r in records]
     assert {e["type"] for e in events} == {"page_view", "product_view"}
     page = next(e for e in events if e["type"] == "page_view")
@@ -69,8 +82,11 @@ async def test_bad_input_gets_a_json_4xx_and_nothing_reaches_the_topic(collector
 
 async def test_text_plain_body_from_send_beacon(collector):
     async with collector.client() as client:
-        response = await client.post("/v1/events", content=json.dumps({"type": "page_view", "visitor_id": unique()}),
-                                     headers={"Content-Type": "text/plain;charset=UTF-8"})
+        response = await client.post(
+            "/v1/events",
+            content=json.dumps({"type": "page_view", "visitor_id": unique()}),
+            headers={"Content-Type": "text/plain;charset=UTF-8"},
+        )
     assert response.status_code == 202 and response.json()["accepted"] == 1
 
 
@@ -96,11 +112,17 @@ async def test_cookie_is_secure_behind_https(collector):
 
 async def test_cors_allows_configured_origins_with_credentials(collector):
     async with collector.client() as client:
-        allowed = await client.options("/v1/events", headers={
-            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type"})
-        other = await client.options("/v1/events", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        allowed = await client.options(
+            "/v1/events",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        other = await client.options(
+            "/v1/events", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
         simple = await client.post("/v1/events", json={"type": "page_view"}, headers={"Origin": "https://shop.example"})
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
@@ -113,7 +135,16 @@ async def test_pixel_fallback(collector):
     vid = unique()
     before = await events_on_topic(collector)
     async with collector.client() as client:
-        ok = await client.get("/v1/pixel.gif", params={"type": "page_view", "visitor_id": vid, "url": "/x", "ts": "1795400000000", "props.campaign": "spring"})
+        ok = await client.get(
+            "/v1/pixel.gif",
+            params={
+                "type": "page_view",
+                "visitor_id": vid,
+                "url": "/x",
+                "ts": "1795400000000",
+                "props.campaign": "spring",
+            },
+        )
         bad = await client.get("/v1/pixel.gif", params={"type": "page_view", "ts": "soon"})
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/gif" and ok.content.startswith(b"GIF89a")
     assert bad.status_code == 400 and "ts" in bad.json()["error"]

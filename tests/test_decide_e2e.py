@@ -47,7 +47,9 @@ async def rules_engine(settings_for, tmp_path_factory):
 
 def cli(engine, *args):
     env = dict(os.environ, **engine.settings.environ())
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 async def decide(client, visitor_id=None, context=None, headers=None):
@@ -64,11 +66,28 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
     rain_in_norway = {"weather": "rain"}
     kari = unique("user")
     async with engine.client(headers={"cf-ipcountry": "NO"}) as visitor:
-        r = await visitor.post("/v1/events", json={"events": [
-            {"type": "identify", "user_id": kari, "ts": int(time.time() * 1000),
-             "props": {"traits": {"first_name": "Kari"}, "user_hash": user_hash(kari)}},
-            *[{"type": "page_view", "url": "/", "ts": int(time.time() * 1000) + i, "props": {"context": {"weather": "rain"}}} for i in range(3)],
-        ]})
+        r = await visitor.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {
+                        "type": "identify",
+                        "user_id": kari,
+                        "ts": int(time.time() * 1000),
+                        "props": {"traits": {"first_name": "Kari"}, "user_hash": user_hash(kari)},
+                    },
+                    *[
+                        {
+                            "type": "page_view",
+                            "url": "/",
+                            "ts": int(time.time() * 1000) + i,
+                            "props": {"context": {"weather": "rain"}},
+                        }
+                        for i in range(3)
+                    ],
+                ]
+            },
+        )
         assert r.status_code == 202
         vid = visitor.cookies["clickstream_vid"]
         await wait_until(lambda: _profile_has_name(engine, vid), timeout=30, message="profile with the first name")
@@ -82,8 +101,12 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
         (draft / "catalog.yaml").write_text(CATALOG)
         (draft / "umbrella.yaml").write_text(RULE)
         checked = cli(engine, "rules", "check", str(draft))
-        assert checked.returncode == 0 and "1 rules" in checked.stdout and "0 errors" in checked.stdout, checked.stdout + checked.stderr
-        preview = cli(engine, "rules", "preview", str(draft), "--profile", vid, "--context", "country=NO", "weather=rain")
+        assert checked.returncode == 0 and "1 rules" in checked.stdout and "0 errors" in checked.stdout, (
+            checked.stdout + checked.stderr
+        )
+        preview = cli(
+            engine, "rules", "preview", str(draft), "--profile", vid, "--context", "country=NO", "weather=rain"
+        )
         assert preview.returncode == 0, preview.stderr
         assert "umbrella-norway-rain matched" in preview.stdout and "country in ['no']" in preview.stdout
         assert "Kari" in preview.stdout
@@ -99,7 +122,10 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
         written = time.monotonic()
 
         async def live():
-            return (await decide(visitor, context=rain_in_norway))["reason"].startswith("rule umbrella-norway-rain matched")
+            return (await decide(visitor, context=rain_in_norway))["reason"].startswith(
+                "rule umbrella-norway-rain matched"
+            )
+
         await wait_until(live, timeout=10, interval=0.05, message="the rule live")
         assert time.monotonic() - written < 2.0
 
@@ -114,7 +140,10 @@ async def test_norway_rain_rule_from_file_to_live(rules_engine):
 
     # Across many visitors, about 10% are the control group.
     async with engine.client() as shop:
-        variants = [(await decide(shop, visitor_named(f"ab-{i}"), {"weather": "rain", "country": "NO"}, AUTH))["variant"] for i in range(300)]
+        variants = [
+            (await decide(shop, visitor_named(f"ab-{i}"), {"weather": "rain", "country": "NO"}, AUTH))["variant"]
+            for i in range(300)
+        ]
     assert 0.04 <= variants.count("control") / 300 <= 0.18
     assert set(variants) == {"umbrella", "control"}
 
@@ -123,16 +152,27 @@ async def test_a_bad_edit_is_refused_and_the_last_good_set_keeps_serving(rules_e
     engine = rules_engine
     (engine.folder / "umbrella.yaml").write_text(RULE)
     async with engine.client() as shop:
+
         async def rule_live():
-            return (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
+            return (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))[
+                "source"
+            ] == "rule"
+
         await wait_until(rule_live, timeout=10, message="rule live")
         refused_before = await _refused(shop)
-        (engine.folder / "umbrella.yaml").write_text(RULE.replace("weather: {in: [rain]}", "weather: {in: rain, colour: red}"))
+        (engine.folder / "umbrella.yaml").write_text(
+            RULE.replace("weather: {in: [rain]}", "weather: {in: rain, colour: red}")
+        )
         await wait_until(lambda: _more_refused(shop, refused_before), timeout=10, message="the edit refused")
-        assert (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))["source"] == "rule"
+        assert (await decide(shop, visitor_named("bad-edit"), {"weather": "rain", "country": "NO"}, AUTH))[
+            "source"
+        ] == "rule"
     checked = cli(engine, "rules", "check", str(engine.folder))
     assert checked.returncode == 1
-    assert f"{engine.folder / 'umbrella.yaml'}:8: [umbrella-norway-rain] error: unknown parameter 'colour'" in checked.stdout
+    assert (
+        f"{engine.folder / 'umbrella.yaml'}:8: [umbrella-norway-rain] error: unknown parameter 'colour'"
+        in checked.stdout
+    )
     (engine.folder / "umbrella.yaml").write_text(RULE)
 
 

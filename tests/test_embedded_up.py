@@ -17,12 +17,21 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
     process, port, banner = start_up(tmp_path, {})
     try:
         assert "clickstream-engine is up in" in banner
-        for part in ("broker   127.0.0.1:", "redis    redis://127.0.0.1:", f"http     http://127.0.0.1:{port}",
-                     f"console  http://127.0.0.1:{port}/console/"):
+        for part in (
+            "broker   127.0.0.1:",
+            "redis    redis://127.0.0.1:",
+            f"http     http://127.0.0.1:{port}",
+            f"console  http://127.0.0.1:{port}/console/",
+        ):
             assert part in banner
         children = children_of(process.pid)
         commands = " | ".join(children.values())
-        assert "tansu" in commands and "redis-server" in commands and "engine.cli worker" in commands and "engine.cli api" in commands
+        assert (
+            "tansu" in commands
+            and "redis-server" in commands
+            and "engine.cli worker" in commands
+            and "engine.cli api" in commands
+        )
         vid = unique()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER_UA}) as client:
             assert (await client.get("/healthz")).status_code == 200
@@ -32,6 +41,7 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
             async def profile():
                 r = await client.get(f"/v1/profiles/{vid}", headers={"Authorization": "Bearer up-key"})
                 return r.status_code == 200 and r.json()
+
             assert (await wait_until(profile, message="profile via up"))["counts"] == {"page_view": 1}
             recorded = json.loads((tmp_path / "up.json").read_text())
             assert recorded["kafka"] in banner and recorded["redis"] in banner and Path(recorded["rules"]).is_absolute()
@@ -41,8 +51,14 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
             elsewhere.mkdir()
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
             env.update(CLICKSTREAM_DATA_DIR=str(tmp_path), PYTHONPATH=str(REPO))
-            replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=elsewhere, env=env,
-                                    capture_output=True, text=True, timeout=120)
+            replay = subprocess.run(
+                [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
+                cwd=elsewhere,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert replay.returncode == 0, replay.stderr
             assert f"rules {recorded['rules']}" in replay.stderr and "replayed 1 events" in replay.stdout
             assert (await wait_until(profile, message="profile after replay"))["counts"] == {"page_view": 1}
@@ -64,11 +80,16 @@ async def test_up_runs_everything_and_sigterm_leaves_nothing_behind(tmp_path):
 
 
 async def test_up_uses_configured_kafka_and_redis(tmp_path, kafka_bootstrap, redis_url):
-    process, port, banner = start_up(tmp_path, {
-        "CLICKSTREAM_KAFKA": kafka_bootstrap, "CLICKSTREAM_REDIS": redis_url,
-        "CLICKSTREAM_TOPIC": f"up-{unique()}", "CLICKSTREAM_REDIS_PREFIX": unique("up"),
-        "CLICKSTREAM_CONSUMER_GROUP": unique("g"),
-    })
+    process, port, banner = start_up(
+        tmp_path,
+        {
+            "CLICKSTREAM_KAFKA": kafka_bootstrap,
+            "CLICKSTREAM_REDIS": redis_url,
+            "CLICKSTREAM_TOPIC": f"up-{unique()}",
+            "CLICKSTREAM_REDIS_PREFIX": unique("up"),
+            "CLICKSTREAM_CONSUMER_GROUP": unique("g"),
+        },
+    )
     try:
         commands = " | ".join(children_of(process.pid).values())
         assert "tansu" not in commands and "redis-server" not in commands

@@ -27,15 +27,23 @@ json_values = st.recursive(
 bodies = st.one_of(
     st.binary(max_size=200),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["slots", "visitor_id", "user_id", "context", "items", "show", "key", "csrf", "id"]),
-                    json_values, max_size=4).map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(
+        st.sampled_from(["slots", "visitor_id", "user_id", "context", "items", "show", "key", "csrf", "id"]),
+        json_values,
+        max_size=4,
+    ).map(lambda v: json.dumps(v).encode()),
 )
-path_values = st.one_of(st.text(min_size=1, max_size=60), st.uuids().map(str), st.sampled_from(["hero", "shoe-lovers", "0"]))
-query_values = st.one_of(st.text(max_size=30), st.integers(-5, 5000).map(str), st.sampled_from(["", "a", "csv", "jsonl"]))
+path_values = st.one_of(
+    st.text(min_size=1, max_size=60), st.uuids().map(str), st.sampled_from(["hero", "shoe-lovers", "0"])
+)
+query_values = st.one_of(
+    st.text(max_size=30), st.integers(-5, 5000).map(str), st.sampled_from(["", "a", "csv", "jsonl"])
+)
 credentials = st.sampled_from([None, f"Bearer {KEY}", "Bearer wrong-key", "Basic eA==", "Bearer"])
 PARAM = re.compile(r"\{(\w+)\}")
-FUZZ = hsettings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                          HealthCheck.too_slow])
+FUZZ = hsettings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +65,15 @@ def request_for(op, values: dict, query: dict, body: bytes, authorization: str |
 
 
 @FUZZ
-@given(op=st.sampled_from(OPERATIONS), values=st.dictionaries(st.sampled_from(
-           ["slot", "experiment_id", "profile_id", "name"]), path_values, min_size=4),
-       query=st.dictionaries(st.sampled_from(sorted({q for op in OPERATIONS for q, _, _ in op.query})), query_values,
-                             max_size=4),
-       body=bodies, authorization=credentials)
+@given(
+    op=st.sampled_from(OPERATIONS),
+    values=st.dictionaries(st.sampled_from(["slot", "experiment_id", "profile_id", "name"]), path_values, min_size=4),
+    query=st.dictionaries(
+        st.sampled_from(sorted({q for op in OPERATIONS for q, _, _ in op.query})), query_values, max_size=4
+    ),
+    body=bodies,
+    authorization=credentials,
+)
 async def test_no_route_answers_a_5xx(own_engine, op, values, query, body, authorization):
     async with own_engine.client() as client:
         response = await client.request(**request_for(op, values, query, body, authorization))

@@ -39,8 +39,12 @@ EXPERIMENT = "rule:summer-test:hero"
 
 @pytest.fixture(scope="module")
 async def shop(settings_for, tmp_path_factory):
-    running = await engine_with_rules(settings_for, tmp_path_factory.mktemp("xp-rules"),
-                                      {"shop.yaml": RULES.replace("CONTROL", "34")}, global_holdout=10.0)
+    running = await engine_with_rules(
+        settings_for,
+        tmp_path_factory.mktemp("xp-rules"),
+        {"shop.yaml": RULES.replace("CONTROL", "34")},
+        global_holdout=10.0,
+    )
     yield running
     running.stop()
 
@@ -89,24 +93,47 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
             expected[arm] = (len(vids), buyers)
             for n, vid in enumerate(vids):
                 d = decisions[vid]
-                events.append({"event_id": unique("e"), "type": "impression", "visitor_id": vid, "ts": now_ms(),
-                               "props": {"slot": "hero", "decision_id": d["decision_id"], "content": d["content_id"]}})
+                events.append(
+                    {
+                        "event_id": unique("e"),
+                        "type": "impression",
+                        "visitor_id": vid,
+                        "ts": now_ms(),
+                        "props": {"slot": "hero", "decision_id": d["decision_id"], "content": d["content_id"]},
+                    }
+                )
                 if n < buyers:
-                    events.append({"event_id": unique("e"), "type": "purchase", "visitor_id": vid, "ts": now_ms(),
-                                   "props": {"order": {"id": unique("order"), "revenue": PRICE[arm],
-                                                       "items": [{"id": "sku", "qty": 1, "price": PRICE[arm]}]}}})
+                    events.append(
+                        {
+                            "event_id": unique("e"),
+                            "type": "purchase",
+                            "visitor_id": vid,
+                            "ts": now_ms(),
+                            "props": {
+                                "order": {
+                                    "id": unique("order"),
+                                    "revenue": PRICE[arm],
+                                    "items": [{"id": "sku", "qty": 1, "price": PRICE[arm]}],
+                                }
+                            },
+                        }
+                    )
         for start in range(0, len(events), 200):
-            r = await client.post("/v1/events", json={"events": events[start:start + 200]}, headers=KEY)
+            r = await client.post("/v1/events", json={"events": events[start : start + 200]}, headers=KEY)
             assert r.status_code == 202 and not r.json()["rejected"], r.text
 
         async def counted():
             rows = (await report(client))["arms"]
             return all(rows.get(arm, {}).get("conversions") == buyers for arm, (_, buyers) in expected.items())
+
         await wait_until(counted, timeout=40, message="every purchase credited")
         # Sent again (a tracker's retry): nothing counts twice. A marker event after them says the worker got there.
         marker = unique()
-        r = await client.post("/v1/events", json={"events": events[:150] + [
-            {"type": "page_view", "visitor_id": marker, "ts": now_ms()}]}, headers=KEY)
+        r = await client.post(
+            "/v1/events",
+            json={"events": events[:150] + [{"type": "page_view", "visitor_id": marker, "ts": now_ms()}]},
+            headers=KEY,
+        )
         assert r.status_code == 202
         await wait_until(lambda: shop.profile(marker), timeout=30, message="the resent events applied")
 
@@ -135,8 +162,14 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
 
         # The command line prints the same report.
         env = dict(os.environ, **shop.settings.environ())
-        out = subprocess.run([sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert "umbrella" in out.stdout and "sample ratio: as configured" in out.stdout
         assert f"{expected['umbrella'][1]:>6}" in out.stdout
@@ -159,9 +192,16 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
         async def flagged():
             srm = (await report(client))["srm"]
             return srm is not None and srm["mismatch"]
+
         await wait_until(flagged, timeout=15, message="the sample-ratio mismatch flagged")
-        out = subprocess.run([sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "MISMATCH" in out.stdout
         async with shop.client(follow_redirects=False) as console:
             await sign_in(console, "test-key")
@@ -172,16 +212,27 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
 async def test_one_customer_on_two_devices_stays_in_one_arm(shop):
     (shop.folder / "shop.yaml").write_text(RULES.replace("CONTROL", "34"))
     async with shop.client() as client:
+
         async def split_back():
             return (await report(client))["arms"]["control"]["expected_share"] == pytest.approx(0.34)
+
         await wait_until(split_back, timeout=15, message="the split back to 34% control")
         before = sum(a["people"] for a in (await report(client))["arms"].values())
         people = []
         for _ in range(12):
             user, phone, laptop = unique("user"), unique(), unique()
-            for vid in (phone, laptop):   # the shop's back end identifies both devices (a key: verified)
-                r = await client.post("/v1/events", headers=KEY, json={
-                    "type": "identify", "visitor_id": vid, "user_id": user, "ts": now_ms(), "props": {"traits": {}}})
+            for vid in (phone, laptop):  # the shop's back end identifies both devices (a key: verified)
+                r = await client.post(
+                    "/v1/events",
+                    headers=KEY,
+                    json={
+                        "type": "identify",
+                        "visitor_id": vid,
+                        "user_id": user,
+                        "ts": now_ms(),
+                        "props": {"traits": {}},
+                    },
+                )
                 assert r.status_code == 202
             people.append((user, phone, laptop))
 
@@ -191,6 +242,7 @@ async def test_one_customer_on_two_devices_stays_in_one_arm(shop):
                 if not found or len(found.get("visitor_ids") or []) != 2:
                     return False
             return True
+
         await wait_until(linked, timeout=30, message="both devices linked")
         arms, in_rule = set(), 0
         for user, phone, laptop in people:
@@ -198,50 +250,85 @@ async def test_one_customer_on_two_devices_stays_in_one_arm(shop):
             in_rule += not on_phone["reason"].startswith("global holdout")
             assert (on_phone["variant"], on_phone["content_id"]) == (on_laptop["variant"], on_laptop["content_id"])
             arms.add(on_phone["variant"])
-            r = await client.post("/v1/events", headers=KEY, json={  # seen on the phone, bought on the laptop
-                "type": "purchase", "visitor_id": laptop, "ts": now_ms(),
-                "props": {"order": {"id": unique("order"), "revenue": 10.0, "items": [{"id": "sku", "qty": 1, "price": 10}]}}})
+            r = await client.post(
+                "/v1/events",
+                headers=KEY,
+                json={  # seen on the phone, bought on the laptop
+                    "type": "purchase",
+                    "visitor_id": laptop,
+                    "ts": now_ms(),
+                    "props": {
+                        "order": {
+                            "id": unique("order"),
+                            "revenue": 10.0,
+                            "items": [{"id": "sku", "qty": 1, "price": 10}],
+                        }
+                    },
+                },
+            )
             assert r.status_code == 202
-        assert len(arms) > 1   # not one arm for everyone: the person is what is hashed
+        assert len(arms) > 1  # not one arm for everyone: the person is what is hashed
 
         async def counted_once():
             rows = (await report(client))["arms"].values()
             return sum(a["people"] for a in rows) == before + in_rule
+
         await wait_until(counted_once, timeout=30, message="each customer counted once, not once per device")
 
 
 async def test_erasure_removes_the_person_and_replay_brings_back_only_the_others(shop):
     async with shop.client() as client:
+
         async def people():
             return sum(a["people"] for a in (await report(client, "global"))["arms"].values())
 
         start = await people()
         user, phone, laptop, bystander = unique("user"), unique(), unique(), unique()
         for vid in (phone, laptop):
-            r = await client.post("/v1/events", headers=KEY, json={
-                "type": "identify", "visitor_id": vid, "user_id": user, "ts": now_ms(), "props": {"traits": {}}})
+            r = await client.post(
+                "/v1/events",
+                headers=KEY,
+                json={"type": "identify", "visitor_id": vid, "user_id": user, "ts": now_ms(), "props": {"traits": {}}},
+            )
             assert r.status_code == 202
 
         async def linked():
             found = await shop.profile(user)
             return found is not None and len(found.get("visitor_ids") or []) == 2
+
         await wait_until(linked, timeout=30, message="both devices linked")
         for vid in (phone, bystander):
             await decide(client, vid)
-            r = await client.post("/v1/events", headers=KEY, json={
-                "type": "purchase", "visitor_id": laptop if vid == phone else vid, "ts": now_ms(),
-                "props": {"order": {"id": unique("order"), "revenue": 5.0, "items": [{"id": "sku", "qty": 1, "price": 5}]}}})
+            r = await client.post(
+                "/v1/events",
+                headers=KEY,
+                json={
+                    "type": "purchase",
+                    "visitor_id": laptop if vid == phone else vid,
+                    "ts": now_ms(),
+                    "props": {
+                        "order": {"id": unique("order"), "revenue": 5.0, "items": [{"id": "sku", "qty": 1, "price": 5}]}
+                    },
+                },
+            )
             assert r.status_code == 202
 
         async def both_in():
             return await people() == start + 2
+
         await wait_until(both_in, timeout=30, message="the customer and the bystander exposed")
         assert (await client.delete(f"/v1/profiles/{user}", headers=KEY)).status_code == 200
-        assert await people() == start + 1   # out of the report at once
+        assert await people() == start + 1  # out of the report at once
 
         env = dict(os.environ, **shop.settings.environ())
-        replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=180)
+        replay = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert replay.returncode == 0, replay.stderr
         # rebuilt from the log's exposures: everyone but the erased customer
         assert await people() == start + 1

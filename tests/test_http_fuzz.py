@@ -11,8 +11,14 @@ json_values = st.recursive(
     max_leaves=25,
 )
 event_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(["page_view", "purchase", "product_view", "identify", "consent", "impression", "custom:x", "?"])},
-    optional={k: json_values for k in ("ts", "props", "event_id", "visitor_id", "user_id", "url", "session_id", "title")},
+    {
+        "type": st.sampled_from(
+            ["page_view", "purchase", "product_view", "identify", "consent", "impression", "custom:x", "?"]
+        )
+    },
+    optional={
+        k: json_values for k in ("ts", "props", "event_id", "visitor_id", "user_id", "url", "session_id", "title")
+    },
 )
 bodies = st.one_of(
     st.binary(max_size=300),
@@ -21,7 +27,9 @@ bodies = st.one_of(
     st.lists(event_like, max_size=8).map(lambda v: json.dumps({"events": v}).encode()),
 )
 ids = st.text(min_size=1, max_size=80).filter(lambda s: s not in (".", "..")).map(lambda s: quote(s, safe=""))
-FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def assert_no_5xx(response):
@@ -32,7 +40,10 @@ def assert_no_5xx(response):
 
 
 @FUZZ
-@given(body=bodies, content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]))
+@given(
+    body=bodies,
+    content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]),
+)
 async def test_events_endpoint(engine, body, content_type):
     async with engine.client() as client:
         assert_no_5xx(await client.post("/v1/events", content=body, headers={"Content-Type": content_type}))
@@ -49,7 +60,13 @@ async def test_profile_endpoints(engine, profile_id, body):
 
 
 @FUZZ
-@given(params=st.dictionaries(st.sampled_from(["type", "ts", "visitor_id", "props.x", "url", "event_id", "user_id"]), st.text(max_size=20), max_size=5))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["type", "ts", "visitor_id", "props.x", "url", "event_id", "user_id"]),
+        st.text(max_size=20),
+        max_size=5,
+    )
+)
 async def test_pixel(engine, params):
     async with engine.client() as client:
         assert_no_5xx(await client.get("/v1/pixel.gif", params=params))

@@ -39,7 +39,9 @@ def feedback(vid, d, click):
     now = int(time.time() * 1000)
     events = [{"event_id": unique("imp"), "type": "impression", "visitor_id": vid, "ts": now, "props": props}]
     if click:
-        events.append({"event_id": unique("clk"), "type": "content_click", "visitor_id": vid, "ts": now + 1, "props": props})
+        events.append(
+            {"event_id": unique("clk"), "type": "content_click", "visitor_id": vid, "ts": now + 1, "props": props}
+        )
     return events
 
 
@@ -62,14 +64,21 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
         assert all("explore" in d["reason"] for d in shown)  # fewer than 20 impressions yet
 
         # Visitors click the discount and never the newsletter.
-        events = [e for vid, d in first for e in feedback(vid, d, click=d["content_id"] == "discount" and d["source"] == "model")]
+        events = [
+            e
+            for vid, d in first
+            for e in feedback(vid, d, click=d["content_id"] == "discount" and d["source"] == "model")
+        ]
         r = await shop.post("/v1/events", json={"events": events}, headers=AUTH)  # the shop posts for its visitors
         assert r.status_code == 202 and r.json()["accepted"] == len(events)
         discounts = sum(1 for d in shown if d["content_id"] == "discount")
 
         async def learnt():
             rep = await report(shop)
-            return rep["model"]["impressions"] == len(shown) and rep["variants"]["discount"]["clicks"] == discounts and rep
+            return (
+                rep["model"]["impressions"] == len(shown) and rep["variants"]["discount"]["clicks"] == discounts and rep
+            )
+
         rep = await wait_until(learnt, timeout=30, message="the worker credits impressions and clicks")
         assert rep["variants"]["newsletter"]["clicks"] == 0 and rep["holdout"]["impressions"] == len(holdout)
 
@@ -87,9 +96,12 @@ async def test_clicks_on_a_model_slot_change_what_the_next_visitors_see(model_en
         assert all("exploit" in d["reason"] and "expected click rate" in d["reason"] for d in modelled)
 
         # A marketer's rule pins the slot over the model.
-        (engine.folder / "pin.yaml").write_text("rules:\n  - id: pin-newsletter\n    when: always\n    then: {promo: newsletter}\n")
+        (engine.folder / "pin.yaml").write_text(
+            "rules:\n  - id: pin-newsletter\n    when: always\n    then: {promo: newsletter}\n"
+        )
 
         async def pinned():
             return (await decide(shop, unique()))["source"] == "rule"
+
         await wait_until(pinned, timeout=10, message="the rule pins the slot")
         (engine.folder / "pin.yaml").unlink()

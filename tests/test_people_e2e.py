@@ -21,6 +21,7 @@ async def person_when(engine, profile_id, predicate, message):
         async with engine.client() as client:
             r = await client.get(f"/v1/profiles/{profile_id}", headers=AUTH)
         return r.status_code == 200 and predicate(r.json()) and r.json()
+
     return await wait_until(check, timeout=30, message=message)
 
 
@@ -31,17 +32,57 @@ def shoes(pid):
 async def test_two_devices_log_in_and_become_one_person(engine):
     user = unique("user")
     async with engine.client() as laptop, engine.client() as phone:
-        await send(engine, laptop, [{"type": "page_view", "url": "/", "ts": T0, "session_id": "l1"},
-                                    {"type": "product_view", "ts": T0 + 1, "session_id": "l1", "props": shoes("s1")}])
-        await send(engine, phone, [{"type": "page_view", "url": "/sale", "ts": T0 + 2, "session_id": "p1"},
-                                   {"type": "purchase", "ts": T0 + 3, "session_id": "p1",
-                                    "props": {"order": {"id": unique("o"), "revenue": 80.0, "items": [{"id": "s2", "qty": 2, "price": 40.0}]}}}])
+        await send(
+            engine,
+            laptop,
+            [
+                {"type": "page_view", "url": "/", "ts": T0, "session_id": "l1"},
+                {"type": "product_view", "ts": T0 + 1, "session_id": "l1", "props": shoes("s1")},
+            ],
+        )
+        await send(
+            engine,
+            phone,
+            [
+                {"type": "page_view", "url": "/sale", "ts": T0 + 2, "session_id": "p1"},
+                {
+                    "type": "purchase",
+                    "ts": T0 + 3,
+                    "session_id": "p1",
+                    "props": {
+                        "order": {"id": unique("o"), "revenue": 80.0, "items": [{"id": "s2", "qty": 2, "price": 40.0}]}
+                    },
+                },
+            ],
+        )
         laptop_vid, phone_vid = laptop.cookies["clickstream_vid"], phone.cookies["clickstream_vid"]
         assert laptop_vid != phone_vid
-        await send(engine, laptop, [{"type": "identify", "user_id": user, "ts": T0 + 4, "session_id": "l1",
-                                     "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)}}])
-        await send(engine, phone, [{"type": "identify", "user_id": user, "ts": T0 + 5, "session_id": "p1",
-                                    "props": {"user_hash": user_hash(user)}}])
+        await send(
+            engine,
+            laptop,
+            [
+                {
+                    "type": "identify",
+                    "user_id": user,
+                    "ts": T0 + 4,
+                    "session_id": "l1",
+                    "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)},
+                }
+            ],
+        )
+        await send(
+            engine,
+            phone,
+            [
+                {
+                    "type": "identify",
+                    "user_id": user,
+                    "ts": T0 + 5,
+                    "session_id": "p1",
+                    "props": {"user_hash": user_hash(user)},
+                }
+            ],
+        )
 
     person = await person_when(engine, user, lambda p: len(p["visitor_ids"]) == 2, "both devices linked")
     assert sorted(person["visitor_ids"]) == sorted([laptop_vid, phone_vid])
@@ -58,9 +99,17 @@ async def test_two_devices_log_in_and_become_one_person(engine):
 async def test_a_second_user_on_one_cookie_is_refused_and_audited(engine):
     first, second = unique("user"), unique("user")
     async with engine.client() as device:
-        await send(engine, device, [{"type": "identify", "user_id": first, "ts": T0, "props": {"user_hash": user_hash(first)}}])
-        await send(engine, device, [{"type": "identify", "user_id": "guest", "ts": T0 + 1},
-                                    {"type": "identify", "user_id": second, "ts": T0 + 2, "props": {"user_hash": user_hash(second)}}])
+        await send(
+            engine, device, [{"type": "identify", "user_id": first, "ts": T0, "props": {"user_hash": user_hash(first)}}]
+        )
+        await send(
+            engine,
+            device,
+            [
+                {"type": "identify", "user_id": "guest", "ts": T0 + 1},
+                {"type": "identify", "user_id": second, "ts": T0 + 2, "props": {"user_hash": user_hash(second)}},
+            ],
+        )
         vid = device.cookies["clickstream_vid"]
     await person_when(engine, first, lambda p: p["counts"].get("identify") == 3, "all identifies applied")
     async with engine.client() as client:
@@ -72,9 +121,20 @@ async def test_a_second_user_on_one_cookie_is_refused_and_audited(engine):
 async def test_export_and_erasure_by_the_visitor_own_cookie(engine, redis_client):
     async with engine.client() as visitor, engine.client() as stranger:
         ada = unique("user")
-        await send(engine, visitor, [{"type": "page_view", "url": "/private", "ts": T0, "session_id": "s"},
-                                     {"type": "identify", "user_id": ada, "ts": T0 + 1, "session_id": "s",
-                                      "props": {"traits": {"email": "ada@example.com"}, "user_hash": user_hash(ada)}}])
+        await send(
+            engine,
+            visitor,
+            [
+                {"type": "page_view", "url": "/private", "ts": T0, "session_id": "s"},
+                {
+                    "type": "identify",
+                    "user_id": ada,
+                    "ts": T0 + 1,
+                    "session_id": "s",
+                    "props": {"traits": {"email": "ada@example.com"}, "user_hash": user_hash(ada)},
+                },
+            ],
+        )
         vid = visitor.cookies["clickstream_vid"]
         await send(engine, stranger, [{"type": "page_view", "url": "/", "ts": T0}])
         await person_when(engine, vid, lambda p: p["kind"] == "identified", "identified")
@@ -100,11 +160,24 @@ async def test_export_and_erasure_by_the_visitor_own_cookie(engine, redis_client
 
 async def test_withdrawn_consent_stops_profile_changes(engine):
     async with engine.client() as visitor:
-        await send(engine, visitor, [{"type": "page_view", "url": "/a", "ts": T0, "session_id": "s"},
-                                     {"type": "consent", "ts": T0 + 1, "session_id": "s", "props": {"consent": {"analytics": False, "personalization": False}}},
-                                     {"type": "page_view", "url": "/b", "ts": T0 + 2, "session_id": "s"}])
+        await send(
+            engine,
+            visitor,
+            [
+                {"type": "page_view", "url": "/a", "ts": T0, "session_id": "s"},
+                {
+                    "type": "consent",
+                    "ts": T0 + 1,
+                    "session_id": "s",
+                    "props": {"consent": {"analytics": False, "personalization": False}},
+                },
+                {"type": "page_view", "url": "/b", "ts": T0 + 2, "session_id": "s"},
+            ],
+        )
         vid = visitor.cookies["clickstream_vid"]
-        await send(engine, visitor, [{"type": "page_ping", "ts": T0 + 3, "session_id": "s", "event_id": unique("marker")}])
+        await send(
+            engine, visitor, [{"type": "page_ping", "ts": T0 + 3, "session_id": "s", "event_id": unique("marker")}]
+        )
     person = await person_when(engine, vid, lambda p: p["consent"].get("analytics") is False, "consent recorded")
     await asyncio.sleep(1.0)
     person = await person_when(engine, vid, lambda p: True, "profile")
@@ -121,7 +194,9 @@ async def test_preferences_by_cookie_take_effect_at_once(engine):
         bad = await visitor.put(f"/v1/profiles/{vid}/preferences", json={"hide": "shoes"})
         assert bad.status_code == 400 and bad.json()["error"].startswith("hide:")
         assert (await stranger.put(f"/v1/profiles/{vid}/preferences", json={"language": "en"})).status_code == 403
-        shop = await engine.client().put(f"/v1/profiles/{vid}/preferences", json={"do_not_personalize": True}, headers=AUTH)
+        shop = await engine.client().put(
+            f"/v1/profiles/{vid}/preferences", json={"do_not_personalize": True}, headers=AUTH
+        )
         assert shop.status_code == 200
     person = await person_when(engine, vid, lambda p: True, "profile")
     assert person["preferences"] == {"hide": ["shoes"], "language": "nb", "do_not_personalize": True}
@@ -129,6 +204,7 @@ async def test_preferences_by_cookie_take_effect_at_once(engine):
 
 async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session, redis_client):
     from helpers import Engine
+
     engine = Engine(settings_for(), tmp_session / unique("replay"))
     engine.start_worker()
     engine.start_api()
@@ -137,8 +213,16 @@ async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session
         user = unique("user")
         async with engine.client() as a, engine.client() as b:
             signed = {"user_hash": user_hash(user)}
-            await send(engine, a, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}])
-            await send(engine, b, [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}])
+            await send(
+                engine,
+                a,
+                [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}],
+            )
+            await send(
+                engine,
+                b,
+                [{"type": "page_view", "ts": T0}, {"type": "identify", "user_id": user, "ts": T0 + 1, "props": signed}],
+            )
         async with engine.client() as c:
             await send(engine, c, [{"type": "page_view", "ts": T0}])
             bystander = c.cookies["clickstream_vid"]
@@ -146,8 +230,14 @@ async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session
         await person_when(engine, bystander, lambda p: True, "bystander")
         async with engine.client() as client:
             assert (await client.delete(f"/v1/profiles/{user}", headers=AUTH)).status_code == 200
-        replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO,
-                                env={**os.environ, **engine.settings.environ()}, capture_output=True, text=True, timeout=120)
+        replay = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
+            cwd=REPO,
+            env={**os.environ, **engine.settings.environ()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert replay.returncode == 0, replay.stderr
         async with engine.client() as client:
             assert (await client.get(f"/v1/profiles/{user}", headers=AUTH)).status_code == 404

@@ -22,17 +22,37 @@ async def post(engine, events, **kwargs):
 async def test_events_posted_show_up_in_the_profile(engine):
     vid = unique()
     events = [
-        {"type": "page_view", "visitor_id": vid, "session_id": "s1", "ts": 1_795_400_000_000 + i, "url": f"https://shop.example/{i}", "title": f"Page {i}"}
+        {
+            "type": "page_view",
+            "visitor_id": vid,
+            "session_id": "s1",
+            "ts": 1_795_400_000_000 + i,
+            "url": f"https://shop.example/{i}",
+            "title": f"Page {i}",
+        }
         for i in range(25)
-    ] + [{"type": "product_view", "visitor_id": vid, "session_id": "s2", "ts": 1_795_400_100_000,
-          "props": {"product": {"id": "sku-1", "category": "shoes"}}}]
+    ] + [
+        {
+            "type": "product_view",
+            "visitor_id": vid,
+            "session_id": "s2",
+            "ts": 1_795_400_100_000,
+            "props": {"product": {"id": "sku-1", "category": "shoes"}},
+        }
+    ]
     assert (await post(engine, events))["accepted"] == 26
     profile = await wait_until(lambda: engine.profile(vid), message="profile")
-    profile = await wait_until(lambda: _when(engine.profile(vid), lambda p: sum(p["counts"].values()) == 26), message="26 events")
+    profile = await wait_until(
+        lambda: _when(engine.profile(vid), lambda p: sum(p["counts"].values()) == 26), message="26 events"
+    )
     assert profile["counts"] == {"page_view": 25, "product_view": 1}
     assert profile["first_seen"] == 1_795_400_000_000 and profile["last_seen"] == 1_795_400_100_000
     assert profile["sessions"]["count"] == 2
-    assert len(profile["pages"]) == 20 and profile["pages"][-1] == {"url": "https://shop.example/24", "title": "Page 24", "ts": 1_795_400_000_024}
+    assert len(profile["pages"]) == 20 and profile["pages"][-1] == {
+        "url": "https://shop.example/24",
+        "title": "Page 24",
+        "ts": 1_795_400_000_024,
+    }
 
 
 async def _when(awaitable, predicate):
@@ -46,7 +66,9 @@ async def test_resent_batch_is_counted_once(engine):
     await post(engine, events)
     await post(engine, events)  # the tracker retrying after a timeout
     await post(engine, [{"type": "page_ping", "visitor_id": vid, "event_id": f"{vid}-last", "session_id": "s"}])
-    profile = await wait_until(lambda: _when(engine.profile(vid), lambda p: "page_ping" in p["counts"]), message="last event")
+    profile = await wait_until(
+        lambda: _when(engine.profile(vid), lambda p: "page_ping" in p["counts"]), message="last event"
+    )
     assert profile["counts"] == {"page_view": 5, "page_ping": 1}
 
 
@@ -69,13 +91,23 @@ async def test_healthz_and_metrics(engine):
         await wait_until(lambda: _metric_positive(client, "clickstream_worker_events_total"), message="worker metrics")
         metrics = (await client.get("/metrics")).text
     body = health.json()
-    assert {k: body[k] for k in ("status", "checks")} == {"status": "ok", "checks": {"broker": "ok", "redis": "ok", "worker": "ok"}}
+    assert {k: body[k] for k in ("status", "checks")} == {
+        "status": "ok",
+        "checks": {"broker": "ok", "redis": "ok", "worker": "ok"},
+    }
     log_id = body["log"]["collector"]["log_id"]
     assert body["log"]["collector"]["resets"] == 0 and log_id
     assert [w["log_id"] for w in body["log"]["workers"].values()] == [log_id]
-    for name in ("clickstream_events_accepted_total", "clickstream_events_rejected_total", "clickstream_consumer_lag",
-                 "clickstream_worker_batch_size_bucket", "clickstream_http_request_duration_seconds_bucket",
-                 "clickstream_log_resets_total", "clickstream_spool_events", "clickstream_worker_log_resets_total"):
+    for name in (
+        "clickstream_events_accepted_total",
+        "clickstream_events_rejected_total",
+        "clickstream_consumer_lag",
+        "clickstream_worker_batch_size_bucket",
+        "clickstream_http_request_duration_seconds_bucket",
+        "clickstream_log_resets_total",
+        "clickstream_spool_events",
+        "clickstream_worker_log_resets_total",
+    ):
         assert name in metrics, name
     assert 'route="/v1/events"' in metrics
 
@@ -92,9 +124,11 @@ async def test_healthz_waits_for_the_worker(settings_for, tmp_session):
     try:
         engine.start_api()
         async with engine.client() as client:
+
             async def not_ready_only_for_worker():
                 r = await client.get("/healthz")
                 return r.status_code == 503 and r.json()["detail"]["missing"] == ["worker"] and r
+
             await wait_until(not_ready_only_for_worker, message="503 naming the worker")
             engine.start_worker()
             await engine.wait_ready()
@@ -116,9 +150,18 @@ async def produce_direct(settings, events):
 
 
 def traffic(n, visitors, tag):
-    return [{"event_id": f"{tag}-{i}", "type": ("page_view", "page_ping", "product_view")[i % 3], "visitor_id": f"{tag}-v{i % visitors}",
-             "session_id": f"s{i // (visitors * 5)}", "ts": 1_795_400_000_000 + i, "url": f"/p{i}",
-             "props": {"product": {"id": f"p{i % 50}", "category": f"c{i % 5}"}} if i % 3 == 2 else {}} for i in range(n)]
+    return [
+        {
+            "event_id": f"{tag}-{i}",
+            "type": ("page_view", "page_ping", "product_view")[i % 3],
+            "visitor_id": f"{tag}-v{i % visitors}",
+            "session_id": f"s{i // (visitors * 5)}",
+            "ts": 1_795_400_000_000 + i,
+            "url": f"/p{i}",
+            "props": {"product": {"id": f"p{i % 50}", "category": f"c{i % 5}"}} if i % 3 == 2 else {},
+        }
+        for i in range(n)
+    ]
 
 
 async def snapshot(redis_client, settings):
@@ -133,9 +176,18 @@ def orders(visitors, per_visitor, tag):
     out = []
     for n in range(visitors * per_visitor):
         items = [f"p{(n * 7 + k * 13) % 40}" for k in range(2 + n % 3)]
-        out.append({"event_id": f"{tag}-o{n}", "type": "purchase", "visitor_id": f"{tag}-v{n % visitors}",
-                    "session_id": "s0", "ts": 1_795_400_000_000 + n,
-                    "props": {"order": {"id": f"{tag}-order{n}", "items": [{"id": i, "qty": 1, "price": 1.0} for i in items]}}})
+        out.append(
+            {
+                "event_id": f"{tag}-o{n}",
+                "type": "purchase",
+                "visitor_id": f"{tag}-v{n % visitors}",
+                "session_id": "s0",
+                "ts": 1_795_400_000_000 + n,
+                "props": {
+                    "order": {"id": f"{tag}-order{n}", "items": [{"id": i, "qty": 1, "price": 1.0} for i in items]}
+                },
+            }
+        )
     return out
 
 
@@ -165,14 +217,21 @@ async def test_sigkill_mid_stream_then_restart_counts_exactly(settings_for, tmp_
     store_total = lambda snap: sum(sum(p["counts"].values()) for p in snap.values())
     try:
         worker = engine.start_worker()
-        await wait_until(lambda: _when(snapshot(redis_client, settings), lambda s: store_total(s) > 0), timeout=40, interval=0.02,
-                         message="first batches")
+        await wait_until(
+            lambda: _when(snapshot(redis_client, settings), lambda s: store_total(s) > 0),
+            timeout=40,
+            interval=0.02,
+            message="first batches",
+        )
         worker.stop(signal.SIGKILL)
         partial = store_total(await snapshot(redis_client, settings))
         assert 0 < partial < total, "the kill should land mid-stream"
         engine.start_worker()
-        final = await wait_until(lambda: _when(snapshot(redis_client, settings), lambda s: store_total(s) >= total), timeout=60,
-                                 message="all events after restart")
+        final = await wait_until(
+            lambda: _when(snapshot(redis_client, settings), lambda s: store_total(s) >= total),
+            timeout=60,
+            message="all events after restart",
+        )
         await asyncio.sleep(1.0)  # anything counted twice would show up now
         final = await snapshot(redis_client, settings)
         assert store_total(final) == total
@@ -188,8 +247,14 @@ async def test_sigkill_mid_stream_then_restart_counts_exactly(settings_for, tmp_
         assert {k.decode(): int(v) for k, v in counts[base + b"np"].items()} == bought
 
         # Replay rebuilds the same state from the topic, with the worker still running.
-        replay = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO,
-                                env={**__import__("os").environ, **settings.environ()}, capture_output=True, text=True, timeout=120)
+        replay = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
+            cwd=REPO,
+            env={**__import__("os").environ, **settings.environ()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert replay.returncode == 0, replay.stderr
         assert f"replayed {total} events" in replay.stdout
         assert await snapshot(redis_client, settings) == final

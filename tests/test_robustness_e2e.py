@@ -31,8 +31,9 @@ class OwnRedis:
         self.process = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(redis_command(self.port, self.workdir), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            redis_command(self.port, self.workdir), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         wait_for_port(self.port, 30, self.process)
 
     def pause(self) -> None:
@@ -138,7 +139,8 @@ def with_rules(settings_for, folder, **overrides):
 
 
 async def test_redis_paused_stopped_or_unreachable_answers_503_within_a_second_and_recovers(
-        settings_for, tmp_session, tmp_path, own_redis):
+    settings_for, tmp_session, tmp_path, own_redis
+):
     settings = with_rules(settings_for, tmp_path / "rules", redis=own_redis.url)
     engine = Engine(settings, tmp_session / unique("outage"))
     engine.start_worker()
@@ -147,8 +149,18 @@ async def test_redis_paused_stopped_or_unreachable_answers_503_within_a_second_a
         await engine.wait_ready()
         vid = unique()
         async with engine.client() as client:
-            await post(client, [{"type": "product_view", "visitor_id": vid, "ts": T0, "session_id": "s",
-                                 "props": {"product": {"id": "sku-1", "category": "shoes"}}}])
+            await post(
+                client,
+                [
+                    {
+                        "type": "product_view",
+                        "visitor_id": vid,
+                        "ts": T0,
+                        "session_id": "s",
+                        "props": {"product": {"id": "sku-1", "category": "shoes"}},
+                    }
+                ],
+            )
         await wait_until(lambda: engine.profile(vid), message="profile")
 
         own_redis.pause()
@@ -179,10 +191,13 @@ def engine_ready(engine: Engine):
     async def ready():
         async with engine.client() as client:
             return (await client.get("/healthz")).status_code == 200
+
     return ready
 
 
-async def test_an_api_started_before_redis_answers_503_then_serves_without_a_restart(settings_for, tmp_session, tmp_path):
+async def test_an_api_started_before_redis_answers_503_then_serves_without_a_restart(
+    settings_for, tmp_session, tmp_path
+):
     server = OwnRedis(tmp_path)  # nothing listens on its port yet
     settings = with_rules(settings_for, tmp_path / "rules", redis=server.url)
     engine = Engine(settings, tmp_session / unique("unreachable"))
@@ -212,15 +227,18 @@ async def _broker_only(engine: Engine) -> bool:
 
 # What a replay does not rebuild, by design: each is derived or operational, never personal.
 NOT_FROM_THE_LOG = (
-    ":workers",               # live workers' heartbeats
-    ":rec:catalog:version",   # a counter that tells API processes to drop their cached item info
-    ":value:model",           # refitted from the profiles (replay refits it)
-    ":rec:als:",              # published by `clickstream train`
-    ":{bandit",               # the bandit's counters and decisions (engine.rules.bandit_store)
-    ":flow:", ":served:",     # the console's per-minute counts of events and decisions (no person in them)
-    ":segsize:",              # segment sizes sampled over time for the console
-    ":segstats", ":segdue:lock", ":segbackfill",  # segment change counters; the sweeper's lock; the last backfill's progress
-    ":segchanges",            # the outbox of membership changes: delivered once, not sent again by a replay
+    ":workers",  # live workers' heartbeats
+    ":rec:catalog:version",  # a counter that tells API processes to drop their cached item info
+    ":value:model",  # refitted from the profiles (replay refits it)
+    ":rec:als:",  # published by `clickstream train`
+    ":{bandit",  # the bandit's counters and decisions (engine.rules.bandit_store)
+    ":flow:",
+    ":served:",  # the console's per-minute counts of events and decisions (no person in them)
+    ":segsize:",  # segment sizes sampled over time for the console
+    ":segstats",
+    ":segdue:lock",
+    ":segbackfill",  # segment change counters; the sweeper's lock; the last backfill's progress
+    ":segchanges",  # the outbox of membership changes: delivered once, not sent again by a replay
 )
 
 
@@ -256,8 +274,14 @@ async def dump(redis: aioredis.Redis, prefix: str) -> dict:
 
 
 def replay(settings) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "replay", "--quiet"], cwd=REPO,
-                          env={**os.environ, **settings.environ()}, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
+        cwd=REPO,
+        env={**os.environ, **settings.environ()},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -274,34 +298,81 @@ async def test_flush_and_replay_rebuild_every_key_byte_for_byte(settings_for, tm
     redis = own_redis.client()
     try:
         await engine.wait_ready()
-        names = {n: visitor(f"{n}-{settings.redis_prefix}") for n in ("ann", "bob", "cat", "laptop", "phone", "bystander")}
+        names = {
+            n: visitor(f"{n}-{settings.redis_prefix}") for n in ("ann", "bob", "cat", "laptop", "phone", "bystander")
+        }
         user = unique("user")
         async with engine.client() as c:
             for n, vid in names.items():
-                await post(c, [{"type": "page_view", "visitor_id": vid, "ts": T0, "session_id": f"s-{n}", "url": f"/{n}"},
-                               {"type": "product_view", "visitor_id": vid, "ts": T0 + 1, "session_id": f"s-{n}",
-                                "props": {"product": {"id": f"sku-{len(n)}", "category": "shoes"}}},
-                               {"type": "product_view", "visitor_id": vid, "ts": T0 + 2, "session_id": f"s-{n}",
-                                "props": {"product": {"id": "sku-common", "category": "shoes"}}},
-                               {"type": "purchase", "visitor_id": vid, "ts": T0 + 3, "session_id": f"s-{n}",
-                                "props": order(f"o-{n}-{settings.redis_prefix}", "sku-common", f"sku-{len(n)}")}])
+                await post(
+                    c,
+                    [
+                        {"type": "page_view", "visitor_id": vid, "ts": T0, "session_id": f"s-{n}", "url": f"/{n}"},
+                        {
+                            "type": "product_view",
+                            "visitor_id": vid,
+                            "ts": T0 + 1,
+                            "session_id": f"s-{n}",
+                            "props": {"product": {"id": f"sku-{len(n)}", "category": "shoes"}},
+                        },
+                        {
+                            "type": "product_view",
+                            "visitor_id": vid,
+                            "ts": T0 + 2,
+                            "session_id": f"s-{n}",
+                            "props": {"product": {"id": "sku-common", "category": "shoes"}},
+                        },
+                        {
+                            "type": "purchase",
+                            "visitor_id": vid,
+                            "ts": T0 + 3,
+                            "session_id": f"s-{n}",
+                            "props": order(f"o-{n}-{settings.redis_prefix}", "sku-common", f"sku-{len(n)}"),
+                        },
+                    ],
+                )
             for device in ("laptop", "phone"):
-                await post(c, [{"type": "identify", "visitor_id": names[device], "user_id": user, "ts": T0 + 4}], headers=AUTH)
-            await post(c, [{"type": "consent", "visitor_id": names["cat"], "ts": T0 + 5,
-                            "props": {"consent": {"analytics": False, "personalization": True}}},
-                           {"type": "page_view", "visitor_id": names["cat"], "ts": T0 + 6}])
-            person = await wait_until(lambda: _person(engine, user, lambda p: len(p["visitor_ids"]) == 2), timeout=30,
-                                      message="both devices linked")
+                await post(
+                    c, [{"type": "identify", "visitor_id": names[device], "user_id": user, "ts": T0 + 4}], headers=AUTH
+                )
+            await post(
+                c,
+                [
+                    {
+                        "type": "consent",
+                        "visitor_id": names["cat"],
+                        "ts": T0 + 5,
+                        "props": {"consent": {"analytics": False, "personalization": True}},
+                    },
+                    {"type": "page_view", "visitor_id": names["cat"], "ts": T0 + 6},
+                ],
+            )
+            person = await wait_until(
+                lambda: _person(engine, user, lambda p: len(p["visitor_ids"]) == 2),
+                timeout=30,
+                message="both devices linked",
+            )
             assert person["commerce"]["orders"] == 2
             for n in names:
                 orders = 2 if n in ("laptop", "phone") else 1
-                await wait_until(lambda: _person(engine, names[n], lambda p: p["commerce"]["orders"] == orders), message=n)
+                await wait_until(
+                    lambda: _person(engine, names[n], lambda p: p["commerce"]["orders"] == orders), message=n
+                )
 
             # state changes through the API: preferences (visitor's and user's), catalog, two erasures
-            for pid, prefs in ((names["bob"], {"hide": ["hats"]}), (user, {"language": "nb"}), (names["cat"], {"do_not_personalize": True})):
+            for pid, prefs in (
+                (names["bob"], {"hide": ["hats"]}),
+                (user, {"language": "nb"}),
+                (names["cat"], {"do_not_personalize": True}),
+            ):
                 assert (await c.put(f"/v1/profiles/{pid}/preferences", json=prefs, headers=AUTH)).status_code == 200
-            assert (await c.put(f"/v1/profiles/{names['bob']}/preferences", json={"language": "en"}, headers=AUTH)).status_code == 200
-            catalog = [{"id": "sku-common", "category": "shoes", "available": False}, {"id": "sku-3", "category": "hats", "title": "Cap"}]
+            assert (
+                await c.put(f"/v1/profiles/{names['bob']}/preferences", json={"language": "en"}, headers=AUTH)
+            ).status_code == 200
+            catalog = [
+                {"id": "sku-common", "category": "shoes", "available": False},
+                {"id": "sku-3", "category": "hats", "title": "Cap"},
+            ]
             assert (await c.put("/v1/catalog/items", json=catalog, headers=AUTH)).status_code == 200
             erased = (await c.delete(f"/v1/profiles/{user}", headers=AUTH)).json()
             assert sorted(erased["visitor_ids"]) == sorted([names["laptop"], names["phone"]])
@@ -318,6 +389,7 @@ async def test_flush_and_replay_rebuild_every_key_byte_for_byte(settings_for, tm
             pending = [k for k in keys if await redis.hexists(k, "e")]
             tombs = [k for k in keys if await redis.hexists(k, "t")]
             return not pending and len(tombs) == 3
+
         await wait_until(settled, timeout=30, message="erasures applied by the worker")
         await asyncio.sleep(1.0)  # anything still moving would show in the comparison
         live = await dump(redis, base)
@@ -356,14 +428,28 @@ async def _person(engine, pid, predicate):
 
 async def test_oldest_events_resent_after_3000_newer_ones_are_ignored(engine):
     vid = unique()
-    events = [{"type": "page_view", "visitor_id": vid, "event_id": f"{vid}-{i}", "session_id": "s", "ts": T0 + i, "url": f"/{i}"}
-              for i in range(3020)]
+    events = [
+        {
+            "type": "page_view",
+            "visitor_id": vid,
+            "event_id": f"{vid}-{i}",
+            "session_id": "s",
+            "ts": T0 + i,
+            "url": f"/{i}",
+        }
+        for i in range(3020)
+    ]
     async with engine.client() as client:
         for start in range(0, len(events), 500):
-            await post(client, events[start:start + 500])
-        await wait_until(lambda: _person(engine, vid, lambda p: p["counts"]["page_view"] == 3020), timeout=60, message="3020")
+            await post(client, events[start : start + 500])
+        await wait_until(
+            lambda: _person(engine, vid, lambda p: p["counts"]["page_view"] == 3020), timeout=60, message="3020"
+        )
         await post(client, events[:20] + events[-20:])  # a tracker's outbox resent long after
-        await post(client, [{"type": "page_ping", "visitor_id": vid, "event_id": f"{vid}-marker", "session_id": "s", "ts": T0 + 9999}])
+        await post(
+            client,
+            [{"type": "page_ping", "visitor_id": vid, "event_id": f"{vid}-marker", "session_id": "s", "ts": T0 + 9999}],
+        )
         person = await wait_until(lambda: _person(engine, vid, lambda p: "page_ping" in p["counts"]), message="marker")
     assert person["counts"] == {"page_view": 3020, "page_ping": 1}
 
@@ -379,12 +465,20 @@ async def test_records_the_worker_cannot_apply_go_to_the_dead_letter_topic(engin
     settings = engine.settings
     vid = unique()
     broken = [
-        {"event_id": unique("e"), "type": "page_view", "visitor_id": vid},                     # no ts
-        {"event_id": unique("e"), "type": "page_view", "visitor_id": 42, "ts": T0, "session_id": vid},  # a number for an id
+        {"event_id": unique("e"), "type": "page_view", "visitor_id": vid},  # no ts
+        {
+            "event_id": unique("e"),
+            "type": "page_view",
+            "visitor_id": 42,
+            "ts": T0,
+            "session_id": vid,
+        },  # a number for an id
         {"event_id": unique("e"), "type": "server:erase", "visitor_id": vid, "ts": T0, "props": {}},  # no props.at
     ]
-    good = [{"event_id": unique("e"), "type": "page_view", "visitor_id": vid, "ts": T0 + i, "session_id": "s", "props": {}}
-            for i in range(3)]
+    good = [
+        {"event_id": unique("e"), "type": "page_view", "visitor_id": vid, "ts": T0 + i, "session_id": "s", "props": {}}
+        for i in range(3)
+    ]
     before = await topic_offsets(settings, settings.rejected_topic)
     producer = kafka.producer(settings)
     await producer.start()
@@ -393,27 +487,42 @@ async def test_records_the_worker_cannot_apply_go_to_the_dead_letter_topic(engin
             await producer.send_and_wait(settings.topic, codec.encode(event), key=vid.encode())
     finally:
         await producer.stop()
-    person = await wait_until(lambda: _person(engine, vid, lambda p: p["counts"].get("page_view") == 3), message="good events")
+    person = await wait_until(
+        lambda: _person(engine, vid, lambda p: p["counts"].get("page_view") == 3), message="good events"
+    )
     assert person["id"] == vid
     records = []
 
     async def dead_letters():
         nonlocal records
-        records = [codec.decode(r.value) for r in await read_topic(settings, settings.rejected_topic, before + 3, timeout=3)]
-        records = [r for r in records if r.get("source", {}).get("topic") == settings.topic and vid.encode() in r.get("raw", b"")]
+        records = [
+            codec.decode(r.value) for r in await read_topic(settings, settings.rejected_topic, before + 3, timeout=3)
+        ]
+        records = [
+            r
+            for r in records
+            if r.get("source", {}).get("topic") == settings.topic and vid.encode() in r.get("raw", b"")
+        ]
         return len(records) == 3
+
     await wait_until(dead_letters, timeout=30, message="dead letters")
     reasons = sorted(r["reason"] for r in records)
-    assert reasons == ["not applied: state change: props.at: expected integer milliseconds",
-                       "not applied: ts: expected integer milliseconds",
-                       "not applied: visitor_id: expected a non-empty string"]
+    assert reasons == [
+        "not applied: state change: props.at: expected integer milliseconds",
+        "not applied: ts: expected integer milliseconds",
+        "not applied: visitor_id: expected a non-empty string",
+    ]
     assert sorted(codec.decode(r["raw"])["event_id"] for r in records) == sorted(e["event_id"] for e in broken)
 
     async def counted():
         async with engine.client() as client:
             text = (await client.get("/metrics")).text
-        return [line for line in text.splitlines() if line.startswith("clickstream_worker_unapplied_events_total")
-                and float(line.split()[-1]) >= 3]
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("clickstream_worker_unapplied_events_total") and float(line.split()[-1]) >= 3
+        ]
+
     await wait_until(counted, timeout=20, message="unapplied events in /metrics")
 
 
@@ -425,12 +534,21 @@ async def test_a_profile_holding_a_number_json_cannot_carry_still_reads(engine):
     producer = kafka.producer(engine.settings)
     await producer.start()
     try:
-        event = {"event_id": unique("e"), "type": "identify", "visitor_id": vid, "user_id": user, "ts": T0,
-                 "verified": True, "props": {"traits": {"score": float("nan"), "name": "Ada"}}}
+        event = {
+            "event_id": unique("e"),
+            "type": "identify",
+            "visitor_id": vid,
+            "user_id": user,
+            "ts": T0,
+            "verified": True,
+            "props": {"traits": {"score": float("nan"), "name": "Ada"}},
+        }
         await producer.send_and_wait(engine.settings.topic, codec.encode(event), key=vid.encode())
     finally:
         await producer.stop()
-    person = await wait_until(lambda: _person(engine, vid, lambda p: p["traits"].get("name") == "Ada"), message="profile")
+    person = await wait_until(
+        lambda: _person(engine, vid, lambda p: p["traits"].get("name") == "Ada"), message="profile"
+    )
     assert person["traits"].get("score") is None
     async with engine.client() as client:
         assert (await client.get(f"/v1/profiles/{vid}/export", headers=AUTH)).status_code == 200
@@ -439,6 +557,12 @@ async def test_a_profile_holding_a_number_json_cannot_carry_still_reads(engine):
 def test_the_api_alone_needs_the_broker_too(settings_for):
     """Its state changes go on the log: without CLICKSTREAM_KAFKA it does not start."""
     env = {k: v for k, v in {**os.environ, **settings_for().environ()}.items() if k != "CLICKSTREAM_KAFKA"}
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", "0"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "CLICKSTREAM_KAFKA must be set" in done.stderr

@@ -75,8 +75,15 @@ async def send(client, events, **kwargs):
 
 def shoe_views(n=3, category="shoes"):
     now = int(time.time() * 1000)
-    return [{"type": "product_view", "ts": now + i, "session_id": "s1",
-             "props": {"product": {"id": f"shoe-{i}", "category": category, "price": 50.0}}} for i in range(n)]
+    return [
+        {
+            "type": "product_view",
+            "ts": now + i,
+            "session_id": "s1",
+            "props": {"product": {"id": f"shoe-{i}", "category": category, "price": 50.0}},
+        }
+        for i in range(n)
+    ]
 
 
 def changes_for(receiver, person):
@@ -129,12 +136,14 @@ async def test_a_new_segment_has_its_size_shortly_after_the_file_is_saved(live):
                 visitors.append(browser.cookies["clickstream_vid"])
         await wait_until(lambda: _all_have(live, visitors, 2), timeout=20, message="the views applied")
         (live.folder / "hats.yaml").write_text(
-            f"segments:\n  - name: {category}\n    when: {{history: {{event: product_view, category: {category}, min: 2, days: 7}}}}\n")
+            f"segments:\n  - name: {category}\n    when: {{history: {{event: product_view, category: {category}, min: 2, days: 7}}}}\n"
+        )
         saved = time.monotonic()
 
         async def size():
             listing = (await client.get("/v1/segments", headers=AUTH)).json()["segments"]
             return next((s["size"] for s in listing if s["name"] == category), None) == 5
+
         await wait_until(size, timeout=30, message="the backfilled size")
     assert time.monotonic() - saved < 30
     members = await segment_members(live, category)
@@ -161,8 +170,17 @@ async def shopper(engine, *, marketing: bool | None, identified: bool, email: st
     if identified:
         user = unique("user")
         traits = {"first_name": "Ada", "language": "en", **({"email": email} if email else {})}
-        await send(browser, [{"type": "identify", "user_id": user, "session_id": "s1",
-                              "props": {"traits": traits, "user_hash": user_hash(user)}}])
+        await send(
+            browser,
+            [
+                {
+                    "type": "identify",
+                    "user_id": user,
+                    "session_id": "s1",
+                    "props": {"traits": traits, "user_hash": user_hash(user)},
+                }
+            ],
+        )
     await send(browser, shoe_views())
     await browser.aclose()
     return user or vid, vid
@@ -184,6 +202,7 @@ async def test_the_export_lists_only_identified_members_with_marketing_consent_a
 
     async def all_members():
         return everyone <= {m["id"] for m in (await segment_members(live, "shoe-lovers", limit=1000))["members"]}
+
     await wait_until(all_members, timeout=30, message="all four in the segment")
 
     rows = [json.loads(line) for line in (await export(live)).text.splitlines()]
@@ -220,8 +239,11 @@ async def test_the_export_lists_only_identified_members_with_marketing_consent_a
     # Both receivers that heard of them are told, once, so they can delete them too (the
     # worker's erasure, when the log reaches it, tells no one again).
     for receiver in (live.crm, live.mailer):
-        await wait_until(lambda: [d for d in changes_for(receiver, yes) if d.get("reason") == "erased"], timeout=15,
-                         message="the erasure at the receiver")
+        await wait_until(
+            lambda: [d for d in changes_for(receiver, yes) if d.get("reason") == "erased"],
+            timeout=15,
+            message="the erasure at the receiver",
+        )
     await asyncio.sleep(2)
     for receiver in (live.crm, live.mailer):
         told = [d for d in changes_for(receiver, yes) if d.get("reason") == "erased"]
@@ -234,8 +256,10 @@ async def test_the_command_line_export_writes_the_rows_of_the_http_export(live, 
     for n in range(3):
         await shopper(live, marketing=True, identified=True, email=f"cli{n}@example.com")
     expected, cursor = [], None
+
     async def exported():
         return sum(r.startswith('{"id"') and "@example.com" in r for r in (await export(live)).text.splitlines()) >= 3
+
     await wait_until(exported, timeout=30, message="three consented members")
     for _ in range(1000):  # every page over HTTP, a few members each
         response = await export(live, limit=2, **({"cursor": cursor} if cursor else {}))
@@ -245,20 +269,38 @@ async def test_the_command_line_export_writes_the_rows_of_the_http_export(live, 
             break
     env = dict(os.environ, **live.settings.environ())
     out = tmp_path / "shoe-lovers.jsonl"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--output", str(out)],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--output", str(out)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in out.read_text().splitlines()] == expected
     assert "members" in done.stderr and f"exported {len(expected)} rows" in done.stderr  # the progress bar, to stderr
 
-    as_csv = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--format", "csv"],
-                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    as_csv = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--format", "csv"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert as_csv.returncode == 0, as_csv.stderr
     lines = as_csv.stdout.splitlines()
     assert lines[0] == "id,email,first_name,language,score" and len(lines) == len(expected) + 1
     assert [line.split(",")[0] for line in lines[1:]] == [r["id"] for r in expected]
-    missing = subprocess.run([sys.executable, "-m", "engine.cli", "segments", "export", "no-such-segment"],
-                             env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "segments", "export", "no-such-segment"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 1 and "no such segment" in missing.stderr
 
 
@@ -267,8 +309,11 @@ async def test_a_withdrawn_marketing_consent_is_told_to_the_mailer_and_the_perso
     await wait_until(lambda: changes_for(live.mailer, user), timeout=30, message="entered at the mailer")
     async with live.client(cookies={"clickstream_vid": vid}) as browser:
         await send(browser, [{"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": False}}}])
-    told = await wait_until(lambda: [d for d in changes_for(live.mailer, user) if d.get("reason") == "consent_withdrawn"],
-                            timeout=20, message="the withdrawal at the mailer")
+    told = await wait_until(
+        lambda: [d for d in changes_for(live.mailer, user) if d.get("reason") == "consent_withdrawn"],
+        timeout=20,
+        message="the withdrawal at the mailer",
+    )
     await asyncio.sleep(2)
     assert len([d for d in changes_for(live.mailer, user) if d.get("reason") == "consent_withdrawn"]) == 1
     assert told[0]["change"] == "exited" and told[0]["segment"] == "shoe-lovers"
@@ -281,11 +326,25 @@ async def test_a_withdrawn_marketing_consent_is_told_to_the_mailer_and_the_perso
 async def test_a_wished_item_back_in_stock_reaches_the_receiver_once(live):
     item = unique("boot")
     browser = live.client()
-    await send(browser, [{"type": "page_view", "url": "/", "session_id": "s1"},
-                         {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}}])
+    await send(
+        browser,
+        [
+            {"type": "page_view", "url": "/", "session_id": "s1"},
+            {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}},
+        ],
+    )
     user = unique("user")
-    await send(browser, [{"type": "identify", "user_id": user, "session_id": "s1",
-                          "props": {"traits": {"email": "wish@example.com"}, "user_hash": user_hash(user)}}])
+    await send(
+        browser,
+        [
+            {
+                "type": "identify",
+                "user_id": user,
+                "session_id": "s1",
+                "props": {"traits": {"email": "wish@example.com"}, "user_hash": user_hash(user)},
+            }
+        ],
+    )
     await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
     other = live.client()  # wishes too, without marketing consent: the mail destination never hears of them
     await send(other, [{"type": "add_to_wishlist", "session_id": "s2", "props": {"product": {"id": item}}}])
@@ -295,14 +354,18 @@ async def test_a_wished_item_back_in_stock_reaches_the_receiver_once(live):
     await wait_until(lambda: _scard(live.redis, wish_key, 2), timeout=20, message="both wishes applied")
 
     async with live.client() as client:
+
         async def put(available):
-            response = await client.put("/v1/catalog/items", headers=AUTH,
-                                        json=[{"id": item, "category": "shoes", "available": available}])
+            response = await client.put(
+                "/v1/catalog/items", headers=AUTH, json=[{"id": item, "category": "shoes", "available": available}]
+            )
             assert response.status_code == 200, response.text
+
         await put(False)
         await put(True)
-        alerts = await wait_until(lambda: [d for d in live.mail.documents() if d.get("item") == item], timeout=20,
-                                  message="the alert")
+        alerts = await wait_until(
+            lambda: [d for d in live.mail.documents() if d.get("item") == item], timeout=20, message="the alert"
+        )
         await put(True)  # still available: no second alert
         await asyncio.sleep(2)
     alerts = [d for d in live.mail.documents() if d.get("item") == item]
@@ -317,23 +380,46 @@ async def _scard(redis, key, n):
 async def test_a_wished_item_for_less_reaches_the_receiver_once_per_price_change(live):
     item = unique("sandal")
     browser = live.client()
-    await send(browser, [{"type": "page_view", "url": "/", "session_id": "s1"},
-                         {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}}])
+    await send(
+        browser,
+        [
+            {"type": "page_view", "url": "/", "session_id": "s1"},
+            {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}},
+        ],
+    )
     user = unique("user")
-    await send(browser, [{"type": "identify", "user_id": user, "session_id": "s1",
-                          "props": {"traits": {"email": "drop@example.com"}, "user_hash": user_hash(user)}}])
+    await send(
+        browser,
+        [
+            {
+                "type": "identify",
+                "user_id": user,
+                "session_id": "s1",
+                "props": {"traits": {"email": "drop@example.com"}, "user_hash": user_hash(user)},
+            }
+        ],
+    )
     await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
     await browser.aclose()
-    await wait_until(lambda: _scard(live.redis, f"{live.settings.redis_prefix}:wish:{item}", 1), timeout=20,
-                     message="the wish applied")
+    await wait_until(
+        lambda: _scard(live.redis, f"{live.settings.redis_prefix}:wish:{item}", 1),
+        timeout=20,
+        message="the wish applied",
+    )
 
     def drops():
         return [d for d in live.mail.documents() if d.get("item") == item and d.get("kind") == "price_drop"]
+
     async with live.client() as client:
+
         async def put(price):
-            response = await client.put("/v1/catalog/items", headers=AUTH,
-                                        json=[{"id": item, "category": "shoes", "available": True, "price": price}])
+            response = await client.put(
+                "/v1/catalog/items",
+                headers=AUTH,
+                json=[{"id": item, "category": "shoes", "available": True, "price": price}],
+            )
             assert response.status_code == 200, response.text
+
         await put(100)
         await put(80)
         await wait_until(drops, timeout=20, message="the price drop")

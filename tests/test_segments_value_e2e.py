@@ -33,8 +33,11 @@ async def test_segments_and_value_follow_a_person_across_devices_and_erasure(eng
     user = unique("user")
     order = unique("o")
     async with engine.client() as laptop, engine.client() as phone:
-        await send(laptop, [{"type": "product_view", "ts": T0 + i, "session_id": "l1", "props": view(f"s{i}")} for i in range(3)]
-                   + [{"type": "add_to_cart", "ts": T0 + 5, "session_id": "l1", "props": view("s1")}])
+        await send(
+            laptop,
+            [{"type": "product_view", "ts": T0 + i, "session_id": "l1", "props": view(f"s{i}")} for i in range(3)]
+            + [{"type": "add_to_cart", "ts": T0 + 5, "session_id": "l1", "props": view("s1")}],
+        )
         laptop_vid = laptop.cookies["clickstream_vid"]
 
         # Anonymous: the laptop's visitor id is a member, with its interest as the score. The worker
@@ -44,12 +47,42 @@ async def test_segments_and_value_follow_a_person_across_devices_and_erasure(eng
 
         await send(phone, [{"type": "page_view", "url": "/", "ts": T0 + 10, "session_id": "p1"}])
         phone_vid = phone.cookies["clickstream_vid"]
-        await send(laptop, [{"type": "identify", "user_id": user, "ts": T0 + 20, "session_id": "l1",
-                             "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)}}])
-        await send(phone, [{"type": "identify", "user_id": user, "ts": T0 + 21, "session_id": "p1",
-                            "props": {"user_hash": user_hash(user)}},
-                           {"type": "purchase", "ts": T0 + 30, "session_id": "p1",
-                            "props": {"order": {"id": order, "revenue": 120.0, "items": [{"id": "s1", "qty": 1, "price": 120.0, "category": "shoes"}]}}}])
+        await send(
+            laptop,
+            [
+                {
+                    "type": "identify",
+                    "user_id": user,
+                    "ts": T0 + 20,
+                    "session_id": "l1",
+                    "props": {"traits": {"first_name": "Ada"}, "user_hash": user_hash(user)},
+                }
+            ],
+        )
+        await send(
+            phone,
+            [
+                {
+                    "type": "identify",
+                    "user_id": user,
+                    "ts": T0 + 21,
+                    "session_id": "p1",
+                    "props": {"user_hash": user_hash(user)},
+                },
+                {
+                    "type": "purchase",
+                    "ts": T0 + 30,
+                    "session_id": "p1",
+                    "props": {
+                        "order": {
+                            "id": order,
+                            "revenue": 120.0,
+                            "items": [{"id": "s1", "qty": 1, "price": 120.0, "category": "shoes"}],
+                        }
+                    },
+                },
+            ],
+        )
 
     # Identified: the person (user id) is the member; the visitor ids have left.
     await wait_until(lambda: _has(engine, "buyers", user), timeout=30, message="the person joins buyers")
@@ -79,6 +112,7 @@ async def test_segments_and_value_follow_a_person_across_devices_and_erasure(eng
     async def fitted():
         raw = await redis.get(f"{prefix}:value:model")
         return raw is not None and json.loads(raw)["customers"] >= 1
+
     await wait_until(fitted, timeout=30, message="value model fitted")
     assert await redis.sismember(f"{prefix}:buyers", phone_vid)
 

@@ -14,13 +14,15 @@ def test_defaults_mean_embedded():
 
 
 def test_reads_every_documented_variable():
-    settings = Settings.from_env({
-        "CLICKSTREAM_KAFKA": "k1:9092,k2:9092",
-        "CLICKSTREAM_REDIS": "redis://cache:6379/2",
-        "CLICKSTREAM_API_KEYS": "a, b ,,c",
-        "CLICKSTREAM_RULES": "/etc/rules",
-        "CLICKSTREAM_SITE_ORIGINS": "https://shop.example,http://localhost:3000",
-    })
+    settings = Settings.from_env(
+        {
+            "CLICKSTREAM_KAFKA": "k1:9092,k2:9092",
+            "CLICKSTREAM_REDIS": "redis://cache:6379/2",
+            "CLICKSTREAM_API_KEYS": "a, b ,,c",
+            "CLICKSTREAM_RULES": "/etc/rules",
+            "CLICKSTREAM_SITE_ORIGINS": "https://shop.example,http://localhost:3000",
+        }
+    )
     assert settings.kafka == "k1:9092,k2:9092"
     assert settings.redis == "redis://cache:6379/2"
     assert [key.secret for key in settings.api_keys] == ["a", "b", "c"]
@@ -66,7 +68,9 @@ def test_bad_value_names_the_variable(variable, value):
 
 
 def test_environ_round_trips():
-    settings = Settings.from_env({"CLICKSTREAM_KAFKA": "k:1", "CLICKSTREAM_API_KEYS": "x,y", "CLICKSTREAM_PARTITIONS": "8"})
+    settings = Settings.from_env(
+        {"CLICKSTREAM_KAFKA": "k:1", "CLICKSTREAM_API_KEYS": "x,y", "CLICKSTREAM_PARTITIONS": "8"}
+    )
     assert Settings.from_env(settings.environ()) == settings
 
 
@@ -93,16 +97,23 @@ def test_item_regression_settings_reach_the_training_parameters():
     from engine.recommend.ease import EaseParams
 
     assert AlsParams.from_settings(Settings.from_env({})).item_regression == EaseParams()
-    chosen = AlsParams.from_settings(Settings.from_env({"CLICKSTREAM_EASE_REGULARIZATION": "250",
-                                                        "CLICKSTREAM_EASE_MAX_ITEMS": "0"}))
+    chosen = AlsParams.from_settings(
+        Settings.from_env({"CLICKSTREAM_EASE_REGULARIZATION": "250", "CLICKSTREAM_EASE_MAX_ITEMS": "0"})
+    )
     assert chosen.item_regression == EaseParams(regularization=250.0, max_items=0)
 
 
 def test_api_keys_carry_scopes_and_never_show():
-    settings = Settings.from_env({"CLICKSTREAM_API_KEYS": "shop-secret:read,write; ops-secret:read ;dpo-secret:erase;all-secret"})
+    settings = Settings.from_env(
+        {"CLICKSTREAM_API_KEYS": "shop-secret:read,write; ops-secret:read ;dpo-secret:erase;all-secret"}
+    )
     scopes = {key.secret: key.scopes for key in settings.api_keys}
-    assert scopes == {"shop-secret": {"read", "write"}, "ops-secret": {"read"}, "dpo-secret": {"erase"},
-                      "all-secret": {"read", "write", "erase"}}
+    assert scopes == {
+        "shop-secret": {"read", "write"},
+        "ops-secret": {"read"},
+        "dpo-secret": {"erase"},
+        "all-secret": {"read", "write", "erase"},
+    }
     assert "secret" not in repr(settings).replace("secret=****", "")
     assert Settings.from_env(settings.environ()) == settings
 
@@ -116,9 +127,19 @@ def test_the_similarities_settings_accept_are_the_ones_implemented():
 
 def test_trust_settings_and_their_defaults():
     default = Settings.from_env({})
-    assert (default.untrusted_orders, default.rate_limit_per_s, default.rate_limit_burst) == ("until-trusted", 50.0, 500)
+    assert (default.untrusted_orders, default.rate_limit_per_s, default.rate_limit_burst) == (
+        "until-trusted",
+        50.0,
+        500,
+    )
     assert default.demo_login is None and default.bot_filter is True and default.identity_secret is None
-    chosen = Settings.from_env({"CLICKSTREAM_UNTRUSTED_ORDERS": "Claim", "CLICKSTREAM_RATE_LIMIT_PER_S": "0",
-                                "CLICKSTREAM_IDENTITY_SECRET": "shh", "CLICKSTREAM_DEMO_LOGIN": "false"})
+    chosen = Settings.from_env(
+        {
+            "CLICKSTREAM_UNTRUSTED_ORDERS": "Claim",
+            "CLICKSTREAM_RATE_LIMIT_PER_S": "0",
+            "CLICKSTREAM_IDENTITY_SECRET": "shh",
+            "CLICKSTREAM_DEMO_LOGIN": "false",
+        }
+    )
     assert (chosen.untrusted_orders, chosen.rate_limit_per_s, chosen.demo_login) == ("claim", 0.0, False)
     assert "shh" not in repr(chosen) and Settings.from_env(chosen.environ()) == chosen

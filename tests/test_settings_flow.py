@@ -69,8 +69,16 @@ FLOW = {
     "redis": (REDIS.replace("/0", "/1"), lambda s: services(s).stores.redis.connection_pool.connection_kwargs["db"], 1),
     "api_keys": ("k1:read", lambda s: _key_statuses(s), {"read": 404, "erase": 403, "unknown": 401}),
     "identity_secret": ("x" * 40, lambda s: s.identity_secret, "x" * 40),
-    "console_secret": ("c" * 40, lambda s: wiring.build_app(s, services(s)).state.services.console_sessions.secret, "c" * 40),
-    "demo_login": ("true", lambda s: any(getattr(r, "path", "") == "/demo/login" for r in wiring.build_app(s, services(s)).routes), True),
+    "console_secret": (
+        "c" * 40,
+        lambda s: wiring.build_app(s, services(s)).state.services.console_sessions.secret,
+        "c" * 40,
+    ),
+    "demo_login": (
+        "true",
+        lambda s: any(getattr(r, "path", "") == "/demo/login" for r in wiring.build_app(s, services(s)).routes),
+        True,
+    ),
     "untrusted_orders": ("claim", lambda s: handlers(s)[1].orders.policy, "claim"),
     "rate_limit_per_s": ("7.5", lambda s: services(s).limiter.rate, 7.5),
     "rate_limit_burst": ("9", lambda s: services(s).limiter.burst, 9),
@@ -92,15 +100,26 @@ FLOW = {
     "max_visitors_per_user": ("7", lambda s: services(s).stores.people.max_visitors, 7),
     "anonymous_retention_days": ("2", lambda s: services(s).stores.profiles.anonymous_ttl_s, 2 * 86400),
     "dedup_days": ("3", lambda s: services(s).stores.profiles.dedup_ms, 3 * 86_400_000),
-    "interest_half_life_days": ("3.5", lambda s: (services(s).rules.half_life_days, services(s).slots.half_life_days,
-                                                  wiring.profile_config(s).interest_half_life_days,
-                                                  after_batch(s, "SegmentUpdater").evaluator.half_life_days), (3.5,) * 4),
+    "interest_half_life_days": (
+        "3.5",
+        lambda s: (
+            services(s).rules.half_life_days,
+            services(s).slots.half_life_days,
+            wiring.profile_config(s).interest_half_life_days,
+            after_batch(s, "SegmentUpdater").evaluator.half_life_days,
+        ),
+        (3.5,) * 4,
+    ),
     "profile_cache_size": ("321", lambda s: s.profile_cache_size, 321),
     "max_body_bytes": ("4096", lambda s: s.max_body_bytes, 4096),
     "max_events": ("12", lambda s: s.max_events, 12),
     "cookie_domain": (".shop.example", lambda s: s.cookie_domain, ".shop.example"),
     "country_header": ("x-country", lambda s: s.country_header, "x-country"),
-    "data_dir": ("/tmp/flow-data", lambda s: services(s).log_watch.archive is not None and s.spool_dir, Path("/tmp/flow-data/spool")),
+    "data_dir": (
+        "/tmp/flow-data",
+        lambda s: services(s).log_watch.archive is not None and s.spool_dir,
+        Path("/tmp/flow-data/spool"),
+    ),
     "archive": ("off", lambda s: services(s).log_watch.archive, None),
     "archive_segment_s": ("4", lambda s: services(s).log_watch.drain_timeout_s, 12.0),
     "archive_segment_events": ("999", lambda s: s.archive_segment_events, 999),
@@ -112,10 +131,18 @@ FLOW = {
     "log_level": ("warning", lambda s: s.log_level, "warning"),
     "worker_heartbeat_s": ("1.5", lambda s: s.worker_heartbeat_s, 1.5),
     "value_refit_minutes": ("5", lambda s: s.value_refit_minutes, 5.0),
-    "weather_provider": ("engine.rules.weather:StaticWeather", lambda s: s.weather_provider, "engine.rules.weather:StaticWeather"),
+    "weather_provider": (
+        "engine.rules.weather:StaticWeather",
+        lambda s: s.weather_provider,
+        "engine.rules.weather:StaticWeather",
+    ),
     "catalog": ("/tmp/flow-catalog.json", lambda s: s.catalog, Path("/tmp/flow-catalog.json")),
     "recommend_max_per_category": ("5", lambda s: services(s).recommend.config.max_per_category, 5),
-    "recommend_repurchase_categories": ("milk,bread", lambda s: services(s).recommend.config.repurchase_categories, ("milk", "bread")),
+    "recommend_repurchase_categories": (
+        "milk,bread",
+        lambda s: services(s).recommend.config.repurchase_categories,
+        ("milk", "bread"),
+    ),
     "recommend_similarity": ("lift", lambda s: services(s).recommend.config.method, "lift"),
     "popularity_half_life_days": ("2", lambda s: services(s).stores.cooccurrence.half_life_days, 2.0),
     "als_retrain_minutes": ("9", lambda s: s.als_retrain_minutes, 9.0),
@@ -124,10 +151,16 @@ FLOW = {
     "als_regularization": ("0.5", lambda s: wiring.als_params(s).regularization, 0.5),
     "ease_regularization": ("42", lambda s: wiring.als_params(s).item_regression.regularization, 42.0),
     "ease_max_items": ("77", lambda s: wiring.als_params(s).item_regression.max_items, 77),
-    "experiment_window_hours": ("2", lambda s: (services(s).stores.experiments.window_ms, services(s).experiments.window_hours),
-                                (2 * 3_600_000, 2.0)),
-    "global_holdout": ("12.5", lambda s: (services(s).experiments.global_percent, services(s).decider.settings.global_holdout),
-                       (12.5, 12.5)),
+    "experiment_window_hours": (
+        "2",
+        lambda s: (services(s).stores.experiments.window_ms, services(s).experiments.window_hours),
+        (2 * 3_600_000, 2.0),
+    ),
+    "global_holdout": (
+        "12.5",
+        lambda s: (services(s).experiments.global_percent, services(s).decider.settings.global_holdout),
+        (12.5, 12.5),
+    ),
     "segment_sweep_s": ("2", lambda s: s.segment_sweep_s, 2.0),
     "test_clock": ("true", lambda s: _evaluator(s).clock is not system_clock, True),
     "webhook_timeout_s": ("1.5", lambda s: _delivery(s).timeout_s, 1.5),
@@ -173,8 +206,12 @@ def test_every_setting_says_where_it_goes():
 @pytest.mark.parametrize("name", sorted(FLOW))
 async def test_the_setting_reaches_its_place(name, tmp_path):  # async: the Kafka clients want a loop
     raw, seen, expected = FLOW[name]
-    env = {PREFIX + "KAFKA": "127.0.0.1:1", PREFIX + "REDIS": REDIS, PREFIX + "DATA_DIR": str(tmp_path),
-           PREFIX + name.upper(): raw}
+    env = {
+        PREFIX + "KAFKA": "127.0.0.1:1",
+        PREFIX + "REDIS": REDIS,
+        PREFIX + "DATA_DIR": str(tmp_path),
+        PREFIX + name.upper(): raw,
+    }
     if name == "demo_login":
         env[PREFIX + "IDENTITY_SECRET"] = "s" * 32
     settings = Settings.from_env(env)

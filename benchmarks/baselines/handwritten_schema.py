@@ -16,13 +16,23 @@ from engine.stream import codec
 from engine.errors import BadRequest, PayloadTooLarge
 from engine.ingest.collector import Batch, RequestInfo
 from engine.ingest.enrich import enrich
+
 SCHEMA_VERSION = 1
 
 EVENT_TYPES = frozenset(
     {
-        "page_view", "page_ping", "link_click", "product_view", "add_to_cart",
-        "remove_from_cart", "purchase", "identify", "impression", "content_click",
-        "preference", "consent",
+        "page_view",
+        "page_ping",
+        "link_click",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "identify",
+        "impression",
+        "content_click",
+        "preference",
+        "consent",
     }
 )
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
@@ -136,7 +146,9 @@ def _check_props(kind: str, props: dict) -> dict:
     props = dict(props)
     if kind in ("product_view", "add_to_cart", "remove_from_cart"):
         props["product"] = _product(props.get("product"), "props.product")
-        if "qty" in props and (isinstance(props["qty"], bool) or not isinstance(props["qty"], int) or props["qty"] <= 0):
+        if "qty" in props and (
+            isinstance(props["qty"], bool) or not isinstance(props["qty"], int) or props["qty"] <= 0
+        ):
             _fail("props.qty", "expected a positive integer")
     elif kind == "purchase":
         props["order"] = _order(props.get("order"), "props.order")
@@ -222,7 +234,7 @@ def parse_body(body: bytes) -> list:
         return events
     if isinstance(payload, dict):
         return [payload]
-    raise BadRequest("body: expected an event object or {\"events\": [...]}")
+    raise BadRequest('body: expected an event object or {"events": [...]}')
 
 
 def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Callable[[], str]) -> Batch:
@@ -236,7 +248,9 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
             batch.rejected.append({"index": index, "error": str(exc)})
             batch.rejected_raw.append(raw)
             continue
-        event = enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
+        event = enrich(
+            event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country
+        )
         try:
             encoded = codec.encode(event)
         except (OverflowError, ValueError, TypeError):

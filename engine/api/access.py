@@ -70,9 +70,9 @@ class Reach(enum.Enum):
 
 @dataclass(frozen=True)
 class Rule:
-    scope: str | None     # what a key needs (None: a key adds nothing)
-    visitor: Reach        # what the cookie's holder reaches
-    anonymous: bool       # whether a caller with neither may
+    scope: str | None  # what a key needs (None: a key adds nothing)
+    visitor: Reach  # what the cookie's holder reaches
+    anonymous: bool  # whether a caller with neither may
 
 
 RULES: dict[str, Rule] = {
@@ -104,7 +104,7 @@ RULES: dict[str, Rule] = {
 @dataclass(frozen=True)
 class Caller:
     key: ApiKey | None
-    visitor_id: str | None   # the cookie's, when it holds an id the engine issues
+    visitor_id: str | None  # the cookie's, when it holds an id the engine issues
 
     @property
     def trusted(self) -> bool:
@@ -159,7 +159,9 @@ class Access:
             raise NotAuthenticated("missing API key", "send Authorization: Bearer KEY")
         if caller.visitor_id is None:
             if subject is not None or not rule.anonymous:
-                raise NotAuthenticated("missing API key or visitor cookie", f"{field}: a visitor may only ask for themselves")
+                raise NotAuthenticated(
+                    "missing API key or visitor cookie", f"{field}: a visitor may only ask for themselves"
+                )
             return caller
         if subject is None or subject == caller.visitor_id:
             return caller
@@ -198,10 +200,12 @@ def subject(field: str, read: Subject) -> Subject:
 def path_param(name: str) -> Subject:
     async def read(request: Request) -> str | None:
         return request.path_params.get(name)
+
     return subject(name, read)
 
 
 def query_param(name: str) -> Subject:
     async def read(request: Request) -> str | None:
         return request.query_params.get(name) or None
+
     return subject(name, read)

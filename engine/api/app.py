@@ -78,24 +78,24 @@ class HttpServices:
     def __init__(self, settings: Settings, roles: set[str]) -> None:
         self.settings = settings
         self.roles = roles
-        self.stores = None        # engine.wiring.Stores, when Redis is configured
-        self.rules = None         # engine.rules.live.LiveRules
-        self.recommend = None     # engine.recommend.service.RecommendService
-        self.slots = None         # engine.rules.model_slots.ModelSlots
-        self.decider = None       # engine.rules.service.DecideService
-        self.experiments = None   # engine.experiments.service.Experiments
+        self.stores = None  # engine.wiring.Stores, when Redis is configured
+        self.rules = None  # engine.rules.live.LiveRules
+        self.recommend = None  # engine.recommend.service.RecommendService
+        self.slots = None  # engine.rules.model_slots.ModelSlots
+        self.decider = None  # engine.rules.service.DecideService
+        self.experiments = None  # engine.experiments.service.Experiments
         self.profile_config = None  # engine.profiles.model.ProfileConfig
-        self.publisher = None     # engine.ingest.publisher.Publisher (collector role)
-        self.changelog = None     # engine.profiles.changelog.ChangeLog (API role): state changes on the log
-        self.limiter = None       # engine.ingest.ratelimit.RateLimiter, when Redis is configured
-        self.bot_counts = None    # engine.ingest.bot_counts.BotCounts, when Redis is configured
-        self.flow = None          # engine.ingest.flow.Flow (collector role): events per minute, refusals
-        self.served = None        # engine.rules.served.ServedCounts (API role): decisions per minute
+        self.publisher = None  # engine.ingest.publisher.Publisher (collector role)
+        self.changelog = None  # engine.profiles.changelog.ChangeLog (API role): state changes on the log
+        self.limiter = None  # engine.ingest.ratelimit.RateLimiter, when Redis is configured
+        self.bot_counts = None  # engine.ingest.bot_counts.BotCounts, when Redis is configured
+        self.flow = None  # engine.ingest.flow.Flow (collector role): events per minute, refusals
+        self.served = None  # engine.rules.served.ServedCounts (API role): decisions per minute
         self.connect_publisher: Callable[[], Awaitable[object]] | None = None
-        self.log_watch = None     # engine.ingest.publisher.LogWatch (collector role)
-        self.public_view = None   # the person as the API shows them (engine.api.profiles.person_view)
+        self.log_watch = None  # engine.ingest.publisher.LogWatch (collector role)
+        self.public_view = None  # the person as the API shows them (engine.api.profiles.person_view)
         self.console_sessions = None  # engine.console.session.Sessions (API role): the console's cookie
-        self.backtests = None     # engine.console.backtest_job.Backtests (API role): the rules page's backtest
+        self.backtests = None  # engine.console.backtest_job.Backtests (API role): the rules page's backtest
         self.heartbeats: Callable[[], Awaitable[dict]] = _no_heartbeats
         self.segment_state: Callable[[], Awaitable[dict]] | None = None  # changes, backfill, deliveries for /metrics
         self.producer = None
@@ -165,9 +165,12 @@ class HttpServices:
         if self.log_watch is not None:
             state["collector"] = self.log_watch.state()
         if API in self.roles:
-            state["workers"] = {worker: {k: beat.get(k) for k in ("log_id", "resets", "last_reset", "archived_events",
-                                                                  "archive_pending")}
-                                for worker, beat in (await self.heartbeats()).items()}
+            state["workers"] = {
+                worker: {
+                    k: beat.get(k) for k in ("log_id", "resets", "last_reset", "archived_events", "archive_pending")
+                }
+                for worker, beat in (await self.heartbeats()).items()
+            }
         return state
 
 
@@ -182,8 +185,9 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
     routes: list = []
     checks = {}
     if COLLECTOR in roles:
-        routes += collector_routes(settings, access, services.publisher, services.limiter, services.bot_counts,
-                                   services.flow)
+        routes += collector_routes(
+            settings, access, services.publisher, services.limiter, services.bot_counts, services.flow
+        )
     if roles & {COLLECTOR, API}:
         checks["broker"] = services.broker_ok  # the API puts its state changes on the log
     if API in roles:

@@ -23,14 +23,21 @@ from engine.recommend.service import RecommendService
 CATALOG_MAX_BYTES = 8 << 20
 
 
-def catalog_routes(access: Access, service: RecommendService,
-                   publish: Callable[[list[dict]], Awaitable[None]] | None = None) -> list[Route]:
+def catalog_routes(
+    access: Access, service: RecommendService, publish: Callable[[list[dict]], Awaitable[None]] | None = None
+) -> list[Route]:
     """`publish`: the change log's (engine.wiring passes it; without one, Redis alone, as in unit tests)."""
+
     async def put_catalog_items(request: Request) -> JSONResponse:
         items = check_items(await json_body(request, CATALOG_MAX_BYTES))
         if publish is not None:
-                await publish(changes.catalog([dict(id=item.id, **item.to_json()) for item in items], int(time.time() * 1000),
-                                          lambda: uuid.uuid4().hex))
+            await publish(
+                changes.catalog(
+                    [dict(id=item.id, **item.to_json()) for item in items],
+                    int(time.time() * 1000),
+                    lambda: uuid.uuid4().hex,
+                )
+            )
         return JSONResponse({"stored": await service.put_catalog(items)})
 
     return [Route("/v1/catalog/items", guarded(access, "catalog", put_catalog_items), methods=["PUT"])]

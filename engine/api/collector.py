@@ -63,9 +63,14 @@ def browser_says_no(request: Request) -> bool:
     return request.headers.get("dnt", "").strip() == "1" or request.headers.get("sec-gpc", "").strip() == "1"
 
 
-def collector_routes(settings: Settings, access: Access, publisher: Publisher,
-                     limiter: RateLimiter | None = None, bot_counts: BotCounts | None = None,
-                     flow: Flow | None = None) -> list[Route]:
+def collector_routes(
+    settings: Settings,
+    access: Access,
+    publisher: Publisher,
+    limiter: RateLimiter | None = None,
+    bot_counts: BotCounts | None = None,
+    flow: Flow | None = None,
+) -> list[Route]:
     async def admit(request: Request) -> tuple[Caller, str | None]:
         """The caller and their truncated address, once the address's rate limit lets them in."""
         caller: Caller = request.state.caller
@@ -96,8 +101,9 @@ def collector_routes(settings: Settings, access: Access, publisher: Publisher,
                 # Nothing usable: a 4xx, so the tracker does not retry it; 403 when it was not theirs to send.
                 first = batch.rejected[0]
                 status = 403 if first["index"] in batch.denied else 400
-                response = JSONResponse({"error": f"events[{first['index']}].{first['error']}", "detail": result},
-                                        status_code=status)
+                response = JSONResponse(
+                    {"error": f"events[{first['index']}].{first['error']}", "detail": result}, status_code=status
+                )
             else:
                 response = respond(result)
         if known is None:
@@ -107,8 +113,9 @@ def collector_routes(settings: Settings, access: Access, publisher: Publisher,
     async def post_events(request: Request) -> Response:
         caller, ip = await admit(request)
         body = await read_body(request, settings.max_body_bytes)
-        return await ingest(request, caller, ip, parse_events(decode_json(body)),
-                            lambda payload: JSONResponse(payload, status_code=202))
+        return await ingest(
+            request, caller, ip, parse_events(decode_json(body)), lambda payload: JSONResponse(payload, status_code=202)
+        )
 
     async def pixel(request: Request) -> Response:
         def respond(payload: dict) -> Response:

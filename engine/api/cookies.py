@@ -27,6 +27,12 @@ def is_https(request: Request) -> bool:
 
 def set_visitor_cookie(response, request: Request, visitor_id: str, domain: str | None) -> None:
     response.set_cookie(
-        VISITOR_COOKIE, visitor_id, max_age=COOKIE_MAX_AGE, path="/", domain=domain,
-        samesite="lax", secure=is_https(request), httponly=False,
+        VISITOR_COOKIE,
+        visitor_id,
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        domain=domain,
+        samesite="lax",
+        secure=is_https(request),
+        httponly=False,
     )

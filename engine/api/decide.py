@@ -28,6 +28,7 @@ async def _body_visitor(request: Request) -> str | None:
 
 def decide_routes(settings: Settings, access: Access, service: DecideService, served=None) -> list[Route]:
     """`served`: engine.rules.served.ServedCounts, which counts every decision given (the console shows them)."""
+
     async def post_decide(request: Request) -> JSONResponse:
         visitor_id, user_id, slots, site_context = check_request(await json_body(request, DECIDE_MAX_BYTES))
         caller = request.state.caller
@@ -39,7 +40,9 @@ def decide_routes(settings: Settings, access: Access, service: DecideService, se
         decisions = await service.decide(visitor_id, user_id, slots, context)
         if served is not None:
             served.record(decisions)
-        return JSONResponse({"visitor_id": visitor_id, "decisions": {slot: d.to_json() for slot, d in decisions.items()}})
+        return JSONResponse(
+            {"visitor_id": visitor_id, "decisions": {slot: d.to_json() for slot, d in decisions.items()}}
+        )
 
     async def slot_report(request: Request) -> JSONResponse:
         name = request.path_params["slot"]
@@ -49,6 +52,8 @@ def decide_routes(settings: Settings, access: Access, service: DecideService, se
         return JSONResponse(report)
 
     return [
-        Route("/v1/decide", guarded(access, "decide", post_decide, subject("visitor_id", _body_visitor)), methods=["POST"]),
+        Route(
+            "/v1/decide", guarded(access, "decide", post_decide, subject("visitor_id", _body_visitor)), methods=["POST"]
+        ),
         Route("/v1/slots/{slot}/report", guarded(access, "reports", slot_report), methods=["GET"]),
     ]

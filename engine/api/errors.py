@@ -49,7 +49,9 @@ async def _engine_error(request: Request, exc: errors.EngineError) -> JSONRespon
 
 async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
     log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return error_response(errors.Unavailable("the store is unavailable (Redis cannot be reached), retry later", REDIS_RETRY_AFTER_S))
+    return error_response(
+        errors.Unavailable("the store is unavailable (Redis cannot be reached), retry later", REDIS_RETRY_AFTER_S)
+    )
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

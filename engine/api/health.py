@@ -42,10 +42,14 @@ async def _bounded(read: Callable[[], Awaitable[dict]] | None) -> dict:
         return {}
 
 
-def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable[[], Awaitable[dict]],
-                  log_state: Callable[[], Awaitable[dict]] | None = None,
-                  bot_days: Callable[[int], Awaitable[dict]] | None = None,
-                  segment_state: Callable[[], Awaitable[dict]] | None = None) -> list[Route]:
+def health_routes(
+    access: Access,
+    checks: dict[str, Check],
+    heartbeats: Callable[[], Awaitable[dict]],
+    log_state: Callable[[], Awaitable[dict]] | None = None,
+    bot_days: Callable[[int], Awaitable[dict]] | None = None,
+    segment_state: Callable[[], Awaitable[dict]] | None = None,
+) -> list[Route]:
     """`log` in the body tells which event log is read and written, and every reset seen (engine.stream.logid).
 
     A reset does not make the engine unready by itself: it recovers (new topics, the
@@ -53,25 +57,30 @@ def health_routes(access: Access, checks: dict[str, Check], heartbeats: Callable
     `bot_days` fills the per-day bot counts /metrics shows (engine.ingest.bot_counts);
     `segment_state` the segment changes, backfill and deliveries (engine.segments.state).
     """
+
     async def healthz(request: Request) -> JSONResponse:
         names = list(checks)
-        results, details = await asyncio.gather(asyncio.gather(*(_run(checks[name]) for name in names)),
-                                                _bounded(log_state))
+        results, details = await asyncio.gather(
+            asyncio.gather(*(_run(checks[name]) for name in names)), _bounded(log_state)
+        )
         status = {name: "ok" if ok else "missing" for name, ok in zip(names, results)}
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         missing = [name for name, ok in zip(names, results) if not ok]
         if missing:
-            return JSONResponse({"error": "not ready", "detail": {"missing": missing, "checks": status, "log": details}},
-                                status_code=503, headers={"Retry-After": str(REDIS_RETRY_AFTER_S)})
+            return JSONResponse(
+                {"error": "not ready", "detail": {"missing": missing, "checks": status, "log": details}},
+                status_code=503,
+                headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+            )
         return JSONResponse({"status": "ok", "checks": status, "log": details})
 
     async def metrics(request: Request) -> Response:
         names = [name for name in checks if name != "worker"]  # workers: their heartbeats, below
         bots = (lambda: bot_days(int(time.time() * 1000))) if bot_days is not None else None
-        *results, beats, days, segments = await asyncio.gather(*(_run(checks[name]) for name in names),
-                                                               _bounded(heartbeats), _bounded(bots),
-                                                               _bounded(segment_state))
+        *results, beats, days, segments = await asyncio.gather(
+            *(_run(checks[name]) for name in names), _bounded(heartbeats), _bounded(bots), _bounded(segment_state)
+        )
         for name, ok in zip(names, results):
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
         WORKERS.heartbeats = beats

@@ -32,15 +32,21 @@ def person_view(values: ValueStore, rules: LiveRules, config: ProfileConfig) -> 
         shown = derive(person, await values.model(), rules.current.segments, now_ms, config.interest_half_life_days)
         shown["interest_scores"] = interest_scores(person, now_ms, config)
         return shown
+
     return view
 
 
 def without_claims(export: dict) -> dict:
     """An export as a cookie's holder sees it: no user id a browser merely claimed (only key holders see those)."""
+
     def strip(profile: dict | None) -> dict | None:
         return None if profile is None else {k: v for k, v in profile.items() if k != "claimed_user_id"}
-    return dict(export, person=strip(export["person"]),
-                profiles={vid: strip(piece) for vid, piece in export["profiles"].items()})
+
+    return dict(
+        export,
+        person=strip(export["person"]),
+        profiles={vid: strip(piece) for vid, piece in export["profiles"].items()},
+    )
 
 
 def profile_routes(access: Access, people: People, public_view: Callable) -> list[Route]:
@@ -76,6 +82,9 @@ def profile_routes(access: Access, people: People, public_view: Callable) -> lis
         Route("/v1/profiles/{profile_id}", guarded(access, "profile", get_profile), methods=["GET"]),
         Route("/v1/profiles/{profile_id}", guarded(access, "erase", erase, profile_id), methods=["DELETE"]),
         Route("/v1/profiles/{profile_id}/export", guarded(access, "export", export, profile_id), methods=["GET"]),
-        Route("/v1/profiles/{profile_id}/preferences", guarded(access, "preferences", put_preferences, profile_id),
-              methods=["PUT"]),
+        Route(
+            "/v1/profiles/{profile_id}/preferences",
+            guarded(access, "preferences", put_preferences, profile_id),
+            methods=["PUT"],
+        ),
     ]

@@ -28,9 +28,13 @@ CATEGORY_MAX = 256
 def list_request(request: Request, item: str | None, visitor_id: str | None) -> ListRequest:
     """The list asked for, with the parameters both lists share."""
     cap = int_param(request, "max_per_category", -1, 0, K_MAX)
-    return ListRequest(item, visitor_id, k=int_param(request, "k", 10, 1, K_MAX),
-                       category=text_param(request, "category", CATEGORY_MAX),
-                       max_per_category=None if cap < 0 else cap)
+    return ListRequest(
+        item,
+        visitor_id,
+        k=int_param(request, "k", 10, 1, K_MAX),
+        category=text_param(request, "category", CATEGORY_MAX),
+        max_per_category=None if cap < 0 else cap,
+    )
 
 
 def recommend_routes(access: Access, service: RecommendService) -> list[Route]:
@@ -51,6 +55,9 @@ def recommend_routes(access: Access, service: RecommendService) -> list[Route]:
     return [
         Route("/v1/recommendations/also-bought", guarded(access, "also_bought", also_bought, visitor), methods=["GET"]),
         Route("/v1/recommendations/for-you", guarded(access, "for_you", for_you, visitor), methods=["GET"]),
-        Route("/v1/recommendations/recently-viewed", guarded(access, "recently_viewed", recently_viewed, visitor),
-              methods=["GET"]),
+        Route(
+            "/v1/recommendations/recently-viewed",
+            guarded(access, "recently_viewed", recently_viewed, visitor),
+            methods=["GET"],
+        ),
     ]

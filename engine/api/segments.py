@@ -52,11 +52,20 @@ def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people
     async def list_segments(request: Request) -> JSONResponse:
         segments = rules.current.segments
         sizes = await index.sizes([s.name for s in segments])
-        return JSONResponse({"segments": [
-            {"name": s.name, "description": s.description, "size": sizes.get(s.name, 0),
-             "condition": s.condition.describe, "score": ":".join(map(str, s.score))}
-            for s in segments
-        ]})
+        return JSONResponse(
+            {
+                "segments": [
+                    {
+                        "name": s.name,
+                        "description": s.description,
+                        "size": sizes.get(s.name, 0),
+                        "condition": s.condition.describe,
+                        "score": ":".join(map(str, s.score)),
+                    }
+                    for s in segments
+                ]
+            }
+        )
 
     async def segment_members(request: Request) -> JSONResponse:
         name = segment_named(request)
@@ -65,8 +74,11 @@ def segment_routes(access: Access, index: SegmentIndex, rules: LiveRules, people
         members = await index.page(name, after, limit + 1)
         more = len(members) > limit
         members = members[:limit]
-        body = {"name": name, "members": [{"id": m, "score": sc} for m, sc in members],
-                "next_cursor": encode_cursor(members[-1][1], members[-1][0]) if more else None}
+        body = {
+            "name": name,
+            "members": [{"id": m, "score": sc} for m, sc in members],
+            "next_cursor": encode_cursor(members[-1][1], members[-1][0]) if more else None,
+        }
         return JSONResponse(body)
 
     async def segment_export(request: Request) -> Response:

@@ -45,12 +45,12 @@ class BacktestRun:
     hours: float
     folder: str
     started_at: float = field(default_factory=time.time)
-    state: str = "reading"       # reading, replaying, done, failed
-    read: int = 0                # records of the log read so far
-    total: int = 0               # records in the log when the read began
-    events: int = 0              # of them, in the window (what is replayed)
+    state: str = "reading"  # reading, replaying, done, failed
+    read: int = 0  # records of the log read so far
+    total: int = 0  # records in the log when the read began
+    events: int = 0  # of them, in the window (what is replayed)
     fed: int = 0
-    left_out: int = 0            # in the window but over EVENTS_MAX (the oldest)
+    left_out: int = 0  # in the window but over EVENTS_MAX (the oldest)
     error: str | None = None
     report: Backtest | None = None
     finished_at: float | None = None
@@ -75,7 +75,7 @@ def replay(test: Backtest, events: list[dict], run: BacktestRun) -> None:
     for start in range(0, len(events), FEED_STEP):
         if run.stopping:
             return
-        for event in events[start:start + FEED_STEP]:
+        for event in events[start : start + FEED_STEP]:
             test.feed(event)
         run.fed = min(start + FEED_STEP, len(events))
 
@@ -85,8 +85,8 @@ class Backtests:
 
     def __init__(self, settings, rules, config, read_log=None) -> None:
         self.settings = settings
-        self.rules = rules          # engine.rules.live.LiveRules: its folder is backtested
-        self.config = config        # engine.profiles.model.ProfileConfig
+        self.rules = rules  # engine.rules.live.LiveRules: its folder is backtested
+        self.config = config  # engine.profiles.model.ProfileConfig
         self.read_log = read_log
         self.current: BacktestRun | None = None
         self._task: asyncio.Task | None = None
@@ -116,8 +116,9 @@ class Backtests:
             run.finished_at = time.time()
 
     async def _backtest(self, run: BacktestRun) -> None:
-        rs = await asyncio.to_thread(load_ruleset, self.rules.path, int(time.time() * 1000),
-                                     half_life_days=self.config.interest_half_life_days)
+        rs = await asyncio.to_thread(
+            load_ruleset, self.rules.path, int(time.time() * 1000), half_life_days=self.config.interest_half_life_days
+        )
         if rs.errors:
             shown = "; ".join(str(p) for p in rs.errors[:3]) + ("; ..." if len(rs.errors) > 3 else "")
             raise BacktestRefused(f"the rule files have errors, fix them first: {shown}")

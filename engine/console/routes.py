@@ -42,8 +42,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True,
-                   lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True
+)
 _env.filters["thousands"] = lambda n: f"{n:,}"
 _env.filters["basename"] = lambda path: Path(str(path)).name
 
@@ -83,8 +84,11 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         caller = getattr(request.state, "caller", None)
         key = caller.key if caller is not None else None
         session = getattr(request.state, "session", {}) or {}
-        return {"csrf": session.get("csrf", ""), "signed_in": key is not None,
-                "can_erase": key is not None and "erase" in key.scopes}
+        return {
+            "csrf": session.get("csrf", ""),
+            "signed_in": key is not None,
+            "can_erase": key is not None and "erase" in key.scopes,
+        }
 
     def show(request: Request, name: str, active: str, **context) -> HTMLResponse:
         return render(name, session=_session(request), active=active, **context)
@@ -100,8 +104,11 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         offered = (await form(request)).get("key", "").strip()
         key = find_key(sessions.keys, offered) if offered else None
         if key is None or "read" not in key.scopes:
-            message = "That key is not one of this engine's API keys." if key is None else \
-                "That key lacks the read scope the console needs."
+            message = (
+                "That key is not one of this engine's API keys."
+                if key is None
+                else "That key lacks the read scope the console needs."
+            )
             return render("signin.html", 401, session={"csrf": request.state.session.get("csrf", "")}, error=message)
         response = RedirectResponse("/console/", status_code=303)
         return sessions.write(response, request, sessions.fresh(key))  # a new CSRF token with the new rights
@@ -122,11 +129,16 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
 
     async def people(request: Request) -> Response:
         query = (text_param(request, "q", ID_MAX) or "").strip()
-        found = await views.person_page(query, stores, services.public_view, services.decider, services.rules) \
-            if query else None
+        found = (
+            await views.person_page(query, stores, services.public_view, services.decider, services.rules)
+            if query
+            else None
+        )
         if request.query_params.get("part") == "live":
             return render("_person_live.html", found=found)
-        return show(request, "people.html", "people", query=query, found=found, erased=request.query_params.get("erased"))
+        return show(
+            request, "people.html", "people", query=query, found=found, erased=request.query_params.get("erased")
+        )
 
     async def erase(request: Request) -> Response:
         profile_id = (await form(request)).get("id", "").strip()
@@ -136,8 +148,12 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         return show(request, "erased.html", "people", outcome=outcome)
 
     async def segments(request: Request) -> Response:
-        return show(request, "segments.html", "segments", segments=await views.segments_page(stores.segments, services.rules,
-                                                                                       sizes_over_time))
+        return show(
+            request,
+            "segments.html",
+            "segments",
+            segments=await views.segments_page(stores.segments, services.rules, sizes_over_time),
+        )
 
     async def segment_download(request: Request) -> Response:
         name = request.path_params["name"]
@@ -150,9 +166,13 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
             yield first
             async for text in pages:
                 yield text
+
         filename = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80] or "segment"
-        return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
-            **HEADERS, "Content-Disposition": f'attachment; filename="segment-{filename}.csv"'})
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={**HEADERS, "Content-Disposition": f'attachment; filename="segment-{filename}.csv"'},
+        )
 
     async def segment(request: Request) -> Response:
         data = await views.segment_page(request.path_params["name"], stores.segments, services.rules, sizes_over_time)
@@ -187,8 +207,16 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
             data = await views.preview_page(fields, services.decider, services.rules)
         except InvalidInput as exc:  # shown beside the form, the pasted text kept to fix
             context = {k: fields[k].strip() for k in views.PREVIEW_CONTEXT if (fields.get(k) or "").strip()}
-            response = show(request, "preview.html", "rules", error=exc.error, profile=fields.get("profile", ""),
-                            pasted=fields.get("profile_json", ""), context=context, decisions=[])
+            response = show(
+                request,
+                "preview.html",
+                "rules",
+                error=exc.error,
+                profile=fields.get("profile", ""),
+                pasted=fields.get("profile_json", ""),
+                context=context,
+                decisions=[],
+            )
             response.status_code = 400
             return response
         return show(request, "preview.html", "rules", **data)
@@ -200,7 +228,9 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
             return render("error.html", 404, message="no such profile", session=_session(request))
         if data["person"] is not None:
             data["person"] = await services.public_view(data["person"])
-        return JSONResponse(data, headers={**HEADERS, "Content-Disposition": 'attachment; filename="clickstream-export.json"'})
+        return JSONResponse(
+            data, headers={**HEADERS, "Content-Disposition": 'attachment; filename="clickstream-export.json"'}
+        )
 
     async def recommendations(request: Request) -> Response:
         item = (text_param(request, "item", ID_MAX) or "").strip()
@@ -208,8 +238,16 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         data = await views.recommendations_page(item, services.recommend, stores.cooccurrence) if item else None
         personal = await views.for_you_page(visitor, services.recommend) if visitor else None
         model = views.model_state(await als_store.info(stores.redis, services.settings.redis_prefix), views.now_ms())
-        return show(request, "recommendations.html", "recommendations", item=item, found=data, visitor=visitor,
-                    personal=personal, model=model)
+        return show(
+            request,
+            "recommendations.html",
+            "recommendations",
+            item=item,
+            found=data,
+            visitor=visitor,
+            personal=personal,
+            model=model,
+        )
 
     async def experiments(request: Request) -> Response:
         chosen = (text_param(request, "id", ID_MAX) or "").strip()

@@ -80,8 +80,15 @@ class Sessions:
         if session is None:
             response.delete_cookie(COOKIE, path=PATH)
             return response
-        response.set_cookie(COOKIE, self.serializer.dumps(session), max_age=MAX_AGE_S, path=PATH, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(
+            COOKIE,
+            self.serializer.dumps(session),
+            max_age=MAX_AGE_S,
+            path=PATH,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
 

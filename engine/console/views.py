@@ -43,7 +43,9 @@ class Bar:
     label: str
 
 
-def flow_bars(minutes: list[tuple[int, dict[str, int]]], width: int = CHART_W, height: int = CHART_H) -> tuple[list[Bar], int]:
+def flow_bars(
+    minutes: list[tuple[int, dict[str, int]]], width: int = CHART_W, height: int = CHART_H
+) -> tuple[list[Bar], int]:
     """Stacked bars (accepted below, rejected above) of events per minute, scaled to the busiest minute."""
     peak = max([row.get("accepted", 0) + row.get("rejected", 0) for _, row in minutes] + [1])
     step = width / max(len(minutes), 1)
@@ -51,8 +53,15 @@ def flow_bars(minutes: list[tuple[int, dict[str, int]]], width: int = CHART_W, h
     for index, (minute, row) in enumerate(minutes):
         accepted, rejected = row.get("accepted", 0), row.get("rejected", 0)
         label = dt.datetime.fromtimestamp(minute * 60, dt.timezone.utc).strftime("%H:%M")
-        bars.append(Bar(round(index * step, 1), round(max(step - 1, 1), 1), round(accepted / peak * height, 1),
-                        round(rejected / peak * height, 1), f"{label}: {accepted} accepted, {rejected} rejected"))
+        bars.append(
+            Bar(
+                round(index * step, 1),
+                round(max(step - 1, 1), 1),
+                round(accepted / peak * height, 1),
+                round(rejected / peak * height, 1),
+                f"{label}: {accepted} accepted, {rejected} rejected",
+            )
+        )
     return bars, peak
 
 
@@ -61,9 +70,13 @@ def flow_totals(minutes: list[tuple[int, dict[str, int]]]) -> dict:
     rejected = sum(row.get("rejected", 0) for _, row in minutes)
     bots = sum(row.get("bot", 0) for _, row in minutes)
     last = minutes[-2][1] if len(minutes) > 1 else {}  # the last whole minute
-    return {"accepted": accepted, "rejected": rejected, "bots": bots,
-            "bot_share": bots / accepted if accepted else 0.0,
-            "per_second": (last.get("accepted", 0) + last.get("rejected", 0)) / 60}
+    return {
+        "accepted": accepted,
+        "rejected": rejected,
+        "bots": bots,
+        "bot_share": bots / accepted if accepted else 0.0,
+        "per_second": (last.get("accepted", 0) + last.get("rejected", 0)) / 60,
+    }
 
 
 async def _answer(check, timeout_s: float = 0.8):
@@ -75,20 +88,44 @@ async def _answer(check, timeout_s: float = 0.8):
 
 async def overview(flow, services) -> dict:
     minutes, refused, broker, redis, beats, log_state = await asyncio.gather(
-        flow.per_minute(60), flow.refused(20), _answer(services.broker_ok), _answer(services.redis_ok),
-        _answer(services.heartbeats), _answer(services.log_state))
+        flow.per_minute(60),
+        flow.refused(20),
+        _answer(services.broker_ok),
+        _answer(services.redis_ok),
+        _answer(services.heartbeats),
+        _answer(services.log_state),
+    )
     bars, peak = flow_bars(minutes)
-    workers = [{"id": wid, "ready": bool(b.get("ready")), "lag": b.get("lag", 0), "events": b.get("events", 0),
-                "dead_letters": b.get("dead_letters", 0), "resets": b.get("resets", 0),
-                "last_reset": b.get("last_reset")} for wid, b in sorted((beats or {}).items())]
+    workers = [
+        {
+            "id": wid,
+            "ready": bool(b.get("ready")),
+            "lag": b.get("lag", 0),
+            "events": b.get("events", 0),
+            "dead_letters": b.get("dead_letters", 0),
+            "resets": b.get("resets", 0),
+            "last_reset": b.get("last_reset"),
+        }
+        for wid, b in sorted((beats or {}).items())
+    ]
     collector = (log_state or {}).get("collector") or {}
-    return {"bars": bars, "peak": peak, "chart_w": CHART_W, "chart_h": CHART_H, "totals": flow_totals(minutes),
-            "refused": [dict(r, at=clock(r.get("at"))) for r in refused],
-            "health": {"broker": bool(broker), "redis": bool(redis), "worker": any(w["ready"] for w in workers)},
-            "workers": workers, "lag": sum(w["lag"] for w in workers),
-            "log_resets": {"collector": collector.get("resets", 0), "rotations": collector.get("rotations", 0),
-                           "workers": sum(w["resets"] for w in workers),
-                           "last": [w["last_reset"] for w in workers if w["last_reset"]]}}
+    return {
+        "bars": bars,
+        "peak": peak,
+        "chart_w": CHART_W,
+        "chart_h": CHART_H,
+        "totals": flow_totals(minutes),
+        "refused": [dict(r, at=clock(r.get("at"))) for r in refused],
+        "health": {"broker": bool(broker), "redis": bool(redis), "worker": any(w["ready"] for w in workers)},
+        "workers": workers,
+        "lag": sum(w["lag"] for w in workers),
+        "log_resets": {
+            "collector": collector.get("resets", 0),
+            "rotations": collector.get("rotations", 0),
+            "workers": sum(w["resets"] for w in workers),
+            "last": [w["last_reset"] for w in workers if w["last_reset"]],
+        },
+    }
 
 
 # --- people -------------------------------------------------------------------
@@ -102,8 +139,9 @@ async def person_page(query: str, stores, public_view, decider, rules) -> dict |
     if person is None and user_id is None:
         return None
     visitor_ids = visitor_ids or [query]
-    audit, recent = await asyncio.gather(people.audit(user_id) if user_id else _nothing(),
-                                         stores.recent.of(visitor_ids, 30))
+    audit, recent = await asyncio.gather(
+        people.audit(user_id) if user_id else _nothing(), stores.recent.of(visitor_ids, 30)
+    )
     shown = await public_view(person) if person is not None else None
     decisions = []
     if person is not None:
@@ -113,8 +151,16 @@ async def person_page(query: str, stores, public_view, decider, rules) -> dict |
         entry["at"] = clock(entry.get("ts"))
     for entry in audit:
         entry["at"] = clock(entry.get("ts"))
-    return {"query": query, "user_id": user_id, "visitor_ids": visitor_ids, "person": shown, "recent": recent,
-            "audit": audit, "decisions": decisions, "facts": facts(shown) if shown else []}
+    return {
+        "query": query,
+        "user_id": user_id,
+        "visitor_ids": visitor_ids,
+        "person": shown,
+        "recent": recent,
+        "audit": audit,
+        "decisions": decisions,
+        "facts": facts(shown) if shown else [],
+    }
 
 
 async def _nothing() -> list:
@@ -179,24 +225,41 @@ def size_series(history: list[tuple[int, dict[str, int]]], name: str, now_size: 
 async def segments_page(index, rules, sizes_over_time) -> list[dict]:
     segments = rules.current.segments
     sizes, history = await asyncio.gather(index.sizes([s.name for s in segments]), sizes_over_time.history(24))
-    return [{"name": s.name, "description": s.description, "where": f"{Path(s.file).name}:{s.line}", "size": sizes.get(s.name, 0),
-             "condition": s.condition.describe, "trend": sparkline(size_series(history, s.name, sizes.get(s.name, 0))),
-             "since": clock(history[0][0] * 1000) if history else None} for s in segments]
+    return [
+        {
+            "name": s.name,
+            "description": s.description,
+            "where": f"{Path(s.file).name}:{s.line}",
+            "size": sizes.get(s.name, 0),
+            "condition": s.condition.describe,
+            "trend": sparkline(size_series(history, s.name, sizes.get(s.name, 0))),
+            "since": clock(history[0][0] * 1000) if history else None,
+        }
+        for s in segments
+    ]
 
 
 async def segment_page(name: str, index, rules, sizes_over_time, limit: int = 100) -> dict | None:
     segment = next((s for s in rules.current.segments if s.name == name), None)
     if segment is None:
         return None
-    sizes, members, history = await asyncio.gather(index.sizes([name]), index.members(name, limit),
-                                                   sizes_over_time.history(24))
+    sizes, members, history = await asyncio.gather(
+        index.sizes([name]), index.members(name, limit), sizes_over_time.history(24)
+    )
     series = size_series(history, name, sizes.get(name, 0))
     known = [v for v in series if v is not None]
-    return {"name": name, "description": segment.description, "where": f"{Path(segment.file).name}:{segment.line}",
-            "condition": segment.condition.describe, "size": sizes.get(name, 0),
-            "members": [{"id": m, "score": round(score, 3)} for m, score in members],
-            "trend": sparkline(series, 600, 100), "trend_low": min(known) if known else None,
-            "trend_high": max(known) if known else None, "since": clock(history[0][0] * 1000) if history else None}
+    return {
+        "name": name,
+        "description": segment.description,
+        "where": f"{Path(segment.file).name}:{segment.line}",
+        "condition": segment.condition.describe,
+        "size": sizes.get(name, 0),
+        "members": [{"id": m, "score": round(score, 3)} for m, score in members],
+        "trend": sparkline(series, 600, 100),
+        "trend_low": min(known) if known else None,
+        "trend_high": max(known) if known else None,
+        "since": clock(history[0][0] * 1000) if history else None,
+    }
 
 
 # --- rules --------------------------------------------------------------------
@@ -209,8 +272,15 @@ def file_states(folder: Path, rs: RuleSet, problems: list) -> list[dict]:
         mine = [p for p in problems if Path(p.file).name == path.name]
         errors = [p for p in mine if p.level == "error"]
         served = [r for r in rs.rules if Path(r.file).name == path.name]
-        out.append({"file": path.name, "state": "errors" if errors else "live", "errors": errors,
-                    "warnings": [p for p in mine if p.level != "error"], "rules": len(served)})
+        out.append(
+            {
+                "file": path.name,
+                "state": "errors" if errors else "live",
+                "errors": errors,
+                "warnings": [p for p in mine if p.level != "error"],
+                "rules": len(served),
+            }
+        )
     return out
 
 
@@ -219,21 +289,52 @@ async def rules_page(live, served) -> dict:
     counts = await served.last_hour() if served is not None else {}
     rules = []
     for rule in rs.rules:
-        rules.append({"id": rule.id, "description": rule.description, "where": f"{Path(rule.file).name}:{rule.line}",
-                      "priority": rule.priority, "live": rule.live(now_ms()), "reaches": rule.condition.describe,
-                      "slots": [{"slot": c.slot, "control": c.control,
-                                 "variants": [{"content": v.content, "weight": v.weight,
-                                               "served": counts.get(c.slot, {}).get(rule.id, {}).get(v.content, 0)}
-                                              for v in c.variants],
-                                 "control_served": sum(n for variant, n in counts.get(c.slot, {}).get(rule.id, {}).items()
-                                                       if variant not in {v.content for v in c.variants})}
-                                for c in rule.choices]})
-    others = [{"slot": slot, "source": rule, "variants": variants} for slot, by_rule in sorted(counts.items())
-              for rule, variants in sorted(by_rule.items()) if rule.startswith("(")]
-    return {"folder": str(live.path), "files": file_states(live.path, rs, live.problems), "rules": rules,
-            "fingerprint": rs.fingerprint, "refused_at": clock(int(live.refused_at * 1000)) if live.refused_at else None,
-            "loaded_at": clock(int(live.loaded_at * 1000)) if getattr(live, "loaded_at", None) else None,
-            "slots": sorted(rs.slots), "other_decisions": others}
+        rules.append(
+            {
+                "id": rule.id,
+                "description": rule.description,
+                "where": f"{Path(rule.file).name}:{rule.line}",
+                "priority": rule.priority,
+                "live": rule.live(now_ms()),
+                "reaches": rule.condition.describe,
+                "slots": [
+                    {
+                        "slot": c.slot,
+                        "control": c.control,
+                        "variants": [
+                            {
+                                "content": v.content,
+                                "weight": v.weight,
+                                "served": counts.get(c.slot, {}).get(rule.id, {}).get(v.content, 0),
+                            }
+                            for v in c.variants
+                        ],
+                        "control_served": sum(
+                            n
+                            for variant, n in counts.get(c.slot, {}).get(rule.id, {}).items()
+                            if variant not in {v.content for v in c.variants}
+                        ),
+                    }
+                    for c in rule.choices
+                ],
+            }
+        )
+    others = [
+        {"slot": slot, "source": rule, "variants": variants}
+        for slot, by_rule in sorted(counts.items())
+        for rule, variants in sorted(by_rule.items())
+        if rule.startswith("(")
+    ]
+    return {
+        "folder": str(live.path),
+        "files": file_states(live.path, rs, live.problems),
+        "rules": rules,
+        "fingerprint": rs.fingerprint,
+        "refused_at": clock(int(live.refused_at * 1000)) if live.refused_at else None,
+        "loaded_at": clock(int(live.loaded_at * 1000)) if getattr(live, "loaded_at", None) else None,
+        "slots": sorted(rs.slots),
+        "other_decisions": others,
+    }
 
 
 PREVIEW_CONTEXT = ("country", "weather", "device", "day_of_week")
@@ -270,9 +371,13 @@ async def preview_page(query: dict, decider, rules) -> dict:
         visitor_id, user_id = (person["id"], None) if person["id"] in person["visitor_ids"] else (None, person["id"])
     made = await decider.preview(visitor_id, user_id, sorted(rules.current.slots), dict(context), when, person)
     shown = (query.get("profile") or "").strip() if person is not None else visitor_id or user_id
-    return {"profile": shown, "pasted": pasted, "pasted_id": person["id"] if person is not None else None,
-            "context": context,
-            "decisions": [{"slot": slot, **d.to_json()} for slot, d in sorted(made.items())]}
+    return {
+        "profile": shown,
+        "pasted": pasted,
+        "pasted_id": person["id"] if person is not None else None,
+        "context": context,
+        "decisions": [{"slot": slot, **d.to_json()} for slot, d in sorted(made.items())],
+    }
 
 
 # --- recommendations ------------------------------------------------------------
@@ -280,14 +385,26 @@ async def preview_page(query: dict, decider, rules) -> dict:
 
 async def recommendations_page(item: str, recommend, cooccurrence) -> dict:
     """The item's also-bought list as the API serves it, with the orders behind each pair."""
-    listed, together = await asyncio.gather(recommend.also_bought(item, k=10), cooccurrence.neighbours(item, "purchase"))
+    listed, together = await asyncio.gather(
+        recommend.also_bought(item, k=10), cooccurrence.neighbours(item, "purchase")
+    )
     together = {k.decode() if isinstance(k, bytes) else k: v for k, v in together.items()}
     info = await recommend.describe([i["id"] for i in listed["items"]])
     model = recommend.current_model()
-    return {"item": item, "source": listed["source"],
-            "rows": [{"id": i["id"], "score": round(i["score"], 4), "orders_together": int(together.get(i["id"], 0)),
-                       "category": getattr(info.get(i["id"]), "category", None)} for i in listed["items"]],
-            "model": getattr(model, "version", None)}
+    return {
+        "item": item,
+        "source": listed["source"],
+        "rows": [
+            {
+                "id": i["id"],
+                "score": round(i["score"], 4),
+                "orders_together": int(together.get(i["id"], 0)),
+                "category": getattr(info.get(i["id"]), "category", None),
+            }
+            for i in listed["items"]
+        ],
+        "model": getattr(model, "version", None),
+    }
 
 
 def ago(ms: int, now: int) -> str:
@@ -307,9 +424,12 @@ def model_state(info: dict | None, now: int) -> dict | None:
     if not info or not info.get("version"):
         return None
     trained = info.get("trained_at") if isinstance(info.get("trained_at"), int) else None
-    return {"version": info["version"], "trained": clock(trained) if trained else None,
-            "age": ago(trained, now) if trained else None,
-            **{k: info[k] if _count(info.get(k)) else None for k in ("persons", "items", "interactions")}}
+    return {
+        "version": info["version"],
+        "trained": clock(trained) if trained else None,
+        "age": ago(trained, now) if trained else None,
+        **{k: info[k] if _count(info.get(k)) else None for k in ("persons", "items", "interactions")},
+    }
 
 
 def _count(value) -> bool:
@@ -320,9 +440,14 @@ async def for_you_page(visitor_id: str, recommend) -> dict:
     """The visitor's for-you list as the API serves it, and what it was made from."""
     listed = await recommend.for_you(visitor_id, k=10)
     info = await recommend.describe([i["id"] for i in listed["items"]])
-    return {"visitor_id": visitor_id, "source": listed["source"],
-            "rows": [{"id": i["id"], "score": round(i["score"], 4), "category": getattr(info.get(i["id"]), "category", None)}
-                     for i in listed["items"]]}
+    return {
+        "visitor_id": visitor_id,
+        "source": listed["source"],
+        "rows": [
+            {"id": i["id"], "score": round(i["score"], 4), "category": getattr(info.get(i["id"]), "category", None)}
+            for i in listed["items"]
+        ],
+    }
 
 
 async def experiments_page(chosen: str, experiments) -> tuple[list[dict], dict | None]:

@@ -58,15 +58,29 @@ class Rejected(Exception):
 
 
 class Delivery:
-    def __init__(self, redis, prefix: str, rules, people, *, attempts: int = 4, backoff_s: float = 0.2,
-                 backoff_max_s: float = 5.0, retry_idle_s: float = 30.0, dead_after_s: float = 86_400.0,
-                 timeout_s: float = 5.0, batch: int = 200, block_ms: int = 500, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        redis,
+        prefix: str,
+        rules,
+        people,
+        *,
+        attempts: int = 4,
+        backoff_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        retry_idle_s: float = 30.0,
+        dead_after_s: float = 86_400.0,
+        timeout_s: float = 5.0,
+        batch: int = 200,
+        block_ms: int = 500,
+        concurrency: int = 16,
+    ) -> None:
         self.redis = redis
         self.outbox_key = f"{prefix}:segchanges"
         self.dead_key = f"{prefix}:segchanges:dead"
         self.stats_key = f"{prefix}:segstats"
-        self.rules = rules      # engine.rules.live.LiveRules: destinations are read from the current set
-        self.people = people    # engine.profiles.people.People: consent and traits
+        self.rules = rules  # engine.rules.live.LiveRules: destinations are read from the current set
+        self.people = people  # engine.profiles.people.People: consent and traits
         self.attempts, self.backoff_s, self.backoff_max_s = attempts, backoff_s, backoff_max_s
         self.retry_idle_ms = int(retry_idle_s * 1000)
         self.dead_after_ms = int(dead_after_s * 1000)
@@ -99,7 +113,9 @@ class Delivery:
         out = {}
         for destination in self.rules.current.destinations:
             try:
-                out[destination.name] = int((await self.redis.xpending(self.outbox_key, self.group(destination.name)))["pending"])
+                out[destination.name] = int(
+                    (await self.redis.xpending(self.outbox_key, self.group(destination.name)))["pending"]
+                )
             except ResponseError:
                 out[destination.name] = 0
         return out
@@ -108,8 +124,10 @@ class Delivery:
         # aiohttp's client (already here with faust) costs about a tenth of httpx's per request, which is what
         # bounded delivery (benchmarks/RESULTS.md, "Event to webhook"); it sets TCP_NODELAY, so a request's
         # headers and body never wait on a delayed ACK.
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4 * self.concurrency),
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=4 * self.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        )
         try:
             while not stopping():
                 try:
@@ -136,14 +154,20 @@ class Delivery:
         group = self.group(name)
         while not stopping():
             try:
-                claimed = await self.redis.xautoclaim(self.outbox_key, group, self.consumer, self.retry_idle_ms,
-                                                      start_id="0-0", count=self.batch)
+                claimed = await self.redis.xautoclaim(
+                    self.outbox_key, group, self.consumer, self.retry_idle_ms, start_id="0-0", count=self.batch
+                )
                 entries = list(claimed[1])
                 gone = claimed[2] if len(claimed) > 2 else []
                 if gone:  # erased since they were read: nothing to deliver
                     await self.redis.xack(self.outbox_key, group, *gone)
-                fresh = await self.redis.xreadgroup(group, self.consumer, {self.outbox_key: ">"}, count=self.batch,
-                                                    block=self.block_ms if not entries else None)
+                fresh = await self.redis.xreadgroup(
+                    group,
+                    self.consumer,
+                    {self.outbox_key: ">"},
+                    count=self.batch,
+                    block=self.block_ms if not entries else None,
+                )
                 for _, rows in fresh or ():
                     entries += rows
                 entries = [(entry_id, fields) for entry_id, fields in entries if fields]
@@ -165,7 +189,8 @@ class Delivery:
         by_person: dict[str, list] = defaultdict(list)
         for n, (entry_id, fields) in enumerate(entries):
             by_person[fields.get(b"person", b"").decode()].append(
-                (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, webhook.record(fields), n < retried))
+                (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, webhook.record(fields), n < retried)
+            )
         done: list[str] = []
         notices: list[str] = []  # erasure notices among them
         outcomes: dict[str, int] = defaultdict(int)
@@ -186,6 +211,7 @@ class Delivery:
                 if outcome:
                     outcomes[outcome] += 1
             held.discard(person)
+
         await asyncio.gather(*(one_person(person, rows) for person, rows in by_person.items()))
         if done:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -205,7 +231,8 @@ class Delivery:
                 last = group["last-delivered-id"]
                 last = last.decode() if isinstance(last, bytes) else last
                 if _id_order(last) < _id_order(entry_id) or await self.redis.xpending_range(
-                        self.outbox_key, group["name"], min=entry_id, max=entry_id, count=1):
+                    self.outbox_key, group["name"], min=entry_id, max=entry_id, count=1
+                ):
                     owed = True
                     break
             if not owed:
@@ -234,9 +261,12 @@ class Delivery:
         delivery = webhook.delivery_id(name, entry_id)
         payload = webhook.body(change, delivery, traits)
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(self.attempts), reraise=True,
-                                               wait=wait_exponential_jitter(multiplier=self.backoff_s, max=self.backoff_max_s),
-                                               retry=retry_if_exception_type(Retryable)):
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.attempts),
+                reraise=True,
+                wait=wait_exponential_jitter(multiplier=self.backoff_s, max=self.backoff_max_s),
+                retry=retry_if_exception_type(Retryable),
+            ):
                 with attempt:
                     await self._post(destination, payload, delivery, name)
         except Retryable as exc:
@@ -252,8 +282,9 @@ class Delivery:
 
     async def _post(self, destination, payload: bytes, delivery: str, name: str) -> None:
         try:
-            async with self.http.post(destination.url, data=payload,
-                                      headers=webhook.headers(destination.secret, payload, delivery)) as response:
+            async with self.http.post(
+                destination.url, data=payload, headers=webhook.headers(destination.secret, payload, delivery)
+            ) as response:
                 status = response.status
                 await response.content.read(RESPONSE_KEPT)  # the answer's body means nothing; a bounded read
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:  # ValueError: a malformed URL
@@ -269,8 +300,10 @@ class Delivery:
     async def _dead(self, entry_id: str, name: str, change: dict, reason: str) -> None:
         """Keeps the record in the dead-letter stream; the caller acknowledges it."""
         log.warning("delivery %s moved to the dead-letter stream: %s", webhook.delivery_id(name, entry_id), reason)
-        await self.redis.xadd(self.dead_key, {**{k: str(v) for k, v in change.items()}, "destination": name,
-                                              "entry": entry_id, "failure": reason[:300]})
+        await self.redis.xadd(
+            self.dead_key,
+            {**{k: str(v) for k, v in change.items()}, "destination": name, "entry": entry_id, "failure": reason[:300]},
+        )
 
 
 def _id_order(entry_id: str) -> tuple[int, int]:

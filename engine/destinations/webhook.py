@@ -52,8 +52,13 @@ def verify(secret: str, payload: bytes, header: str | None) -> bool:
 
 
 def headers(secret: str, payload: bytes, delivery: str) -> dict[str, str]:
-    return {"Content-Type": "application/json", SIGNATURE_HEADER: signature(secret, payload),
-            DELIVERY_HEADER: delivery, "Idempotency-Key": delivery, "User-Agent": "clickstream-engine-webhook/1"}
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature(secret, payload),
+        DELIVERY_HEADER: delivery,
+        "Idempotency-Key": delivery,
+        "User-Agent": "clickstream-engine-webhook/1",
+    }
 
 
 def retryable(status: int) -> bool:

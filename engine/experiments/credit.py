@@ -74,21 +74,34 @@ def exposure_op(event: dict) -> tuple[str, dict] | None:
     at = _when(event)
     if at is None:
         return None
-    items = [{"e": x["experiment"], "a": x["arm"], "p": float(x["propensity"]), "c": str(x.get("context") or "*")}
-             for x in props["exposures"]]
-    return props["person"], {"id": event["event_id"], "k": "x", "ts": at, "pre": float(props.get("pre") or 0), "xs": items}
+    items = [
+        {"e": x["experiment"], "a": x["arm"], "p": float(x["propensity"]), "c": str(x.get("context") or "*")}
+        for x in props["exposures"]
+    ]
+    return props["person"], {
+        "id": event["event_id"],
+        "k": "x",
+        "ts": at,
+        "pre": float(props.get("pre") or 0),
+        "xs": items,
+    }
 
 
 class ExperimentCredit:
     def __init__(self, store: ExperimentStore, profiles, people) -> None:
         self.store = store
         self.profiles = profiles  # engine.profiles.store.ProfileStore
-        self.people = people      # engine.profiles.people.People
+        self.people = people  # engine.profiles.people.People
 
     async def __call__(self, events: list[dict]) -> None:
         events = [e for e in people_events(events) if type(e) is dict and isinstance(e.get("visitor_id"), str)]
-        wanted = [e for e in events if e.get("type") in OUTCOMES or e.get("type") in (changes.EXPOSURE, changes.ERASE)
-                  or (e.get("type") == "consent" and _withdraws(e))]
+        wanted = [
+            e
+            for e in events
+            if e.get("type") in OUTCOMES
+            or e.get("type") in (changes.EXPOSURE, changes.ERASE)
+            or (e.get("type") == "consent" and _withdraws(e))
+        ]
         if not wanted:
             return
         visitors = sorted({e["visitor_id"] for e in wanted})
@@ -103,7 +116,11 @@ class ExperimentCredit:
                 # The profile step ran the erasure hooks at its place in the batch, before this step:
                 # what came before it here must not be written after them.
                 user = (event.get("props") or {}).get("user")
-                for person in {vid, persons.get(vid, vid), *([changes.user_key(user)] if isinstance(user, str) else [])}:
+                for person in {
+                    vid,
+                    persons.get(vid, vid),
+                    *([changes.user_key(user)] if isinstance(user, str) else []),
+                }:
                     ops.pop(person, None)
                 continue
             if event["type"] == changes.EXPOSURE:
@@ -131,7 +148,9 @@ class ExperimentCredit:
 
     async def _persons(self, profiles: dict[str, dict]) -> dict[str, str]:
         """visitor id -> "u:<digest>" for visitors linked to a verified user."""
-        claimed = {vid: p["user_id"] for vid, p in profiles.items() if isinstance(p.get("user_id"), str) and p["user_id"]}
+        claimed = {
+            vid: p["user_id"] for vid, p in profiles.items() if isinstance(p.get("user_id"), str) and p["user_id"]
+        }
         if not claimed:
             return {}
         linked = await self.people.verified(claimed)
@@ -140,9 +159,11 @@ class ExperimentCredit:
 
 def erasure_hook(store: ExperimentStore, digest):
     """People.erasure_hooks entry: the person's exposures, under their user and every visitor id."""
+
     async def forget(person_id: str, pieces: list[dict]) -> None:
         people = {person_id, *(p.get("id") for p in pieces)}
         users = {person_id, *(p.get("user_id") for p in pieces)}
         people |= {f"u:{digest(u)}" for u in users if isinstance(u, str) and u}
         await store.forget(sorted(p for p in people if isinstance(p, str) and p))
+
     return forget

@@ -69,8 +69,9 @@ def rule_shares(rs: RuleSet, rule_id: str, slot: str) -> dict[str, float] | None
     return shares
 
 
-def exposures(rs: RuleSet, decisions: dict[str, Decision], model_choices: dict, held_out: bool,
-              global_percent: float) -> list[dict]:
+def exposures(
+    rs: RuleSet, decisions: dict[str, Decision], model_choices: dict, held_out: bool, global_percent: float
+) -> list[dict]:
     """One exposure per (decision, experiment) the decision belongs to: {decision_id, experiment, arm, propensity}.
 
     `held_out`: the person is in the global holdout. Every decision is an exposure of the
@@ -83,18 +84,36 @@ def exposures(rs: RuleSet, decisions: dict[str, Decision], model_choices: dict, 
             arm = CONTROL if decision.variant == CONTROL else decision.content_id
             share = (rule_shares(rs, decision.rule_id, slot) or {}).get(arm)
             if share:
-                out.append({"decision_id": decision.decision_id, "experiment": rule_experiment(decision.rule_id, slot),
-                            "arm": arm, "propensity": round(share, 6)})
+                out.append(
+                    {
+                        "decision_id": decision.decision_id,
+                        "experiment": rule_experiment(decision.rule_id, slot),
+                        "arm": arm,
+                        "propensity": round(share, 6),
+                    }
+                )
         choice = model_choices.get(slot)
         if choice is not None and "model" in decision.extra:
             arm = HOLDOUT if choice.holdout else choice.variant
-            out.append({"decision_id": decision.decision_id, "experiment": slot_experiment(slot), "arm": arm,
-                        "propensity": round(float(choice.propensity), 6), "context": str(choice.context)})
+            out.append(
+                {
+                    "decision_id": decision.decision_id,
+                    "experiment": slot_experiment(slot),
+                    "arm": arm,
+                    "propensity": round(float(choice.propensity), 6),
+                    "context": str(choice.context),
+                }
+            )
         if decision.slot in rs.slots:
             share = global_percent / 100
-            out.append({"decision_id": decision.decision_id, "experiment": GLOBAL,
-                        "arm": HOLDOUT if held_out else PERSONALIZED,
-                        "propensity": round(share if held_out else 1 - share, 6)})
+            out.append(
+                {
+                    "decision_id": decision.decision_id,
+                    "experiment": GLOBAL,
+                    "arm": HOLDOUT if held_out else PERSONALIZED,
+                    "propensity": round(share if held_out else 1 - share, 6),
+                }
+            )
     return out
 
 

@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from typing import Callable
 
-Logged = tuple[str, float, float, str]   # (arm, propensity, reward, context)
+Logged = tuple[str, float, float, str]  # (arm, propensity, reward, context)
 Z = 1.959964
 
 
@@ -50,6 +50,7 @@ def reward_model(logged: list[Logged]) -> Callable[[str, str], float]:
             s, n = arm[a]
             return s / n
         return overall
+
     return q
 
 

@@ -17,8 +17,9 @@ class Experiments:
         self.window_hours = window_hours
 
     async def list(self) -> list[dict]:
-        return report.catalog(self.rules.current, self.global_percent, await self.store.experiments(),
-                              int(time.time() * 1000))
+        return report.catalog(
+            self.rules.current, self.global_percent, await self.store.experiments(), int(time.time() * 1000)
+        )
 
     async def report(self, experiment: str) -> dict | None:
         info = next((e for e in await self.list() if e["id"] == experiment), None)
@@ -36,12 +37,20 @@ class Experiments:
             return None
         reward = getattr(slot.model, "reward", "click")
         records = [r for r in await self.store.records(xp.slot_experiment(slot_name)) if r.get("arm") != xp.HOLDOUT]
-        logged = [(str(r["arm"]), float(r["p"]), reward_of(r, reward), str(r.get("c") or "*")) for r in records
-                  if float(r.get("p") or 0) > 0]
-        out = {"slot": slot_name, "reward": reward, "decisions": len(logged), "confidence": 0.95,
-               "method": "inverse propensity scoring and doubly robust (Dudik et al. 2011), per person",
-               "logged": {"estimate": sum(r for _, _, r, _ in logged) / len(logged) if logged else None},
-               "policies": {}}
+        logged = [
+            (str(r["arm"]), float(r["p"]), reward_of(r, reward), str(r.get("c") or "*"))
+            for r in records
+            if float(r.get("p") or 0) > 0
+        ]
+        out = {
+            "slot": slot_name,
+            "reward": reward,
+            "decisions": len(logged),
+            "confidence": 0.95,
+            "method": "inverse propensity scoring and doubly robust (Dudik et al. 2011), per person",
+            "logged": {"estimate": sum(r for _, _, r, _ in logged) / len(logged) if logged else None},
+            "policies": {},
+        }
         if len(logged) >= 2:
             out["policies"] = ope.candidates(logged, list(slot.model.variants))
         return out

@@ -46,20 +46,28 @@ class Interval:
     estimate: float
     low: float
     high: float
-    p_value: float       # always-valid p-value at this look: min(1, 1/L)
+    p_value: float  # always-valid p-value at this look: min(1, 1/L)
 
     def to_json(self, digits: int = 6) -> dict:
         """Rounded; an unbounded end is None (JSON has no infinity)."""
+
         def number(x: float) -> float | None:
             return round(x, digits) if math.isfinite(x) else None
-        return {"estimate": number(self.estimate), "low": number(self.low), "high": number(self.high),
-                "p_value": number(self.p_value)}
+
+        return {
+            "estimate": number(self.estimate),
+            "low": number(self.low),
+            "high": number(self.high),
+            "p_value": number(self.p_value),
+        }
 
 
 def msprt_interval(diff: float, variance: float, tau2: float, alpha: float = ALPHA) -> Interval:
     """The always-valid (1 - alpha) interval and p-value for a difference `diff` with estimated variance `variance`."""
     if not (variance > 0 and tau2 > 0):
-        return Interval(diff, -math.inf, math.inf, 1.0) if variance > 0 or diff != 0 else Interval(diff, diff, diff, 1.0)
+        return (
+            Interval(diff, -math.inf, math.inf, 1.0) if variance > 0 or diff != 0 else Interval(diff, diff, diff, 1.0)
+        )
     v, t = variance, tau2
     half = math.sqrt(v * (v + t) / t * (2 * math.log(1 / alpha) + math.log((v + t) / v)))
     log_lr = 0.5 * math.log(v / (v + t)) + t * diff * diff / (2 * v * (v + t))
@@ -67,8 +75,9 @@ def msprt_interval(diff: float, variance: float, tau2: float, alpha: float = ALP
     return Interval(diff, diff - half, diff + half, min(1.0, p))
 
 
-def difference(treatment: np.ndarray, control: np.ndarray, alpha: float = ALPHA,
-               tau_scale: float = TAU_SCALE) -> Interval | None:
+def difference(
+    treatment: np.ndarray, control: np.ndarray, alpha: float = ALPHA, tau_scale: float = TAU_SCALE
+) -> Interval | None:
     """mSPRT interval of mean(treatment) - mean(control), per-person values; None below 2 people per arm."""
     t, c = np.asarray(treatment, float), np.asarray(control, float)
     if len(t) < 2 or len(c) < 2:
@@ -103,5 +112,10 @@ def srm(observed: dict[str, int], shares: dict[str, float], alpha: float = SRM_A
     weight = sum(shares[a] for a in arms)
     expected = [total * shares[a] / weight for a in arms]
     chi2, p = sps.chisquare([observed.get(a, 0) for a in arms], expected)
-    return {"chi2": round(float(chi2), 4), "p_value": float(p), "mismatch": bool(p < alpha), "threshold": alpha,
-            "expected": {a: round(e, 2) for a, e in zip(arms, expected)}}
+    return {
+        "chi2": round(float(chi2), 4),
+        "p_value": float(p),
+        "mismatch": bool(p < alpha),
+        "threshold": alpha,
+        "expected": {a: round(e, 2) for a, e in zip(arms, expected)},
+    }

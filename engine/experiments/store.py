@@ -39,8 +39,9 @@ PER_READ = 1000
 
 
 class ExperimentStore:
-    def __init__(self, redis: Redis, prefix: str, window_hours: float = 24.0, ttl_s: int = 0,
-                 seen_ttl_s: int = 30 * 86400) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, window_hours: float = 24.0, ttl_s: int = 0, seen_ttl_s: int = 30 * 86400
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.window_ms = int(window_hours * 3_600_000)
@@ -66,12 +67,17 @@ class ExperimentStore:
         people = list(ops_by_person)
         async with self.redis.pipeline(transaction=False) as pipe:
             for person in people:
-                await self._credit(keys=[self.arms_key(person), self.seen_key(person)],
-                                   args=[self.window_ms, self.ttl_s, self.seen_ttl_s, json.dumps(ops_by_person[person])],
-                                   client=pipe)
+                await self._credit(
+                    keys=[self.arms_key(person), self.seen_key(person)],
+                    args=[self.window_ms, self.ttl_s, self.seen_ttl_s, json.dumps(ops_by_person[person])],
+                    client=pipe,
+                )
             replies = await pipe.execute()
-        entered = [(person, e.decode() if isinstance(e, bytes) else e)
-                   for person, reply in zip(people, replies) for e in (reply or [])]
+        entered = [
+            (person, e.decode() if isinstance(e, bytes) else e)
+            for person, reply in zip(people, replies)
+            for e in (reply or [])
+        ]
         if entered:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for person, experiment in entered:

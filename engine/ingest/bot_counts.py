@@ -1,6 +1,6 @@
 """Bot events per day, counted by every collector in Redis and shown in /metrics.
 
-    {prefix}:bots:<YYYY-MM-DD>   int   events the collectors marked `bot` that day (UTC); kept DAYS_KEPT days
+{prefix}:bots:<YYYY-MM-DD>   int   events the collectors marked `bot` that day (UTC); kept DAYS_KEPT days
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class RequestInfo:
     country: str | None = None
     # Who sent it (engine.ingest.trust): an API key, the visitor's own cookie, or neither.
     trusted: bool = False
-    from_cookie: bool = False        # visitor_id is the cookie's (else just issued)
+    from_cookie: bool = False  # visitor_id is the cookie's (else just issued)
     identity_secret: str | None = field(default=None, repr=False)
     bot: bool = False
 
@@ -54,7 +54,7 @@ def parse_events(payload: Any) -> list:
         return events
     if isinstance(payload, dict):
         return [payload]
-    raise InvalidInput("body: expected an event object or {\"events\": [...]}")
+    raise InvalidInput('body: expected an event object or {"events": [...]}')
 
 
 def parse_body(body: bytes) -> list:
@@ -71,14 +71,18 @@ def collect(raw_events: list, info: RequestInfo, *, max_events: int, new_id: Cal
     batch = Batch()
     for index, raw in enumerate(raw_events):
         try:
-            event = trust.judge(validate_event(raw, now_ms=info.received_at, new_id=new_id, visitor_id=info.visitor_id), info)
+            event = trust.judge(
+                validate_event(raw, now_ms=info.received_at, new_id=new_id, visitor_id=info.visitor_id), info
+            )
         except InvalidEvent as exc:
             if isinstance(exc, trust.EventDenied):
                 batch.denied.add(index)
             batch.rejected.append({"index": index, "error": str(exc)})
             batch.rejected_raw.append(raw)
             continue
-        event = enrich(event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country)
+        event = enrich(
+            event, received_at=info.received_at, user_agent=info.user_agent, truncated_ip=info.ip, country=info.country
+        )
         batch.accepted.append(event)
         batch.encoded.append(codec.encode(event))
     return batch

@@ -23,7 +23,9 @@ def truncate_ip(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
-def enrich(event: dict, *, received_at: int, user_agent: str | None, truncated_ip: str | None, country: str | None = None) -> dict:
+def enrich(
+    event: dict, *, received_at: int, user_agent: str | None, truncated_ip: str | None, country: str | None = None
+) -> dict:
     """Adds what the server knows; `truncated_ip` comes from truncate_ip, once per request."""
     event["received_at"] = received_at
     event["v"] = 1

@@ -20,7 +20,7 @@ def event_from_query(params: Mapping[str, str]) -> dict:
         if key in INT_FIELDS and _is_ascii_integer(value):
             event[key] = int(value)
         elif key.startswith("props."):
-            props[key[len("props."):]] = value
+            props[key[len("props.") :]] = value
         else:
             event[key] = value
     if props:

@@ -31,17 +31,23 @@ RAW_KEPT = 2048
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer | None, topic: str, rejected_topic: str, ack_timeout_s: float = 10.0,
-                 spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer | None,
+        topic: str,
+        rejected_topic: str,
+        ack_timeout_s: float = 10.0,
+        spool: Spool | None = None,
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.rejected_topic = rejected_topic
         self.ack_timeout_s = ack_timeout_s
         self.spool = spool
-        self.log_id: str | None = None            # the log the producer writes to (engine.stream.logid)
-        self.sent: dict[int, int] = {}           # partition -> highest offset acknowledged in that log
-        self.fresh = 0                           # events published to that log, not counting ones sent again
-        self._open = asyncio.Event()             # cleared while the log is switched (see `held`)
+        self.log_id: str | None = None  # the log the producer writes to (engine.stream.logid)
+        self.sent: dict[int, int] = {}  # partition -> highest offset acknowledged in that log
+        self.fresh = 0  # events published to that log, not counting ones sent again
+        self._open = asyncio.Event()  # cleared while the log is switched (see `held`)
         self._open.set()
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -84,9 +90,15 @@ class Publisher:
     async def _publish(self, batch: Batch) -> None:
         keys = [event["visitor_id"].encode() for event in batch.accepted]
         try:
-            futures = [await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)]
+            futures = [
+                await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)
+            ]
             for raw, rejection in zip(batch.rejected_raw, batch.rejected):
-                payload = {"reason": rejection["error"], "raw": _truncated(scrubbed(raw)), "received_at": int(time.time() * 1000)}
+                payload = {
+                    "reason": rejection["error"],
+                    "raw": _truncated(scrubbed(raw)),
+                    "received_at": int(time.time() * 1000),
+                }
                 try:
                     encoded = codec.encode(payload)
                 except (OverflowError, ValueError, TypeError):
@@ -98,7 +110,7 @@ class Publisher:
             raise Unavailable("the event broker is unavailable, retry later") from None
         if keys:
             self.fresh += len(keys)
-            await self._spool(list(zip(keys, batch.encoded)), acks[:len(keys)])
+            await self._spool(list(zip(keys, batch.encoded)), acks[: len(keys)])
 
     async def send_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """Sends (key, value) events as they are, e.g. again from the spool; spools them under the current log."""
@@ -144,9 +156,18 @@ class LogWatch:
     collector) is sent again instead.
     """
 
-    def __init__(self, publisher: Publisher, identity, archive=None, *, grace_s: float = 5.0,
-                 rotate_events: int = 0, admin_delete=None, drain_timeout_s: float = 30.0,
-                 clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        identity,
+        archive=None,
+        *,
+        grace_s: float = 5.0,
+        rotate_events: int = 0,
+        admin_delete=None,
+        drain_timeout_s: float = 30.0,
+        clock=time.monotonic,
+    ) -> None:
         self.publisher = publisher
         self.identity = identity
         self.archive = archive
@@ -166,10 +187,19 @@ class LogWatch:
     def state(self) -> dict:
         spool = self.publisher.spool
         return {
-            "log_id": self.publisher.log_id, "resets": self.resets, "rotations": self.rotations,
-            "last_reset": self.last_reset, "resent_events": self.resent,
-            "spool": None if spool is None else {"events": spool.events(), "bytes": spool.size(),
-                                                 "files": len(spool.files()), "dropped_events": spool.dropped},
+            "log_id": self.publisher.log_id,
+            "resets": self.resets,
+            "rotations": self.rotations,
+            "last_reset": self.last_reset,
+            "resent_events": self.resent,
+            "spool": None
+            if spool is None
+            else {
+                "events": spool.events(),
+                "bytes": spool.size(),
+                "files": len(spool.files()),
+                "dropped_events": spool.dropped,
+            },
         }
 
     async def run(self, interval_s: float) -> None:
@@ -190,8 +220,12 @@ class LogWatch:
             self.good_at[current] = began
         if current != publisher.log_id:
             await self._reset("no log id on the broker" if current is None else f"the broker holds log {current}")
-        elif self.rotate_events and publisher.fresh >= self.rotate_events \
-                and publisher.spool is not None and self.admin_delete is not None:
+        elif (
+            self.rotate_events
+            and publisher.fresh >= self.rotate_events
+            and publisher.spool is not None
+            and self.admin_delete is not None
+        ):
             await self._drain_then_rotate()
         if publisher.spool is not None:
             await self._settle()
@@ -220,21 +254,40 @@ class LogWatch:
             return
         self.resets += 1
         pending = publisher.spool.events() if publisher.spool is not None else 0
-        self.last_reset = {"at": time.time(), "reason": reason, "from_log": old, "to_log": publisher.log_id,
-                           "spooled": pending}
+        self.last_reset = {
+            "at": time.time(),
+            "reason": reason,
+            "from_log": old,
+            "to_log": publisher.log_id,
+            "spooled": pending,
+        }
         if publisher.spool is None:
-            log.error("event log reset (%s): log %s -> %s; events the old log acknowledged but the workers had not "
-                      "applied are missing (no spool to send them again)", reason, old, publisher.log_id)
+            log.error(
+                "event log reset (%s): log %s -> %s; events the old log acknowledged but the workers had not "
+                "applied are missing (no spool to send them again)",
+                reason,
+                old,
+                publisher.log_id,
+            )
         else:
-            log.warning("event log reset (%s): log %s -> %s; the spool holds %d acknowledged events, sending again "
-                        "those the archive lacks", reason, old, publisher.log_id, pending)
+            log.warning(
+                "event log reset (%s): log %s -> %s; the spool holds %d acknowledged events, sending again "
+                "those the archive lacks",
+                reason,
+                old,
+                publisher.log_id,
+                pending,
+            )
             publisher.spool.rotate()
 
     async def _rotate(self) -> None:
         """Bounds the embedded broker's memory: a new, empty log; the spool covers what is not archived yet."""
         publisher = self.publisher
-        log.info("rotating the event log %s after %d events (the embedded broker keeps no retention)",
-                 publisher.log_id, sum(o + 1 for o in publisher.sent.values()))
+        log.info(
+            "rotating the event log %s after %d events (the embedded broker keeps no retention)",
+            publisher.log_id,
+            sum(o + 1 for o in publisher.sent.values()),
+        )
         old = publisher.log_id
         async with publisher.held(publisher.ack_timeout_s):
             publisher.spool.rotate()
@@ -247,7 +300,11 @@ class LogWatch:
     async def _settle(self) -> None:
         spool = self.publisher.spool
         spool.adopt_orphans()
-        if spool.current is not None and spool.current.written and self.clock() - spool.current.opened >= spool.rotate_s:
+        if (
+            spool.current is not None
+            and spool.current.written
+            and self.clock() - spool.current.opened >= spool.rotate_s
+        ):
             spool.rotate()
         files = [f for f in spool.files() if f.fd is None or f.synced >= f.written]
         if not files:
@@ -256,15 +313,15 @@ class LogWatch:
         archived = await asyncio.to_thread(self._archived, logs)
         now = self.clock()
         for spool_file in files:
-            trusted = all(spool_file.last_write < self.good_at.get(log_id, float("-inf"))
-                          for log_id in spool_file.ends)
+            trusted = all(spool_file.last_write < self.good_at.get(log_id, float("-inf")) for log_id in spool_file.ends)
             if trusted and _held(spool_file, archived):
                 since = self.confirmed_at.setdefault(spool_file.path.name, now)
                 if now - since >= self.grace_s:
                     spool.remove(spool_file)
                     self.confirmed_at.pop(spool_file.path.name, None)
-            elif spool_file.last_write == float("inf") or any(log_id != self.publisher.log_id
-                                                               for log_id in spool_file.ends):
+            elif spool_file.last_write == float("inf") or any(
+                log_id != self.publisher.log_id for log_id in spool_file.ends
+            ):
                 await self._resend(spool_file)
 
     def _archived(self, logs: set[str]) -> dict[str, dict[int, int]]:
@@ -276,10 +333,12 @@ class LogWatch:
         spool = self.publisher.spool
         pairs = [(bytes(k), bytes(v)) for record in spool.read(spool_file) for k, v in record["events"]]
         for start in range(0, len(pairs), 5000):
-            await self.publisher.send_raw(pairs[start:start + 5000])
+            await self.publisher.send_raw(pairs[start : start + 5000])
         spool.remove(spool_file)
         self.resent += len(pairs)
-        log.warning("sent %d spooled events again to log %s (%s)", len(pairs), self.publisher.log_id, spool_file.path.name)
+        log.warning(
+            "sent %d spooled events again to log %s (%s)", len(pairs), self.publisher.log_id, spool_file.path.name
+        )
 
 
 def _held(spool_file: SpoolFile, archived: dict[str, dict[int, int]]) -> bool:

@@ -31,8 +31,8 @@ log = logging.getLogger("engine.ingest")
 # KEYS[1]: the bucket.  ARGV: rate per second, burst.  Returns ms to wait (0: go ahead).
 TAKE = lua("ingest", "take.lua")
 
-TIMEOUT_S = 0.25        # a slow Redis costs a request this much at most
-PAUSE_S = 5.0           # after a failure, requests pass without asking Redis for this long
+TIMEOUT_S = 0.25  # a slow Redis costs a request this much at most
+PAUSE_S = 5.0  # after a failure, requests pass without asking Redis for this long
 LOG_EVERY_S = 60.0
 
 
@@ -52,7 +52,8 @@ class RateLimiter:
             return None
         try:
             wait_ms = await asyncio.wait_for(
-                self._take(keys=[f"{self.prefix}:rl:{address}"], args=[self.rate, self.burst]), TIMEOUT_S)
+                self._take(keys=[f"{self.prefix}:rl:{address}"], args=[self.rate, self.burst]), TIMEOUT_S
+            )
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self._unavailable(exc)
             return None

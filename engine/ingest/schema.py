@@ -28,9 +28,20 @@ SCHEMA_VERSION = 1
 
 EVENT_TYPES = frozenset(
     {
-        "page_view", "page_ping", "link_click", "product_view", "add_to_cart",
-        "remove_from_cart", "purchase", "identify", "impression", "content_click",
-        "preference", "consent", "add_to_wishlist", "remove_from_wishlist",
+        "page_view",
+        "page_ping",
+        "link_click",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "identify",
+        "impression",
+        "content_click",
+        "preference",
+        "consent",
+        "add_to_wishlist",
+        "remove_from_wishlist",
     }
 )
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
@@ -56,9 +67,22 @@ Qty = Annotated[int, Meta(ge=1, le=QTY_MAX)]
 Money = Annotated[float, Meta(ge=0, le=MONEY_MAX)]
 Timestamp = Annotated[int, Meta(ge=EARLIEST_TS, le=LATEST_TS)]
 # Types with props of their own have a Struct each; the rest share Event.
-_PLAIN_TYPES = sorted(EVENT_TYPES - {"product_view", "add_to_cart", "remove_from_cart", "add_to_wishlist",
-                                     "remove_from_wishlist", "purchase", "identify",
-                                     "impression", "content_click", "preference", "consent"})
+_PLAIN_TYPES = sorted(
+    EVENT_TYPES
+    - {
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "add_to_wishlist",
+        "remove_from_wishlist",
+        "purchase",
+        "identify",
+        "impression",
+        "content_click",
+        "preference",
+        "consent",
+    }
+)
 PlainType = Annotated[str, Meta(pattern=rf"^(?:{'|'.join(_PLAIN_TYPES)}|{CUSTOM_TYPE.pattern})\Z")]
 
 
@@ -101,7 +125,11 @@ class Consent(Schema):
     analytics: bool | UnsetType = UNSET
     personalization: bool | UnsetType = UNSET
     marketing: bool | UnsetType = UNSET  # e-mail and other messages outside the site: never assumed
-    one_of: ClassVar[tuple[str, ...]] = ("analytics", "personalization", "marketing")  # a consent event states at least one
+    one_of: ClassVar[tuple[str, ...]] = (
+        "analytics",
+        "personalization",
+        "marketing",
+    )  # a consent event states at least one
 
     def __post_init__(self) -> None:
         if all(getattr(self, purpose) is UNSET for purpose in self.one_of):
@@ -147,7 +175,9 @@ class ConsentProps(Props):
     consent: Consent
 
     def normalize(self, props: dict) -> None:
-        props["consent"] = {key: value for key in self.consent.one_of if (value := getattr(self.consent, key)) is not UNSET}
+        props["consent"] = {
+            key: value for key in self.consent.one_of if (value := getattr(self.consent, key)) is not UNSET
+        }
 
 
 class Event(Schema):
@@ -197,10 +227,17 @@ class ConsentEvent(Event, kw_only=True):
 
 
 SCHEMAS: dict[str, type[Event]] = {
-    "product_view": ProductEvent, "add_to_cart": ProductEvent, "remove_from_cart": ProductEvent,
-    "add_to_wishlist": ProductEvent, "remove_from_wishlist": ProductEvent,
-    "purchase": PurchaseEvent, "identify": IdentifyEvent, "impression": SlotEvent, "content_click": SlotEvent,
-    "preference": PreferenceEvent, "consent": ConsentEvent,
+    "product_view": ProductEvent,
+    "add_to_cart": ProductEvent,
+    "remove_from_cart": ProductEvent,
+    "add_to_wishlist": ProductEvent,
+    "remove_from_wishlist": ProductEvent,
+    "purchase": PurchaseEvent,
+    "identify": IdentifyEvent,
+    "impression": SlotEvent,
+    "content_click": SlotEvent,
+    "preference": PreferenceEvent,
+    "consent": ConsentEvent,
 }
 KNOWN_FIELDS = frozenset(Event.__struct_fields__)
 
@@ -269,8 +306,15 @@ _AT = re.compile(r"(?P<what>.*?)(?: - at `(?P<path>[^`]*)`)?", re.S)
 _MISSING = re.compile(r"Object missing required field `(.+)`")
 _GOT = re.compile(r"Expected `(.+?)`, got `(.+)`")
 _BOUND = re.compile(r"Expected `(str|array|int|float)`(?: of length)? (>=|<=) (.+)")
-_NOUNS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-          "object": "an object", "array": "a list", "null": "null"}
+_NOUNS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
 _GOT_NOUNS = {**_NOUNS, "bool": "a boolean"}
 
 
@@ -302,11 +346,17 @@ def _reason(what: str) -> str:
     kind, op, limit = bound[1], bound[2], bound[3]
     number = limit if kind in ("str", "array") else _number(limit)
     if kind == "str":
-        return ("must not be empty" if limit == "1" else f"shorter than {limit} characters") if op == ">=" \
+        return (
+            ("must not be empty" if limit == "1" else f"shorter than {limit} characters")
+            if op == ">="
             else f"longer than {limit} characters"
+        )
     if kind == "array":
-        return ("expected a non-empty list" if limit == "1" else f"fewer than {limit} items") if op == ">=" \
+        return (
+            ("expected a non-empty list" if limit == "1" else f"fewer than {limit} items")
+            if op == ">="
             else f"more than {limit} items"
+        )
     if kind == "int" and op == ">=" and limit == "1":
         return "expected a positive integer"
     return f"must be at least {number}" if op == ">=" else f"must be at most {number}"

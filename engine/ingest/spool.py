@@ -66,7 +66,7 @@ def decode_file(data: bytes) -> list[dict]:
     records, at = [], 0
     while at + FRAME.size <= len(data):
         length, crc = FRAME.unpack_from(data, at)
-        payload = data[at + FRAME.size: at + FRAME.size + length]
+        payload = data[at + FRAME.size : at + FRAME.size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break  # torn tail
         records.append(msgpack.unpackb(payload, raw=False, strict_map_key=False))
@@ -208,8 +208,12 @@ class Spool:
         while self.closed and self.size() > self.max_bytes:
             oldest = self.closed[0]
             self.dropped += oldest.events
-            log.error("spool over %d bytes: dropping %s (%d events) before the archive confirmed it",
-                      self.max_bytes, oldest.path.name, oldest.events)
+            log.error(
+                "spool over %d bytes: dropping %s (%d events) before the archive confirmed it",
+                self.max_bytes,
+                oldest.path.name,
+                oldest.events,
+            )
             self.remove(oldest)
 
     # --- reading -------------------------------------------------------------------

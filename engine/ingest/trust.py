@@ -38,11 +38,11 @@ class EventDenied(InvalidEvent):
 class Sender(Protocol):
     """What the request proved about who sent it (the collector's RequestInfo)."""
 
-    trusted: bool               # an API key with the write scope
-    visitor_id: str | None      # the sender's own visitor id: their cookie's, or the one just issued
-    from_cookie: bool           # visitor_id came in a cookie (else the collector has just issued it)
+    trusted: bool  # an API key with the write scope
+    visitor_id: str | None  # the sender's own visitor id: their cookie's, or the one just issued
+    from_cookie: bool  # visitor_id came in a cookie (else the collector has just issued it)
     identity_secret: str | None
-    bot: bool                   # a crawler's or a headless browser's user agent
+    bot: bool  # a crawler's or a headless browser's user agent
 
 
 def user_hash(secret: str, user_id: str) -> str:

@@ -17,8 +17,12 @@ _HEX = re.compile(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}")
 
 def is_visitor_id(value: object) -> bool:
     """True for a lower-case v4 UUID, with dashes in all four places or none."""
-    return isinstance(value, str) and (len(value) == 36 and _DASHES.fullmatch(value) is not None
-                                       or len(value) == 32 and _HEX.fullmatch(value) is not None)
+    return isinstance(value, str) and (
+        len(value) == 36
+        and _DASHES.fullmatch(value) is not None
+        or len(value) == 32
+        and _HEX.fullmatch(value) is not None
+    )
 
 
 def new_visitor_id() -> str:

@@ -81,7 +81,7 @@ class SegmentBackfill:
         users_seen: set[str] = set()
         next_report = 0.1
         for start in range(0, total, self.chunk):
-            chunk = ids[start:start + self.chunk]
+            chunk = ids[start : start + self.chunk]
             now_ms = await ev.clock()
             pieces = await ev.people.store.get_many(chunk)
             judged: dict[str, dict | None] = {}
@@ -102,7 +102,9 @@ class SegmentBackfill:
             if done / total >= next_report or done == total:
                 next_report += 0.1
                 await self._progress(done=done, seconds=round(time.monotonic() - started, 3))
-                log.info("segment backfill %s: %d/%d profiles (%.0f%%)", ",".join(names), done, total, 100 * done / total)
+                log.info(
+                    "segment backfill %s: %d/%d profiles (%.0f%%)", ",".join(names), done, total, 100 * done / total
+                )
             await asyncio.sleep(0)  # serving goes on between chunks
         seconds = round(time.monotonic() - started, 3)
         await self._progress(done=done, total=total, finished=time.time(), seconds=seconds)

@@ -27,7 +27,9 @@ class ChangeLog:
         if self.producer is None:
             raise Unavailable("the event log is not connected yet, retry later")
         try:
-            futures = [await self.producer.send(self.topic, codec.encode(e), key=e["visitor_id"].encode()) for e in events]
+            futures = [
+                await self.producer.send(self.topic, codec.encode(e), key=e["visitor_id"].encode()) for e in events
+            ]
             await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
         except Exception as exc:
             log.warning("broker did not acknowledge %d state changes: %r", len(events), exc)

@@ -74,8 +74,10 @@ def erasure(visitor_id: str, user: str | None, at: int, new_id: Callable[[], str
 
 
 def catalog(items: list[dict], at: int, new_id: Callable[[], str]) -> list[dict]:
-    return [_event(CATALOG, CATALOG_KEY, at, {"items": items[i : i + CATALOG_PER_EVENT]}, new_id)
-            for i in range(0, len(items), CATALOG_PER_EVENT)]
+    return [
+        _event(CATALOG, CATALOG_KEY, at, {"items": items[i : i + CATALOG_PER_EVENT]}, new_id)
+        for i in range(0, len(items), CATALOG_PER_EVENT)
+    ]
 
 
 def exposure(visitor_id: str, person: str, items: list[dict], pre: float, at: int, new_id: Callable[[], str]) -> dict:
@@ -112,8 +114,13 @@ def check(event: dict) -> dict:
         _text(props, "person")
         items = props.get("exposures")
         if not isinstance(items, list) or not all(
-                isinstance(x, dict) and isinstance(x.get("decision_id"), str) and isinstance(x.get("experiment"), str)
-                and isinstance(x.get("arm"), str) and isinstance(x.get("propensity"), (int, float)) for x in items):
+            isinstance(x, dict)
+            and isinstance(x.get("decision_id"), str)
+            and isinstance(x.get("experiment"), str)
+            and isinstance(x.get("arm"), str)
+            and isinstance(x.get("propensity"), (int, float))
+            for x in items
+        ):
             raise InvalidInput("props.exposures: expected [{decision_id, experiment, arm, propensity}]")
         pre = props.get("pre", 0)
         if isinstance(pre, bool) or not isinstance(pre, (int, float)):

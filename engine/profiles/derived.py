@@ -29,17 +29,28 @@ async def system_clock() -> int:
 
 def offset_clock(redis, key: str) -> Clock:
     """The system clock plus an offset (ms) read from `key`: lets a test move the worker's time forward."""
+
     async def now() -> int:
         offset = await redis.get(key)
         return int(time.time() * 1000) + (int(offset) if offset else 0)
+
     return now
 
 
 class SegmentEvaluator:
     """Memberships and due times of people, from their stored profiles, written with their changes."""
 
-    def __init__(self, people: People, values: ValueStore, index: SegmentIndex, rules, half_life_days: float,
-                 *, clock: Clock = system_clock, anonymous_ttl_ms: int = 0) -> None:
+    def __init__(
+        self,
+        people: People,
+        values: ValueStore,
+        index: SegmentIndex,
+        rules,
+        half_life_days: float,
+        *,
+        clock: Clock = system_clock,
+        anonymous_ttl_ms: int = 0,
+    ) -> None:
         self.people = people
         self.values = values
         self.index = index
@@ -48,8 +59,9 @@ class SegmentEvaluator:
         self.clock = clock
         self.anonymous_ttl_ms = anonymous_ttl_ms
 
-    async def judge(self, people: dict[str, dict | None], segments, now_ms: int, model=None
-                    ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
+    async def judge(
+        self, people: dict[str, dict | None], segments, now_ms: int, model=None
+    ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
         """(person id -> {segment: score}, person id -> due) for merged people (None: gone)."""
         memberships: dict[str, dict[str, float]] = {}
         due: dict[str, int | None] = {}
@@ -69,8 +81,15 @@ class SegmentEvaluator:
     async def model(self, segments):
         return await self.values.model() if any(s.uses_value for s in segments) else None
 
-    async def reevaluate(self, person_ids: list[str], *, reason: str, emit: bool = True,
-                         names: list[str] | None = None, now_ms: int | None = None) -> int:
+    async def reevaluate(
+        self,
+        person_ids: list[str],
+        *,
+        reason: str,
+        emit: bool = True,
+        names: list[str] | None = None,
+        now_ms: int | None = None,
+    ) -> int:
         """Reads the people again and writes their memberships (of `names`, default all); returns changes."""
         segments = self.rules.current.segments
         if not segments or not person_ids:
@@ -78,8 +97,9 @@ class SegmentEvaluator:
         now_ms = await self.clock() if now_ms is None else now_ms
         people = {pid: await self.people.person(pid) for pid in person_ids}
         memberships, due = await self.judge(people, segments, now_ms, await self.model(segments))
-        return await self.index.update(memberships, names or [s.name for s in segments], due=due, at=now_ms,
-                                       emit=emit, reason=reason)
+        return await self.index.update(
+            memberships, names or [s.name for s in segments], due=due, at=now_ms, emit=emit, reason=reason
+        )
 
 
 class SegmentUpdater:

@@ -64,8 +64,13 @@ def merge(a: dict, b: dict, half_life_days: float = 14.0) -> dict:
         parts = [p["interests"][cat] for p in (a, b) if cat in p["interests"]]
         newest = max(ts for _, ts in parts)
         interests[cat] = [round(sum(decay(s, ts, newest, half_life_days) for s, ts in parts), 6), newest]
-    orders = _latest(a["commerce"]["order_log"], b["commerce"]["order_log"], key=lambda o: o[0], kept=ORDERS_KEPT,
-                     unique=lambda o: o[2])
+    orders = _latest(
+        a["commerce"]["order_log"],
+        b["commerce"]["order_log"],
+        key=lambda o: o[0],
+        kept=ORDERS_KEPT,
+        unique=lambda o: o[2],
+    )
     daily = {}
     for day in set(a["daily"]) | set(b["daily"]):
         daily[day] = _add_counts(a["daily"].get(day, {}), b["daily"].get(day, {}))
@@ -97,8 +102,10 @@ def merge(a: dict, b: dict, half_life_days: float = 14.0) -> dict:
             "first_purchase": orders[0][0] if orders else None,
             "last_purchase": orders[-1][0] if orders else None,
             "order_log": orders,
-            "items": newest_items({i: max(ts, b["commerce"]["items"].get(i, ts)) for i, ts in a["commerce"]["items"].items()}
-                                  | {i: ts for i, ts in b["commerce"]["items"].items() if i not in a["commerce"]["items"]}),
+            "items": newest_items(
+                {i: max(ts, b["commerce"]["items"].get(i, ts)) for i, ts in a["commerce"]["items"].items()}
+                | {i: ts for i, ts in b["commerce"]["items"].items() if i not in a["commerce"]["items"]}
+            ),
         },
         **_merge_traits(a, b),
         "consent": consent,

@@ -49,7 +49,7 @@ MONEY_MAX = 1e12  # one price or order; sums of them stay far from float overflo
 @dataclass(frozen=True)
 class ProfileConfig:
     interest_half_life_days: float = 14.0
-    consent_default: bool = True      # analytics consent assumed until the visitor says otherwise
+    consent_default: bool = True  # analytics consent assumed until the visitor says otherwise
     count_without_consent: bool = False  # else events without consent are dropped
     blocked_user_ids: tuple[str, ...] = ()  # beyond the built-in placeholders (user_ids.NEVER_IDENTITIES)
 
@@ -70,8 +70,15 @@ def new_profile(profile_id: str) -> dict:
         "engaged_ms": 0,
         "viewed": [],
         "interests": {},
-        "commerce": {"cart": {}, "orders": 0, "revenue": 0.0, "first_purchase": None, "last_purchase": None,
-                     "order_log": [], "items": {}},
+        "commerce": {
+            "cart": {},
+            "orders": 0,
+            "revenue": 0.0,
+            "first_purchase": None,
+            "last_purchase": None,
+            "order_log": [],
+            "items": {},
+        },
         "traits": {},
         "traits_ts": {},
         "consent": {},
@@ -94,8 +101,10 @@ def decay(score: float, since_ms: int, now_ms: int, half_life_days: float) -> fl
 
 def interest_scores(profile: dict, now_ms: int, config: ProfileConfig = DEFAULT) -> dict[str, float]:
     """Interests decayed to `now_ms`: {category: score}."""
-    return {cat: round(decay(score, ts, now_ms, config.interest_half_life_days), 4)
-            for cat, (score, ts) in profile["interests"].items()}
+    return {
+        cat: round(decay(score, ts, now_ms, config.interest_half_life_days), 4)
+        for cat, (score, ts) in profile["interests"].items()
+    }
 
 
 def has_analytics_consent(profile: dict, config: ProfileConfig = DEFAULT) -> bool:
@@ -132,7 +141,11 @@ def _add_interest(profile: dict, category: str, weight: float, ts: int, config: 
     score, since = profile["interests"].get(category, (0.0, ts))
     newest = max(since, ts)
     profile["interests"][category] = [
-        round(decay(score, since, newest, config.interest_half_life_days) + decay(weight, ts, newest, config.interest_half_life_days), 6),
+        round(
+            decay(score, since, newest, config.interest_half_life_days)
+            + decay(weight, ts, newest, config.interest_half_life_days),
+            6,
+        ),
         newest,
     ]
 
@@ -206,8 +219,12 @@ def _commerce(profile: dict, event: dict, config: ProfileConfig) -> None:
         if order_id is None:
             return  # no order to count
         lines = order.get("items") if type(order.get("items")) is list else []
-        items = [(item_id, _text(line.get("category"))) for line in lines if type(line) is dict
-                 if (item_id := _item_id(line.get("id")))]
+        items = [
+            (item_id, _text(line.get("category")))
+            for line in lines
+            if type(line) is dict
+            if (item_id := _item_id(line.get("id")))
+        ]
         revenue = _money(order.get("revenue"))
         if event.get("claim") is True:  # a browser's order the shop's policy does not count
             claims = commerce.setdefault("claims", [])

@@ -53,7 +53,7 @@ class OrderTrust:
         self.redis = redis
         self.key = f"{prefix}:orders:trusted"
         self.policy = policy
-        self.trusted_seen = False   # once true, it stays true: no need to ask again
+        self.trusted_seen = False  # once true, it stays true: no need to ask again
 
     async def mark(self, events: list[dict]) -> None:
         if self.policy == "until-trusted" and not self.trusted_seen:

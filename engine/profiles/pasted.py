@@ -70,8 +70,9 @@ def _check(given: dict) -> None:
     for name in ("user_id", "kind", "claimed_user_id"):
         if given.get(name) is not None and not isinstance(given[name], str):
             raise _Wrong(name, "text")
-    if "visitor_ids" in given and not (isinstance(given["visitor_ids"], list)
-                                       and all(isinstance(v, str) for v in given["visitor_ids"])):
+    if "visitor_ids" in given and not (
+        isinstance(given["visitor_ids"], list) and all(isinstance(v, str) for v in given["visitor_ids"])
+    ):
         raise _Wrong("visitor_ids", "a list of visitor ids")
     for name in ("first_seen", "last_seen"):
         if not _moment(given.get(name)):

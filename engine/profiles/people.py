@@ -66,8 +66,15 @@ def _new_event_id() -> str:
 
 
 class People:
-    def __init__(self, redis: Redis, store: ProfileStore, *, max_visitors: int = 50,
-                 blocked_user_ids: tuple[str, ...] = (), half_life_days: float = 14.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        store: ProfileStore,
+        *,
+        max_visitors: int = 50,
+        blocked_user_ids: tuple[str, ...] = (),
+        half_life_days: float = 14.0,
+    ) -> None:
         self.redis = redis
         self.store = store
         self.prefix = store.prefix
@@ -102,8 +109,11 @@ class People:
         """
         calls = []
         for event in events:
-            if event["type"] != "identify" or event.get("verified") is not True \
-                    or not is_identity_id(event.get("user_id"), self.blocked):
+            if (
+                event["type"] != "identify"
+                or event.get("verified") is not True
+                or not is_identity_id(event.get("user_id"), self.blocked)
+            ):
                 continue  # an unverified identify is a claim on the profile, not a link
             vid, uid = event["visitor_id"], event["user_id"]
             profile = result.profiles.get(vid)
@@ -113,18 +123,40 @@ class People:
             if profile.get("user_id") != uid:
                 owner = profile.get("user_id")
                 if owner is not None:
-                    refused = dict(base, action="refused", reason="the visitor id belongs to another user",
-                                   other=self.digest(owner))
-                    kept = dict(base, action="refused", reason="another user's login on this visitor id was refused",
-                                other=self.digest(uid))
-                    calls.append((self._refuse, [self._key(uid, "audit"), self._key(owner, "audit"),
-                                                 self._key(uid, "tomb"), self._key(owner, "tomb")],
-                                  [event["event_id"], json.dumps(refused), json.dumps(kept)]))
+                    refused = dict(
+                        base,
+                        action="refused",
+                        reason="the visitor id belongs to another user",
+                        other=self.digest(owner),
+                    )
+                    kept = dict(
+                        base,
+                        action="refused",
+                        reason="another user's login on this visitor id was refused",
+                        other=self.digest(uid),
+                    )
+                    calls.append(
+                        (
+                            self._refuse,
+                            [
+                                self._key(uid, "audit"),
+                                self._key(owner, "audit"),
+                                self._key(uid, "tomb"),
+                                self._key(owner, "tomb"),
+                            ],
+                            [event["event_id"], json.dumps(refused), json.dumps(kept)],
+                        )
+                    )
                 continue
             linked = json.dumps(dict(base, action="linked"))
             refused = json.dumps(dict(base, action="refused", reason=f"more than {self.max_visitors} visitor ids"))
-            calls.append((self._link, [self._key(uid, "links"), self._key(uid, "audit"), self._key(uid, "tomb")],
-                          [vid, event["event_id"], linked, refused, self.max_visitors]))
+            calls.append(
+                (
+                    self._link,
+                    [self._key(uid, "links"), self._key(uid, "audit"), self._key(uid, "tomb")],
+                    [vid, event["event_id"], linked, refused, self.max_visitors],
+                )
+            )
         if not calls:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -247,8 +279,9 @@ class People:
             out[uid] = person
         return out
 
-    async def preferences(self, profile_id: str, user_id: str | None, visitor_ids: list[str],
-                          read: dict[str, bytes | None] | None = None) -> dict:
+    async def preferences(
+        self, profile_id: str, user_id: str | None, visitor_ids: list[str], read: dict[str, bytes | None] | None = None
+    ) -> dict:
         """The user's choices over the visitor's own (the one asking first); `read`: visitors' raw ones at hand."""
         read = read or {}
         merged: dict = {}
@@ -276,8 +309,13 @@ class People:
             stored = await self.redis.hget(self.store.profile_key(profile_id), "prefs_at")
         # After the stored stamp, whatever this host's clock says: a later PUT always wins.
         at = max(int(time.time() * 1000), int(stored.split(b" ")[0]) + 1 if stored else 0)
-        change = changes.preferences(None if user_id else profile_id, self.digest(user_id) if user_id else None,
-                                     json.dumps(current), at, _new_event_id)
+        change = changes.preferences(
+            None if user_id else profile_id,
+            self.digest(user_id) if user_id else None,
+            json.dumps(current),
+            at,
+            _new_event_id,
+        )
         if self.publish is not None:
             await self.publish([change])
         await self.apply_preferences(change)
@@ -289,7 +327,11 @@ class People:
         args = [props["document"], props["stamp"]]
         if props.get("user"):
             digest = props["user"]
-            keys = [self._digest_key(digest, "prefs"), self._digest_key(digest, "prefs_at"), self._digest_key(digest, "tomb")]
+            keys = [
+                self._digest_key(digest, "prefs"),
+                self._digest_key(digest, "prefs_at"),
+                self._digest_key(digest, "tomb"),
+            ]
             return bool(await self._user_prefs(keys=keys, args=args))
         return bool(await self._visitor_prefs(keys=[self.store.profile_key(change["visitor_id"])], args=args))
 
@@ -364,7 +406,9 @@ class People:
         await self.store.erase(vid, at)
         if digest:
             await self._forget_refusals(digest)
-            await self.redis.delete(*(self._digest_key(digest, kind) for kind in ("links", "audit", "prefs", "prefs_at")))
+            await self.redis.delete(
+                *(self._digest_key(digest, kind) for kind in ("links", "audit", "prefs", "prefs_at"))
+            )
             await self.redis.set(self._digest_key(digest, "tomb"), at)
 
     async def _forget_refusals(self, digest: str) -> None:

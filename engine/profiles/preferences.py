@@ -14,7 +14,11 @@ def check_preferences(body: object) -> dict:
     out = {}
     for key, value in body.items():
         if key in ("show", "hide"):
-            if not isinstance(value, list) or len(value) > TOPIC_LIST_MAX or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in value):
+            if (
+                not isinstance(value, list)
+                or len(value) > TOPIC_LIST_MAX
+                or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in value)
+            ):
                 raise InvalidInput(f"{key}: expected a list of up to {TOPIC_LIST_MAX} topic names")
         elif key == "language":
             if not isinstance(value, str) or not 1 < len(value) <= 16:

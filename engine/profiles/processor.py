@@ -39,8 +39,14 @@ def people_events(events: list[dict]) -> list[dict]:
 
 
 class ProfileProcessor:
-    def __init__(self, store: ProfileStore, people: People, config: model.ProfileConfig, catalog=None,
-                 orders: OrderTrust | None = None) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        people: People,
+        config: model.ProfileConfig,
+        catalog=None,
+        orders: OrderTrust | None = None,
+    ) -> None:
         self.store = store
         self.people = people
         self.catalog = catalog  # engine.recommend.catalog.Catalog, for server:catalog

@@ -34,8 +34,8 @@ def export_row(member: str, score: float, person: dict | None) -> dict | None:
 @dataclass
 class ExportPage:
     rows: list[dict]
-    read: int                          # members read (more than rows: the others are not exported)
-    after: tuple[float, str] | None    # where the next page starts (score, id); None: the last page
+    read: int  # members read (more than rows: the others are not exported)
+    after: tuple[float, str] | None  # where the next page starts (score, id); None: the last page
 
 
 async def export_page(index, people, name: str, after: tuple[float, str] | None, limit: int) -> ExportPage:

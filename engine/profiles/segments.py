@@ -54,7 +54,9 @@ def next_change(person: dict, segments: Iterable, now_ms: int) -> int | None:
     return min(moments) if moments else None
 
 
-def derive(person: dict, value_model: ValueModel | None, segments: Iterable, now_ms: int, half_life_days: float = 14.0) -> dict:
+def derive(
+    person: dict, value_model: ValueModel | None, segments: Iterable, now_ms: int, half_life_days: float = 14.0
+) -> dict:
     """The person with `value` (unless value_model is None) and `segments` filled in (a new dict)."""
     segments = list(segments)
     out = dict(person)

@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 from engine.redis_scripts import lua
 
 OUTBOX_MAXLEN = 1_000_000  # entries kept; a destination further behind than this loses the oldest
-PEOPLE_PER_CALL = 2_000    # bounds how long one script holds Redis
+PEOPLE_PER_CALL = 2_000  # bounds how long one script holds Redis
 
 # KEYS: due, outbox, stats, seg:<name> (n of them).
 # ARGV: at, emit (1/0), reason, maxlen, msgpack [names, [[person, due, flags, scores], ...]]
@@ -63,9 +63,16 @@ class SegmentIndex:
     def key(self, name: str) -> str:
         return f"{self.prefix}:seg:{name}"
 
-    async def update(self, memberships: dict[str, dict[str, float]], names: list[str], *,
-                     due: dict[str, int | None] | None = None, at: int = 0, emit: bool = True,
-                     reason: str = "events") -> int:
+    async def update(
+        self,
+        memberships: dict[str, dict[str, float]],
+        names: list[str],
+        *,
+        due: dict[str, int | None] | None = None,
+        at: int = 0,
+        emit: bool = True,
+        reason: str = "events",
+    ) -> int:
         """memberships: person id -> {segment: score} for the segments (of `names`) they are in now.
 
         `due`: person id -> their next due time (absent: unchanged; None: none). Returns the
@@ -73,13 +80,21 @@ class SegmentIndex:
         if not memberships or not names:
             return 0
         keys = [self.due_key, self.outbox_key, self.stats_key, *(self.key(n) for n in names)]
-        people = [[person_id, _due_arg(due, person_id), "".join("1" if name in scores else "0" for name in names),
-                   [repr(float(scores.get(name, 0.0))) for name in names]]
-                  for person_id, scores in memberships.items()]
+        people = [
+            [
+                person_id,
+                _due_arg(due, person_id),
+                "".join("1" if name in scores else "0" for name in names),
+                [repr(float(scores.get(name, 0.0))) for name in names],
+            ]
+            for person_id, scores in memberships.items()
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(people), PEOPLE_PER_CALL):
                 packed = msgpack.packb([names, people[start : start + PEOPLE_PER_CALL]], use_bin_type=False)
-                await self._update(keys=keys, args=[at, "1" if emit else "0", reason, OUTBOX_MAXLEN, packed], client=pipe)
+                await self._update(
+                    keys=keys, args=[at, "1" if emit else "0", reason, OUTBOX_MAXLEN, packed], client=pipe
+                )
             counts = await pipe.execute()
         return sum(int(c) for c in counts)
 
@@ -110,7 +125,9 @@ class SegmentIndex:
             score, member = after
             rank = await self.redis.zrevrank(key, member)
             now = await self.redis.zscore(key, member) if rank is not None else None
-            start = rank + 1 if now is not None and now == score else await self.redis.zcount(key, f"({score!r}", "+inf")
+            start = (
+                rank + 1 if now is not None and now == score else await self.redis.zcount(key, f"({score!r}", "+inf")
+            )
         rows = await self.redis.zrevrange(key, start, start + limit - 1, withscores=True)
         return [(member.decode(), score) for member, score in rows]
 
@@ -124,14 +141,27 @@ class SegmentIndex:
         """Every segment set, including those of definitions since removed."""
         return [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
 
-    async def _notify_segments(self, person_id: str, mode: str, reason: str, *, emit: bool, marketing: bool,
-                               at: int | None = None) -> int:
+    async def _notify_segments(
+        self, person_id: str, mode: str, reason: str, *, emit: bool, marketing: bool, at: int | None = None
+    ) -> int:
         keys = await self.segment_keys()
-        names = [k.decode()[len(self.prefix) + len(":seg:"):] for k in keys]
+        names = [k.decode()[len(self.prefix) + len(":seg:") :] for k in keys]
         at = int(time.time() * 1000) if at is None else at
-        return int(await self._notify(
-            keys=[self.due_key, self.outbox_key, self.stats_key, self.marketing_key, *keys],
-            args=[person_id, at, reason, OUTBOX_MAXLEN, "1" if emit else "0", "1" if marketing else "0", mode, *names]))
+        return int(
+            await self._notify(
+                keys=[self.due_key, self.outbox_key, self.stats_key, self.marketing_key, *keys],
+                args=[
+                    person_id,
+                    at,
+                    reason,
+                    OUTBOX_MAXLEN,
+                    "1" if emit else "0",
+                    "1" if marketing else "0",
+                    mode,
+                    *names,
+                ],
+            )
+        )
 
     async def remove_person(self, person_id: str, *, marketing: bool = False, emit: bool = False) -> int:
         """From every set and the due set; with `emit`, an `exited` (reason erased) per segment left."""
@@ -159,8 +189,11 @@ class SegmentIndex:
 
     async def clear(self, names: list[str] | None = None) -> None:
         """Drops the named sets; every set and the due times (for a rebuild) when no names are given."""
-        keys = ([self.key(n) for n in names] if names is not None
-                else await self.segment_keys() + [self.due_key, self.marketing_key])
+        keys = (
+            [self.key(n) for n in names]
+            if names is not None
+            else await self.segment_keys() + [self.due_key, self.marketing_key]
+        )
         if keys:
             await self.redis.delete(*keys)
 
@@ -172,8 +205,11 @@ async def forget_in_stream(redis: Redis, key: str, people: set[str], chunk: int 
         rows = await redis.xrange(key, start, "+", count=chunk)
         if not rows:
             return removed
-        doomed = [entry_id for entry_id, fields in rows
-                  if fields.get(b"person", b"").decode() in people and fields.get(b"reason") != ERASED.encode()]
+        doomed = [
+            entry_id
+            for entry_id, fields in rows
+            if fields.get(b"person", b"").decode() in people and fields.get(b"reason") != ERASED.encode()
+        ]
         if doomed:
             removed += await redis.xdel(key, *doomed)
         if len(rows) < chunk:

@@ -68,9 +68,9 @@ from engine.redis_scripts import lua
 
 log = logging.getLogger("engine.profiles")
 
-SEEN_KEPT = 2048   # seen ids kept in the profile's own hash
+SEEN_KEPT = 2048  # seen ids kept in the profile's own hash
 SEEN_CACHED = 256  # the worker keeps a written profile's seen ids in memory up to this many (2 KiB)
-CHUNK = 1024       # ids moved together to the visitor's :seen hash once SEEN_KEPT is passed
+CHUNK = 1024  # ids moved together to the visitor's :seen hash once SEEN_KEPT is passed
 ID_BYTES = 8
 DAY_MS = 86_400_000
 DEDUP_DAYS = 30
@@ -300,8 +300,15 @@ def next_seen(seen: bytes, ids: bytes, stamps: list[int]) -> tuple[bytes, list]:
 
 
 class ProfileStore:
-    def __init__(self, redis: Redis, prefix: str = "cs", cluster: bool = False, anonymous_ttl_s: int = 0,
-                 cache_size: int = 0, dedup_days: float = DEDUP_DAYS) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "cs",
+        cluster: bool = False,
+        anonymous_ttl_s: int = 0,
+        cache_size: int = 0,
+        dedup_days: float = DEDUP_DAYS,
+    ) -> None:
         self.redis = redis
         # The worker keeps the profiles it wrote last, with their version: while Redis
         # still holds that version, the read skips the data and the decode.
@@ -341,7 +348,9 @@ class ProfileStore:
             for profile_id in profile_ids:
                 pipe.hmget(self.profile_key(profile_id), ["d", "e"])
             rows = await pipe.execute()
-        return {pid: unpack_profile(blob) for pid, (blob, pending) in zip(profile_ids, rows) if blob and pending is None}
+        return {
+            pid: unpack_profile(blob) for pid, (blob, pending) in zip(profile_ids, rows) if blob and pending is None
+        }
 
     async def erase(self, profile_id: str, now_ms: int) -> None:
         """Delete the profile and its seen ids and leave a tombstone, so neither the stream nor a replay brings it back."""
@@ -371,14 +380,22 @@ class ProfileStore:
         """Fold a batch into the profiles; returns how many events were new."""
         return (await self.apply_batch(events, fold)).applied
 
-    async def apply_batch(self, events: Iterable[dict], fold: Callable[[dict, list[dict]], dict] = model.fold) -> BatchResult:
+    async def apply_batch(
+        self, events: Iterable[dict], fold: Callable[[dict, list[dict]], dict] = model.fold
+    ) -> BatchResult:
         result = BatchResult()
         pending: dict[str, list[dict]] = defaultdict(list)
         for event in events:
             try:  # the usual case decided inline; envelope_error only names what is wrong
                 vid = event["visitor_id"]
-                if type(vid) is str and vid and type(event["event_id"]) is str and event["event_id"] \
-                        and type(event["type"]) is str and type(event["ts"]) is int:
+                if (
+                    type(vid) is str
+                    and vid
+                    and type(event["event_id"]) is str
+                    and event["event_id"]
+                    and type(event["type"]) is str
+                    and type(event["ts"]) is int
+                ):
                     pending[vid].append(event)
                     continue
             except (KeyError, TypeError, IndexError):
@@ -393,8 +410,9 @@ class ProfileStore:
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise Unavailable(f"profiles kept changing under the worker: {sorted(pending)[:5]}")
 
-    async def _apply_once(self, pending: dict[str, list[dict]], fold, result: BatchResult,
-                          old: dict[str, set[bytes]]) -> list[str]:
+    async def _apply_once(
+        self, pending: dict[str, list[dict]], fold, result: BatchResult, old: dict[str, set[bytes]]
+    ) -> list[str]:
         cache = self.cache
         # A profile this worker wrote last, with its seen ids at hand, is not read: the
         # commit's version check finds out if anything wrote it since (then it is read).
@@ -456,8 +474,17 @@ class ProfileStore:
                 else:
                     seen_after, moves = next_seen(seen_packed or b"", new_ids, [stamp_of(e) for e in fresh])
                 ttl = 0 if profile.get("user_id") else self.anonymous_ttl_s
-                writes[vid] = (version or b"", version_of(blob, seen_after), blob, new_ids, ttl, moves, len(fresh), profile,
-                               seen_after if len(seen_after) <= SEEN_CACHED * ID_BYTES else None)
+                writes[vid] = (
+                    version or b"",
+                    version_of(blob, seen_after),
+                    blob,
+                    new_ids,
+                    ttl,
+                    moves,
+                    len(fresh),
+                    profile,
+                    seen_after if len(seen_after) <= SEEN_CACHED * ID_BYTES else None,
+                )
             if profile is not None:
                 result.profiles[vid] = profile
         if not writes:
@@ -470,8 +497,11 @@ class ProfileStore:
                 for vid in chunk:
                     args += writes[vid][:6]
                 packed = msgpack.packb(args, use_bin_type=False)  # Redis' cmsgpack reads str, not bin
-                await self._commit(keys=[self.profile_key(vid) for vid in chunk], args=[packed, self.dedup_ms, self.seen_ttl_s],
-                                   client=pipe)
+                await self._commit(
+                    keys=[self.profile_key(vid) for vid in chunk],
+                    args=[packed, self.dedup_ms, self.seen_ttl_s],
+                    client=pipe,
+                )
             replies = await pipe.execute()
         for chunk, (flags, found) in zip(chunks, replies):
             for n in range(0, len(found), 2):
@@ -509,8 +539,13 @@ class ProfileStore:
                 except Exception as exc:
                     profile = msgpack.unpackb(before, raw=False)
                     refused.append((event, f"the profile fold failed: {type(exc).__name__}: {exc}"[:500]))
-                    log.warning("event %s (%s) of visitor %s not applied: %s", event.get("event_id"),
-                                event.get("type"), vid, type(exc).__name__)
+                    log.warning(
+                        "event %s (%s) of visitor %s not applied: %s",
+                        event.get("event_id"),
+                        event.get("type"),
+                        vid,
+                        type(exc).__name__,
+                    )
             return profile, refused
 
     async def scan_ids(self) -> list[str]:

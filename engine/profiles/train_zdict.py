@@ -20,7 +20,17 @@ import zstandard
 from engine.profiles.model import fold, new_profile
 
 CATEGORIES = ["shoes", "coats", "umbrellas", "hats", "bags", "books", "toys", "garden", "kitchen", "sports"]
-KINDS = ["page_view", "page_view", "page_view", "page_ping", "product_view", "add_to_cart", "purchase", "identify", "link_click"]
+KINDS = [
+    "page_view",
+    "page_view",
+    "page_view",
+    "page_ping",
+    "product_view",
+    "add_to_cart",
+    "purchase",
+    "identify",
+    "link_click",
+]
 
 
 def sample_profile(rng: random.Random) -> dict:
@@ -31,14 +41,25 @@ def sample_profile(rng: random.Random) -> dict:
         kind = rng.choice(KINDS)
         category = rng.choice(CATEGORIES)
         product = {"id": f"sku-{rng.randint(1, 99999)}", "category": category, "price": round(rng.uniform(1, 300), 2)}
-        event = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "type": kind, "ts": ts,
-                 "session_id": uuid.UUID(int=rng.getrandbits(128)).hex[: rng.choice((16, 32))],
-                 "url": f"https://www.shop-{rng.randint(1, 50)}.example/{category}/{rng.randint(1, 999)}",
-                 "title": f"{category.title()} | Shop", "props": {}}
+        event = {
+            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "type": kind,
+            "ts": ts,
+            "session_id": uuid.UUID(int=rng.getrandbits(128)).hex[: rng.choice((16, 32))],
+            "url": f"https://www.shop-{rng.randint(1, 50)}.example/{category}/{rng.randint(1, 999)}",
+            "title": f"{category.title()} | Shop",
+            "props": {},
+        }
         if kind in ("product_view", "add_to_cart"):
             event["props"] = {"product": product}
         elif kind == "purchase":
-            event["props"] = {"order": {"id": str(rng.randint(1, 10**9)), "revenue": product["price"], "items": [dict(product, qty=1)]}}
+            event["props"] = {
+                "order": {
+                    "id": str(rng.randint(1, 10**9)),
+                    "revenue": product["price"],
+                    "items": [dict(product, qty=1)],
+                }
+            }
         elif kind == "identify":
             event["user_id"] = f"user-{rng.randint(1, 10**6)}"
             event["props"] = {"traits": {"first_name": rng.choice(["Ada", "Kari", "Ola", "Grace"])}}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-NEVER_IDENTITIES = frozenset({"", "null", "none", "undefined", "nil", "guest", "anonymous", "anon", "0", "-1", "unknown", "nan"})
+NEVER_IDENTITIES = frozenset(
+    {"", "null", "none", "undefined", "nil", "guest", "anonymous", "anon", "0", "-1", "unknown", "nan"}
+)
 
 
 def is_identity_id(user_id: object, blocked: Iterable[str] = ()) -> bool:

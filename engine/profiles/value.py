@@ -37,10 +37,10 @@ KEY_SHARE, GROWTH_SHARE = 0.2, 0.3
 class Summary:
     """A customer's purchase history in BG/NBD terms (days)."""
 
-    x: int            # repeat purchase days (purchase days after the first)
-    t_x: float        # days from first to last purchase day
-    T: float          # days from first purchase day to now
-    monetary: float   # mean revenue of the repeat purchase days (0 without repeats)
+    x: int  # repeat purchase days (purchase days after the first)
+    t_x: float  # days from first to last purchase day
+    T: float  # days from first purchase day to now
+    monetary: float  # mean revenue of the repeat purchase days (0 without repeats)
     orders: int
     revenue: float
     recency_days: float  # days since the last purchase
@@ -61,9 +61,13 @@ def summarize(order_log: Iterable[Sequence], now_ms: int) -> Summary | None:
     today = max(now_ms // DAY_MS, days[-1])
     repeats = [by_day[d] for d in days[1:]]
     return Summary(
-        x=len(days) - 1, t_x=float(days[-1] - days[0]), T=float(today - days[0]),
+        x=len(days) - 1,
+        t_x=float(days[-1] - days[0]),
+        T=float(today - days[0]),
         monetary=sum(repeats) / len(repeats) if repeats else 0.0,
-        orders=orders, revenue=round(revenue, 2), recency_days=float(today - days[-1]),
+        orders=orders,
+        revenue=round(revenue, 2),
+        recency_days=float(today - days[-1]),
     )
 
 
@@ -75,8 +79,11 @@ def bgnbd_log_likelihood(params: Sequence[float], x: np.ndarray, t_x: np.ndarray
     common = gammaln(r + x) - gammaln(r) + r * math.log(alpha)
     alive = common + betaln(a, b + x) - betaln(a, b) - (r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
-        left = np.where(x > 0, common + betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - betaln(a, b)
-                        - (r + x) * np.log(alpha + t_x), -np.inf)
+        left = np.where(
+            x > 0,
+            common + betaln(a + 1, np.maximum(b + x - 1, 1e-12)) - betaln(a, b) - (r + x) * np.log(alpha + t_x),
+            -np.inf,
+        )
     return np.logaddexp(alive, left)
 
 
@@ -89,8 +96,15 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[float, flo
 
     start = np.log([0.5, max(T.mean(), 1.0), 1.0, 1.0])
     # Bounded: with little variation between customers r and alpha run off together.
-    bounds = [(np.log(1e-3), np.log(1e3)), (np.log(1e-3), np.log(1e6)), (np.log(1e-3), np.log(1e3)), (np.log(1e-3), np.log(1e3))]
-    best = minimize(loss, start, method="Nelder-Mead", bounds=bounds, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
+    bounds = [
+        (np.log(1e-3), np.log(1e3)),
+        (np.log(1e-3), np.log(1e6)),
+        (np.log(1e-3), np.log(1e3)),
+        (np.log(1e-3), np.log(1e3)),
+    ]
+    best = minimize(
+        loss, start, method="Nelder-Mead", bounds=bounds, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10}
+    )
     return tuple(float(v) for v in np.exp(best.x))
 
 
@@ -125,12 +139,24 @@ def fit_gamma_gamma(x: np.ndarray, monetary: np.ndarray) -> tuple[float, float, 
 
     def loss(log_params):
         p, q, g = np.exp(log_params)
-        ll = (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(g)
-              + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(g + m * x))
+        ll = (
+            gammaln(p * x + q)
+            - gammaln(p * x)
+            - gammaln(q)
+            + q * np.log(g)
+            + (p * x - 1) * np.log(m)
+            + p * x * np.log(x)
+            - (p * x + q) * np.log(g + m * x)
+        )
         return -ll.sum() / len(x)
 
-    best = minimize(loss, np.log([1.0, 2.0, max(m.mean(), 1.0)]), method="Nelder-Mead",
-                    bounds=[(np.log(1e-3), np.log(1e4))] * 3, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10})
+    best = minimize(
+        loss,
+        np.log([1.0, 2.0, max(m.mean(), 1.0)]),
+        method="Nelder-Mead",
+        bounds=[(np.log(1e-3), np.log(1e4))] * 3,
+        options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-10},
+    )
     return tuple(float(v) for v in np.exp(best.x))
 
 
@@ -152,14 +178,14 @@ def expected_order_value(params: Sequence[float], x, monetary, population_mean: 
 class ValueModel:
     customers: int = 0
     fitted_at: int = 0
-    recency_edges: list[float] = field(default_factory=list)    # ascending quintile edges
+    recency_edges: list[float] = field(default_factory=list)  # ascending quintile edges
     frequency_edges: list[float] = field(default_factory=list)
     monetary_edges: list[float] = field(default_factory=list)
-    bgnbd: list[float] | None = None         # r, alpha, a, b
-    gamma_gamma: list[float] | None = None   # p, q, gamma
+    bgnbd: list[float] | None = None  # r, alpha, a, b
+    gamma_gamma: list[float] | None = None  # p, q, gamma
     mean_order_value: float = 0.0
     horizon_days: int = HORIZON_DAYS
-    key_threshold: float | None = None       # CLV (or revenue) from which a customer is "key"
+    key_threshold: float | None = None  # CLV (or revenue) from which a customer is "key"
     growth_threshold: float | None = None
     tier_basis: str = "revenue"
 
@@ -194,7 +220,11 @@ def fit(summaries: list[Summary], now_ms: int, horizon_days: int = HORIZON_DAYS)
     recency = np.array([s.recency_days for s in summaries])
     frequency = np.array([s.orders for s in summaries], dtype=float)
     monetary = np.array([s.revenue / max(s.orders, 1) for s in summaries])
-    model.recency_edges, model.frequency_edges, model.monetary_edges = _edges(recency), _edges(frequency), _edges(monetary)
+    model.recency_edges, model.frequency_edges, model.monetary_edges = (
+        _edges(recency),
+        _edges(frequency),
+        _edges(monetary),
+    )
     model.mean_order_value = float(monetary.mean())
     x = np.array([s.x for s in summaries], dtype=float)
     basis = np.array([s.revenue for s in summaries])
@@ -232,20 +262,34 @@ def person_value(model: ValueModel, order_log: Iterable[Sequence], now_ms: int) 
     if s is None:
         return {"tier": "low", "orders": 0, "revenue": 0.0, "rfm": None, "clv": None}
     monetary = s.revenue / max(s.orders, 1)
-    r, f, m = (_quintile(s.recency_days, model.recency_edges, higher_is_better=False),
-               _quintile(s.orders, model.frequency_edges), _quintile(monetary, model.monetary_edges))
+    r, f, m = (
+        _quintile(s.recency_days, model.recency_edges, higher_is_better=False),
+        _quintile(s.orders, model.frequency_edges),
+        _quintile(monetary, model.monetary_edges),
+    )
     out = {
-        "orders": s.orders, "revenue": s.revenue,
-        "rfm": {"recency_days": s.recency_days, "frequency": s.orders, "monetary": round(monetary, 2),
-                "r": r, "f": f, "m": m, "score": f"{r}{f}{m}"},
+        "orders": s.orders,
+        "revenue": s.revenue,
+        "rfm": {
+            "recency_days": s.recency_days,
+            "frequency": s.orders,
+            "monetary": round(monetary, 2),
+            "r": r,
+            "f": f,
+            "m": m,
+            "score": f"{r}{f}{m}",
+        },
         "clv": None,
     }
     basis = s.revenue
     if model.bgnbd is not None:
         value = clv(model, s)
-        out["clv"] = {"value": round(value, 2), "horizon_days": model.horizon_days,
-                      "expected_purchases": round(float(expected_purchases(model.bgnbd, s.x, s.t_x, s.T, model.horizon_days)), 3),
-                      "probability_alive": round(float(probability_alive(model.bgnbd, s.x, s.t_x, s.T)), 3)}
+        out["clv"] = {
+            "value": round(value, 2),
+            "horizon_days": model.horizon_days,
+            "expected_purchases": round(float(expected_purchases(model.bgnbd, s.x, s.t_x, s.T, model.horizon_days)), 3),
+            "probability_alive": round(float(probability_alive(model.bgnbd, s.x, s.t_x, s.T)), 3),
+        }
         basis = value
     out["tier"] = tier(model, basis)
     return out

@@ -67,7 +67,11 @@ class ValueStore:
             await self.redis.srem(self.buyers_key, *gone)
         out = []
         for pieces in people.values():
-            log_ = merge_all(pieces, self.half_life_days)["commerce"]["order_log"] if len(pieces) > 1 else pieces[0]["commerce"]["order_log"]
+            log_ = (
+                merge_all(pieces, self.half_life_days)["commerce"]["order_log"]
+                if len(pieces) > 1
+                else pieces[0]["commerce"]["order_log"]
+            )
             summary = summarize(log_, now_ms)
             if summary:
                 out.append(summary)
@@ -79,8 +83,12 @@ class ValueStore:
         model = fit(await self.summaries(now_ms), now_ms)
         await self.redis.set(self.model_key, json.dumps(model.to_json()))
         self._cached = (time.monotonic(), model)
-        log.info("value model refitted on %d customers in %.1f s (tiers by %s)",
-                 model.customers, time.perf_counter() - started, model.tier_basis)
+        log.info(
+            "value model refitted on %d customers in %.1f s (tiers by %s)",
+            model.customers,
+            time.perf_counter() - started,
+            model.tier_basis,
+        )
         return model
 
     async def model(self) -> ValueModel:

@@ -92,7 +92,9 @@ class Wishlists:
             if item.available and was == b"0":
                 alerts.append((item.id, {"kind": "back_in_stock"}))
             if item.price is not None and old is not None and item.price < float(old):
-                alerts.append((item.id, {"kind": "price_drop", "old_price": old.decode(), "new_price": priced[item.id]}))
+                alerts.append(
+                    (item.id, {"kind": "price_drop", "old_price": old.decode(), "new_price": priced[item.id]})
+                )
         return sum([await self._alert(item, fields, at) for item, fields in alerts])
 
     async def _alert(self, item: str, fields: dict, at: int) -> int:
@@ -102,8 +104,12 @@ class Wishlists:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for person in people:
-                pipe.xadd(self.outbox_key, {**fields, "person": person, "item": item, "at": at},
-                          maxlen=1_000_000, approximate=True)
+                pipe.xadd(
+                    self.outbox_key,
+                    {**fields, "person": person, "item": item, "at": at},
+                    maxlen=1_000_000,
+                    approximate=True,
+                )
             pipe.hincrby(self.stats_key, "alerts", len(people))
             await pipe.execute()
         return len(people)

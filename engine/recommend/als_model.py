@@ -56,10 +56,18 @@ class AlsModel:
         buffer = io.BytesIO()
         arrays = {}
         if self.regression is not None:
-            arrays = {"regression_seeds": self.regression.seeds, "regression_targets": self.regression.targets,
-                      "regression_weights": self.regression.weights}
-        np.savez(buffer, item_ids=np.array(self.item_ids, dtype=str), factors=self.factors.astype(np.float32),
-                 meta=np.array(json.dumps(dict(self.meta, version=self.version))), **arrays)
+            arrays = {
+                "regression_seeds": self.regression.seeds,
+                "regression_targets": self.regression.targets,
+                "regression_weights": self.regression.weights,
+            }
+        np.savez(
+            buffer,
+            item_ids=np.array(self.item_ids, dtype=str),
+            factors=self.factors.astype(np.float32),
+            meta=np.array(json.dumps(dict(self.meta, version=self.version))),
+            **arrays,
+        )
         return buffer.getvalue()
 
     @classmethod
@@ -67,11 +75,17 @@ class AlsModel:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             regression = None
-            if "regression_seeds" in npz.files:   # models published before the regression have none
-                regression = ease.ItemRegression(npz["regression_seeds"], npz["regression_targets"],
-                                                 npz["regression_weights"])
-            return cls(meta["version"], [str(i) for i in npz["item_ids"]], np.ascontiguousarray(npz["factors"]), meta,
-                       regression)
+            if "regression_seeds" in npz.files:  # models published before the regression have none
+                regression = ease.ItemRegression(
+                    npz["regression_seeds"], npz["regression_targets"], npz["regression_weights"]
+                )
+            return cls(
+                meta["version"],
+                [str(i) for i in npz["item_ids"]],
+                np.ascontiguousarray(npz["factors"]),
+                meta,
+                regression,
+            )
 
 
 def new_version() -> str:

@@ -42,7 +42,7 @@ async def erased_among(profiles, visitor_ids: list[str], chunk: int = 1000) -> s
     """The visitor ids whose profile is erased (a tombstone), a pipeline per `chunk`."""
     out = set()
     for start in range(0, len(visitor_ids), chunk):
-        part = visitor_ids[start:start + chunk]
+        part = visitor_ids[start : start + chunk]
         async with profiles.redis.pipeline(transaction=False) as pipe:
             for vid in part:
                 pipe.hexists(profiles.profile_key(vid), "t")
@@ -51,13 +51,15 @@ async def erased_among(profiles, visitor_ids: list[str], chunk: int = 1000) -> s
     return out
 
 
-async def train(settings, redis, profiles, params: AlsParams = AlsParams(), progress: bool = True,
-                out_path: Path | None = None) -> AlsModel:
+async def train(
+    settings, redis, profiles, params: AlsParams = AlsParams(), progress: bool = True, out_path: Path | None = None
+) -> AlsModel:
     """`clickstream train`: the topic's history -> ALS -> published in Redis (and to `out_path`).
 
     `profiles` (engine.profiles.store.ProfileStore) tells which visitors were erased."""
-    history = Interactions(params.weights, settings.consent_default, settings.blocked_user_ids,
-                           settings.untrusted_orders)
+    history = Interactions(
+        params.weights, settings.consent_default, settings.blocked_user_ids, settings.untrusted_orders
+    )
     await read_history(settings, history, progress)
     erased = await erased_among(profiles, history.visitors())
     rows = list(history.rows(skip=erased))
@@ -68,14 +70,25 @@ async def train(settings, redis, profiles, params: AlsParams = AlsParams(), prog
     await als_store.publish(redis, settings.redis_prefix, model)
     if out_path is not None:
         Path(out_path).write_bytes(model.to_bytes())
-    log.info("ALS model %s: %d persons, %d items, %d interactions, %.1f s",
-             model.version, model.meta["persons"], model.meta["items"], model.meta["interactions"],
-             model.meta["train_seconds"])
+    log.info(
+        "ALS model %s: %d persons, %d items, %d interactions, %.1f s",
+        model.version,
+        model.meta["persons"],
+        model.meta["items"],
+        model.meta["interactions"],
+        model.meta["train_seconds"],
+    )
     return model
 
 
-async def retrain_periodically(redis, prefix: str, every_s: float, stopping: Callable[[], bool],
-                               train_once: Callable[[], Awaitable[AlsModel]], poll_s: float = 5.0) -> None:
+async def retrain_periodically(
+    redis,
+    prefix: str,
+    every_s: float,
+    stopping: Callable[[], bool],
+    train_once: Callable[[], Awaitable[AlsModel]],
+    poll_s: float = 5.0,
+) -> None:
     """The worker's task: retrain when the current model is older than `every_s` (0: never).
 
     A lock in Redis (expiring after `every_s`) lets one worker of many train per interval.

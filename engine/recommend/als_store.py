@@ -25,8 +25,13 @@ KEEP = 2  # versions kept in Redis: the current one and the one a slow poller ma
 
 def redis_keys(prefix: str) -> dict[str, str]:
     base = f"{prefix}:rec:als:"
-    return {"base": base, "current": base + "current", "info": base + "info", "versions": base + "versions",
-            "lock": base + "lock"}
+    return {
+        "base": base,
+        "current": base + "current",
+        "info": base + "info",
+        "versions": base + "versions",
+        "lock": base + "lock",
+    }
 
 
 async def publish(redis, prefix: str, model: AlsModel, keep: int = KEEP) -> None:

@@ -24,8 +24,9 @@ from __future__ import annotations
 from typing import Mapping
 
 
-def blend(sources: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int,
-          exclude: set[str] = frozenset()) -> list[tuple[str, float, str]]:
+def blend(
+    sources: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int, exclude: set[str] = frozenset()
+) -> list[tuple[str, float, str]]:
     """The top k (id, score, strongest source) by weighted max-normalized score, ties by id.
 
     Each source is normalized by its max over the candidates left after `exclude`, so
@@ -63,5 +64,5 @@ def blend(sources: Mapping[str, Mapping[str, float]], weights: Mapping[str, floa
                 total[item] = before + part
                 if part > best[item][0]:
                     best[item] = (part, name)
-    ranked = sorted([(-score, item) for item, score in total.items()])[:k]   # tuples compare in C: no key calls
+    ranked = sorted([(-score, item) for item, score in total.items()])[:k]  # tuples compare in C: no key calls
     return [(item, -negative, best[item][1]) for negative, item in ranked]

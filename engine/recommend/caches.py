@@ -19,10 +19,10 @@ from typing import Callable, Hashable, Iterable
 from cachetools import TTLCache
 
 POPULAR_CACHE_S = 5.0
-POPULAR_CACHE_MAX = 1000        # categories
-NEIGHBOURS_CACHE_MAX = 10_000   # items per process; a kept blend is ~20 KB, so at most ~200 MB
-INFO_CACHE_S = 30.0             # an item's category and availability, kept per process...
-CATALOG_CHECK_S = 1.0           # ...until the catalog's version changes (checked this often)
+POPULAR_CACHE_MAX = 1000  # categories
+NEIGHBOURS_CACHE_MAX = 10_000  # items per process; a kept blend is ~20 KB, so at most ~200 MB
+INFO_CACHE_S = 30.0  # an item's category and availability, kept per process...
+CATALOG_CHECK_S = 1.0  # ...until the catalog's version changes (checked this often)
 INFO_CACHE_MAX = 200_000
 
 
@@ -31,8 +31,9 @@ def kept(ttl: float, maxsize: int = NEIGHBOURS_CACHE_MAX) -> TTLCache:
     return TTLCache(maxsize, ttl, timer=time.monotonic)
 
 
-def lookup(cache: TTLCache, items: Iterable[str], key: Callable[[str], Hashable] = lambda item: item
-           ) -> tuple[dict, list[str]]:
+def lookup(
+    cache: TTLCache, items: Iterable[str], key: Callable[[str], Hashable] = lambda item: item
+) -> tuple[dict, list[str]]:
     """(the kept value of each item that has one, the other items), each item once."""
     found, missing = {}, []
     for item in dict.fromkeys(items):
@@ -49,12 +50,12 @@ class RecommendCaches:
 
     def __init__(self, neighbours_s: float) -> None:
         self.neighbours_s = neighbours_s
-        self.popular = kept(POPULAR_CACHE_S, POPULAR_CACHE_MAX)   # category (None: overall) -> [(item, score)]
-        self.info = kept(INFO_CACHE_S, INFO_CACHE_MAX)            # item -> ranking.Info
-        self.neighbours = kept(neighbours_s)                      # (kind, item) -> store.Neighbours
-        self.rankings = kept(2 * neighbours_s)                    # item -> (computed at, (ranking, evidence))
+        self.popular = kept(POPULAR_CACHE_S, POPULAR_CACHE_MAX)  # category (None: overall) -> [(item, score)]
+        self.info = kept(INFO_CACHE_S, INFO_CACHE_MAX)  # item -> ranking.Info
+        self.neighbours = kept(neighbours_s)  # (kind, item) -> store.Neighbours
+        self.rankings = kept(2 * neighbours_s)  # item -> (computed at, (ranking, evidence))
         self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
-        self._catalog: tuple[float, int] = (float("-inf"), -1)   # (checked at, version)
+        self._catalog: tuple[float, int] = (float("-inf"), -1)  # (checked at, version)
 
     def popular_scores(self, ranked: list[tuple[str, float]]) -> dict[str, float]:
         """The popular list as a dict, one object while the list is kept: kept blends share it."""

@@ -93,7 +93,9 @@ def check_item(raw: object, path: str = "item", from_text: bool = False) -> Cata
         raise InvalidInput(f"{path}: expected an object with id, category, available")
     unknown = set(raw) - {"id", "category", "available", "title", "price"}
     if unknown:
-        raise InvalidInput(f"{path}.{sorted(unknown)[0]}: unknown field (expected id, category, available, title, price)")
+        raise InvalidInput(
+            f"{path}.{sorted(unknown)[0]}: unknown field (expected id, category, available, title, price)"
+        )
     return CatalogItem(
         id=_text(raw.get("id"), f"{path}.id", ID_MAX, required=True),
         category=_text(raw.get("category"), f"{path}.category", CATEGORY_MAX),
@@ -166,7 +168,7 @@ class Catalog:
     async def put(self, items: list[CatalogItem]) -> int:
         """Adds or replaces the items; returns how many were written."""
         for start in range(0, len(items), WRITE_CHUNK):
-            chunk = items[start:start + WRITE_CHUNK]
+            chunk = items[start : start + WRITE_CHUNK]
             await self.redis.hset(self.key, mapping={item.id: json.dumps(item.to_json()) for item in chunk})
         await self.redis.incr(self.version_key)
         return len(items)

@@ -24,17 +24,19 @@ NEIGHBOURS_CACHE_S = 1.0
 @dataclass(frozen=True)
 class RecommendConfig:
     for_you_weights: dict = field(default_factory=lambda: dict(FOR_YOU_WEIGHTS))
-    method: str = "confidence"      # cooccur.METHODS; CLICKSTREAM_RECOMMEND_SIMILARITY
-    min_support: float = 2          # for-you and carts; also-bought of one item has none
-    prior_strength: float = shrink.PRIOR_STRENGTH   # m of engine.recommend.shrink
-    candidates: int = 50            # per source, as in the offline benchmark
-    max_per_category: int = 3       # default of the query parameter; 0: no cap
+    method: str = "confidence"  # cooccur.METHODS; CLICKSTREAM_RECOMMEND_SIMILARITY
+    min_support: float = 2  # for-you and carts; also-bought of one item has none
+    prior_strength: float = shrink.PRIOR_STRENGTH  # m of engine.recommend.shrink
+    candidates: int = 50  # per source, as in the offline benchmark
+    max_per_category: int = 3  # default of the query parameter; 0: no cap
     repurchase_categories: tuple[str, ...] = ()
-    seeds_max: int = 20             # newest bought + viewed items a for-you list starts from
-    neighbours_cache_s: float = NEIGHBOURS_CACHE_S   # 0: ask Redis on every request
+    seeds_max: int = 20  # newest bought + viewed items a for-you list starts from
+    neighbours_cache_s: float = NEIGHBOURS_CACHE_S  # 0: ask Redis on every request
 
     @classmethod
     def from_settings(cls, settings) -> "RecommendConfig":
-        return cls(max_per_category=settings.recommend_max_per_category,
-                   repurchase_categories=settings.recommend_repurchase_categories,
-                   method=settings.recommend_similarity)
+        return cls(
+            max_per_category=settings.recommend_max_per_category,
+            repurchase_categories=settings.recommend_repurchase_categories,
+            method=settings.recommend_similarity,
+        )

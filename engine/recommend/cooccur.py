@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 from engine.recommend.shrink import PRIOR_STRENGTH
 
 METHODS = ("confidence", "cosine", "jaccard", "lift", "raw", "shrunk")
-MAX_ITEMS_PER_ORDER = 50     # an order's pairs grow with its size squared; larger orders count their first 50
+MAX_ITEMS_PER_ORDER = 50  # an order's pairs grow with its size squared; larger orders count their first 50
 MAX_ITEMS_PER_SESSION = 50
 
 
@@ -61,8 +61,15 @@ def view_pairs(session_viewed: Iterable[str], item: str, cap: int = MAX_ITEMS_PE
     return [pair for other in before for pair in ((item, other), (other, item))]
 
 
-def similarity(pair: float, n_a: float, n_b: float, n_orders: float, method: str = "cosine",
-               min_support: float = 2, strength: float = PRIOR_STRENGTH) -> float:
+def similarity(
+    pair: float,
+    n_a: float,
+    n_b: float,
+    n_orders: float,
+    method: str = "cosine",
+    min_support: float = 2,
+    strength: float = PRIOR_STRENGTH,
+) -> float:
     """Normalized similarity of b to a; 0 below the minimum support."""
     if pair < min_support or pair <= 0:
         return 0.0
@@ -81,8 +88,15 @@ def similarity(pair: float, n_a: float, n_b: float, n_orders: float, method: str
     raise ValueError(f"unknown similarity {method!r}; expected one of {METHODS}")
 
 
-def neighbours(seed: str, pairs: Mapping[str, float], counts: Mapping[str, float], n_orders: float,
-               method: str = "cosine", min_support: float = 2, strength: float = PRIOR_STRENGTH) -> dict[str, float]:
+def neighbours(
+    seed: str,
+    pairs: Mapping[str, float],
+    counts: Mapping[str, float],
+    n_orders: float,
+    method: str = "cosine",
+    min_support: float = 2,
+    strength: float = PRIOR_STRENGTH,
+) -> dict[str, float]:
     """Normalized neighbours of `seed` from its raw pair counts; zero scores are dropped."""
     n_seed = counts.get(seed, 0)
     out = {}
@@ -117,6 +131,7 @@ class CoCounts:
         for a, b in order_pairs(distinct):
             self.pairs[a][b] += sign
 
-    def neighbours(self, seed: str, method: str = "cosine", min_support: float = 2,
-                   strength: float = PRIOR_STRENGTH) -> dict[str, float]:
+    def neighbours(
+        self, seed: str, method: str = "cosine", min_support: float = 2, strength: float = PRIOR_STRENGTH
+    ) -> dict[str, float]:
         return neighbours(seed, self.pairs.get(seed, {}), self.counts, self.orders, method, min_support, strength)

@@ -30,23 +30,23 @@ import numpy as np
 import scipy.sparse as sp
 
 
-CHUNK = 500   # rows ranked at a time, so picking each row's largest weights needs no n x n temporaries
+CHUNK = 500  # rows ranked at a time, so picking each row's largest weights needs no n x n temporaries
 
 
 @dataclass(frozen=True)
 class EaseParams:
-    regularization: float = 100.0   # lambda; chosen on the validation slices of benchmarks/recommend_quality.py
-    max_items: int = 5_000          # 0: leave the regression out
-    keep: int = 200                 # weights kept per item
+    regularization: float = 100.0  # lambda; chosen on the validation slices of benchmarks/recommend_quality.py
+    max_items: int = 5_000  # 0: leave the regression out
+    keep: int = 200  # weights kept per item
 
 
 @dataclass
 class ItemRegression:
     """Per seed item (row r is item `seeds[r]`), its kept weights: item indices `targets` and `weights`."""
 
-    seeds: np.ndarray              # (rows,) int32 indices into the model's item ids
-    targets: np.ndarray            # (rows, keep) int32 indices into the model's item ids
-    weights: np.ndarray            # (rows, keep) float32
+    seeds: np.ndarray  # (rows,) int32 indices into the model's item ids
+    targets: np.ndarray  # (rows, keep) int32 indices into the model's item ids
+    weights: np.ndarray  # (rows, keep) float32
 
     def __post_init__(self) -> None:
         self.rows = {int(item): r for r, item in enumerate(self.seeds)}
@@ -70,7 +70,7 @@ def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = Ease
     from threadpoolctl import threadpool_limits
 
     touched = np.asarray((matrix > 0).sum(axis=0)).ravel()
-    columns = np.argsort(-touched, kind="stable")[:params.max_items]
+    columns = np.argsort(-touched, kind="stable")[: params.max_items]
     columns = columns[touched[columns] > 0]
     n = len(columns)
     if n < 2:
@@ -82,14 +82,14 @@ def fit(matrix: sp.csr_matrix, purchase_weight: float, params: EaseParams = Ease
     with threadpool_limits(os.cpu_count() or 1, "blas"):  # the inverse is plain BLAS work: every core
         b = np.linalg.inv(gram)
     del gram
-    b /= -np.diag(b)[None, :]   # in place: at 5,000 items each n x n copy is 200 MB
+    b /= -np.diag(b)[None, :]  # in place: at 5,000 items each n x n copy is 200 MB
     np.fill_diagonal(b, 0.0)
     keep = min(params.keep, n - 1)
     targets = np.empty((n, keep), dtype=np.int32)
     weights = np.empty((n, keep), dtype=np.float32)
     for start in range(0, n, CHUNK):
-        rows = b[start:start + CHUNK]
+        rows = b[start : start + CHUNK]
         top = np.argpartition(-np.abs(rows), keep - 1, axis=1)[:, :keep]
-        targets[start:start + CHUNK] = columns[top]
-        weights[start:start + CHUNK] = np.take_along_axis(rows, top, axis=1)
+        targets[start : start + CHUNK] = columns[top]
+        weights[start : start + CHUNK] = np.take_along_axis(rows, top, axis=1)
     return ItemRegression(seeds=columns.astype(np.int32), targets=targets, weights=weights)

@@ -30,8 +30,13 @@ class Interactions:
     id; a back end's order id counts once, whatever event ids carried it.
     """
 
-    def __init__(self, weights: dict[str, float] | None = None, consent_default: bool = True,
-                 blocked_user_ids: Iterable[str] = (), untrusted_orders: str = "until-trusted") -> None:
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        consent_default: bool = True,
+        blocked_user_ids: Iterable[str] = (),
+        untrusted_orders: str = "until-trusted",
+    ) -> None:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.consent_default = consent_default
         self.blocked = tuple(blocked_user_ids)
@@ -40,8 +45,8 @@ class Interactions:
         self.cells: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # visitor -> item -> weight
         self.user_of: dict[str, str] = {}
         self.consent: dict[str, bool] = {}
-        self.orders: set[str] = set()                    # trusted order ids
-        self.browser_orders: dict[str, list[str]] = {}   # 'visitor:order id' -> items, until a trusted order replaces it
+        self.orders: set[str] = set()  # trusted order ids
+        self.browser_orders: dict[str, list[str]] = {}  # 'visitor:order id' -> items, until a trusted order replaces it
         self.events = 0
 
     def add(self, event: dict) -> None:
@@ -58,8 +63,12 @@ class Interactions:
         if not self.consent.get(vid, self.consent_default):
             return
         user_id = event.get("user_id")
-        if kind == "identify" and event.get("verified") is True and vid not in self.user_of \
-                and is_identity_id(user_id, self.blocked):
+        if (
+            kind == "identify"
+            and event.get("verified") is True
+            and vid not in self.user_of
+            and is_identity_id(user_id, self.blocked)
+        ):
             self.user_of[vid] = user_id  # the first user to log in on a cookie owns it
         weight = self.weights.get(kind)
         if not weight:
@@ -69,7 +78,9 @@ class Interactions:
             self.trusted_seen = orders.mark_claims([event], self.untrusted_orders, self.trusted_seen)
             if order.get("id") is None or not orders.counts(event) or str(order["id"]) in self.orders:
                 return
-            items = cooccur.order_items(str(line.get("id", "")) for line in order.get("items") or [] if isinstance(line, dict))
+            items = cooccur.order_items(
+                str(line.get("id", "")) for line in order.get("items") or [] if isinstance(line, dict)
+            )
             copy = f"{vid}:{order['id']}"
             if event.get("trusted") is not True:
                 if copy in self.browser_orders:
@@ -96,5 +107,5 @@ class Interactions:
                 continue
             person = self.user_of.get(vid, vid)
             for item, weight in items.items():
-                if weight > 0:   # a browser's order replaced by the back end's leaves zeros
+                if weight > 0:  # a browser's order replaced by the back end's leaves zeros
                     yield person, item, weight

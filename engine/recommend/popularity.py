@@ -36,7 +36,7 @@ def era_weight(ts_ms: int, half_life_days: float, epoch_ms: int = EPOCH_MS) -> t
 def decayed(stored: float, era: int, now_ms: int, half_life_days: float, epoch_ms: int = EPOCH_MS) -> float:
     """A sum stored in `era`, as purchases decayed to `now` (0.0 once too old to tell from nothing)."""
     exponent = half_lives(now_ms, half_life_days, epoch_ms) - era * ERA_HALF_LIVES
-    return stored * 2.0 ** -exponent if exponent < 1074 else 0.0
+    return stored * 2.0**-exponent if exponent < 1074 else 0.0
 
 
 def merge_eras(current: Iterable[tuple[str, float]], previous: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -51,5 +51,7 @@ def merge_eras(current: Iterable[tuple[str, float]], previous: Iterable[tuple[st
 def top(scores: Mapping[str, float], k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
     """The k most popular items, highest first, ties by id so the order is stable."""
     skip = set(exclude)
-    ranked = sorted(((item, s) for item, s in scores.items() if item not in skip and s > 0), key=lambda p: (-p[1], p[0]))
+    ranked = sorted(
+        ((item, s) for item, s in scores.items() if item not in skip and s > 0), key=lambda p: (-p[1], p[0])
+    )
     return ranked[:k]

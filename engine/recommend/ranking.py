@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Iterable
 
 from engine.recommend.blend import blend
 
-if TYPE_CHECKING:   # a value the store returns; the store's I/O stays out of here
+if TYPE_CHECKING:  # a value the store returns; the store's I/O stays out of here
     from engine.recommend.store import Neighbours
 
 SOURCES = ("cooccurrence", "coview", "als", "ease", "popularity")
-BLEND_ALL = 10**9   # the blend ranks every candidate: the filters decide how many are listed
+BLEND_ALL = 10**9  # the blend ranks every candidate: the filters decide how many are listed
 
 Ranked = list[tuple[str, float]]
 
@@ -52,9 +52,15 @@ def window(k: int) -> int:
     return 2 * k + 10
 
 
-def select(ranked: Iterable[tuple[str, float]], info: dict[str, Info], k: int, exclude: set[str] = frozenset(),
-           category: str | None = None, max_per_category: int = 0,
-           taken: list[tuple[str, float]] | None = None) -> list[tuple[str, float]]:
+def select(
+    ranked: Iterable[tuple[str, float]],
+    info: dict[str, Info],
+    k: int,
+    exclude: set[str] = frozenset(),
+    category: str | None = None,
+    max_per_category: int = 0,
+    taken: list[tuple[str, float]] | None = None,
+) -> list[tuple[str, float]]:
     """The first k of `ranked` that pass every filter, appended to `taken` (already chosen)."""
     chosen = list(taken or [])
     seen = {item for item, _ in chosen}
@@ -89,15 +95,26 @@ def bought_to_drop(bought: Iterable[str], info: dict[str, Info], repurchase: Ite
 # --- sources and the blend ----------------------------------------------------------
 
 
-def basket(co: dict[str, Neighbours], views: dict[str, Neighbours], als: dict[str, float],
-           regression: dict[str, float], popular: dict[str, float]) -> tuple[dict, dict]:
+def basket(
+    co: dict[str, Neighbours],
+    views: dict[str, Neighbours],
+    als: dict[str, float],
+    regression: dict[str, float],
+    popular: dict[str, float],
+) -> tuple[dict, dict]:
     """The sources of a list for several seeds, and the raw pair counts per seed behind co-purchase
     and co-view (the evidence)."""
-    sources = {"cooccurrence": summed(found.scores for found in co.values()),
-               "coview": summed(found.scores for found in views.values()),
-               "als": als, "ease": regression, "popularity": popular}
-    counts = {"cooccurrence": {seed: found.pairs for seed, found in co.items()},
-              "coview": {seed: found.pairs for seed, found in views.items()}}
+    sources = {
+        "cooccurrence": summed(found.scores for found in co.values()),
+        "coview": summed(found.scores for found in views.values()),
+        "als": als,
+        "ease": regression,
+        "popularity": popular,
+    }
+    counts = {
+        "cooccurrence": {seed: found.pairs for seed, found in co.items()},
+        "coview": {seed: found.pairs for seed, found in views.items()},
+    }
     return sources, counts
 
 
@@ -106,8 +123,9 @@ def warm(sources: dict[str, dict], names: Iterable[str]) -> bool:
     return any(sources.get(name) for name in names)
 
 
-def blended(sources: dict[str, dict[str, float]], weights: dict[str, float],
-            exclude: set[str] = frozenset()) -> tuple[Ranked, dict[str, str]]:
+def blended(
+    sources: dict[str, dict[str, float]], weights: dict[str, float], exclude: set[str] = frozenset()
+) -> tuple[Ranked, dict[str, str]]:
     """Every candidate ranked by the blend, and the source that gave each most of its score."""
     out = blend(sources, weights, k=BLEND_ALL, exclude=exclude)
     return [(item, score) for item, score, _ in out], {item: name for item, _, name in out}
@@ -117,8 +135,12 @@ def shrunk(item: str, found: Neighbours) -> tuple[Ranked, dict[str, dict]]:
     """An item's own also-bought ranking (engine.recommend.shrink, scored in Redis) and each ranked
     item's evidence: the orders holding both, or, for a popular item never bought with it, its orders."""
     ranked = sorted(((b, v) for b, v in found.scores.items() if b != item), key=lambda p: (-p[1], p[0]))
-    because = {b: {"source": "cooccurrence", "with": item, "orders": found.pairs[b]} if found.pairs[b] > 0
-               else {"source": "popularity", "orders": found.counts[b]} for b, _ in ranked}
+    because = {
+        b: {"source": "cooccurrence", "with": item, "orders": found.pairs[b]}
+        if found.pairs[b] > 0
+        else {"source": "popularity", "orders": found.counts[b]}
+        for b, _ in ranked
+    }
     return ranked, because
 
 
@@ -153,7 +175,7 @@ def fill_candidates(lists: list[tuple[str | None, Ranked]]) -> tuple[Ranked, dic
 def with_fill(chosen: Ranked, picked: Ranked, origin: dict[str, tuple[str | None, float]]) -> tuple[Ranked, dict]:
     """`chosen` and the fill items `picked` added after it, each scored under the lowest blended
     score, and the fill items' evidence: their recent purchases in the list they came from."""
-    fill = [item for item, _ in picked[len(chosen):]]
+    fill = [item for item, _ in picked[len(chosen) :]]
     floor = min((s for _, s in chosen), default=1.0)
     return chosen + below(floor, fill), {item: popular_because(*origin[item]) for item in fill}
 
@@ -167,11 +189,15 @@ def below(floor: float, items: list[str]) -> list[tuple[str, float]]:
 # --- what a response says ------------------------------------------------------------
 
 
-def sources_used(sources: dict[str, dict[str, float]], weights: dict[str, float], items: Iterable[str],
-                 filled: bool) -> str:
+def sources_used(
+    sources: dict[str, dict[str, float]], weights: dict[str, float], items: Iterable[str], filled: bool
+) -> str:
     items = list(items)
-    used = [name for name in SOURCES if name in sources and weights.get(name, 0) > 0
-            and any(sources[name].get(i, 0) > 0 for i in items)]
+    used = [
+        name
+        for name in SOURCES
+        if name in sources and weights.get(name, 0) > 0 and any(sources[name].get(i, 0) > 0 for i in items)
+    ]
     if filled and "popularity" not in used:
         used.append("popularity")
     return "+".join(used) or "popularity"
@@ -187,8 +213,9 @@ def response_items(chosen: list[tuple[str, float]], because: dict[str, dict]) ->
     return [{"id": item, "score": round(score, 6), "because": because[item]} for item, score in chosen]
 
 
-def evidence(chosen: Ranked, strongest: dict[str, str], counts: dict, sources: dict,
-             known: dict[str, dict]) -> dict[str, dict]:
+def evidence(
+    chosen: Ranked, strongest: dict[str, str], counts: dict, sources: dict, known: dict[str, dict]
+) -> dict[str, dict]:
     """`because_of` for the blended items listed (not for every candidate of the blend), but those `known`."""
     return {i: because_of(i, strongest[i], counts, sources) for i, _ in chosen if i not in known}
 
@@ -201,8 +228,9 @@ def popular_because(category: str | None, purchases: float) -> dict:
     return out
 
 
-def because_of(item: str, source: str, counts: dict[str, dict[str, dict[str, int]]],
-               sources: dict[str, dict[str, float]]) -> dict:
+def because_of(
+    item: str, source: str, counts: dict[str, dict[str, dict[str, int]]], sources: dict[str, dict[str, float]]
+) -> dict:
     """Why a blended item is listed, from the source that gave it most of its score.
 
     Co-purchase and co-view name the seed with the most orders (sessions) holding both and

@@ -14,13 +14,13 @@ from engine.recommend.ranking import Filters
 
 @dataclass(frozen=True)
 class ListRequest:
-    """"Also bought" with `item` (for `visitor_id`, when given), else "for you" of `visitor_id`."""
+    """ "Also bought" with `item` (for `visitor_id`, when given), else "for you" of `visitor_id`."""
 
     item: str | None = None
     visitor_id: str | None = None
     k: int = 10
-    category: str | None = None           # only items of this category
-    max_per_category: int | None = None   # None: RecommendConfig.max_per_category; 0: no cap
+    category: str | None = None  # only items of this category
+    max_per_category: int | None = None  # None: RecommendConfig.max_per_category; 0: no cap
 
     def filters(self, exclude: Iterable[str], default_cap: int) -> Filters:
         cap = default_cap if self.max_per_category is None else self.max_per_category

@@ -49,19 +49,25 @@ from engine.recommend.store import CooccurrenceStore, Neighbours
 
 log = logging.getLogger("engine.recommend")
 
-CART_SOURCES = ("cooccurrence", "als", "ease")   # also-bought with a cart is warm with one of these
+CART_SOURCES = ("cooccurrence", "als", "ease")  # also-bought with a cart is warm with one of these
 FOR_YOU_SOURCES = ("cooccurrence", "coview", "als", "ease")
 
 
 class RecommendService:
-    def __init__(self, store: CooccurrenceStore, catalog: Catalog, models=None, people=None,
-                 config: RecommendConfig = RecommendConfig()) -> None:
+    def __init__(
+        self,
+        store: CooccurrenceStore,
+        catalog: Catalog,
+        models=None,
+        people=None,
+        config: RecommendConfig = RecommendConfig(),
+    ) -> None:
         self.store = store
         self.catalog = catalog
-        self.models = models          # engine.recommend.als_store.ModelHolder, or None
-        self.people = people          # engine.profiles.people.People, or None
+        self.models = models  # engine.recommend.als_store.ModelHolder, or None
+        self.people = people  # engine.profiles.people.People, or None
         self.config = config
-        self.held_out = None          # (person, visitor id) -> in the global holdout (engine.experiments), or None
+        self.held_out = None  # (person, visitor id) -> in the global holdout (engine.experiments), or None
         self._refreshing: dict[str, asyncio.Task] = {}
 
     @property
@@ -76,38 +82,47 @@ class RecommendService:
 
     # --- the lists ------------------------------------------------------------------
 
-    async def also_bought(self, item: str, k: int = 10, visitor_id: str | None = None, category: str | None = None,
-                          max_per_category: int | None = None) -> dict:
+    async def also_bought(
+        self,
+        item: str,
+        k: int = 10,
+        visitor_id: str | None = None,
+        category: str | None = None,
+        max_per_category: int | None = None,
+    ) -> dict:
         return await self.also_bought_list(ListRequest(item, visitor_id, k, category, max_per_category))
 
-    async def for_you(self, visitor_id: str, k: int = 10, category: str | None = None,
-                      max_per_category: int | None = None) -> dict:
+    async def for_you(
+        self, visitor_id: str, k: int = 10, category: str | None = None, max_per_category: int | None = None
+    ) -> dict:
         return await self.for_you_list(ListRequest(None, visitor_id, k, category, max_per_category))
 
     async def also_bought_list(self, request: ListRequest) -> dict:
         cfg, item = self.config, request.item
         person = await self._person(request.visitor_id) if request.visitor_id is not None else None
         bought = bought_items(person)
-        cart = [i for i in cart_of(person, cfg.seeds_max) if i != item] \
-            if person and wants_personalization(person) else []
+        cart = (
+            [i for i in cart_of(person, cfg.seeds_max) if i != item] if person and wants_personalization(person) else []
+        )
         if cart:
             sources, counts = await self.basket_sources([item, *cart])
             warm = ranking.warm(sources, CART_SOURCES)
             ranked, strongest = ranking.blended(sources, cfg.for_you_weights, {item, *cart}) if warm else ([], {})
             because = {}
-        else:   # the item's own ranking, kept per process: the same for every visitor
+        else:  # the item's own ranking, kept per process: the same for every visitor
             ranked, kept = await self._also_bought_ranking(item)
             warm = any(why["source"] == "cooccurrence" for why in kept.values())
             because = dict(kept)
-            if not warm:    # never bought with anything: its category's best sellers first (the fill)
+            if not warm:  # never bought with anything: its category's best sellers first (the fill)
                 ranked = []
-        info = await self.describe([item, *bought, *(i for i, _ in ranked[:ranking.window(request.k)])])
-        filters = request.filters({item, *cart} | ranking.bought_to_drop(bought, info, cfg.repurchase_categories),
-                                  cfg.max_per_category)
+        info = await self.describe([item, *bought, *(i for i, _ in ranked[: ranking.window(request.k)])])
+        filters = request.filters(
+            {item, *cart} | ranking.bought_to_drop(bought, info, cfg.repurchase_categories), cfg.max_per_category
+        )
         chosen, filled = await self._choose_and_fill(ranked, info, filters, info[item].category, because)
         if not warm:
             source = "popularity"
-        elif cart:   # evidence for the k listed only, not for every candidate of the blend
+        elif cart:  # evidence for the k listed only, not for every candidate of the blend
             because.update(ranking.evidence(chosen, strongest, counts, sources, because))
             source = ranking.sources_used(sources, cfg.for_you_weights, [i for i, _ in chosen], filled)
         else:
@@ -127,15 +142,18 @@ class RecommendService:
         warm = ranking.warm(sources, FOR_YOU_SOURCES)
         ranked, strongest = ranking.blended(sources, cfg.for_you_weights) if warm else ([], {})
         all_bought = bought_items(person)
-        info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[:ranking.window(request.k)])])
-        filters = request.filters(ranking.bought_to_drop(all_bought, info, cfg.repurchase_categories)
-                                  | set(viewed) | set(cart), cfg.max_per_category)
+        info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[: ranking.window(request.k)])])
+        filters = request.filters(
+            ranking.bought_to_drop(all_bought, info, cfg.repurchase_categories) | set(viewed) | set(cart),
+            cfg.max_per_category,
+        )
         because: dict[str, dict] = {}
         seed_category = ranking.most_common(info[s].category for s in seeds)
         chosen, filled = await self._choose_and_fill(ranked, info, filters, seed_category, because)
         because.update(ranking.evidence(chosen, strongest, counts, sources, because))
-        source = ranking.sources_used(sources, cfg.for_you_weights, [i for i, _ in chosen], filled) \
-            if warm else "popularity"
+        source = (
+            ranking.sources_used(sources, cfg.for_you_weights, [i for i, _ in chosen], filled) if warm else "popularity"
+        )
         return {"visitor_id": visitor_id, "items": ranking.response_items(chosen, because), "source": source}
 
     async def recently_viewed(self, visitor_id: str, k: int = 10) -> dict:
@@ -147,8 +165,14 @@ class RecommendService:
 
     # --- choosing from a ranking ---------------------------------------------------------
 
-    async def _choose_and_fill(self, ranked: Ranked, info: dict[str, Info], filters: Filters,
-                               seed_category: str | None, because: dict[str, dict]) -> tuple[Ranked, bool]:
+    async def _choose_and_fill(
+        self,
+        ranked: Ranked,
+        info: dict[str, Info],
+        filters: Filters,
+        seed_category: str | None,
+        because: dict[str, dict],
+    ) -> tuple[Ranked, bool]:
         """The filtered ranking, then popularity after it (the requested or the seed's category first,
         then overall) while the list is short; each fill item's evidence goes into `because`."""
         chosen = await self.choose(ranked, info, filters)
@@ -161,8 +185,9 @@ class RecommendService:
         because.update(fill_because)
         return chosen, bool(fill_because)
 
-    async def choose(self, ranked: Ranked, info: dict[str, Info], filters: Filters, taken: Ranked | None = None
-                     ) -> Ranked:
+    async def choose(
+        self, ranked: Ranked, info: dict[str, Info], filters: Filters, taken: Ranked | None = None
+    ) -> Ranked:
         """`filters.select` over `ranked`, describing only as many candidates as the filters need (a few k usually)."""
         end, step = 0, ranking.window(filters.k)
         while True:
@@ -183,13 +208,15 @@ class RecommendService:
         the raw pair counts per seed behind the co-purchase and co-view sources (the evidence)."""
         if viewed:
             co, views = await asyncio.gather(self.neighbours(seeds, "purchase"), self.neighbours(list(viewed), "view"))
-        else:   # most lists: no task to spawn, and a kept item's neighbours need no wait at all
+        else:  # most lists: no task to spawn, and a kept item's neighbours need no wait at all
             co, views = await self.neighbours(seeds, "purchase"), {}
         popular = await self.popular_scores()
         model, n = self.current_model(), self.config.candidates
         if model is None:
             return ranking.basket(co, views, {}, {}, popular)
-        return ranking.basket(co, views, model.scores(seeds, n + len(seeds)), model.regression_scores(seeds, n), popular)
+        return ranking.basket(
+            co, views, model.scores(seeds, n + len(seeds)), model.regression_scores(seeds, n), popular
+        )
 
     async def popular(self, category: str | None = None) -> Ranked:
         """Top popular items (overall or of a category), kept briefly: it moves slowly."""
@@ -246,10 +273,13 @@ class RecommendService:
     async def _rank_also_bought(self, item: str) -> tuple[Ranked, dict[str, dict]]:
         """engine.recommend.shrink.rank, scored inside Redis (the SIMILAR script, method shrunk), with
         the popular items competing, and each ranked item's evidence from the same counts."""
-        cfg, caches, started = self.config, self.caches, time.monotonic()   # a new config meanwhile: not kept
+        cfg, caches, started = self.config, self.caches, time.monotonic()  # a new config meanwhile: not kept
         popular = [b for b, _ in await self.popular(None)]
-        found = (await self.store.similar_counted([item], "purchase", "shrunk", 1, cfg.candidates,
-                                                  cfg.prior_strength, popular))[item]
+        found = (
+            await self.store.similar_counted(
+                [item], "purchase", "shrunk", 1, cfg.candidates, cfg.prior_strength, popular
+            )
+        )[item]
         ranked = ranking.shrunk(item, found)
         caches.keep_ranking(item, started, ranked)
         return ranked

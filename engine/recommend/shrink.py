@@ -27,23 +27,37 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-PRIOR_STRENGTH = 16.0  # m: benchmarks/recommend_robust.py chose it by cross-validation across five data sets (RESULTS.md)
+PRIOR_STRENGTH = (
+    16.0  # m: benchmarks/recommend_robust.py chose it by cross-validation across five data sets (RESULTS.md)
+)
 
 
-def scores(pairs: Mapping[str, float], n_seed: float, counts: Mapping[str, float], n_orders: float,
-           strength: float = PRIOR_STRENGTH) -> dict[str, float]:
+def scores(
+    pairs: Mapping[str, float],
+    n_seed: float,
+    counts: Mapping[str, float],
+    n_orders: float,
+    strength: float = PRIOR_STRENGTH,
+) -> dict[str, float]:
     """Shrunk P(b | seed) for every b bought with the seed (pair count > 0)."""
     if strength < 0:
         raise ValueError("strength must be >= 0")
     total = max(float(n_orders), 1.0)
     # max(n_seed, c): counts read while an order is being applied may be one step apart (as cooccur.similarity)
-    return {b: (c + strength * counts.get(b, 0) / total) / (max(n_seed, c) + strength)
-            for b, c in pairs.items() if c > 0}
+    return {
+        b: (c + strength * counts.get(b, 0) / total) / (max(n_seed, c) + strength) for b, c in pairs.items() if c > 0
+    }
 
 
-def rank(pairs: Mapping[str, float], n_seed: float, counts: Mapping[str, float], n_orders: float,
-         strength: float = PRIOR_STRENGTH, exclude: Iterable[str] = (),
-         popular: Iterable[str] = ()) -> list[tuple[str, float]]:
+def rank(
+    pairs: Mapping[str, float],
+    n_seed: float,
+    counts: Mapping[str, float],
+    n_orders: float,
+    strength: float = PRIOR_STRENGTH,
+    exclude: Iterable[str] = (),
+    popular: Iterable[str] = (),
+) -> list[tuple[str, float]]:
     """Items bought with the seed and the `popular` items never bought with it, best first (ties by id).
 
     A popular item the seed was never bought with scores its prior share alone, m n_b / N / (n_a + m):

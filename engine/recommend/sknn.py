@@ -35,8 +35,9 @@ def weights(session: Sequence[str], decay: bool) -> dict[str, float]:
     return out
 
 
-def neighbours(session: Sequence[str], candidates: Mapping[str, Sequence[str]], k: int = K_NEIGHBOURS,
-               decay: bool = True) -> list[tuple[str, float]]:
+def neighbours(
+    session: Sequence[str], candidates: Mapping[str, Sequence[str]], k: int = K_NEIGHBOURS, decay: bool = True
+) -> list[tuple[str, float]]:
     """The k candidates (id -> items) most similar to `session`, best first, ties by id."""
     w = weights(session, decay)
     scored = []
@@ -49,8 +50,9 @@ def neighbours(session: Sequence[str], candidates: Mapping[str, Sequence[str]], 
     return scored[:k]
 
 
-def scores(session: Sequence[str], candidates: Mapping[str, Sequence[str]], k: int = K_NEIGHBOURS,
-           decay: bool = True) -> tuple[dict[str, float], dict[str, int]]:
+def scores(
+    session: Sequence[str], candidates: Mapping[str, Sequence[str]], k: int = K_NEIGHBOURS, decay: bool = True
+) -> tuple[dict[str, float], dict[str, int]]:
     """(item -> summed similarity of the neighbours holding it, item -> how many neighbours hold it)."""
     seen = set(session)
     score: dict[str, float] = {}

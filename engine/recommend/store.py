@@ -69,6 +69,7 @@ SIMILAR = lua("recommend", "similar.lua")
 
 class Neighbours(NamedTuple):
     """An item's top neighbours: their scores, the orders (sessions) holding both, and each one's own count."""
+
     scores: dict[str, float]
     pairs: dict[str, int]
     counts: dict[str, int]
@@ -89,8 +90,9 @@ def _event_ts(event: dict) -> int:
 class CooccurrenceStore:
     """Reads and writes the counts; `CooccurrenceUpdater` is the worker's step over it."""
 
-    def __init__(self, redis: Redis, prefix: str = "cs", *, half_life_days: float = 7.0,
-                 view_ttl_s: int = 180 * 86400) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str = "cs", *, half_life_days: float = 7.0, view_ttl_s: int = 180 * 86400
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.base = f"{prefix}:rec:{{co}}:"
@@ -126,7 +128,13 @@ class CooccurrenceStore:
         product = (event.get("props") or {}).get("product") or {}
         if product.get("id") is None:
             return None
-        return ["v", event["visitor_id"], event.get("session_id") or "-", str(product["id"]), product.get("category") or ""]
+        return [
+            "v",
+            event["visitor_id"],
+            event.get("session_id") or "-",
+            str(product["id"]),
+            product.get("category") or "",
+        ]
 
     async def apply_ops(self, ops: list[list]) -> int:
         """Applies purchase and view ops; returns how many were new. One pipeline, bounded script calls."""
@@ -144,8 +152,11 @@ class CooccurrenceStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for chunk in calls:
                 packed = msgpack.packb(chunk, use_bin_type=False)  # Redis' cmsgpack reads str, not bin
-                await self._apply(keys=[self.base + "order"], client=pipe,
-                                  args=[self.base, packed, self.view_ttl_s, cooccur.MAX_ITEMS_PER_SESSION])
+                await self._apply(
+                    keys=[self.base + "order"],
+                    client=pipe,
+                    args=[self.base, packed, self.view_ttl_s, cooccur.MAX_ITEMS_PER_SESSION],
+                )
             return sum(await pipe.execute())
 
     async def forget(self, person_id: str, pieces: list[dict]) -> None:
@@ -153,14 +164,18 @@ class CooccurrenceStore:
         for vid in sorted({person_id, *(p["id"] for p in pieces)}):
             order_ids = [_text(o) for o in await self.redis.smembers(self.base + f"vorders:{vid}")]
             for start in range(0, max(len(order_ids), 1), 100):
-                await self._forget_orders(keys=[self.base + "order"], args=[self.base, vid, *order_ids[start:start + 100]])
+                await self._forget_orders(
+                    keys=[self.base + "order"], args=[self.base, vid, *order_ids[start : start + 100]]
+                )
             await self._forget_views(keys=[self.base + f"vsess:{vid}"], args=[self.base, vid])
 
     async def clear(self) -> int:
         """Deletes every count (before a replay rebuilds them)."""
         deleted = 0
         batch = []
-        async for key in self.redis.scan_iter(match=self.base.replace("{", "\\{").replace("}", "\\}") + "*", count=1000):
+        async for key in self.redis.scan_iter(
+            match=self.base.replace("{", "\\{").replace("}", "\\}") + "*", count=1000
+        ):
             batch.append(key)
             if len(batch) >= 1000:
                 deleted += await self.redis.delete(*batch)
@@ -190,9 +205,16 @@ class CooccurrenceStore:
         raw = await self.redis.hgetall(self.base + "totals")
         return {"orders": int(raw.get(b"orders", 0)), "sessions": int(raw.get(b"sessions", 0))}
 
-    async def similar_counted(self, items: list[str], kind: str = "purchase", method: str = "cosine",
-                              min_support: float = 2, limit: int = 50, strength: float = shrink.PRIOR_STRENGTH,
-                              popular: list[str] = ()) -> dict[str, "Neighbours"]:
+    async def similar_counted(
+        self,
+        items: list[str],
+        kind: str = "purchase",
+        method: str = "cosine",
+        min_support: float = 2,
+        limit: int = 50,
+        strength: float = shrink.PRIOR_STRENGTH,
+        popular: list[str] = (),
+    ) -> dict[str, "Neighbours"]:
         """Per item: its top `limit` neighbours by cooccur.similarity (computed in the script) and their raw
         pair counts (orders, or sessions, holding both); one round trip. With method shrunk, the `popular`
         items compete too (pair count 0)."""
@@ -201,9 +223,21 @@ class CooccurrenceStore:
         pairs_prefix, counts_key, total_field = KINDS[kind]
 
         def call(item, client=None):
-            return self._similar(keys=[self.base + pairs_prefix + item], client=client,
-                                 args=[self.base + counts_key, self.base + "totals", total_field, item,
-                                       min_support, method, limit, repr(float(strength)), *popular])
+            return self._similar(
+                keys=[self.base + pairs_prefix + item],
+                client=client,
+                args=[
+                    self.base + counts_key,
+                    self.base + "totals",
+                    total_field,
+                    item,
+                    min_support,
+                    method,
+                    limit,
+                    repr(float(strength)),
+                    *popular,
+                ],
+            )
 
         if len(items) == 1:  # a pipeline would first ask SCRIPT EXISTS: a second round trip
             replies = [await call(items[0])]
@@ -216,20 +250,35 @@ class CooccurrenceStore:
         for item, flat in zip(items, replies):
             rows = range(0, len(flat), 4)
             ids = [flat[i].decode() for i in rows]
-            out[item] = Neighbours({b: float(flat[i + 1]) for b, i in zip(ids, rows)},
-                                   {b: int(flat[i + 2]) for b, i in zip(ids, rows)},
-                                   {b: int(flat[i + 3]) for b, i in zip(ids, rows)})
+            out[item] = Neighbours(
+                {b: float(flat[i + 1]) for b, i in zip(ids, rows)},
+                {b: int(flat[i + 2]) for b, i in zip(ids, rows)},
+                {b: int(flat[i + 3]) for b, i in zip(ids, rows)},
+            )
         return out
 
-    async def similar_many(self, items: list[str], kind: str = "purchase", method: str = "cosine",
-                           min_support: float = 2, limit: int = 50,
-                           strength: float = shrink.PRIOR_STRENGTH) -> dict[str, dict[str, float]]:
+    async def similar_many(
+        self,
+        items: list[str],
+        kind: str = "purchase",
+        method: str = "cosine",
+        min_support: float = 2,
+        limit: int = 50,
+        strength: float = shrink.PRIOR_STRENGTH,
+    ) -> dict[str, dict[str, float]]:
         """Normalized neighbours of each item (cooccur.similarity, in the script), its top `limit`; one round trip."""
         counted = await self.similar_counted(items, kind, method, min_support, limit, strength)
         return {item: found.scores for item, found in counted.items()}
 
-    async def similar(self, item: str, kind: str = "purchase", method: str = "cosine",
-                      min_support: float = 2, limit: int = 50, strength: float = shrink.PRIOR_STRENGTH) -> dict[str, float]:
+    async def similar(
+        self,
+        item: str,
+        kind: str = "purchase",
+        method: str = "cosine",
+        min_support: float = 2,
+        limit: int = 50,
+        strength: float = shrink.PRIOR_STRENGTH,
+    ) -> dict[str, float]:
         return (await self.similar_many([item], kind, method, min_support, limit, strength))[item]
 
     async def popular(self, k: int, category: str | None = None, now_ms: int | None = None) -> list[tuple[str, float]]:
@@ -238,12 +287,17 @@ class CooccurrenceStore:
         era, _ = popularity.era_weight(now_ms, self.half_life_days)
         async with self.redis.pipeline(transaction=False) as pipe:
             for e in (era, era - 1):
-                pipe.zrevrange(self.base + (f"pop:{e}" if category is None else f"popc:{e}:{category}"), 0, k - 1,
-                               withscores=True)
+                pipe.zrevrange(
+                    self.base + (f"pop:{e}" if category is None else f"popc:{e}:{category}"), 0, k - 1, withscores=True
+                )
             current, previous = await pipe.execute()
         scores = popularity.merge_eras(
             [(_text(item), popularity.decayed(score, era, now_ms, self.half_life_days)) for item, score in current],
-            [(_text(item), popularity.decayed(score, era - 1, now_ms, self.half_life_days)) for item, score in previous])
+            [
+                (_text(item), popularity.decayed(score, era - 1, now_ms, self.half_life_days))
+                for item, score in previous
+            ],
+        )
         return popularity.top(scores, k)
 
     async def categories(self, items: list[str]) -> dict[str, str]:
@@ -265,9 +319,16 @@ class CooccurrenceUpdater:
     (`result.profiles[vid]` is None) or have not given analytics consent.
     """
 
-    def __init__(self, redis: Redis, prefix: str = "cs", *, config: model.ProfileConfig = model.DEFAULT,
-                 half_life_days: float = 7.0, view_ttl_s: int = 180 * 86400,
-                 store: CooccurrenceStore | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "cs",
+        *,
+        config: model.ProfileConfig = model.DEFAULT,
+        half_life_days: float = 7.0,
+        view_ttl_s: int = 180 * 86400,
+        store: CooccurrenceStore | None = None,
+    ) -> None:
         self.store = store or CooccurrenceStore(redis, prefix, half_life_days=half_life_days, view_ttl_s=view_ttl_s)
         self.config = config
         self.applied = 0

@@ -86,16 +86,31 @@ class Backtest:
         for rule in self.rs.rules:
             report = self.reports[rule.id]
             visitors = sum(len(v) for v in report.visitors_by_variant.values())
-            out.append({
-                "rule": rule.id, "matched": report.matched, "decided": report.decided, "visitors": visitors,
-                "variants": {variant: round(len(v) / visitors, 3) for variant, v in sorted(report.visitors_by_variant.items())} if visitors else {},
-            })
+            out.append(
+                {
+                    "rule": rule.id,
+                    "matched": report.matched,
+                    "decided": report.decided,
+                    "visitors": visitors,
+                    "variants": {
+                        variant: round(len(v) / visitors, 3)
+                        for variant, v in sorted(report.visitors_by_variant.items())
+                    }
+                    if visitors
+                    else {},
+                }
+            )
         return out
 
     def table(self) -> str:
-        lines = [f"{self.events:,} events, {self.page_views:,} page views, {len(self.profiles):,} visitors", "",
-                 f"{'rule':32} {'matched':>9} {'decided':>9} {'visitors':>9}  variants (share of visitors)"]
+        lines = [
+            f"{self.events:,} events, {self.page_views:,} page views, {len(self.profiles):,} visitors",
+            "",
+            f"{'rule':32} {'matched':>9} {'decided':>9} {'visitors':>9}  variants (share of visitors)",
+        ]
         for row in self.summary():
             shares = ", ".join(f"{k} {v:.0%}" for k, v in row["variants"].items()) or "-"
-            lines.append(f"{row['rule'][:32]:32} {row['matched']:>9,} {row['decided']:>9,} {row['visitors']:>9,}  {shares}")
+            lines.append(
+                f"{row['rule'][:32]:32} {row['matched']:>9,} {row['decided']:>9,} {row['visitors']:>9,}  {shares}"
+            )
         return "\n".join(lines)

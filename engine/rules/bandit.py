@@ -45,30 +45,30 @@ from scipy import special
 
 from engine.profiles.model import decay
 
-GLOBAL = "*"                 # the slot-wide context
-HOLDOUT = "holdout"          # the variant name of the holdout group
-PRIOR_STRENGTH = 20.0        # at most this many pseudo-impressions of slot-wide data in a context's prior
-                             # (benchmarks/bandit_simulator.py: 10-50 about equal, 1000 far worse)
-QUADRATURE_NODES = 12        # behind a propensity: accurate to about 0.001 (200 Monte Carlo draws: 0.05)
-MIN_PROPENSITY = 1e-6        # what a variant chosen against all odds is logged with, never 0
-INTEREST_MIN = 1.0           # a decayed interest below this (about one recent view) is no interest
+GLOBAL = "*"  # the slot-wide context
+HOLDOUT = "holdout"  # the variant name of the holdout group
+PRIOR_STRENGTH = 20.0  # at most this many pseudo-impressions of slot-wide data in a context's prior
+# (benchmarks/bandit_simulator.py: 10-50 about equal, 1000 far worse)
+QUADRATURE_NODES = 12  # behind a propensity: accurate to about 0.001 (200 Monte Carlo draws: 0.05)
+MIN_PROPENSITY = 1e-6  # what a variant chosen against all odds is logged with, never 0
+INTEREST_MIN = 1.0  # a decayed interest below this (about one recent view) is no interest
 DEVICES = ("mobile", "tablet", "desktop")
 TIERS = ("key", "growth", "low")
 
-Stats = Mapping[str, Mapping[str, tuple[int, int]]]   # context -> variant -> (impressions, clicks)
+Stats = Mapping[str, Mapping[str, tuple[int, int]]]  # context -> variant -> (impressions, clicks)
 Policy = Callable[[str], "str | Mapping[str, float]"]  # context -> variant, or variant -> probability
 
 
 @dataclass(frozen=True)
 class Choice:
-    variant: str          # a content id of the slot, or HOLDOUT
-    expected_ctr: float   # posterior mean click rate of the variant in this context
-    explore: bool         # chosen at random (warm-up or exploration floor)
+    variant: str  # a content id of the slot, or HOLDOUT
+    expected_ctr: float  # posterior mean click rate of the variant in this context
+    explore: bool  # chosen at random (warm-up or exploration floor)
     holdout: bool
     context: str
-    propensity: float     # probability this policy picks this variant here, for offline evaluation
+    propensity: float  # probability this policy picks this variant here, for offline evaluation
     reason: str
-    content: str          # what to show: the variant, or the slot default for the holdout
+    content: str  # what to show: the variant, or the slot default for the holdout
 
 
 # --- the context: a few discrete features of the visitor ---------------------------
@@ -103,8 +103,9 @@ def _top_interest(person: dict | None, now_ms: int, categories: Iterable[str] | 
     return _label(best) if best != "none" else best
 
 
-def context_key(person: dict | None, context: dict, now_ms: int, categories: Iterable[str] | None = None, *,
-                half_life_days: float) -> str:
+def context_key(
+    person: dict | None, context: dict, now_ms: int, categories: Iterable[str] | None = None, *, half_life_days: float
+) -> str:
     """device class | value tier | top interest, e.g. "mobile|key|shoes".
 
     At most 4 devices x 4 tiers x the interest categories; pass `categories` (the few
@@ -159,7 +160,7 @@ def _impressions(stats: Stats, context: str, variants: Iterable[str]) -> int:
 
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
-_NODES, _WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2     # Gauss-Legendre on (0, 1)
+_NODES, _WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2  # Gauss-Legendre on (0, 1)
 
 
 def win_probabilities(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
@@ -170,7 +171,7 @@ def win_probabilities(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
     quantiles keeps the nodes where its mass is, however narrow the posteriors.
     """
     k = len(alphas)
-    quantiles = special.betaincinv(alphas[:, None], betas[:, None], _NODES[None, :])         # arm i x node
+    quantiles = special.betaincinv(alphas[:, None], betas[:, None], _NODES[None, :])  # arm i x node
     cdfs = special.betainc(alphas[None, :, None], betas[None, :, None], quantiles[:, None, :])  # i x j x node
     cdfs[np.arange(k), np.arange(k), :] = 1.0
     wins = np.nan_to_num(cdfs.prod(axis=1) @ _WEIGHTS)
@@ -181,8 +182,16 @@ def win_probabilities(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
 # --- choosing ---------------------------------------------------------------------------
 
 
-def choose(spec, stats: Stats, context_key: str, visitor_id: str, slot: str, default: str,
-           rng: np.random.Generator | None = None, strength: float = PRIOR_STRENGTH) -> Choice:
+def choose(
+    spec,
+    stats: Stats,
+    context_key: str,
+    visitor_id: str,
+    slot: str,
+    default: str,
+    rng: np.random.Generator | None = None,
+    strength: float = PRIOR_STRENGTH,
+) -> Choice:
     """The variant of a model-driven slot for one visitor. `spec` is a ruleset.ModelSpec."""
     rng = rng if rng is not None else np.random.default_rng()
     variants = list(spec.variants)
@@ -190,8 +199,16 @@ def choose(spec, stats: Stats, context_key: str, visitor_id: str, slot: str, def
 
     if in_holdout(visitor_id, slot, spec.holdout):
         shown, clicked = _counts(stats, GLOBAL, HOLDOUT)
-        return Choice(HOLDOUT, (clicked + 1) / (shown + 2), False, True, context_key, 1.0,
-                      f"holdout ({spec.holdout:g}% of visitors always see the default, to measure the model)", default)
+        return Choice(
+            HOLDOUT,
+            (clicked + 1) / (shown + 2),
+            False,
+            True,
+            context_key,
+            1.0,
+            f"holdout ({spec.holdout:g}% of visitors always see the default, to measure the model)",
+            default,
+        )
 
     params = [posterior(stats, context_key, v, strength) for v in variants]
     alphas = np.array([a for a, _ in params])
@@ -201,18 +218,30 @@ def choose(spec, stats: Stats, context_key: str, visitor_id: str, slot: str, def
     total = _impressions(stats, GLOBAL, variants)
     if total < spec.min_impressions:
         i = int(rng.integers(k))
-        return Choice(variants[i], float(means[i]), True, False, context_key, 1 / k,
-                      f"explore ({total} of {spec.min_impressions} impressions before exploiting)", variants[i])
+        return Choice(
+            variants[i],
+            float(means[i]),
+            True,
+            False,
+            context_key,
+            1 / k,
+            f"explore ({total} of {spec.min_impressions} impressions before exploiting)",
+            variants[i],
+        )
 
     explore = bool(rng.random() < spec.exploration)
     if explore:
         i = int(rng.integers(k))
     else:
         i = int(rng.beta(alphas, betas).argmax())
-    propensity = max(spec.exploration / k + (1 - spec.exploration) * win_probabilities(alphas, betas)[i], MIN_PROPENSITY)
+    propensity = max(
+        spec.exploration / k + (1 - spec.exploration) * win_probabilities(alphas, betas)[i], MIN_PROPENSITY
+    )
 
     own = _impressions(stats, context_key, variants) if context_key != GLOBAL else total
-    where = context_key if own >= spec.min_impressions else f"{context_key} (mostly slot-wide data: {own} impressions here)"
+    where = (
+        context_key if own >= spec.min_impressions else f"{context_key} (mostly slot-wide data: {own} impressions here)"
+    )
     if explore:
         reason = f"explore ({spec.exploration:.0%} exploration floor); expected click rate {means[i]:.1%} for {where}"
     else:
@@ -222,16 +251,18 @@ def choose(spec, stats: Stats, context_key: str, visitor_id: str, slot: str, def
 
 def greedy_policy(spec, stats: Stats, strength: float = PRIOR_STRENGTH) -> Callable[[str], str]:
     """The variant with the highest posterior mean per context (what exploiting would converge to)."""
+
     def policy(context: str) -> str:
         means = [(a / (a + b), v) for v in spec.variants for a, b in [posterior(stats, context, v, strength)]]
         return max(means, key=lambda mv: (mv[0], -spec.variants.index(mv[1])))[1]
+
     return policy
 
 
 # --- offline evaluation ---------------------------------------------------------------
 
 
-Logged = tuple[str, float, float, str]   # (chosen variant, its propensity, reward, context key)
+Logged = tuple[str, float, float, str]  # (chosen variant, its propensity, reward, context key)
 
 
 def _target_probability(policy: Policy, context: str, variant: str) -> float:
@@ -299,5 +330,9 @@ def lift(model: tuple[int, int], holdout: tuple[int, int], z: float = 1.96) -> d
         return None
     ratio = (c_m / n_m) / (c_h / n_h)
     se = math.sqrt(max(1 / c_m - 1 / n_m + 1 / c_h - 1 / n_h, 0.0))
-    return {"estimate": ratio - 1, "low": ratio * math.exp(-z * se) - 1, "high": ratio * math.exp(z * se) - 1,
-            "confidence": round(math.erf(z / math.sqrt(2)), 3)}
+    return {
+        "estimate": ratio - 1,
+        "low": ratio * math.exp(-z * se) - 1,
+        "high": ratio * math.exp(z * se) - 1,
+        "confidence": round(math.erf(z / math.sqrt(2)), 3),
+    }

@@ -48,8 +48,8 @@ from engine.redis_scripts import lua
 DECISION_TTL_S = 86_400
 STATS_CACHE_S = 1.0
 CONVERSION_WINDOW_MIN = 30.0
-PER_CALL = 500           # events per script call
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")   # slot and content names (as ruleset.NAME)
+PER_CALL = 500  # events per script call
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")  # slot and content names (as ruleset.NAME)
 DECISION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SEEN_EVENTS = ("impression", "content_click")
 
@@ -107,7 +107,8 @@ def _text(value) -> str:
 def parse_counts(raw: dict) -> dict[str, dict[str, dict[str, float]]]:
     """The counts hash as context -> variant -> {"i", "c", "a", "v", "r"} (r fractional, the rest whole)."""
     out: dict[str, dict[str, dict[str, float]]] = defaultdict(
-        lambda: defaultdict(lambda: {"i": 0, "c": 0, "a": 0, "v": 0, "r": 0.0}))
+        lambda: defaultdict(lambda: {"i": 0, "c": 0, "a": 0, "v": 0, "r": 0.0})
+    )
     for field, value in raw.items():
         kind, _, rest = _text(field).partition("|")
         context, _, variant = rest.rpartition("|")
@@ -119,16 +120,28 @@ def parse_counts(raw: dict) -> dict[str, dict[str, dict[str, float]]]:
 class BanditStore:
     """The API side: record decisions, read the counters (cached briefly), report, clear."""
 
-    def __init__(self, redis: Redis, prefix: str, decision_ttl_s: int = DECISION_TTL_S,
-                 cache_s: float = STATS_CACHE_S) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, decision_ttl_s: int = DECISION_TTL_S, cache_s: float = STATS_CACHE_S
+    ) -> None:
         self.redis = redis
         self.keys = BanditKeys(prefix)
         self.decision_ttl_s = decision_ttl_s
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, dict]] = {}
 
-    async def record_decision(self, decision_id: str, slot: str, variant: str, context_key: str, propensity: float,
-                              holdout: bool, visitor_id: str, *, ts_ms: int | None = None, client=None) -> None:
+    async def record_decision(
+        self,
+        decision_id: str,
+        slot: str,
+        variant: str,
+        context_key: str,
+        propensity: float,
+        holdout: bool,
+        visitor_id: str,
+        *,
+        ts_ms: int | None = None,
+        client=None,
+    ) -> None:
         """Keep a model decision for a day, so the impression and click events can be credited to it.
 
         Await it before answering the decide request: the tracker can then only report
@@ -138,9 +151,14 @@ class BanditStore:
         if not NAME.match(slot) or not DECISION_ID.match(decision_id):
             raise ValueError(f"bad slot {slot[:40]!r} or decision id {decision_id[:70]!r}")
         key = self.keys.decision(slot, decision_id)
-        fields = {"variant": HOLDOUT if holdout else variant, "context": context_key, "propensity": repr(float(propensity)),
-                  "holdout": "1" if holdout else "0", "visitor": visitor_hash(visitor_id),
-                  "ts": str(int(ts_ms if ts_ms is not None else time.time() * 1000))}
+        fields = {
+            "variant": HOLDOUT if holdout else variant,
+            "context": context_key,
+            "propensity": repr(float(propensity)),
+            "holdout": "1" if holdout else "0",
+            "visitor": visitor_hash(visitor_id),
+            "ts": str(int(ts_ms if ts_ms is not None else time.time() * 1000)),
+        }
         if client is not None:
             client.hset(key, mapping=fields)
             client.expire(key, self.decision_ttl_s)
@@ -162,8 +180,10 @@ class BanditStore:
         if hit and now - hit[0] < self.cache_s:
             return hit[1]
         counter = REWARD_COUNTER[reward]
-        stats = {context: {variant: (cell["i"], cell[counter]) for variant, cell in variants.items()}
-                 for context, variants in (await self.counts(slot)).items()}
+        stats = {
+            context: {variant: (cell["i"], cell[counter]) for variant, cell in variants.items()}
+            for context, variants in (await self.counts(slot)).items()
+        }
         self._cache[(slot, reward)] = (now, stats)
         return stats
 
@@ -174,8 +194,12 @@ class BanditStore:
 
         def row(cells: list[dict]) -> dict:
             shown, clicked, converted = (sum(c[k] for c in cells) for k in ("i", "c", "v"))
-            return {"impressions": shown, "clicks": clicked, "ctr": clicked / shown if shown else None,
-                    "conversions": converted}
+            return {
+                "impressions": shown,
+                "clicks": clicked,
+                "ctr": clicked / shown if shown else None,
+                "conversions": converted,
+            }
 
         empty = {"i": 0, "c": 0, "a": 0, "v": 0, "r": 0.0}
         variants = {v: row([slotwide.get(v, empty)]) for v in spec.variants}
@@ -205,21 +229,28 @@ class BanditLearner:
     """After-batch step of the worker: credit impressions and clicks to their decisions,
     and purchases within the conversion window of a click to that click's decision."""
 
-    def __init__(self, redis: Redis, prefix: str, config: ProfileConfig, conversion_window_min: float = CONVERSION_WINDOW_MIN,
-                 decision_ttl_s: int = DECISION_TTL_S, reward_cap=lambda slot: 100.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        config: ProfileConfig,
+        conversion_window_min: float = CONVERSION_WINDOW_MIN,
+        decision_ttl_s: int = DECISION_TTL_S,
+        reward_cap=lambda slot: 100.0,
+    ) -> None:
         self.redis = redis
         self.keys = BanditKeys(prefix)
         self.config = config  # the profiles' consent default: the bandit learns from whom the profile step counts
         self.window_ms = int(conversion_window_min * 60_000)
         self.pointer_ttl_ms = decision_ttl_s * 1000
-        self.reward_cap = reward_cap   # slot -> the order size that is one full success (engine.rules.ruleset.ModelSpec)
+        self.reward_cap = reward_cap  # slot -> the order size that is one full success (engine.rules.ruleset.ModelSpec)
         self._count = redis.register_script(COUNT)
         self._point = redis.register_script(POINT)
         self._convert = redis.register_script(CONVERT)
 
     async def __call__(self, events: list[dict], result) -> None:
-        seen: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)   # slot -> (kind, decision, visitor, ts)
-        buyers: dict[str, list[tuple[int, str, float]]] = defaultdict(list)     # visitor hash -> (ts, kind, revenue share)
+        seen: dict[str, list[tuple[str, str, str, int]]] = defaultdict(list)  # slot -> (kind, decision, visitor, ts)
+        buyers: dict[str, list[tuple[int, str, float]]] = defaultdict(list)  # visitor hash -> (ts, kind, revenue share)
         for event in events:
             kind = event.get("type")
             if kind not in SEEN_EVENTS and kind not in ("purchase", "add_to_cart"):
@@ -233,10 +264,15 @@ class BanditLearner:
             if event["type"] in SEEN_EVENTS:
                 props = event.get("props") or {}
                 slot, decision = props.get("slot"), props.get("decision_id")
-                if isinstance(slot, str) and NAME.match(slot) and isinstance(decision, str) and DECISION_ID.match(decision):
+                if (
+                    isinstance(slot, str)
+                    and NAME.match(slot)
+                    and isinstance(decision, str)
+                    and DECISION_ID.match(decision)
+                ):
                     kind = "c" if event["type"] == "content_click" else "i"
                     seen[slot].append((kind, decision, visitor_hash(event["visitor_id"]), ts))
-            elif orders.counts(event):   # a claimed order converts nothing (engine.profiles.orders)
+            elif orders.counts(event):  # a claimed order converts nothing (engine.profiles.orders)
                 buyers[visitor_hash(event["visitor_id"])].append((ts, "v", _revenue(event)))
             elif event["type"] == "add_to_cart":
                 buyers[visitor_hash(event["visitor_id"])].append((ts, "a", 0.0))
@@ -256,7 +292,7 @@ class BanditLearner:
                     await self._count(keys=keys, args=args, client=pipe)
                     calls.append((slot, chunk))
             replies = await pipe.execute()
-        latest: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)   # visitor hash -> slot -> (ts, decision)
+        latest: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)  # visitor hash -> slot -> (ts, decision)
         for (slot, chunk), reply in zip(calls, replies):
             for n, first_click in reply:
                 _, decision, vhash, _ = chunk[int(n) - 1]
@@ -276,7 +312,7 @@ class BanditLearner:
             for vhash in vhashes:
                 pipe.hgetall(self.keys.clicks(vhash))
             pointers = await pipe.execute()
-        by_slot: dict[str, list[tuple[str, str, tuple]]] = defaultdict(list)   # slot -> (decision, visitor, outcome)
+        by_slot: dict[str, list[tuple[str, str, tuple]]] = defaultdict(list)  # slot -> (decision, visitor, outcome)
         for vhash, clicks in zip(vhashes, pointers):
             for slot, value in clicks.items():
                 _, _, decision = _text(value).partition(" ")
@@ -290,7 +326,10 @@ class BanditLearner:
                     chunk = items[start : start + PER_CALL]
                     keys = [self.keys.counts(slot)] + [self.keys.decision(slot, d) for d, _, _ in chunk]
                     cap = self.reward_cap(slot)
-                    args = [self.window_ms] + [a for _, vhash, (ts, kind, revenue) in chunk
-                                               for a in (vhash, ts, kind, repr(min(revenue / cap, 1.0)))]
+                    args = [self.window_ms] + [
+                        a
+                        for _, vhash, (ts, kind, revenue) in chunk
+                        for a in (vhash, ts, kind, repr(min(revenue / cap, 1.0)))
+                    ]
                     await self._convert(keys=keys, args=args, client=pipe)
             await pipe.execute()

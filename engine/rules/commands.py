@@ -22,15 +22,21 @@ def check(path: str, half_life_days: float, out=sys.stdout) -> int:
             print(f"{path}: no such file or folder", file=out)
             return 2
         path = str(Path(path))
-        print(f"{path}: no such folder; the engine serves its built-in demo rules from {served} "
-              f"(set CLICKSTREAM_RULES or create {path}/ to use your own). Checking those:", file=out)
+        print(
+            f"{path}: no such folder; the engine serves its built-in demo rules from {served} "
+            f"(set CLICKSTREAM_RULES or create {path}/ to use your own). Checking those:",
+            file=out,
+        )
         path = str(served)
     rs = load_ruleset(path, int(time.time() * 1000), half_life_days=half_life_days)
     for problem in sorted(rs.problems, key=lambda p: (p.file, p.line, p.level)):
         print(problem, file=out)
     errors, warnings = len(rs.errors), len(rs.warnings)
-    print(f"{len(rs.files)} files: {len(rs.rules)} rules, {len(rs.slots)} slots, {len(rs.segments)} segments; "
-          f"{errors} errors, {warnings} warnings", file=out)
+    print(
+        f"{len(rs.files)} files: {len(rs.rules)} rules, {len(rs.slots)} slots, {len(rs.segments)} segments; "
+        f"{errors} errors, {warnings} warnings",
+        file=out,
+    )
     return 1 if errors else 0
 
 
@@ -44,7 +50,9 @@ def parse_context(pairs: list[str]) -> dict:
     return context
 
 
-async def person_for_preview(people, values, rules_path, profile_id: str, half_life_days: float) -> tuple[dict | None, dict]:
+async def person_for_preview(
+    people, values, rules_path, profile_id: str, half_life_days: float
+) -> tuple[dict | None, dict]:
     from engine.profiles.segments import derive
 
     person = await people.person(profile_id)
@@ -55,8 +63,17 @@ async def person_for_preview(people, values, rules_path, profile_id: str, half_l
     return person, prefs
 
 
-def preview(path: str, person: dict | None, prefs: dict, context: dict, visitor_id: str, slots: list[str] | None,
-            now_ms: int, half_life_days: float, out=sys.stdout) -> int:
+def preview(
+    path: str,
+    person: dict | None,
+    prefs: dict,
+    context: dict,
+    visitor_id: str,
+    slots: list[str] | None,
+    now_ms: int,
+    half_life_days: float,
+    out=sys.stdout,
+) -> int:
     rs = load_ruleset(path, now_ms, half_life_days=half_life_days)
     for problem in rs.errors:
         print(problem, file=out)

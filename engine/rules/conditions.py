@@ -91,9 +91,12 @@ class At(NamedTuple):
         return ConditionError(f"{self.path}.{part}" if part else self.path, message)
 
 
-def _leaf(describe: str, predicate: Callable[[dict, dict, int], bool], never: bool = False,
-          horizon: Horizon | None = None) -> Condition:
-    return Condition(describe, lambda p, c, n: (True, [describe]) if predicate(p, c, n) else (False, []), never, horizon)
+def _leaf(
+    describe: str, predicate: Callable[[dict, dict, int], bool], never: bool = False, horizon: Horizon | None = None
+) -> Condition:
+    return Condition(
+        describe, lambda p, c, n: (True, [describe]) if predicate(p, c, n) else (False, []), never, horizon
+    )
 
 
 def _earliest(children: list[Condition]) -> Horizon | None:
@@ -104,16 +107,20 @@ def _earliest(children: list[Condition]) -> Horizon | None:
     def horizon(p, c, n):
         moments = [m for m in (ch.horizon(p, c, n) for ch in timed) if m is not None]
         return min(moments) if moments else None
+
     return horizon
 
 
 # --- parameters, declared -------------------------------------------------------------
 
+
 class Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 
 
-Names = Annotated[Annotated[list[str | int], Meta(min_length=1)] | str | int, Meta(description="a non-empty list of names")]
+Names = Annotated[
+    Annotated[list[str | int], Meta(min_length=1)] | str | int, Meta(description="a non-empty list of names")
+]
 Clock = Annotated[str, Meta(pattern=r"^\d\d:\d\d$", description="a time as HH:MM")]
 
 
@@ -135,7 +142,9 @@ class InParams(Params):
 class HistoryParams(Params):
     event: Annotated[str, Meta(min_length=1, description="an event type such as product_view")]
     min: Annotated[float, Meta(ge=1, description="a number of at least 1")]
-    days: Annotated[float, Meta(ge=1, le=90, description="a number of days from 1 to 90 (profiles keep 90 days of history)")]
+    days: Annotated[
+        float, Meta(ge=1, le=90, description="a number of days from 1 to 90 (profiles keep 90 days of history)")
+    ]
     category: str | int | None = None
 
 
@@ -161,11 +170,15 @@ def _params(body: Any, kind: Any, at: At) -> Any:
         return msgspec.convert(body, kind)
     except msgspec.ValidationError as exc:
         inside, message = explain(exc)
-    fields = {f.encode_name: f.type for f in msgspec.structs.fields(kind)} if isinstance(kind, type) and issubclass(kind, Params) else {}
+    fields = (
+        {f.encode_name: f.type for f in msgspec.structs.fields(kind)}
+        if isinstance(kind, type) and issubclass(kind, Params)
+        else {}
+    )
     if fields and message.startswith("unknown field"):
-        message = f"unknown parameter {message[len('unknown field '):]}; expected {', '.join(fields)}"
+        message = f"unknown parameter {message[len('unknown field ') :]}; expected {', '.join(fields)}"
     elif fields and message.startswith("missing "):
-        message = f"missing parameter {message[len('missing '):]!r}"
+        message = f"missing parameter {message[len('missing ') :]!r}"
     elif fields and not inside:
         message = f"expected parameters {', '.join(fields)}"
     elif len(inside) == 1 and description(fields.get(inside[0])):
@@ -178,6 +191,7 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 # --- the leaves ---------------------------------------------------------------------
+
 
 def _always(p: bool, at: At) -> Condition:
     if p is not True:
@@ -226,14 +240,18 @@ def _profile(p: ProfileParams, at: At) -> Condition:
     if p.op == "in" and not isinstance(p.value, list):
         raise at.error("op in needs a list", "value")
     field, op, value = p.field, p.op, p.value
-    return _leaf(f"profile {field} {op}{'' if op == 'exists' else f' {value!r}'}",
-                 lambda pr, c, n: _compare(op, _dig(pr, field), value))
+    return _leaf(
+        f"profile {field} {op}{'' if op == 'exists' else f' {value!r}'}",
+        lambda pr, c, n: _compare(op, _dig(pr, field), value),
+    )
 
 
 def _segment(p: SegmentParams, at: At) -> Condition:
     name, minimum = p.name, p.min_score
-    return _leaf(f"in segment {name}" + (f" (score >= {minimum})" if minimum else ""),
-                 lambda pr, c, n: name in (pr.get("segments") or {}) and pr["segments"][name] >= minimum)
+    return _leaf(
+        f"in segment {name}" + (f" (score >= {minimum})" if minimum else ""),
+        lambda pr, c, n: name in (pr.get("segments") or {}) and pr["segments"][name] >= minimum,
+    )
 
 
 def _value_tier(p: InParams, at: At) -> Condition:
@@ -253,8 +271,11 @@ def _history(p: HistoryParams, at: At) -> Condition:
         if "daily" not in pr:
             return None
         today = n // DAY_MS
-        counted = sorted((int(day), bucket.get(key, 0)) for day, bucket in pr["daily"].items()
-                         if today - int(day) < days and bucket.get(key, 0))
+        counted = sorted(
+            (int(day), bucket.get(key, 0))
+            for day, bucket in pr["daily"].items()
+            if today - int(day) < days and bucket.get(key, 0)
+        )
         total = sum(count for _, count in counted)
         if total < minimum:
             return None  # counts only fall as time passes
@@ -263,8 +284,12 @@ def _history(p: HistoryParams, at: At) -> Condition:
             if total < minimum:
                 return (day + days) * DAY_MS
         return None
-    return _leaf(f"{key} at least {minimum:g} times in {p.days:g} days",
-                 lambda pr, c, n: "daily" in pr and count_in_window(pr, key, days, n) >= minimum, horizon=horizon)
+
+    return _leaf(
+        f"{key} at least {minimum:g} times in {p.days:g} days",
+        lambda pr, c, n: "daily" in pr and count_in_window(pr, key, days, n) >= minimum,
+        horizon=horizon,
+    )
 
 
 def _interest(p: InterestParams, at: At) -> Condition:
@@ -281,6 +306,7 @@ def _interest(p: InterestParams, at: At) -> Condition:
             return None
         crossing = ts + half_life * DAY_MS * math.log2(score / minimum)
         return max(int(crossing) + 1, n + 1)
+
     return _leaf(f"interest in {category} >= {minimum:g}", test, horizon=horizon)
 
 
@@ -288,6 +314,7 @@ def _context_set(name: str) -> Callable[[InParams, At], Condition]:
     def build(p: InParams, at: At) -> Condition:
         values = _names(p.in_)
         return _leaf(f"{name} in {list(values)}", lambda pr, c, n: str(c.get(name, "")).lower() in values)
+
     return build
 
 
@@ -298,9 +325,14 @@ def _context_text(name: str) -> Callable[[TextParams, At], Condition]:
         given = {how: text for how, text in msgspec.structs.asdict(p).items() if text is not None}
         if len(given) != 1:
             raise at.error("expected exactly one of contains, prefix, equals with a text")
-        (how, text), = given.items()
-        checks = {"contains": lambda v: text in v, "prefix": lambda v: v.startswith(text), "equals": lambda v: v == text}
+        ((how, text),) = given.items()
+        checks = {
+            "contains": lambda v: text in v,
+            "prefix": lambda v: v.startswith(text),
+            "equals": lambda v: v == text,
+        }
         return _leaf(f"{name} {how} {text!r}", lambda pr, c, n: checks[how](str(c.get(key) or "")))
+
     return build
 
 
@@ -347,6 +379,7 @@ def _day_of_week(p: InParams, at: At) -> Condition:
     def test(pr, c, n):
         given = str(c.get("day_of_week", "")).lower()[:3]
         return (given or DAYS[local_time(c, n).weekday()]) in wanted
+
     return _leaf(f"day of week in {sorted(wanted)}", test)
 
 
@@ -356,9 +389,13 @@ class Leaf(NamedTuple):
 
 
 LEAVES: dict[str, Leaf] = {
-    "always": Leaf(bool, _always), "profile": Leaf(ProfileParams, _profile), "segment": Leaf(SegmentParams, _segment),
-    "value_tier": Leaf(InParams, _value_tier), "history": Leaf(HistoryParams, _history),
-    "interest": Leaf(InterestParams, _interest), "time_of_day": Leaf(TimeParams, _time_of_day),
+    "always": Leaf(bool, _always),
+    "profile": Leaf(ProfileParams, _profile),
+    "segment": Leaf(SegmentParams, _segment),
+    "value_tier": Leaf(InParams, _value_tier),
+    "history": Leaf(HistoryParams, _history),
+    "interest": Leaf(InterestParams, _interest),
+    "time_of_day": Leaf(TimeParams, _time_of_day),
     "day_of_week": Leaf(InParams, _day_of_week),
     **{name: Leaf(InParams, _context_set(name)) for name in CONTEXT_SETS},
     **{name: Leaf(TextParams, _context_text(name)) for name in CONTEXT_TEXT},
@@ -374,8 +411,13 @@ def _all(children: list[Condition]) -> Condition:
                 return False, []
             reasons += why
         return True, reasons
-    return Condition("all(" + ", ".join(ch.describe for ch in children) + ")", test, any(ch.never for ch in children),
-                     _earliest(children))
+
+    return Condition(
+        "all(" + ", ".join(ch.describe for ch in children) + ")",
+        test,
+        any(ch.never for ch in children),
+        _earliest(children),
+    )
 
 
 def _any(children: list[Condition]) -> Condition:
@@ -385,14 +427,20 @@ def _any(children: list[Condition]) -> Condition:
             if ok:
                 return True, why
         return False, []
-    return Condition("any(" + ", ".join(ch.describe for ch in children) + ")", test, all(ch.never for ch in children),
-                     _earliest(children))
+
+    return Condition(
+        "any(" + ", ".join(ch.describe for ch in children) + ")",
+        test,
+        all(ch.never for ch in children),
+        _earliest(children),
+    )
 
 
 def _not(child: Condition) -> Condition:
     def test(p, c, n):
         ok, _ = child.test(p, c, n)
         return (False, []) if ok else (True, [f"not {child.describe}"])
+
     return Condition(f"not {child.describe}", test, horizon=child.horizon)
 
 
@@ -408,11 +456,13 @@ def _compile(tree: Any, at: At, depth: int) -> Condition:
         raise at.error(f"nested more than {MAX_DEPTH} levels")
     if not isinstance(tree, dict) or len(tree) != 1:
         raise at.error("expected exactly one of all, any, not, or a condition type")
-    (kind, body), = tree.items()
+    ((kind, body),) = tree.items()
     if kind in ("all", "any"):
         if not isinstance(body, list) or not body:
             raise at.error("expected a non-empty list of conditions", kind)
-        children = [_compile(child, at._replace(path=f"{at.path}.{kind}[{i}]"), depth + 1) for i, child in enumerate(body)]
+        children = [
+            _compile(child, at._replace(path=f"{at.path}.{kind}[{i}]"), depth + 1) for i, child in enumerate(body)
+        ]
         return _all(children) if kind == "all" else _any(children)
     if kind == "not":
         return _not(_compile(body, at._replace(path=f"{at.path}.not"), depth + 1))
@@ -439,4 +489,13 @@ def segments_named(tree: Any) -> set[str]:
     return set()
 
 
-__all__ = ["ALWAYS", "Condition", "ConditionError", "compile_condition", "segments_named", "local_time", "LEAVES", "DAY_MS"]
+__all__ = [
+    "ALWAYS",
+    "Condition",
+    "ConditionError",
+    "compile_condition",
+    "segments_named",
+    "local_time",
+    "LEAVES",
+    "DAY_MS",
+]

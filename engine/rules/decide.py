@@ -47,8 +47,14 @@ class Decision:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        out = {"content": self.content, "variant": self.variant, "source": self.source, "reason": self.reason,
-               "decision_id": self.decision_id, "content_id": self.content_id}
+        out = {
+            "content": self.content,
+            "variant": self.variant,
+            "source": self.source,
+            "reason": self.reason,
+            "decision_id": self.decision_id,
+            "content_id": self.content_id,
+        }
         if self.rule_id:
             out["rule_id"] = self.rule_id
         out.update(self.extra)
@@ -76,11 +82,13 @@ def render(template: str, person: dict | None, context: dict) -> str:
     Values and fallbacks are HTML-escaped and never evaluated; the template itself
     is the marketer's own markup.
     """
+
     def fill(match: re.Match) -> str:
         value = _lookup(match.group(1), person, context)
         if value is None or value == "" or isinstance(value, (dict, list)):
             value = match.group(2) or ""
         return html.escape(str(value), quote=True)
+
     return TOKEN.sub(fill, template)
 
 
@@ -137,8 +145,17 @@ def withheld(person: dict | None, prefs: dict) -> str | None:
 GLOBAL_HOLDOUT = "global holdout: defaults only, to measure what personalization earns"
 
 
-def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, context: dict, visitor_id: str,
-                now_ms: int, model: ModelChooser | None = None, held_out: bool = False) -> Decision:
+def decide_slot(
+    rs: RuleSet,
+    slot_name: str,
+    person: dict | None,
+    prefs: dict,
+    context: dict,
+    visitor_id: str,
+    now_ms: int,
+    model: ModelChooser | None = None,
+    held_out: bool = False,
+) -> Decision:
     """`visitor_id` is who is bucketed (the person: engine.experiments.exposures.person_key)."""
     slot = rs.slots.get(slot_name)
     if slot is None:
@@ -146,11 +163,21 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
     reason = GLOBAL_HOLDOUT if held_out else withheld(person, prefs)
     if reason is not None:  # the default, rendered without the person
         content = slot.content[slot.default]
-        return Decision(slot_name, slot.default, render(content.template, None, context), slot.default, "default", reason)
+        return Decision(
+            slot_name, slot.default, render(content.template, None, context), slot.default, "default", reason
+        )
 
     def show(content_id: str, source: str, reason: str, variant: str | None = None, **kw) -> Decision:
         content = slot.content[content_id]
-        return Decision(slot_name, content_id, render(content.template, person, context), variant or content_id, source, reason, **kw)
+        return Decision(
+            slot_name,
+            content_id,
+            render(content.template, person, context),
+            variant or content_id,
+            source,
+            reason,
+            **kw,
+        )
 
     default_reason = "default content"
     hidden, shown = _topics(prefs, "hide"), _topics(prefs, "show")
@@ -175,8 +202,13 @@ def decide_slot(rs: RuleSet, slot_name: str, person: dict | None, prefs: dict, c
         variant, control = _pick_variant(rule, slot_name, visitor_id)
         conditions = "; ".join(why) or "no conditions"
         if control:
-            return show(slot.default, "rule", f"rule {rule.id} matched ({conditions}); control group gets the default",
-                        variant="control", rule_id=rule.id)
+            return show(
+                slot.default,
+                "rule",
+                f"rule {rule.id} matched ({conditions}); control group gets the default",
+                variant="control",
+                rule_id=rule.id,
+            )
         if variant.content not in slot.content:
             continue  # the linter warned: unknown content
         if _hidden(slot.content[variant.content], hidden, language):
@@ -203,10 +235,22 @@ def model_variants(slot: Slot, prefs: dict, person: dict | None = None) -> tuple
 
 
 def _model_json(choice) -> dict:
-    return {"expected_ctr": round(float(choice.expected_ctr), 4), "explore": bool(choice.explore),
-            "context": choice.context}
+    return {
+        "expected_ctr": round(float(choice.expected_ctr), 4),
+        "explore": bool(choice.explore),
+        "context": choice.context,
+    }
 
 
-def decide(rs: RuleSet, slots: list[str], person: dict | None, prefs: dict, context: dict, visitor_id: str,
-           now_ms: int, model: ModelChooser | None = None, held_out: bool = False) -> dict[str, Decision]:
+def decide(
+    rs: RuleSet,
+    slots: list[str],
+    person: dict | None,
+    prefs: dict,
+    context: dict,
+    visitor_id: str,
+    now_ms: int,
+    model: ModelChooser | None = None,
+    held_out: bool = False,
+) -> dict[str, Decision]:
     return {slot: decide_slot(rs, slot, person, prefs, context, visitor_id, now_ms, model, held_out) for slot in slots}

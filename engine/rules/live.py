@@ -42,9 +42,9 @@ class LiveRules:
         self.poll_s = poll_s
         self.half_life_days = half_life_days
         self.current = RuleSet()
-        self.problems: list = []       # of the newest attempt, good or refused
+        self.problems: list = []  # of the newest attempt, good or refused
         self.refused_at: float | None = None
-        self.loaded_at: float | None = None   # when the served set was loaded
+        self.loaded_at: float | None = None  # when the served set was loaded
         self._signature: tuple = ()
         self._task: asyncio.Task | None = None
 
@@ -79,8 +79,14 @@ class LiveRules:
         self.loaded_at = time.time()
         RELOADS.inc()
         LOADED_RULES.set(len(candidate.rules))
-        log.info("rule set %s: %d rules, %d slots, %d segments from %s",
-                 candidate.fingerprint, len(candidate.rules), len(candidate.slots), len(candidate.segments), self.path)
+        log.info(
+            "rule set %s: %d rules, %d slots, %d segments from %s",
+            candidate.fingerprint,
+            len(candidate.rules),
+            len(candidate.slots),
+            len(candidate.segments),
+            self.path,
+        )
         return True
 
     async def _watch(self) -> None:

@@ -24,8 +24,16 @@ class ModelSlots:
         self.half_life_days = half_life_days
         self.rng = np.random.default_rng()
 
-    async def choose(self, rs: RuleSet, slots: list[str], person: dict | None, prefs: dict, context: dict,
-                     visitor_id: str, now_ms: int) -> dict:
+    async def choose(
+        self,
+        rs: RuleSet,
+        slots: list[str],
+        person: dict | None,
+        prefs: dict,
+        context: dict,
+        visitor_id: str,
+        now_ms: int,
+    ) -> dict:
         choices = {}
         key = None
         for name in slots:
@@ -46,8 +54,16 @@ class ModelSlots:
                 choice = choices.get(name)
                 if choice is None or "model" not in decision.extra:
                     continue
-                await self.store.record_decision(decision.decision_id, name, choice.variant, choice.context,
-                                                 choice.propensity, choice.holdout, visitor_id, client=pipe)
+                await self.store.record_decision(
+                    decision.decision_id,
+                    name,
+                    choice.variant,
+                    choice.context,
+                    choice.propensity,
+                    choice.holdout,
+                    visitor_id,
+                    client=pipe,
+                )
                 recorded += 1
             if recorded:
                 await pipe.execute()

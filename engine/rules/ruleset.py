@@ -43,7 +43,15 @@ from typing import Any, Iterable
 import msgspec
 
 from engine.rules import schema
-from engine.rules.conditions import ALWAYS, CONTEXT_SETS, CONTEXT_TEXT, Condition, ConditionError, compile_condition, segments_named
+from engine.rules.conditions import (
+    ALWAYS,
+    CONTEXT_SETS,
+    CONTEXT_TEXT,
+    Condition,
+    ConditionError,
+    compile_condition,
+    segments_named,
+)
 from engine.rules.shapes import Issue, S, check, dotted
 from engine.rules.yaml_lines import YamlError, line_at, line_of, load, node_line
 
@@ -64,7 +72,13 @@ class Problem:
         return f"{self.file}:{self.line}:{where} {self.level}: {self.message}"
 
     def to_json(self) -> dict:
-        return {"file": self.file, "line": self.line, "rule_id": self.rule_id, "level": self.level, "message": self.message}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "rule_id": self.rule_id,
+            "level": self.level,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,11 @@ class Rule:
     line: int
 
     def live(self, now_ms: int) -> bool:
-        return self.enabled and (self.start_ms is None or now_ms >= self.start_ms) and (self.end_ms is None or now_ms < self.end_ms)
+        return (
+            self.enabled
+            and (self.start_ms is None or now_ms >= self.start_ms)
+            and (self.end_ms is None or now_ms < self.end_ms)
+        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +178,7 @@ class Destination:
 
 @dataclass
 class RuleSet:
-    rules: list[Rule] = field(default_factory=list)        # highest priority first
+    rules: list[Rule] = field(default_factory=list)  # highest priority first
     slots: dict[str, Slot] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)
     destinations: list[Destination] = field(default_factory=list)
@@ -203,8 +221,11 @@ class _Reader:
         value = check(raw, kind, issues)
         for issue in issues:
             where = dotted(at + issue.path)
-            self.error(line_at(raw, issue.line_path or issue.path) if isinstance(raw, (dict, list)) else line,
-                       f"{label}{where}: {issue.message}" if where else f"{label}{issue.message}", owner)
+            self.error(
+                line_at(raw, issue.line_path or issue.path) if isinstance(raw, (dict, list)) else line,
+                f"{label}{where}: {issue.message}" if where else f"{label}{issue.message}",
+                owner,
+            )
         return value
 
     def when(self, entry: dict, owner: str | None) -> Condition | None:
@@ -252,8 +273,13 @@ class _Reader:
         if shape is None:
             return None
         topics = [shape.topics] if isinstance(shape.topics, str) else shape.topics
-        return Content(cid, shape.html if shape.html is not None else shape.text, tuple(t.lower() for t in topics),
-                       shape.language.lower() if shape.language else None, shape.data)
+        return Content(
+            cid,
+            shape.html if shape.html is not None else shape.text,
+            tuple(t.lower() for t in topics),
+            shape.language.lower() if shape.language else None,
+            shape.data,
+        )
 
     # --- rules and segments -----------------------------------------------------------
 
@@ -263,13 +289,27 @@ class _Reader:
         shape = self.shape(raw, schema.Rule, rule_id, line)
         condition = self.when(raw, rule_id) if isinstance(raw, dict) and "when" in raw else None
         then = raw.get("then") if isinstance(raw, dict) else None
-        choices = [self.choice(str(slot), body, line_of(then, slot), rule_id)
-                   for slot, body in (then.items() if isinstance(then, dict) else ())]
+        choices = [
+            self.choice(str(slot), body, line_of(then, slot), rule_id)
+            for slot, body in (then.items() if isinstance(then, dict) else ())
+        ]
         if shape is None or condition is None or self.failed_since(before):
             return None
-        start, end = (_moment(shape.schedule, "start"), _moment(shape.schedule, "end")) if shape.schedule else (None, None)
-        return Rule(rule_id, shape.description, shape.priority, shape.enabled, start, end, condition,
-                    tuple(choices), self.file, node_line(raw))
+        start, end = (
+            (_moment(shape.schedule, "start"), _moment(shape.schedule, "end")) if shape.schedule else (None, None)
+        )
+        return Rule(
+            rule_id,
+            shape.description,
+            shape.priority,
+            shape.enabled,
+            start,
+            end,
+            condition,
+            tuple(choices),
+            self.file,
+            node_line(raw),
+        )
 
     def choice(self, slot: str, raw: Any, line: int, rule_id: str | None) -> Choice | None:
         if isinstance(raw, str):
@@ -277,7 +317,11 @@ class _Reader:
         shape = self.shape(raw, schema.Choice, rule_id, line, at=("then", slot))
         if shape is None:
             return None
-        variants = [Variant(shape.content, 1.0)] if shape.content is not None else [Variant(v.content, v.weight) for v in shape.variants]
+        variants = (
+            [Variant(shape.content, 1.0)]
+            if shape.content is not None
+            else [Variant(v.content, v.weight) for v in shape.variants]
+        )
         return Choice(slot, tuple(variants), shape.control)
 
     def segment(self, raw: Any, line: int) -> Segment | None:
@@ -289,24 +333,38 @@ class _Reader:
             return None
         used = _leaf_kinds(shape.when) & CONTEXT_ONLY
         if used:
-            self.warn(line_of(raw, "when"), f"segments are kept from events, without a request's context; "
-                                            f"{', '.join(sorted(used))} never match here", name)
+            self.warn(
+                line_of(raw, "when"),
+                f"segments are kept from events, without a request's context; "
+                f"{', '.join(sorted(used))} never match here",
+                name,
+            )
         score = _score(shape.score)
         uses_value = "value_tier" in _leaf_kinds(shape.when) or score[0] == "clv"
         return Segment(name, shape.description, condition, score, self.file, node_line(raw), uses_value)
-
 
     def destination(self, raw: Any, line: int) -> Destination | None:
         name = _name_of(raw, "name")
         shape = self.shape(raw, schema.Destination, name, line)
         if shape is None:
             return None
-        return Destination(shape.name, shape.url, shape.secret, frozenset(shape.segments), frozenset(shape.events),
-                           frozenset(shape.alerts), shape.purpose, self.file, node_line(raw))
+        return Destination(
+            shape.name,
+            shape.url,
+            shape.secret,
+            frozenset(shape.segments),
+            frozenset(shape.events),
+            frozenset(shape.alerts),
+            shape.purpose,
+            self.file,
+            node_line(raw),
+        )
 
 
 def _model_spec(shape: schema.Model) -> ModelSpec:
-    given = {k: v for k, v in msgspec.structs.asdict(shape).items() if v is not msgspec.UNSET}  # else ModelSpec's defaults
+    given = {
+        k: v for k, v in msgspec.structs.asdict(shape).items() if v is not msgspec.UNSET
+    }  # else ModelSpec's defaults
     return ModelSpec(**dict(given, variants=tuple(shape.variants)))
 
 
@@ -350,7 +408,9 @@ def _leaf_kinds(tree: Any) -> set[str]:
 # --- files and the whole set --------------------------------------------------------
 
 
-def parse_file(name: str, data: bytes, half_life_days: float) -> tuple[list[Rule], dict[str, Slot], list[Segment], list[Problem], dict]:
+def parse_file(
+    name: str, data: bytes, half_life_days: float
+) -> tuple[list[Rule], dict[str, Slot], list[Segment], list[Problem], dict]:
     """One file's parts and problems; never raises on any input. Destinations: `parse_destinations`."""
     reader = _Reader(name, half_life_days)
     try:
@@ -426,8 +486,9 @@ def load_ruleset(path: Path | str, now_ms: int | None = None, *, half_life_days:
             sources.append((str(f), f.read_bytes()))
         except OSError as exc:
             sources.append((str(f), None, exc))
-    ruleset = build_ruleset([(name, data) for name, data, *_ in sources if data is not None], now_ms,
-                            half_life_days=half_life_days)
+    ruleset = build_ruleset(
+        [(name, data) for name, data, *_ in sources if data is not None], now_ms, half_life_days=half_life_days
+    )
     for name, _, *err in sources:
         if err:
             ruleset.problems.append(Problem(name, 1, None, f"cannot read: {err[0].strerror}"))
@@ -450,20 +511,39 @@ def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = Non
         out.problems += problems
         for destination in destinations:
             if any(d.name == destination.name for d in out.destinations):
-                out.problems.append(Problem(name, destination.line, destination.name,
-                                            "duplicate destination; the first one is kept", "warning"))
+                out.problems.append(
+                    Problem(
+                        name,
+                        destination.line,
+                        destination.name,
+                        "duplicate destination; the first one is kept",
+                        "warning",
+                    )
+                )
             else:
                 out.destinations.append(destination)
         for slot in slots.values():
             if slot.name in out.slots:
-                out.problems.append(Problem(name, 1, slot.name, f"slot {slot.name!r} is defined twice; the first one is kept", "warning"))
+                out.problems.append(
+                    Problem(
+                        name, 1, slot.name, f"slot {slot.name!r} is defined twice; the first one is kept", "warning"
+                    )
+                )
             else:
                 out.slots[slot.name] = slot
         seen_rules = {r.id: r for r in out.rules}
         for rule in rules:
             if rule.id in seen_rules:
                 first = seen_rules[rule.id]
-                out.problems.append(Problem(name, rule.line, rule.id, f"duplicate rule id; the one at {first.file}:{first.line} is kept", "warning"))
+                out.problems.append(
+                    Problem(
+                        name,
+                        rule.line,
+                        rule.id,
+                        f"duplicate rule id; the one at {first.file}:{first.line} is kept",
+                        "warning",
+                    )
+                )
             else:
                 out.rules.append(rule)
                 seen_rules[rule.id] = rule
@@ -472,7 +552,15 @@ def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = Non
         for segment in segments:
             if segment.name in names:
                 first = names[segment.name]
-                out.problems.append(Problem(name, segment.line, segment.name, f"duplicate segment; the one at {first.file}:{first.line} is kept", "warning"))
+                out.problems.append(
+                    Problem(
+                        name,
+                        segment.line,
+                        segment.name,
+                        f"duplicate segment; the one at {first.file}:{first.line} is kept",
+                        "warning",
+                    )
+                )
             else:
                 out.segments.append(segment)
                 names[segment.name] = segment
@@ -487,8 +575,10 @@ def _cross_check(rs: RuleSet, raw_rules: dict, now_ms: int | None) -> list[Probl
     problems = []
     segment_names = {s.name for s in rs.segments}
     for rule in rs.rules:
+
         def warn(message, line=rule.line):
             problems.append(Problem(rule.file, line, rule.id, message, "warning"))
+
         raw = raw_rules.get(rule.id)
         for name in sorted(segments_named(raw.get("when")) if raw is not None else ()):
             if name not in segment_names:
@@ -505,21 +595,35 @@ def _cross_check(rs: RuleSet, raw_rules: dict, now_ms: int | None) -> list[Probl
             if choice.control >= 100:
                 warn(f"then.{choice.slot}: control is 100%, so the rule never changes what is shown", line)
         if rule.condition.never:
-            warn("can never fire: its condition can never be true", line_at(raw, "when") if raw is not None else rule.line)
+            warn(
+                "can never fire: its condition can never be true",
+                line_at(raw, "when") if raw is not None else rule.line,
+            )
         if not rule.choices:
             warn("can never fire: it chooses no content")
         if now_ms is not None and rule.end_ms is not None and rule.end_ms <= now_ms:
             warn("can never fire: its schedule ended")
         shadow = _shadowed_by(rule, rs.rules)
         if shadow:
-            warn(f"can never fire: rule {shadow.id!r} has higher priority, the same slots and no condition that can fail")
+            warn(
+                f"can never fire: rule {shadow.id!r} has higher priority, the same slots and no condition that can fail"
+            )
     for destination in rs.destinations:
         for name in sorted(destination.segments - segment_names):
-            problems.append(Problem(destination.file, destination.line, destination.name,
-                                    f"unknown segment {name!r}: no segment file defines it", "warning"))
+            problems.append(
+                Problem(
+                    destination.file,
+                    destination.line,
+                    destination.name,
+                    f"unknown segment {name!r}: no segment file defines it",
+                    "warning",
+                )
+            )
     for segment in rs.segments:
         if segment.condition.never:
-            problems.append(Problem(segment.file, segment.line, segment.name, "segment can never have members", "warning"))
+            problems.append(
+                Problem(segment.file, segment.line, segment.name, "segment can never have members", "warning")
+            )
     return problems
 
 
@@ -528,8 +632,14 @@ def _shadowed_by(rule: Rule, rules: list[Rule]) -> Rule | None:
     for other in rules:
         if other is rule:
             return None
-        if (other.priority > rule.priority and other.enabled and other.start_ms is None and other.end_ms is None
-                and other.condition is ALWAYS and slots <= {c.slot for c in other.choices}
-                and all(c.control == 0 for c in other.choices)):
+        if (
+            other.priority > rule.priority
+            and other.enabled
+            and other.start_ms is None
+            and other.end_ms is None
+            and other.condition is ALWAYS
+            and slots <= {c.slot for c in other.choices}
+            and all(c.control == 0 for c in other.choices)
+        ):
             return other
     return None

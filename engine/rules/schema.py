@@ -37,7 +37,9 @@ class Choice(Shape):
     what: ClassVar[str] = "then"
     expects: ClassVar[str] = "a content id, or variants with weights"
     content: ContentId | None = None
-    variants: Annotated[list[Variant], Meta(min_length=1, description="a list of {content: ID, weight: N}")] | None = None
+    variants: Annotated[list[Variant], Meta(min_length=1, description="a list of {content: ID, weight: N}")] | None = (
+        None
+    )
     control: Annotated[Number, Meta(ge=0, le=100, description="a share of visitors from 0 to 100 (percent)")] = 0.0
 
     def __post_init__(self) -> None:
@@ -80,7 +82,7 @@ class Rule(Shape, kw_only=True):
     expects: ClassVar[str] = "a mapping with id, when and then"
     id: Name
     description: Text = ""
-    priority: Annotated[int, Meta(ge=-10**6, le=10**6, description="a whole number (higher wins)")] = 0
+    priority: Annotated[int, Meta(ge=-(10**6), le=10**6, description="a whole number (higher wins)")] = 0
     enabled: Annotated[bool, Meta(description="true or false")] = True
     schedule: Schedule | None = None
     when: Annotated[Any, Meta(description="a condition tree, or always")]
@@ -115,8 +117,15 @@ class Segment(Shape, kw_only=True):
     name: Name
     description: Text = ""
     when: Annotated[Any, Meta(description="a condition tree, or always")]
-    score: Annotated[Literal[SCORES] | ScoreBy, Meta(
-        description="clv, revenue, orders, sessions, {interest: CATEGORY} or {count: {event, days, category?}}")] | None = None
+    score: (
+        Annotated[
+            Literal[SCORES] | ScoreBy,
+            Meta(
+                description="clv, revenue, orders, sessions, {interest: CATEGORY} or {count: {event, days, category?}}"
+            ),
+        ]
+        | None
+    ) = None
 
 
 CHANGES = ("entered", "exited")
@@ -135,8 +144,9 @@ class Destination(Shape, kw_only=True):
     segments: Annotated[list[Name], Meta(description="a list of segment names")] = ()
     events: Annotated[list[Literal[CHANGES]], Meta(min_length=1, description="a list of entered, exited")] = CHANGES
     alerts: Annotated[list[Literal[ALERTS]], Meta(description="a list of alert kinds: back_in_stock, price_drop")] = ()
-    purpose: Annotated[Literal[PURPOSES], Meta(
-        description="marketing (only people with marketing consent) or analytics")] = "marketing"
+    purpose: Annotated[
+        Literal[PURPOSES], Meta(description="marketing (only people with marketing consent) or analytics")
+    ] = "marketing"
 
     def __post_init__(self) -> None:
         if not self.segments and not self.alerts:
@@ -161,9 +171,13 @@ class Model(Shape):
     what: ClassVar[str] = "model"
     expects: ClassVar[str] = "a mapping with variants"
     variants: Annotated[list[ContentId], Meta(min_length=2, description="a list of at least two content ids")]
-    min_impressions: Annotated[int, Meta(ge=0, le=10**9, description="a whole number from 0 to 1000000000")] | UnsetType = UNSET
+    min_impressions: (
+        Annotated[int, Meta(ge=0, le=10**9, description="a whole number from 0 to 1000000000")] | UnsetType
+    ) = UNSET
     exploration: Annotated[Number, Meta(ge=0, le=1, description="a number from 0 to 1")] | UnsetType = UNSET
-    holdout: Annotated[Number, Meta(ge=0, le=50, description="a share of visitors from 0 to 50 (percent)")] | UnsetType = UNSET
+    holdout: (
+        Annotated[Number, Meta(ge=0, le=50, description="a share of visitors from 0 to 50 (percent)")] | UnsetType
+    ) = UNSET
     reward: Literal["click", "add_to_cart", "purchase", "revenue"] | UnsetType = UNSET
     reward_cap: Annotated[Number, Meta(gt=0, le=10**9, description="a positive amount")] | UnsetType = UNSET
 

@@ -18,7 +18,9 @@ SEP = "|"
 
 
 def field_of(decision) -> str:
-    return SEP.join((decision.slot, decision.rule_id or f"({decision.source})", decision.variant or decision.content_id or "-"))
+    return SEP.join(
+        (decision.slot, decision.rule_id or f"({decision.source})", decision.variant or decision.content_id or "-")
+    )
 
 
 def totals(minutes: list[tuple[int, dict[str, int]]]) -> dict[str, dict[str, dict[str, int]]]:

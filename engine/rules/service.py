@@ -36,7 +36,12 @@ def check_request(body: object) -> tuple[str | None, str | None, list[str], dict
     if user_id is not None and (not isinstance(user_id, str) or not 0 < len(user_id) <= 128):
         raise InvalidInput("user_id: expected text of up to 128 characters")
     slots = body.get("slots")
-    if not isinstance(slots, list) or not slots or len(slots) > MAX_SLOTS or not all(isinstance(s, str) and 0 < len(s) <= 64 for s in slots):
+    if (
+        not isinstance(slots, list)
+        or not slots
+        or len(slots) > MAX_SLOTS
+        or not all(isinstance(s, str) and 0 < len(s) <= 64 for s in slots)
+    ):
         raise InvalidInput(f"slots: expected a list of 1 to {MAX_SLOTS} slot names")
     return visitor_id, user_id, list(dict.fromkeys(slots)), check_context(body.get("context"))
 
@@ -44,13 +49,13 @@ def check_request(body: object) -> tuple[str | None, str | None, list[str], dict
 class DecideService:
     def __init__(self, settings: Settings, people, values, rules: LiveRules, model=None, weather=None) -> None:
         self.settings = settings
-        self.people = people      # engine.profiles.people.People
-        self.values = values      # engine.profiles.value_store.ValueStore
+        self.people = people  # engine.profiles.people.People
+        self.values = values  # engine.profiles.value_store.ValueStore
         self.rules = rules
-        self.model = model        # engine.rules.model_slots.ModelSlots, or None
-        self.weather = weather    # engine.rules.context.CachedWeather or None
-        self.publish = None       # puts exposures on the log (engine.profiles.changelog.ChangeLog.publish)
-        self.unlogged = 0         # decisions served while the log could not take their exposures
+        self.model = model  # engine.rules.model_slots.ModelSlots, or None
+        self.weather = weather  # engine.rules.context.CachedWeather or None
+        self.publish = None  # puts exposures on the log (engine.profiles.changelog.ChangeLog.publish)
+        self.unlogged = 0  # decisions served while the log could not take their exposures
 
     def person_key(self, person: dict | None, visitor_id: str | None, user_id: str | None) -> str:
         """Who is bucketed: the verified user (a linked person, or a key's user_id), else the visitor."""
@@ -63,7 +68,9 @@ class DecideService:
     def held_out(self, person_key: str) -> bool:
         return xp.in_global_holdout(person_key, self.settings.global_holdout)
 
-    async def person_and_prefs(self, visitor_id: str | None, user_id: str | None, now_ms: int) -> tuple[dict | None, dict]:
+    async def person_and_prefs(
+        self, visitor_id: str | None, user_id: str | None, now_ms: int
+    ) -> tuple[dict | None, dict]:
         people = self.people
         profile_id = user_id or visitor_id
         if profile_id is None:
@@ -79,24 +86,35 @@ class DecideService:
         person = derive(person, model, self.rules.current.segments, now_ms, self.settings.interest_half_life_days)
         return person, person.get("preferences") or {}
 
-    async def decide(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
-                     now_ms: int | None = None) -> dict[str, Decision]:
+    async def decide(
+        self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict, now_ms: int | None = None
+    ) -> dict[str, Decision]:
         decisions, model_choices, vid, (rs, held_out, who, person, now_ms) = await self._decide(
-            visitor_id, user_id, slots, context, now_ms)
+            visitor_id, user_id, slots, context, now_ms
+        )
         if model_choices:
             await self.model.record(decisions, model_choices, vid)
         await self._log_exposures(rs, decisions, model_choices, held_out, vid, who, person, now_ms)
         return decisions
 
-    async def preview(self, visitor_id: str | None, user_id: str | None, slots: list[str], context: dict,
-                      now_ms: int | None = None, person: dict | None = None) -> dict[str, Decision]:
+    async def preview(
+        self,
+        visitor_id: str | None,
+        user_id: str | None,
+        slots: list[str],
+        context: dict,
+        now_ms: int | None = None,
+        person: dict | None = None,
+    ) -> dict[str, Decision]:
         """What decide answers, recording nothing (the console's preview: no impression for the model slots).
 
         `person`: a whole profile to decide for instead of the stored one (engine.profiles.pasted);
         it is derived and bucketed as a stored one is."""
         return (await self._decide(visitor_id, user_id, slots, context, now_ms, person))[0]
 
-    async def _decide(self, visitor_id, user_id, slots, context, now_ms, given=None) -> tuple[dict[str, Decision], dict, str, tuple]:
+    async def _decide(
+        self, visitor_id, user_id, slots, context, now_ms, given=None
+    ) -> tuple[dict[str, Decision], dict, str, tuple]:
         """(decisions, the model's choices, the visitor, what the exposures are logged with)."""
         now_ms = now_ms or int(time.time() * 1000)
         if given is None:

@@ -24,8 +24,15 @@ from engine.rules.yaml_lines import parts
 
 S = TypeVar("S", bound="Shape")
 Path = tuple  # of str | int
-WORDS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false", "array": "a list",
-         "object": "a mapping", "null": "nothing"}
+WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "nothing",
+}
 _EXPECTED = re.compile(r"^Expected `([^`]+)`(.*)$")
 _CODE = re.compile(r"`([^`]*)`")  # `*`: a key may be empty
 
@@ -38,7 +45,7 @@ class Shape(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class Issue(NamedTuple):
-    path: Path          # where, inside the checked value
+    path: Path  # where, inside the checked value
     message: str
     line_path: Path | None = None  # where to find the line, when not at `path` (an unknown key)
 
@@ -54,7 +61,7 @@ def plain(message: str) -> str:
     if message.startswith("Object missing required field"):
         return "missing " + _CODE.search(message).group(1)
     if message.startswith("Invalid enum value"):
-        return "unknown value " + message[len("Invalid enum value "):]
+        return "unknown value " + message[len("Invalid enum value ") :]
     found = _EXPECTED.match(message)
     if found:
         rest = _CODE.sub(lambda m: _words(m.group(1)), found.group(2))
@@ -103,7 +110,9 @@ def check(raw: Any, kind: type[S], errors: list[Issue], at: Path = ()) -> S | No
     for key, value in raw.items():
         info = fields.get(key) if isinstance(key, str) else None
         if info is None:
-            errors.append(Issue(at, f"unknown {kind.what} field {str(key)[:40]!r}; expected {', '.join(fields)}", at + (key,)))
+            errors.append(
+                Issue(at, f"unknown {kind.what} field {str(key)[:40]!r}; expected {', '.join(fields)}", at + (key,))
+            )
             ok = False
             continue
         nested = _shape_of(info.type)

@@ -36,7 +36,9 @@ class YamlError(ValueError):
 class _Composer(Composer):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.parser.check_event(AliasEvent):
-            raise YamlError(self.parser.peek_event().start_mark.line + 1, "aliases (*name) are not allowed in rule files")
+            raise YamlError(
+                self.parser.peek_event().start_mark.line + 1, "aliases (*name) are not allowed in rule files"
+            )
         return super().compose_node(parent, index)
 
 
@@ -108,7 +110,13 @@ def line_at(root: Any, path: str | Iterable[str | int]) -> int:
     """The line of the deepest part of `path` that exists inside `root`."""
     line, node = node_line(root), root
     for part in parts(path) if isinstance(path, str) else path:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             line, node = line_of(node, part), node[part]
         else:
             break

@@ -87,8 +87,9 @@ class LocalStore:
         folder = self.root / prefix
         if not folder.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in folder.rglob("*")
-                      if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            str(p.relative_to(self.root)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -211,14 +212,27 @@ class Archive:
             return None
         with self.store.lock():
             erased = self.erased()
-            kept = [r for r in records if not erased or not (
-                subject_hash(r[1]) in erased or (r[3] is not None and subject_hash(r[3]) in erased))]
+            kept = [
+                r
+                for r in records
+                if not erased
+                or not (subject_hash(r[1]) in erased or (r[3] is not None and subject_hash(r[3]) in erased))
+            ]
             segment = Segment(log_id, partition, records[0][0], records[-1][0])
             subjects = _subjects(kept)
             self.store.put(f"{self.topic}/{segment.name}.seg", encode_segment([r[:3] for r in kept]))
-            self.store.put(f"{self.topic}/{segment.name}.idx", msgpack.packb(
-                {"first": segment.first, "last": segment.last, "count": len(kept), "subjects": subjects,
-                 "sealed_at": time.time()}))
+            self.store.put(
+                f"{self.topic}/{segment.name}.idx",
+                msgpack.packb(
+                    {
+                        "first": segment.first,
+                        "last": segment.last,
+                        "count": len(kept),
+                        "subjects": subjects,
+                        "sealed_at": time.time(),
+                    }
+                ),
+            )
         return segment
 
     # --- erasure -------------------------------------------------------------------
@@ -231,7 +245,7 @@ class Archive:
                 raw = self.store.get(name)
             except FileNotFoundError:
                 raw = b""
-            self._erased = {raw[i:i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES)}
+            self._erased = {raw[i : i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES)}
             self._erased_version = version
         return self._erased
 
@@ -249,14 +263,16 @@ class Archive:
                 for segment in self.segments(log_id):
                     index = self._index(segment)
                     held = index["subjects"]
-                    if not any(held[i:i + HASH_BYTES] in hashes for i in range(0, len(held), HASH_BYTES)):
+                    if not any(held[i : i + HASH_BYTES] in hashes for i in range(0, len(held), HASH_BYTES)):
                         continue
                     records = self.read(segment)
                     kept = [r for r in records if not _about(r, hashes)]
                     removed += len(records) - len(kept)
                     self.store.put(f"{self.topic}/{segment.name}.seg", encode_segment(kept))
-                    self.store.put(f"{self.topic}/{segment.name}.idx", msgpack.packb(
-                        dict(_index_of(kept, segment), sealed_at=index.get("sealed_at"))))
+                    self.store.put(
+                        f"{self.topic}/{segment.name}.idx",
+                        msgpack.packb(dict(_index_of(kept, segment), sealed_at=index.get("sealed_at"))),
+                    )
         return removed
 
 
@@ -327,8 +343,10 @@ class ArchiveWriter:
 
     def due(self) -> bool:
         now = self.clock()
-        return any(b.records and (len(b.records) >= self.max_events or now - b.since >= self.seal_s)
-                   for b in self.buffers.values())
+        return any(
+            b.records and (len(b.records) >= self.max_events or now - b.since >= self.seal_s)
+            for b in self.buffers.values()
+        )
 
     def pending(self) -> int:
         return sum(len(b.records) for b in self.buffers.values())

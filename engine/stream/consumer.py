@@ -60,6 +60,8 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, ResponseError):
         return "script" not in str(exc).lower()  # a Lua error comes from the data it was given
     return isinstance(exc, (Unavailable, RedisError, KafkaError, OSError, asyncio.TimeoutError))
+
+
 STALE_AFTER_RESET_S = 30.0  # a position past the end this soon after a reset is the old log's committed offset
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
 
@@ -88,12 +90,12 @@ class StreamStats:
     partitions: list[str] = field(default_factory=list)
     batch_size_buckets: list[int] = field(default_factory=lambda: [0] * len(BATCH_SIZE_BUCKETS))
     batch_size_sum: int = 0
-    log_id: str | None = None          # the event log this worker reads (engine.stream.logid)
-    resets: int = 0                    # times the broker's log was found reset
-    last_reset: dict | None = None     # when, why, and how many events may be missing
+    log_id: str | None = None  # the event log this worker reads (engine.stream.logid)
+    resets: int = 0  # times the broker's log was found reset
+    last_reset: dict | None = None  # when, why, and how many events may be missing
     archived_events: int = 0
     archive_segments: int = 0
-    archive_pending: int = 0           # applied, not sealed into the archive yet
+    archive_pending: int = 0  # applied, not sealed into the archive yet
 
     def observe_batch(self, size: int) -> None:
         self.batches += 1
@@ -160,13 +162,15 @@ class BatchConsumer:
         self.handlers = list(handlers)
         self.group_id = group_id or settings.consumer_group
         self.dead_letter = dead_letter
-        self.writer = ArchiveWriter(archive, settings.archive_segment_s, settings.archive_segment_events) if archive else None
+        self.writer = (
+            ArchiveWriter(archive, settings.archive_segment_s, settings.archive_segment_events) if archive else None
+        )
         self.identity = identity
         self.log_id: str | None = None
         self.stats = StreamStats()
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
-        self.applied: dict[TopicPartition, int] = {}   # next offset per partition, applied, not yet committed
+        self.applied: dict[TopicPartition, int] = {}  # next offset per partition, applied, not yet committed
         self.seen_end: dict[TopicPartition, int] = {}  # the highest end offset seen, for the loss estimate
         self.epoch = 0  # one per log read: records of an earlier epoch are never archived or committed
         self._checked = 0.0
@@ -202,7 +206,9 @@ class BatchConsumer:
         consumer = self.consumer
         epoch = self.epoch
         try:
-            fetched = await consumer.getmany(timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_size)
+            fetched = await consumer.getmany(
+                timeout_ms=self.settings.batch_wait_ms, max_records=self.settings.batch_size
+            )
         except NoOffsetForPartitionError as exc:  # a new group, or a new log: start at its beginning
             await consumer.seek_to_beginning(*_partitions(exc))
             return
@@ -276,20 +282,27 @@ class BatchConsumer:
             if high < position:
                 if time.time() - (self.stats.last_reset or {}).get("at", 0) < STALE_AFTER_RESET_S:
                     # The group's committed offset from the log before came back with a rebalance: not a new reset.
-                    log.warning("%s[%d]: position %d from the previous log, past the end %d: reading from the start",
-                                tp.topic, tp.partition, position, high)
+                    log.warning(
+                        "%s[%d]: position %d from the previous log, past the end %d: reading from the start",
+                        tp.topic,
+                        tp.partition,
+                        position,
+                        high,
+                    )
                     await self._rewind([tp])
                     continue
-                await self._reset(f"{tp.topic}[{tp.partition}] ends at {high}, below this worker's position {position}",
-                                  renew=True)
+                await self._reset(
+                    f"{tp.topic}[{tp.partition}] ends at {high}, below this worker's position {position}", renew=True
+                )
                 return
 
     async def _log_changed(self) -> bool:
         current = await self.identity.read()
         if current == self.log_id:
             return False
-        await self._reset("the broker holds no log id" if current is None else f"the broker holds log {current}",
-                          renew=False)
+        await self._reset(
+            "the broker holds no log id" if current is None else f"the broker holds log {current}", renew=False
+        )
         return True
 
     async def _reset(self, reason: str, renew: bool) -> None:
@@ -308,12 +321,24 @@ class BatchConsumer:
             self.log_id = await (self.identity.renew(old) if renew else self.identity.ensure())
         self.stats.resets += 1
         self.stats.log_id = self.log_id
-        self.stats.last_reset = {"at": time.time(), "reason": reason, "from_log": old, "to_log": self.log_id,
-                                 "unapplied": unapplied, "unarchived": unarchived}
-        log.error("event log reset (%s): log %s -> %s; up to %d events the old log acknowledged were not applied "
-                  "by this worker and %d applied ones were not archived yet: they are missing unless a collector's "
-                  "spool re-sends them; reading the new log from its earliest offset",
-                  reason, old, self.log_id, unapplied, unarchived)
+        self.stats.last_reset = {
+            "at": time.time(),
+            "reason": reason,
+            "from_log": old,
+            "to_log": self.log_id,
+            "unapplied": unapplied,
+            "unarchived": unarchived,
+        }
+        log.error(
+            "event log reset (%s): log %s -> %s; up to %d events the old log acknowledged were not applied "
+            "by this worker and %d applied ones were not archived yet: they are missing unless a collector's "
+            "spool re-sends them; reading the new log from its earliest offset",
+            reason,
+            old,
+            self.log_id,
+            unapplied,
+            unarchived,
+        )
         if consumer.assignment():
             await self._rewind(list(consumer.assignment()))
 
@@ -361,8 +386,9 @@ class BatchConsumer:
             for event, reason in rejected.values():
                 record = sources[at[id(event)]]
                 self.stats.unapplied += 1
-                await self._dead_letter(TopicPartition(record.topic, record.partition), record,
-                                        f"not applied: {reason}", should_stop)
+                await self._dead_letter(
+                    TopicPartition(record.topic, record.partition), record, f"not applied: {reason}", should_stop
+                )
         async with self._sealing:
             if epoch is None or epoch == self.epoch:  # else the log was reset while the batch was applied
                 if self.writer is not None:
@@ -400,7 +426,9 @@ class BatchConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _dead_letter(self, tp: TopicPartition, record, reason: str, should_stop: Callable[[], bool] = lambda: False) -> None:
+    async def _dead_letter(
+        self, tp: TopicPartition, record, reason: str, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
         self.stats.dead_letters += 1
         log.warning("dead letter %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, reason.split(":")[0])
         if self.dead_letter is None:
@@ -415,7 +443,9 @@ class BatchConsumer:
         delay = 0.1
         while True:  # the offset is committed only after the dead letter is on its topic
             try:
-                await self.dead_letter.send_and_wait(self.settings.rejected_topic, codec.encode(payload), key=record.key)
+                await self.dead_letter.send_and_wait(
+                    self.settings.rejected_topic, codec.encode(payload), key=record.key
+                )
                 return
             except Exception as exc:
                 if should_stop():

@@ -34,8 +34,9 @@ def _decoded(values) -> list[dict]:
     return events
 
 
-async def read_history(settings: Settings, label: str, progress: bool, batch_size: int = 10_000,
-                       before_first=None) -> AsyncIterator[list[dict]]:
+async def read_history(
+    settings: Settings, label: str, progress: bool, batch_size: int = 10_000, before_first=None
+) -> AsyncIterator[list[dict]]:
     """topic_history's batches, with a progress bar on stderr (`label`: what is reading) when `progress`."""
     with tqdm(desc=label, unit=" events", disable=not progress, file=sys.stderr) as bar:
         async for events, done, total in topic_history(settings, batch_size, before_first):
@@ -44,7 +45,9 @@ async def read_history(settings: Settings, label: str, progress: bool, batch_siz
             yield events
 
 
-async def topic_history(settings: Settings, batch_size: int = 10_000, before_first=None) -> AsyncIterator[tuple[list[dict], int, int]]:
+async def topic_history(
+    settings: Settings, batch_size: int = 10_000, before_first=None
+) -> AsyncIterator[tuple[list[dict], int, int]]:
     """Yields (events, records read so far, total) up to the end offsets seen at the start.
 
     `before_first` (an async callable) runs once the end offsets are known, before the
@@ -67,7 +70,9 @@ async def topic_history(settings: Settings, batch_size: int = 10_000, before_fir
     consumer = kafka_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        partitions = [TopicPartition(settings.topic, p) for p in sorted(consumer.partitions_for_topic(settings.topic) or [])]
+        partitions = [
+            TopicPartition(settings.topic, p) for p in sorted(consumer.partitions_for_topic(settings.topic) or [])
+        ]
         end = await kafka.end_offsets(consumer, partitions) if partitions else {}
         start = {tp: min(archived_ends.get(tp.partition, 0), end[tp]) for tp in partitions}
         total = archived_total + sum(end[tp] - start[tp] for tp in partitions)

@@ -17,9 +17,14 @@ log = logging.getLogger("engine.kafka")
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
     """Create the events and rejected topics if missing (idempotent)."""
-    async for attempt in AsyncRetrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.5), reraise=True,
-                                       before_sleep=lambda state: log.info("waiting for the broker at %s: %r",
-                                                                           settings.kafka, state.outcome.exception())):
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(0.5),
+        reraise=True,
+        before_sleep=lambda state: log.info(
+            "waiting for the broker at %s: %r", settings.kafka, state.outcome.exception()
+        ),
+    ):
         with attempt:
             admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
             try:

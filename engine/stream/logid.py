@@ -53,8 +53,12 @@ class LogIdentity:
         self._admin: AIOKafkaAdminClient | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka, enable_auto_commit=False,
-                                          request_timeout_ms=5000, auto_offset_reset="earliest")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka,
+            enable_auto_commit=False,
+            request_timeout_ms=5000,
+            auto_offset_reset="earliest",
+        )
         await self._consumer.start()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka, request_timeout_ms=5000)
         await self._admin.start()
@@ -124,12 +128,18 @@ class LogIdentity:
         """Creates the missing topics; True when the events topic was among them."""
         settings = self.settings
         listed = await self.topics()
-        wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-                  for name in (settings.topic, settings.rejected_topic) if name not in listed]
+        wanted = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+            for name in (settings.topic, settings.rejected_topic)
+            if name not in listed
+        ]
         if self.topic not in listed:
             # Compacted: a real Kafka keeps the last id past any retention.
-            wanted.append(NewTopic(self.topic, num_partitions=1, replication_factor=1,
-                                   topic_configs={"cleanup.policy": "compact"}))
+            wanted.append(
+                NewTopic(
+                    self.topic, num_partitions=1, replication_factor=1, topic_configs={"cleanup.policy": "compact"}
+                )
+            )
         if wanted:
             try:
                 await self._admin.create_topics(wanted)

@@ -95,9 +95,12 @@ class RecentEvents:
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(vids), VISITORS_PER_CALL):
                 chunk = vids[start : start + VISITORS_PER_CALL]
-                packed = msgpack.packb([_encoded(merged([], by_visitor[vid], self.kept)[::-1]) for vid in chunk],
-                                       use_bin_type=False)
-                await self._add(keys=[self.key(vid) for vid in chunk], args=[self.kept, self.ttl_s, packed], client=pipe)
+                packed = msgpack.packb(
+                    [_encoded(merged([], by_visitor[vid], self.kept)[::-1]) for vid in chunk], use_bin_type=False
+                )
+                await self._add(
+                    keys=[self.key(vid) for vid in chunk], args=[self.kept, self.ttl_s, packed], client=pipe
+                )
             await pipe.execute()
 
     async def of(self, visitor_ids: list[str], limit: int = KEPT) -> list[dict]:
@@ -111,10 +114,12 @@ class RecentEvents:
 
     async def forget(self, person_id: str, pieces: list[dict]) -> None:
         """Erasure hook: every visitor id of the person."""
-        await self.redis.delete(*{self.key(v) for v in (person_id, *(p.get("id") for p in pieces)) if isinstance(v, str)})
+        await self.redis.delete(
+            *{self.key(v) for v in (person_id, *(p.get("id") for p in pieces)) if isinstance(v, str)}
+        )
 
     async def clear(self) -> None:
         """For a rebuild."""
         keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:recent:*", count=1000)]
         for start in range(0, len(keys), 500):
-            await self.redis.delete(*keys[start:start + 500])
+            await self.redis.delete(*keys[start : start + 500])

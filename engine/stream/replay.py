@@ -16,8 +16,9 @@ from engine.stream.consumer import Handler
 from engine.stream.history import read_history
 
 
-async def replay(settings: Settings, handlers: Sequence[Handler], clear: Callable[[], Awaitable[object]],
-                 progress: bool = True) -> int:
+async def replay(
+    settings: Settings, handlers: Sequence[Handler], clear: Callable[[], Awaitable[object]], progress: bool = True
+) -> int:
     await kafka.ensure_topics(settings)
     applied = 0
     async for events in read_history(settings, "replay", progress, settings.batch_size, before_first=clear):

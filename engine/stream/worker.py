@@ -47,8 +47,13 @@ def create_worker_app(settings: Settings, open_parts: OpenParts) -> faust.App:
 
         async def on_start(self) -> None:
             self.parts = await open_parts(settings, f"{socket.gethostname()}:{os.getpid()}")
-            self.batches = BatchConsumer(settings, self.parts.handlers, dead_letter=self.parts.dead_letter,
-                                         archive=self.parts.archive, identity=self.parts.identity)
+            self.batches = BatchConsumer(
+                settings,
+                self.parts.handlers,
+                dead_letter=self.parts.dead_letter,
+                archive=self.parts.archive,
+                identity=self.parts.identity,
+            )
             await self.batches.start()
             tune_garbage_collection()
             self.heartbeat = self.parts.heartbeat(self.batches.stats, self.batches.ready)

@@ -10,22 +10,29 @@ from engine.wiring import create_app
 
 
 def served_routes(app) -> set[tuple[str, str]]:
-    return {(method, route.path) for route in app.routes if isinstance(route, Route)
-            for method in route.methods - {"HEAD"}}
+    return {
+        (method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods - {"HEAD"}
+    }
 
 
 def test_every_route_is_described_and_every_description_is_served():
-    app = create_app(Settings(kafka="127.0.0.1:1", redis="redis://127.0.0.1:6379/0", demo_login=True,
-                                identity_secret="s" * 32))
+    app = create_app(
+        Settings(kafka="127.0.0.1:1", redis="redis://127.0.0.1:6379/0", demo_login=True, identity_secret="s" * 32)
+    )
     described = {(op.method, op.path) for op in OPERATIONS}
     assert served_routes(app) == described
 
 
 def test_each_operation_names_who_may_call_it_from_the_access_table():
-    app = create_app(Settings(kafka="127.0.0.1:1", redis="redis://127.0.0.1:6379/0", demo_login=True,
-                                identity_secret="s" * 32))
-    actions = {(method, route.path): route.endpoint.access_action for route in app.routes
-               if isinstance(route, Route) for method in route.methods - {"HEAD"}}
+    app = create_app(
+        Settings(kafka="127.0.0.1:1", redis="redis://127.0.0.1:6379/0", demo_login=True, identity_secret="s" * 32)
+    )
+    actions = {
+        (method, route.path): route.endpoint.access_action
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods - {"HEAD"}
+    }
     for op in OPERATIONS:
         assert op.action in RULES and actions[(op.method, op.path)] == op.action, op
     assert who_may("profile") == "an API key with the read scope"

@@ -48,10 +48,19 @@ def test_a_cursor_goes_round_and_a_forged_one_is_a_400_naming_the_field():
 
 
 def test_only_identified_members_with_marketing_consent_and_an_email_are_exported():
-    person = {"id": "u1", "user_id": "u1", "consent": {"marketing": True},
-              "traits": {"email": "a@example.com", "first_name": "Ada", "phone": "1"}}
-    assert export_row("u1", 2.0, person) == {"id": "u1", "email": "a@example.com", "first_name": "Ada",
-                                             "language": None, "score": 2.0}
+    person = {
+        "id": "u1",
+        "user_id": "u1",
+        "consent": {"marketing": True},
+        "traits": {"email": "a@example.com", "first_name": "Ada", "phone": "1"},
+    }
+    assert export_row("u1", 2.0, person) == {
+        "id": "u1",
+        "email": "a@example.com",
+        "first_name": "Ada",
+        "language": None,
+        "score": 2.0,
+    }
     assert export_row("u1", 2.0, dict(person, consent={"marketing": False})) is None
     assert export_row("u1", 2.0, dict(person, consent={})) is None  # never assumed
     assert export_row("v1", 2.0, dict(person, id="v1", user_id=None)) is None  # anonymous

@@ -26,8 +26,9 @@ class Broker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(broker_command(self.port), stdout=open(self.log_path, "ab"),
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            broker_command(self.port), stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT
+        )
         wait_for_port(self.port, 30, self.process)
 
     def kill(self) -> None:
@@ -58,5 +59,9 @@ def own_broker(tmp_path):
 @pytest.fixture
 def chaos_settings(settings_for, own_broker, tmp_path):
     """Settings on the test's own broker, with archive segments sealed often."""
-    return replace(settings_for(kafka=own_broker.address, data_dir=tmp_path / "data"),
-                   archive_segment_s=1.0, spool_grace_s=1.0, log_check_s=0.5)
+    return replace(
+        settings_for(kafka=own_broker.address, data_dir=tmp_path / "data"),
+        archive_segment_s=1.0,
+        spool_grace_s=1.0,
+        log_check_s=0.5,
+    )

@@ -37,16 +37,20 @@ async def test_broker_killed_and_restarted_loses_nothing(chaos_settings, own_bro
         tally = await sender.stop()
         lost, double = await counted(engine.url, "test-key", tally)
         health = await _health(engine)
-        print(f"broker restart: {tally.events} events acknowledged, lost {lost}, double {double}, "
-              f"statuses {dict(tally.statuses)}, connection errors {tally.connection_errors}, log {health['log']}")
+        print(
+            f"broker restart: {tally.events} events acknowledged, lost {lost}, double {double}, "
+            f"statuses {dict(tally.statuses)}, connection errors {tally.connection_errors}, log {health['log']}"
+        )
         assert (lost, double, tally.server_errors) == (0, 0, 0)
         collector = health["log"]["collector"]
         assert collector["resets"] >= 1 and collector["last_reset"]["to_log"] == collector["log_id"]
         assert all(w["log_id"] == collector["log_id"] for w in health["log"]["workers"].values())
         async with engine.client() as client:
             metrics = (await client.get("/metrics")).text
-        assert any(line.startswith("clickstream_log_resets_total") and float(line.split()[-1]) >= 1
-                   for line in metrics.splitlines())
+        assert any(
+            line.startswith("clickstream_log_resets_total") and float(line.split()[-1]) >= 1
+            for line in metrics.splitlines()
+        )
     finally:
         engine.stop()
 
@@ -64,8 +68,10 @@ async def test_broker_paused_loses_nothing(chaos_settings, own_broker, tmp_path)
         await wait_until(lambda: sender.tally.events >= paused_at + 3000, 60, message="traffic after the pause")
         tally = await sender.stop()
         lost, double = await counted(engine.url, "test-key", tally)
-        print(f"broker pause: {tally.events} events acknowledged, lost {lost}, double {double}, "
-              f"statuses {dict(tally.statuses)}")
+        print(
+            f"broker pause: {tally.events} events acknowledged, lost {lost}, double {double}, "
+            f"statuses {dict(tally.statuses)}"
+        )
         assert (lost, double, tally.server_errors) == (0, 0, 0)
         assert (await _health(engine))["log"]["collector"]["resets"] == 0
     finally:

@@ -32,8 +32,11 @@ async def test_replay_after_a_broker_restart_rebuilds_everything_once(chaos_sett
         await wait_until(lambda: sender.tally.events >= 2000, 30, message="traffic before the restart")
         tally = await sender.stop()
         assert await counted(engine.url, "test-key", tally) == (0, 0)
-        await wait_until(lambda: sum(archived_visitors(chaos_settings).values()) >= tally.events, 30,
-                         message="the first log archived")
+        await wait_until(
+            lambda: sum(archived_visitors(chaos_settings).values()) >= tally.events,
+            30,
+            message="the first log archived",
+        )
         own_broker.kill()
         own_broker.start()
         sender = Sender(engine.url, "test-key", visitors=50, clients=2, seed=7)  # the same visitors, new events

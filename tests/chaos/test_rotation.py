@@ -36,8 +36,10 @@ async def test_rotating_the_log_under_load_loses_and_doubles_nothing(chaos_setti
         lost, double = await counted(engine.url, "test-key", tally)
         async with engine.client() as client:
             state = (await client.get("/healthz")).json()["log"]["collector"]
-        print(f"rotation: {tally.events} events, lost {lost}, double {double}, {state['rotations']} rotations, "
-              f"{state['resent_events']} events sent again, statuses {dict(tally.statuses)}")
+        print(
+            f"rotation: {tally.events} events, lost {lost}, double {double}, {state['rotations']} rotations, "
+            f"{state['resent_events']} events sent again, statuses {dict(tally.statuses)}"
+        )
         assert (lost, double, tally.server_errors) == (0, 0, 0)
         assert state["rotations"] >= 3 and state["resets"] == 0
     finally:

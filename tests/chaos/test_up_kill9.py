@@ -16,8 +16,12 @@ from helpers import wait_until
 from processes import alive, children_of, start_up
 from traffic import Sender, counted
 
-ENV = {"CLICKSTREAM_ARCHIVE_SEGMENT_S": "1", "CLICKSTREAM_SPOOL_GRACE_S": "1", "CLICKSTREAM_LOG_CHECK_S": "0.5",
-       "CLICKSTREAM_WORKER_HEARTBEAT_S": "0.5"}
+ENV = {
+    "CLICKSTREAM_ARCHIVE_SEGMENT_S": "1",
+    "CLICKSTREAM_SPOOL_GRACE_S": "1",
+    "CLICKSTREAM_LOG_CHECK_S": "0.5",
+    "CLICKSTREAM_WORKER_HEARTBEAT_S": "0.5",
+}
 
 
 def kill_tree(pid: int) -> None:
@@ -52,8 +56,10 @@ async def test_kill9_of_the_whole_engine_keeps_every_acknowledged_event(tmp_path
         await wait_until(lambda: sender.tally.events >= acked_before + 3000, 60, message="traffic after the restart")
         tally = await sender.stop()
         lost, double = await counted(f"http://127.0.0.1:{port}", "up-key", tally)
-        print(f"kill -9 of up: {tally.events} events acknowledged ({acked_before} before the kill), lost {lost}, "
-              f"double {double}, statuses {dict(tally.statuses)}, connection errors {tally.connection_errors}")
+        print(
+            f"kill -9 of up: {tally.events} events acknowledged ({acked_before} before the kill), lost {lost}, "
+            f"double {double}, statuses {dict(tally.statuses)}, connection errors {tally.connection_errors}"
+        )
         assert (lost, double, tally.server_errors) == (0, 0, 0)
     finally:
         for running in (process, second):

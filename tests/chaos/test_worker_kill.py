@@ -26,7 +26,9 @@ async def test_worker_killed_mid_stream_loses_and_doubles_nothing(chaos_settings
         engine.start_worker()
         tally = await sender.stop()
         lost, double = await counted(engine.url, "test-key", tally)
-        print(f"worker kill: {tally.events} events acknowledged, lost {lost}, double {double}, statuses {dict(tally.statuses)}")
+        print(
+            f"worker kill: {tally.events} events acknowledged, lost {lost}, double {double}, statuses {dict(tally.statuses)}"
+        )
         assert (lost, double, tally.server_errors) == (0, 0, 0)
     finally:
         other.stop()

@@ -22,7 +22,7 @@ from helpers import wait_until
 
 @dataclass
 class Tally:
-    acked: Counter = field(default_factory=Counter)   # visitor -> events acknowledged (202)
+    acked: Counter = field(default_factory=Counter)  # visitor -> events acknowledged (202)
     statuses: Counter = field(default_factory=Counter)
     retry_after_missing: int = 0
     connection_errors: int = 0
@@ -39,11 +39,21 @@ class Tally:
 
 
 class Sender:
-    def __init__(self, url: str, api_key: str, visitors: int = 200, batch: int = 40, clients: int = 4,
-                 pause_s: float = 0.01, seed: int = 7) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        visitors: int = 200,
+        batch: int = 40,
+        clients: int = 4,
+        pause_s: float = 0.01,
+        seed: int = 7,
+    ) -> None:
         self.url = url
         self.headers = {"Authorization": f"Bearer {api_key}"}  # a back end: it posts for many visitors
-        self.visitors = [str(uuid.UUID(int=random.Random(seed + i).getrandbits(128), version=4)) for i in range(visitors)]
+        self.visitors = [
+            str(uuid.UUID(int=random.Random(seed + i).getrandbits(128), version=4)) for i in range(visitors)
+        ]
         self.batch = batch
         self.clients = clients
         self.pause_s = pause_s
@@ -68,8 +78,15 @@ class Sender:
             while not self._stop.is_set():
                 events = []
                 for _ in range(self.batch):
-                    events.append({"type": "page_view", "visitor_id": self.rng.choice(self.visitors),
-                                   "event_id": uuid.uuid4().hex, "url": "/chaos", "ts": int(time.time() * 1000)})
+                    events.append(
+                        {
+                            "type": "page_view",
+                            "visitor_id": self.rng.choice(self.visitors),
+                            "event_id": uuid.uuid4().hex,
+                            "url": "/chaos",
+                            "ts": int(time.time() * 1000),
+                        }
+                    )
                 await self._post_until_accepted(client, events)
                 self.tally.batches += 1
                 await asyncio.sleep(self.pause_s)

@@ -51,16 +51,24 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
     user = unique("user")
     async with engine.client() as shopper:
         events = [{"type": "page_view", "url": "/", "ts": T0, "session_id": "s1"}] + [
-            {"type": "product_view", "ts": T0 + i, "session_id": "s1",
-             "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}}} for i in range(1, 4)]
+            {
+                "type": "product_view",
+                "ts": T0 + i,
+                "session_id": "s1",
+                "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}},
+            }
+            for i in range(1, 4)
+        ]
         events.append({"type": "identify", "user_id": user, "ts": T0 + 9, "session_id": "s1"})
         assert (await shopper.post("/v1/events", json={"events": events + [{"type": "nope"}]})).status_code == 202
         vid = shopper.cookies["clickstream_vid"]
 
     async with signed_in(engine) as client:
+
         async def shows_events():
             page = await client.get("/console/people", params={"q": vid})
             return page.status_code == 200 and "shoe-3 (shoes)" in page.text and page
+
         page = await wait_until(shows_events, 30, message="recent events on the people page")
         assert "product_view" in page.text and "Erase this person" in page.text
         assert "hero" in page.text  # what each slot shows now
@@ -86,8 +94,11 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
 
         context = {"country": "NO", "weather": "rain", "device": "desktop"}
         preview = await client.get("/console/rules/preview", params={"profile": vid, **context})
-        decided = await client.post("/v1/decide", json={"visitor_id": vid, "slots": ["hero"], "context": context},
-                                    headers={"Authorization": "Bearer test-key"})
+        decided = await client.post(
+            "/v1/decide",
+            json={"visitor_id": vid, "slots": ["hero"], "context": context},
+            headers={"Authorization": "Bearer test-key"},
+        )
         hero = decided.json()["decisions"]["hero"]
         row = html.unescape(re.search(r'<tr data-slot="hero">(.*?)</tr>', preview.text, re.S).group(1))
         assert preview.status_code == 200 and hero["content_id"] in row and hero["reason"] in row, (row, hero)
@@ -101,8 +112,11 @@ async def test_pages_show_what_the_engine_knows_and_erase_removes_the_person(eng
         assert "No profile for" in gone.text
         assert (await engine.profile(vid)) is None
         recent = redis_sync.Redis.from_url(engine.settings.redis)
-        await wait_until(lambda: not recent.exists(f"{engine.settings.redis_prefix}:recent:{vid}"), 10,
-                         message="the recent events erased")
+        await wait_until(
+            lambda: not recent.exists(f"{engine.settings.redis_prefix}:recent:{vid}"),
+            10,
+            message="the recent events erased",
+        )
 
 
 async def _overview_counts(client) -> str | bool:

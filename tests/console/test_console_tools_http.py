@@ -44,24 +44,42 @@ async def shoe_shopper(engine, *, marketing: bool | None = None, email: str | No
             await send([{"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": marketing}}}])
         if email is not None:
             user = unique("user")
-            await send([{"type": "identify", "user_id": user, "session_id": "s1",
-                         "props": {"traits": {"email": email, "first_name": "Ada", "language": "en"},
-                                   "user_hash": user_hash(user)}}])
-        views = [{"type": "product_view", "session_id": "s1",
-                  "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}}} for i in range(3)]
+            await send(
+                [
+                    {
+                        "type": "identify",
+                        "user_id": user,
+                        "session_id": "s1",
+                        "props": {
+                            "traits": {"email": email, "first_name": "Ada", "language": "en"},
+                            "user_hash": user_hash(user),
+                        },
+                    }
+                ]
+            )
+        views = [
+            {
+                "type": "product_view",
+                "session_id": "s1",
+                "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}},
+            }
+            for i in range(3)
+        ]
         assert (await send(views + [{"type": "page_view", "url": "/", "session_id": "s1"}])).status_code == 202
 
     async def applied():
         profile = await engine.profile(user or vid)
         return profile and profile["counts"].get("page_view", 0) >= 2 and "shoe-lovers" in profile.get("segments", {})
+
     await wait_until(applied, 30, message="the shopper's events applied")
     return user or vid, vid
 
 
 def cli(engine, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, **engine.settings.environ())
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def report_row(page: str, rule: str) -> list[int]:
@@ -87,6 +105,7 @@ async def test_the_backtest_button_replays_the_last_hours_with_its_progress_then
             bar = re.search(r'<progress id="backtest-progress" max="1"(?: value="([0-9.]+)")?>', part.text)
             states.append(bar.group(1) or "0")  # no value: the log is still being opened
             return 'id="backtest-report"' in part.text and part.text
+
         part = await wait_until(finished, 90, 0.2, message="the backtest's report")
         assert states[-1] == "1" and all(0 <= float(s) <= 1 for s in states) and "data-poll-done" in part
         assert "Done: the last 1 h" in part and "backtest-error" not in part
@@ -116,8 +135,9 @@ async def api_only(settings_for, tmp_path_factory):
     """An API process alone, its rules folder holding a file with an error, its own Redis prefix."""
     folder = tmp_path_factory.mktemp("console-tools-rules")
     (folder / "demo.yaml").write_text((DEMO_RULES / "demo.yaml").read_text())
-    (folder / "broken.yaml").write_text("rules:\n  - id: typo-rule\n    when: {segmnt: {name: shoe-lovers}}\n"
-                                        "    then: {hero: hero-shoes}\n")
+    (folder / "broken.yaml").write_text(
+        "rules:\n  - id: typo-rule\n    when: {segmnt: {name: shoe-lovers}}\n    then: {hero: hero-shoes}\n"
+    )
     running = Engine(settings_for(rules=folder), folder.parent / "console-tools-logs")
     running.start_api()
     yield running
@@ -135,6 +155,7 @@ async def test_a_backtest_that_cannot_run_shows_its_error_on_the_page_never_a_5x
             part = await client.get("/console/rules/backtest")
             assert part.status_code == 200
             return 'id="backtest-error"' in part.text and html.unescape(part.text)
+
         part = await wait_until(failed, 30, 0.2, message="the backtest's error")
         assert "The backtest of the last 6 h failed: the rule files have errors" in part and "broken.yaml:3" in part
         assert "typo-rule" in part
@@ -154,7 +175,9 @@ async def test_a_segments_download_is_every_page_of_its_export_as_a_csv_file(eng
 
     async with signed_in(engine) as client:
         segment = await client.get("/console/segments/shoe-lovers")
-        assert 'href="/console/segments/shoe-lovers/export"' in segment.text and "Download members (CSV)" in segment.text
+        assert (
+            'href="/console/segments/shoe-lovers/export"' in segment.text and "Download members (CSV)" in segment.text
+        )
         download = await client.get("/console/segments/shoe-lovers/export")
         assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
         assert download.headers["content-disposition"] == 'attachment; filename="segment-shoe-lovers.csv"'
@@ -166,8 +189,11 @@ async def test_a_segments_download_is_every_page_of_its_export_as_a_csv_file(eng
         # The API's export, one member a page, following its cursor: the same rows.
         paged, cursor = [], None
         for _ in range(1000):
-            response = await client.get("/v1/segments/shoe-lovers/export", headers=AUTH,
-                                        params={"format": "csv", "limit": 1, **({"cursor": cursor} if cursor else {})})
+            response = await client.get(
+                "/v1/segments/shoe-lovers/export",
+                headers=AUTH,
+                params={"format": "csv", "limit": 1, **({"cursor": cursor} if cursor else {})},
+            )
             paged += response.text.splitlines()[1:]
             cursor = response.headers.get("x-next-cursor")
             if cursor is None:
@@ -199,8 +225,12 @@ async def test_the_recommendations_page_shows_the_published_models_version_and_a
         assert before.status_code == 200 and "No model trained yet" in before.text
         redis = Redis.from_url(api_only.settings.redis)
         trained = int(time.time() * 1000) - 3 * 3_600_000 - 60_000
-        model = AlsModel(f"{trained}-c0ffee", ["a", "b"], np.ones((2, 2), np.float32),
-                             {"trained_at": trained, "persons": 12, "items": 2, "interactions": 30})
+        model = AlsModel(
+            f"{trained}-c0ffee",
+            ["a", "b"],
+            np.ones((2, 2), np.float32),
+            {"trained_at": trained, "persons": 12, "items": 2, "interactions": 30},
+        )
         try:
             await als_store.publish(redis, api_only.settings.redis_prefix, model)
         finally:
@@ -231,24 +261,35 @@ async def test_a_pasted_profile_gets_the_decision_decide_gives_for_it_and_a_wron
         assert pasted.status_code == 200, pasted.text
         assert f"the pasted profile {vid}" in pasted.text
         slots = re.findall(r'<tr data-slot="([^"]+)">', pasted.text)
-        decided = (await client.post("/v1/decide", json={"visitor_id": vid, "slots": slots, "context": CONTEXT},
-                                     headers=AUTH)).json()["decisions"]
+        decided = (
+            await client.post("/v1/decide", json={"visitor_id": vid, "slots": slots, "context": CONTEXT}, headers=AUTH)
+        ).json()["decisions"]
         assert "hero" in slots and "shoe-fans" in decided["hero"]["reason"]
         for slot in slots:
             row, want = preview_row(pasted.text, slot), decided[slot]
             if want["source"] == "model":  # a bandit's exploring draw: random on every call, by id as well
                 assert "<td>model</td>" in row, row
                 continue
-            assert (want["content_id"] or "-") in row and want["reason"] in row and (want["variant"] or "-") in row, (slot, row, want)
+            assert (want["content_id"] or "-") in row and want["reason"] in row and (want["variant"] or "-") in row, (
+                slot,
+                row,
+                want,
+            )
 
         # Without the shoe views it is somebody else: the shoe rule no longer decides.
-        bare = await client.post("/console/rules/preview", data={"profile_json": json.dumps({"id": vid}), **CONTEXT, "csrf": csrf})
+        bare = await client.post(
+            "/console/rules/preview", data={"profile_json": json.dumps({"id": vid}), **CONTEXT, "csrf": csrf}
+        )
         assert bare.status_code == 200 and "shoe-fans" not in preview_row(bare.text, "hero")
 
-        for text, error in [("{not json", "profile_json: not JSON this engine reads: malformed JSON"),
-                            ("[1, 2]", "profile_json: expected a JSON object"),
-                            (json.dumps({"id": vid, "commerce": {"orders": "many"}}),
-                             "profile_json: commerce.orders: expected a whole number")]:
+        for text, error in [
+            ("{not json", "profile_json: not JSON this engine reads: malformed JSON"),
+            ("[1, 2]", "profile_json: expected a JSON object"),
+            (
+                json.dumps({"id": vid, "commerce": {"orders": "many"}}),
+                "profile_json: commerce.orders: expected a whole number",
+            ),
+        ]:
             refused = await client.post("/console/rules/preview", data={"profile_json": text, "csrf": csrf})
             assert refused.status_code == 400 and 'id="preview-error"' in refused.text, refused.text
             assert error in html.unescape(refused.text) and text in html.unescape(refused.text)

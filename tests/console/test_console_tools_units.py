@@ -53,8 +53,16 @@ def test_a_run_counts_reading_as_the_first_half_and_replaying_as_the_second():
 
 
 def _shopper_events(now_ms: int) -> list[dict]:
-    views = [{"type": "product_view", "visitor_id": VID, "ts": now_ms - 60_000 + i, "event_id": f"v{i}",
-              "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}}} for i in range(3)]
+    views = [
+        {
+            "type": "product_view",
+            "visitor_id": VID,
+            "ts": now_ms - 60_000 + i,
+            "event_id": f"v{i}",
+            "props": {"product": {"id": f"shoe-{i}", "category": "shoes", "price": 30}},
+        }
+        for i in range(3)
+    ]
     return views + [{"type": "page_view", "visitor_id": VID, "ts": now_ms - 1_000, "url": "/", "event_id": "p"}]
 
 
@@ -82,7 +90,9 @@ async def test_one_backtest_at_a_time_and_its_report_is_the_clis(tmp_path):
 
 
 async def test_a_backtest_of_files_with_errors_or_an_unreadable_log_ends_with_its_message(tmp_path):
-    (tmp_path / "broken.yaml").write_text("rules:\n  - id: typo-rule\n    when: {segmnt: {name: x}}\n    then: {hero: a}\n")
+    (tmp_path / "broken.yaml").write_text(
+        "rules:\n  - id: typo-rule\n    when: {segmnt: {name: x}}\n    then: {hero: a}\n"
+    )
 
     async def never_read(settings):
         raise AssertionError("read the log of files with errors")
@@ -118,30 +128,43 @@ def test_the_model_age_reads_in_the_largest_unit_that_fits():
 def test_a_pasted_profile_is_completed_and_bucketed_under_its_own_id():
     person = pasted_profile('{"id": "%s", "traits": {"first_name": "Ada"}, "commerce": {"orders": 2}}' % VID)
     assert person["visitor_ids"] == [VID] and person["traits"] == {"first_name": "Ada"}
-    assert person["commerce"]["orders"] == 2 and person["commerce"]["order_log"] == [] and person["sessions"]["count"] == 0
-    user = pasted_profile('{"id": "u-1", "visitor_ids": ["%s"], "interests": {"shoes": [3.5, 1]}, "extra": {"a": 1}}' % VID)
+    assert (
+        person["commerce"]["orders"] == 2 and person["commerce"]["order_log"] == [] and person["sessions"]["count"] == 0
+    )
+    user = pasted_profile(
+        '{"id": "u-1", "visitor_ids": ["%s"], "interests": {"shoes": [3.5, 1]}, "extra": {"a": 1}}' % VID
+    )
     assert user["visitor_ids"] == [VID] and user["extra"] == {"a": 1} and user["preferences"] == {}
     assert pasted_profile('{"id": "u-2"}')["visitor_ids"] == []
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{nope", "profile_json: not JSON this engine reads: malformed JSON"),
-    ("[1, 2]", "profile_json: expected a JSON object"),
-    ('"just text"', "profile_json: expected a JSON object"),
-    ("{}", "profile_json: id: expected the visitor id or user id"),
-    ('{"id": 7}', "profile_json: id: expected"),
-    ('{"id": "u", "commerce": {"orders": "many"}}', "profile_json: commerce.orders: expected a whole number"),
-    ('{"id": "u", "commerce": {"order_log": [[1, 2, "o"], ["x"]]}}', "profile_json: commerce.order_log[1]: expected"),
-    ('{"id": "u", "interests": {"shoes": 3}}', "profile_json: interests.shoes: expected [score, since in ms]"),
-    ('{"id": "u", "daily": {"20000": {"product_view": "3"}}}', "profile_json: daily.20000: expected an object of counts"),
-    ('{"id": "u", "daily": {"monday": {}}}', "profile_json: daily.monday: expected a day number"),
-    ('{"id": "u", "sessions": []}', "profile_json: sessions: expected an object"),
-    ('{"id": "u", "counts": {"page_view": true}}', "profile_json: counts.page_view: expected a number"),
-    ('{"id": "u", "value": [1]}', "profile_json: value: expected an object"),
-    ('{"id": "u", "preferences": {"hide": "rain"}}', "profile_json: preferences.hide: expected a list"),
-    ('{"id": "u", "first_seen": "yesterday"}', "profile_json: first_seen: expected a time in ms"),
-    ("[" * 40 + "]" * 40, "profile_json: not JSON this engine reads: nesting deeper than"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{nope", "profile_json: not JSON this engine reads: malformed JSON"),
+        ("[1, 2]", "profile_json: expected a JSON object"),
+        ('"just text"', "profile_json: expected a JSON object"),
+        ("{}", "profile_json: id: expected the visitor id or user id"),
+        ('{"id": 7}', "profile_json: id: expected"),
+        ('{"id": "u", "commerce": {"orders": "many"}}', "profile_json: commerce.orders: expected a whole number"),
+        (
+            '{"id": "u", "commerce": {"order_log": [[1, 2, "o"], ["x"]]}}',
+            "profile_json: commerce.order_log[1]: expected",
+        ),
+        ('{"id": "u", "interests": {"shoes": 3}}', "profile_json: interests.shoes: expected [score, since in ms]"),
+        (
+            '{"id": "u", "daily": {"20000": {"product_view": "3"}}}',
+            "profile_json: daily.20000: expected an object of counts",
+        ),
+        ('{"id": "u", "daily": {"monday": {}}}', "profile_json: daily.monday: expected a day number"),
+        ('{"id": "u", "sessions": []}', "profile_json: sessions: expected an object"),
+        ('{"id": "u", "counts": {"page_view": true}}', "profile_json: counts.page_view: expected a number"),
+        ('{"id": "u", "value": [1]}', "profile_json: value: expected an object"),
+        ('{"id": "u", "preferences": {"hide": "rain"}}', "profile_json: preferences.hide: expected a list"),
+        ('{"id": "u", "first_seen": "yesterday"}', "profile_json: first_seen: expected a time in ms"),
+        ("[" * 40 + "]" * 40, "profile_json: not JSON this engine reads: nesting deeper than"),
+    ],
+)
 def test_a_pasted_profile_of_the_wrong_shape_is_refused_naming_the_place(text, message):
     with pytest.raises(InvalidInput) as refused:
         pasted_profile(text)

@@ -15,7 +15,9 @@ from engine.stream.recent import entry, merged, summary
 
 
 def test_bars_scale_to_the_busiest_minute_and_stack_rejected_on_accepted():
-    bars, peak = flow_bars([(1, {"accepted": 30, "rejected": 10}), (2, {}), (3, {"accepted": 10})], width=300, height=100)
+    bars, peak = flow_bars(
+        [(1, {"accepted": 30, "rejected": 10}), (2, {}), (3, {"accepted": 10})], width=300, height=100
+    )
     assert peak == 40 and len(bars) == 3
     assert bars[0].accepted_h == 75.0 and bars[0].rejected_h == 25.0 and bars[1].accepted_h == 0
     assert bars[2].x == 200.0 and "10 accepted, 0 rejected" in bars[2].label
@@ -23,7 +25,11 @@ def test_bars_scale_to_the_busiest_minute_and_stack_rejected_on_accepted():
 
 
 def test_totals_and_the_bot_share():
-    minutes = [(1, {"accepted": 100, "bot": 25, "rejected": 5}), (2, {"accepted": 60, "rejected": 0}), (3, {"accepted": 1})]
+    minutes = [
+        (1, {"accepted": 100, "bot": 25, "rejected": 5}),
+        (2, {"accepted": 60, "rejected": 0}),
+        (3, {"accepted": 1}),
+    ]
     shown = flow_totals(minutes)
     assert shown["accepted"] == 161 and shown["rejected"] == 5 and shown["bots"] == 25
     assert abs(shown["bot_share"] - 25 / 161) < 1e-9 and shown["per_second"] == 1.0  # the last whole minute
@@ -36,17 +42,28 @@ def test_recent_events_skip_ids_already_kept_and_stay_bounded():
 
 
 def test_an_event_summary_names_its_product_or_page_never_its_ids():
-    event = {"event_id": "e1", "visitor_id": "v", "type": "product_view", "ts": 5,
-             "props": {"product": {"id": "shoe-1", "category": "shoes"}}}
+    event = {
+        "event_id": "e1",
+        "visitor_id": "v",
+        "type": "product_view",
+        "ts": 5,
+        "props": {"product": {"id": "shoe-1", "category": "shoes"}},
+    }
     assert entry(event) == {"id": "e1", "ts": 5, "type": "product_view", "what": "shoe-1 (shoes)"}
     assert summary({"type": "page_view", "url": "/sale", "title": "Sale"}) == "Sale"
     assert summary({"type": "x", "props": "not an object"}) == ""
 
 
 def test_a_refusal_keeps_the_type_and_reason_only():
-    kept = refusals([{"type": "page_view", "visitor_id": "v"}, "junk"], [{"index": 0, "error": "url: bad"},
-                                                                          {"index": 1, "error": "expected an object"}], 7)
-    assert kept == [{"at": 7, "type": "page_view", "error": "url: bad"}, {"at": 7, "type": None, "error": "expected an object"}]
+    kept = refusals(
+        [{"type": "page_view", "visitor_id": "v"}, "junk"],
+        [{"index": 0, "error": "url: bad"}, {"index": 1, "error": "expected an object"}],
+        7,
+    )
+    assert kept == [
+        {"at": 7, "type": "page_view", "error": "url: bad"},
+        {"at": 7, "type": None, "error": "expected an object"},
+    ]
 
 
 def test_served_counts_add_up_per_slot_rule_and_variant():
@@ -56,7 +73,9 @@ def test_served_counts_add_up_per_slot_rule_and_variant():
 
 def test_a_file_with_errors_is_shown_refused_with_file_line_and_rule_id(tmp_path: Path):
     (tmp_path / "good.yaml").write_text("slots:\n  hero:\n    default: a\n    content:\n      a: {html: A}\n")
-    (tmp_path / "bad.yaml").write_text("rules:\n  - id: broken\n    when: {nonsense: 1}\n    then: {hero: {variants: [{content: a}]}}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "rules:\n  - id: broken\n    when: {nonsense: 1}\n    then: {hero: {variants: [{content: a}]}}\n"
+    )
     sources = [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir())]
     rs = build_ruleset(sources, 0, half_life_days=14)
     states = {s["file"]: s for s in file_states(tmp_path, rs, rs.problems)}
@@ -77,7 +96,9 @@ def test_a_session_names_its_key_by_a_mark_and_any_change_to_it_signs_nobody_in(
     assert "admin" not in cookie and sessions.fresh(keys[1])["key"] == key_mark("s" * 32, keys[1])
     assert sessions.key_of(sessions.read(_request(cookie))) is keys[1]
     payload, _, signature = cookie.rpartition(".")
-    forged = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]  # not the last character: padding bits
+    forged = (
+        payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
+    )  # not the last character: padding bits
     assert sessions.read(_request(forged)) == {}
     other = Sessions("t" * 32, keys)
     assert other.key_of(other.read(_request(cookie))) is None
@@ -86,7 +107,9 @@ def test_a_session_names_its_key_by_a_mark_and_any_change_to_it_signs_nobody_in(
 
 def test_the_banner_shows_the_key_made_for_the_run_and_never_a_configured_one():
     made = Settings(api_keys=("dev-abc",))
-    assert console_line("http://h:1", made, True) == "  console  http://h:1/console/  (sign in with the api key dev-abc)"
+    assert (
+        console_line("http://h:1", made, True) == "  console  http://h:1/console/  (sign in with the api key dev-abc)"
+    )
     assert "dev-abc" not in console_line("http://h:1", made, False)
 
 

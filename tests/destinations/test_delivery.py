@@ -58,15 +58,25 @@ async def running(delivery: Delivery):
 
 async def record(index, people_in: dict[str, bool]):
     """Each person enters (True) or stays out of (False) `shoes`."""
-    await index.update({p: ({"shoes": 1.0} if inside else {}) for p, inside in people_in.items()}, ["shoes"],
-                       at=1_795_400_000_000)
+    await index.update(
+        {p: ({"shoes": 1.0} if inside else {}) for p, inside in people_in.items()}, ["shoes"], at=1_795_400_000_000
+    )
 
 
 async def test_every_change_arrives_once_by_delivery_id_after_the_receiver_recovers(redis_parts):
     prefix, index, people, _ = redis_parts
     receiver = Receiver(fail_first=6)
-    delivery = Delivery(index.redis, prefix, rules_for(receiver.url), people, attempts=2, backoff_s=0.01,
-                        backoff_max_s=0.05, retry_idle_s=0.3, block_ms=100)
+    delivery = Delivery(
+        index.redis,
+        prefix,
+        rules_for(receiver.url),
+        people,
+        attempts=2,
+        backoff_s=0.01,
+        backoff_max_s=0.05,
+        retry_idle_s=0.3,
+        block_ms=100,
+    )
     await delivery.ensure_groups()
     stop, task = await running(delivery)
     try:
@@ -97,8 +107,17 @@ async def test_every_change_arrives_once_by_delivery_id_after_the_receiver_recov
 async def test_a_refusal_goes_to_the_dead_letter_stream_and_a_failing_receiver_keeps_it_pending(redis_parts):
     prefix, index, people, _ = redis_parts
     refusing = Receiver(fail_first=10**6, fail_status=400)
-    delivery = Delivery(index.redis, prefix, rules_for(refusing.url), people, attempts=3, backoff_s=0.01,
-                        backoff_max_s=0.02, retry_idle_s=0.2, block_ms=100)
+    delivery = Delivery(
+        index.redis,
+        prefix,
+        rules_for(refusing.url),
+        people,
+        attempts=3,
+        backoff_s=0.01,
+        backoff_max_s=0.02,
+        retry_idle_s=0.2,
+        block_ms=100,
+    )
     await delivery.ensure_groups()
     stop, task = await running(delivery)
     try:
@@ -121,21 +140,43 @@ async def test_a_refusal_goes_to_the_dead_letter_stream_and_a_failing_receiver_k
 async def test_a_marketing_destination_hears_only_consented_people_with_their_traits(redis_parts):
     prefix, index, people, store = redis_parts
     receiver = Receiver()
-    delivery = Delivery(index.redis, prefix, rules_for(receiver.url, purpose="marketing", events="[entered]"), people,
-                        block_ms=100)
+    delivery = Delivery(
+        index.redis, prefix, rules_for(receiver.url, purpose="marketing", events="[entered]"), people, block_ms=100
+    )
     await delivery.ensure_groups()
-    for vid, consent in (("11111111-1111-4111-8111-111111111111", True), ("22222222-2222-4222-8222-222222222222", False)):
-        await store.apply([
-            {"event_id": f"{vid}-c", "type": "consent", "visitor_id": vid, "session_id": "s", "ts": 1_795_400_000_000,
-             "props": {"consent": {"marketing": consent}}},
-            {"event_id": f"{vid}-i", "type": "identify", "visitor_id": vid, "session_id": "s", "ts": 1_795_400_000_001,
-             "verified": True, "user_id": f"user-{vid[:4]}", "props": {"traits": {"email": f"{vid[:4]}@example.com",
-                                                                                   "first_name": "Ada", "phone": "1"}}}])
+    for vid, consent in (
+        ("11111111-1111-4111-8111-111111111111", True),
+        ("22222222-2222-4222-8222-222222222222", False),
+    ):
+        await store.apply(
+            [
+                {
+                    "event_id": f"{vid}-c",
+                    "type": "consent",
+                    "visitor_id": vid,
+                    "session_id": "s",
+                    "ts": 1_795_400_000_000,
+                    "props": {"consent": {"marketing": consent}},
+                },
+                {
+                    "event_id": f"{vid}-i",
+                    "type": "identify",
+                    "visitor_id": vid,
+                    "session_id": "s",
+                    "ts": 1_795_400_000_001,
+                    "verified": True,
+                    "user_id": f"user-{vid[:4]}",
+                    "props": {"traits": {"email": f"{vid[:4]}@example.com", "first_name": "Ada", "phone": "1"}},
+                },
+            ]
+        )
     stop, task = await running(delivery)
     try:
-        await record(index, {"11111111-1111-4111-8111-111111111111": True, "22222222-2222-4222-8222-222222222222": True})
+        await record(
+            index, {"11111111-1111-4111-8111-111111111111": True, "22222222-2222-4222-8222-222222222222": True}
+        )
         await record(index, {"11111111-1111-4111-8111-111111111111": False})  # exits: not subscribed
-        await wait_until(lambda: (index.counters()), message="counters")
+        await wait_until(lambda: index.counters(), message="counters")
         await wait_until(lambda: _counted(index, "delivery:crm:skipped_no_consent"), message="the refusal skipped")
         await wait_until(lambda: receiver.received, message="one delivery")
         await asyncio.sleep(0.3)

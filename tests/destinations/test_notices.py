@@ -94,10 +94,16 @@ def notices(receiver, person, reason):
 
 async def test_an_erased_person_is_told_exited_once_per_segment_to_every_destination_that_heard_them(parts):
     index, people, store, crm, mail = parts
-    await store.apply([consent(ADA, AT, marketing=True), identify(ADA, "ada", AT + 1, traits=ADA_EMAIL),
-                       consent(BOB, AT, marketing=False)])
-    await people.link([identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)],
-                      BatchResult(profiles={ADA: await store.get(ADA)}))
+    await store.apply(
+        [
+            consent(ADA, AT, marketing=True),
+            identify(ADA, "ada", AT + 1, traits=ADA_EMAIL),
+            consent(BOB, AT, marketing=False),
+        ]
+    )
+    await people.link(
+        [identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)], BatchResult(profiles={ADA: await store.get(ADA)})
+    )
     await index.update({"ada": {"shoes": 2.0, "hats": 1.0}, BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT)
     await wait_until(lambda: len(crm.documents()) == 3 and len(mail.documents()) == 2, message="the entries")
 
@@ -105,18 +111,23 @@ async def test_an_erased_person_is_told_exited_once_per_segment_to_every_destina
     await people.erase(BOB)
     pieces = [{"id": ADA, "user_id": "ada", "consent": {"marketing": True}}]
     await index.forget("ada", pieces)  # the worker's run of the hook, when the log reaches the erasure
-    await wait_until(lambda: len(notices(crm, "ada", "erased")) == 2 and notices(crm, BOB, "erased"),
-                     message="the erasure notices at the analytics destination")
+    await wait_until(
+        lambda: len(notices(crm, "ada", "erased")) == 2 and notices(crm, BOB, "erased"),
+        message="the erasure notices at the analytics destination",
+    )
     await wait_until(lambda: len(notices(mail, "ada", "erased")) == 2, message="and at the marketing one")
     await asyncio.sleep(0.5)  # nothing more comes
     told = notices(crm, "ada", "erased")
-    assert sorted((d["segment"], d["change"], d["score"]) for d in told) == [("hats", "exited", 1.0),
-                                                                             ("shoes", "exited", 2.0)]
+    assert sorted((d["segment"], d["change"], d["score"]) for d in told) == [
+        ("hats", "exited", 1.0),
+        ("shoes", "exited", 2.0),
+    ]
     assert len(notices(crm, "ada", "erased")) == 2 and len(notices(mail, "ada", "erased")) == 2
     assert not notices(mail, BOB, "erased")  # never had marketing consent: the mailer never heard of them
     assert all("traits" not in d and "marketing" not in d for d in mail.documents() if d["reason"] == "erased")
     assert await index.sizes(["shoes", "hats"]) == {"shoes": 0, "hats": 0}
     assert await index.redis.zscore(index.due_key, "ada") is None
+
     # Nothing of them is left in the outbox once every destination has its notices: erasure leaves no trace.
     async def left():
         return [f for _, f in await index.redis.xrange(index.outbox_key) if f[b"person"] in (b"ada", BOB.encode())]
@@ -140,8 +151,9 @@ async def test_a_replayed_erasure_tells_no_one(parts):
 async def test_withdrawn_marketing_consent_is_told_once_to_marketing_destinations_and_the_person_stays(parts):
     index, people, store, crm, mail = parts
     watch = ConsentWatch(people, index)
-    await apply(store, people, watch, [consent(ADA, AT, marketing=True),
-                                       identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)])
+    await apply(
+        store, people, watch, [consent(ADA, AT, marketing=True), identify(ADA, "ada", AT + 1, traits=ADA_EMAIL)]
+    )
     await apply(store, people, watch, [consent(BOB, AT, marketing=True)])
     await index.update({"ada": {"shoes": 2.0, "hats": 1.0}, BOB: {"shoes": 1.0}}, ["shoes", "hats"], at=AT)
     await wait_until(lambda: len(mail.documents()) == 3, message="the entries at the mailer")
@@ -150,19 +162,29 @@ async def test_withdrawn_marketing_consent_is_told_once_to_marketing_destination
     await apply(store, people, watch, withdrawal)
     await apply(store, people, watch, withdrawal)  # the batch redelivered
     await apply(store, people, watch, [consent(BOB, AT + 10, marketing=True)])  # consent given again: nothing to tell
-    await wait_until(lambda: len(notices(mail, "ada", "consent_withdrawn")) == 2, message="the withdrawal at the mailer")
+    await wait_until(
+        lambda: len(notices(mail, "ada", "consent_withdrawn")) == 2, message="the withdrawal at the mailer"
+    )
     await asyncio.sleep(0.5)
     told = notices(mail, "ada", "consent_withdrawn")
-    assert sorted((d["segment"], d["change"], d["at"]) for d in told) == [("hats", "exited", AT + 10),
-                                                                         ("shoes", "exited", AT + 10)]
+    assert sorted((d["segment"], d["change"], d["at"]) for d in told) == [
+        ("hats", "exited", AT + 10),
+        ("shoes", "exited", AT + 10),
+    ]
     assert all(d["traits"] == {"email": "ada@example.com"} for d in told)  # so the mailer finds the contact
     assert not [d for d in crm.documents() if d.get("reason") == "consent_withdrawn"]
     assert not notices(mail, BOB, "consent_withdrawn")
     assert {m for m, _ in await index.members("shoes")} == {"ada", BOB}  # still members: the segment holds
 
     await index.update({"ada": {"shoes": 2.0}}, ["shoes", "hats"], at=AT + 20)  # leaves hats for real
-    await wait_until(lambda: [d for d in crm.documents() if d["person"] == "ada" and d.get("reason") == "events"
-                              and d["change"] == "exited"], message="the real exit at the analytics destination")
+    await wait_until(
+        lambda: [
+            d
+            for d in crm.documents()
+            if d["person"] == "ada" and d.get("reason") == "events" and d["change"] == "exited"
+        ],
+        message="the real exit at the analytics destination",
+    )
     assert not [d for d in mail.documents() if d.get("reason") == "events" and d["change"] == "exited"]  # no consent
 
 

@@ -14,19 +14,34 @@ HOUR = 3_600_000
 
 def ev(kind, vid, at, n=0, **fields):
     props = fields.pop("props", {})
-    return {"event_id": f"{vid}-{kind}-{at}-{n}", "type": kind, "visitor_id": vid, "ts": at, "received_at": at,
-            "session_id": "s", "props": props, **fields}
+    return {
+        "event_id": f"{vid}-{kind}-{at}-{n}",
+        "type": kind,
+        "visitor_id": vid,
+        "ts": at,
+        "received_at": at,
+        "session_id": "s",
+        "props": props,
+        **fields,
+    }
 
 
 def exposure(vid, person, at, arm, experiment="rule:r:hero", pre=2.0, n=0):
-    items = [{"decision_id": f"d{at}{n}", "experiment": experiment, "arm": arm, "propensity": 0.5},
-             {"decision_id": f"d{at}{n}", "experiment": "global", "arm": "personalized", "propensity": 1.0}]
+    items = [
+        {"decision_id": f"d{at}{n}", "experiment": experiment, "arm": arm, "propensity": 0.5},
+        {"decision_id": f"d{at}{n}", "experiment": "global", "arm": "personalized", "propensity": 1.0},
+    ]
     return changes.exposure(vid, person, items, pre, at, lambda: f"x-{vid}-{at}-{n}")
 
 
 def purchase(vid, at, revenue, **fields):
-    return ev("purchase", vid, at, props={"order": {"id": f"o{vid}{at}", "revenue": revenue,
-                                                  "items": [{"id": "i1", "qty": 1, "price": revenue}]}}, **fields)
+    return ev(
+        "purchase",
+        vid,
+        at,
+        props={"order": {"id": f"o{vid}{at}", "revenue": revenue, "items": [{"id": "i1", "qty": 1, "price": revenue}]}},
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -55,38 +70,57 @@ async def test_outcomes_count_once_within_the_window(world):
         ev("page_view", "va", T0 - 10),
         exposure("va", "va", T0, "umbrella"),
         ev("impression", "va", T0 + 1, props={"slot": "hero", "decision_id": f"d{T0}0"}),
-        ev("impression", "va", T0 + 2, props={"slot": "side"}),          # another slot: not this rule's
+        ev("impression", "va", T0 + 2, props={"slot": "side"}),  # another slot: not this rule's
         ev("content_click", "va", T0 + 3, props={"slot": "hero"}),
         ev("add_to_cart", "va", T0 + 4, props={"product": {"id": "i1", "price": 30}}),
         purchase("va", T0 + 5, 30.0),
-        purchase("va", T0 + 25 * HOUR, 99.0),                             # past the window
+        purchase("va", T0 + 25 * HOUR, 99.0),  # past the window
     ]
     await run(batch)
-    await run(batch)      # redelivered: nothing counts twice
+    await run(batch)  # redelivered: nothing counts twice
     [record] = await stores.experiments.records("rule:r:hero")
-    assert (record["arm"], record["n"], record["imp"], record["clk"], record["atc"], record["buy"]) == ("umbrella", 1, 1, 1, 1, 1)
+    assert (record["arm"], record["n"], record["imp"], record["clk"], record["atc"], record["buy"]) == (
+        "umbrella",
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
     assert record["rev"] == 30.0 and record["pre"] == 2.0
     [overall] = await stores.experiments.records("global")
-    assert overall["imp"] == 2       # the global experiment counts every slot
+    assert overall["imp"] == 2  # the global experiment counts every slot
     assert await stores.experiments.experiments() == ["global", "rule:r:hero"]
 
 
 async def test_a_later_exposure_extends_the_window_and_keeps_the_first_arm(world):
     stores, run = world
-    await run([exposure("vb", "vb", T0, "control"), exposure("vb", "vb", T0 + 20 * HOUR, "umbrella", n=1),
-               purchase("vb", T0 + 30 * HOUR, 10.0)])
+    await run(
+        [
+            exposure("vb", "vb", T0, "control"),
+            exposure("vb", "vb", T0 + 20 * HOUR, "umbrella", n=1),
+            purchase("vb", T0 + 30 * HOUR, 10.0),
+        ]
+    )
     [record] = await stores.experiments.records("rule:r:hero")
     assert (record["arm"], record["n"], record["sw"], record["buy"]) == ("control", 2, 1, 1)
 
 
 async def test_bots_claims_and_people_without_consent_are_not_counted(world, settings_for, redis_client, tmp_path):
     stores, run = world
-    await run([ev("page_view", "vc", T0 - 1), exposure("vc", "vc", T0, "umbrella"), purchase("vc", T0 + 1, 5.0, bot=True)])
+    await run(
+        [ev("page_view", "vc", T0 - 1), exposure("vc", "vc", T0, "umbrella"), purchase("vc", T0 + 1, 5.0, bot=True)]
+    )
     [record] = await stores.experiments.records("rule:r:hero")
     assert record["buy"] == 0
     # consent withdrawn: the person leaves the experiments; exposures without consent do not enter
-    await run([ev("consent", "vc", T0 + 3, props={"consent": {"analytics": False}}), exposure("vc", "vc", T0 + 4, "umbrella"),
-               purchase("vc", T0 + 5, 9.0)])
+    await run(
+        [
+            ev("consent", "vc", T0 + 3, props={"consent": {"analytics": False}}),
+            exposure("vc", "vc", T0 + 4, "umbrella"),
+            purchase("vc", T0 + 5, 9.0),
+        ]
+    )
     assert await stores.experiments.records("rule:r:hero") == []
     # a claim under a policy that never counts browsers' orders
     claims = settings_for(rules=tmp_path / "none", untrusted_orders="claim")
@@ -105,9 +139,14 @@ async def test_one_customer_on_two_devices_is_one_person_and_erasure_forgets(wor
     user = "kari@example.com"
     person = f"u:{People.digest(user)}"
     login = {"user_id": user, "verified": True, "props": {"traits": {}}}
-    await run([ev("identify", "phone", T0 - 5, **login), ev("identify", "laptop", T0 - 4, **login),
-               exposure("phone", person, T0, "umbrella"),
-               purchase("laptop", T0 + HOUR, 40.0)])          # bought on the other device
+    await run(
+        [
+            ev("identify", "phone", T0 - 5, **login),
+            ev("identify", "laptop", T0 - 4, **login),
+            exposure("phone", person, T0, "umbrella"),
+            purchase("laptop", T0 + HOUR, 40.0),
+        ]
+    )  # bought on the other device
     [record] = await stores.experiments.records("rule:r:hero")
     assert (record["arm"], record["buy"], record["rev"]) == ("umbrella", 1, 40.0)
     # an unverified identify links nothing: that device's purchase stays the visitor's own
@@ -167,7 +206,14 @@ slots:
 
 async def test_an_erasure_in_the_same_batch_wins_over_what_came_before_it(world):
     stores, run = world
-    await run([ev("page_view", "ve", T0 - 1), exposure("ve", "ve", T0, "umbrella"), purchase("ve", T0 + 1, 5.0),
-               changes.erasure("ve", None, T0 + 2, lambda: "erase-ve"),
-               ev("page_view", "vf", T0 - 1), exposure("vf", "vf", T0, "sun")])
+    await run(
+        [
+            ev("page_view", "ve", T0 - 1),
+            exposure("ve", "ve", T0, "umbrella"),
+            purchase("ve", T0 + 1, 5.0),
+            changes.erasure("ve", None, T0 + 2, lambda: "erase-ve"),
+            ev("page_view", "vf", T0 - 1),
+            exposure("vf", "vf", T0, "sun"),
+        ]
+    )
     assert [r["arm"] for r in await stores.experiments.records("rule:r:hero")] == ["sun"]

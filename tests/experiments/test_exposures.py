@@ -73,12 +73,32 @@ def test_every_decision_is_an_exposure_with_the_propensity_of_its_arm(rs):
 
 
 def test_model_choices_are_exposures_with_the_sampling_probability(rs):
-    decisions = decide(rs, ["hero"], None, {}, {}, "p1", NOW,
-                       lambda slot, p, c, v: SimpleNamespace(variant="sun", holdout=False, propensity=0.37,
-                                                             expected_ctr=0.1, explore=False, context="*", reason="r"))
-    items = xp.exposures(rs, decisions, {"hero": SimpleNamespace(variant="sun", holdout=False, propensity=0.37, context="mobile|new|none")}, False, 0)
-    assert {"experiment": "slot:hero", "arm": "sun", "propensity": 0.37, "context": "mobile|new|none",
-            "decision_id": decisions["hero"].decision_id} in items
+    decisions = decide(
+        rs,
+        ["hero"],
+        None,
+        {},
+        {},
+        "p1",
+        NOW,
+        lambda slot, p, c, v: SimpleNamespace(
+            variant="sun", holdout=False, propensity=0.37, expected_ctr=0.1, explore=False, context="*", reason="r"
+        ),
+    )
+    items = xp.exposures(
+        rs,
+        decisions,
+        {"hero": SimpleNamespace(variant="sun", holdout=False, propensity=0.37, context="mobile|new|none")},
+        False,
+        0,
+    )
+    assert {
+        "experiment": "slot:hero",
+        "arm": "sun",
+        "propensity": 0.37,
+        "context": "mobile|new|none",
+        "decision_id": decisions["hero"].decision_id,
+    } in items
 
 
 def test_global_holdout_is_stable_per_person_and_gives_defaults(rs):
@@ -102,8 +122,14 @@ def test_the_person_is_bucketed_not_the_device(rs):
 
 
 def test_exposure_change_is_server_only_and_checked():
-    event = changes.exposure("v1", "u:d", [{"decision_id": "d1", "experiment": "global", "arm": "personalized",
-                                             "propensity": 1.0}], 3.0, NOW, lambda: "e1")
+    event = changes.exposure(
+        "v1",
+        "u:d",
+        [{"decision_id": "d1", "experiment": "global", "arm": "personalized", "propensity": 1.0}],
+        3.0,
+        NOW,
+        lambda: "e1",
+    )
     assert event["type"] in changes.TYPES and changes.is_state_change(event)
     assert changes.check(event)["person"] == "u:d"
     bad = dict(event, props={"person": "u:d", "exposures": [{"experiment": "x"}]})

@@ -26,8 +26,9 @@ def test_ips_and_dr_cover_the_value_of_each_static_policy():
             est = found[f"always {arm}"][method]
             assert est["low"] <= rate <= est["high"], (arm, method, est)
     # the doubly robust interval is no wider than the IPS one
-    assert (found["always b"]["dr"]["high"] - found["always b"]["dr"]["low"]) <= \
-        (found["always b"]["ips"]["high"] - found["always b"]["ips"]["low"]) + 1e-12
+    assert (found["always b"]["dr"]["high"] - found["always b"]["dr"]["low"]) <= (
+        found["always b"]["ips"]["high"] - found["always b"]["ips"]["low"]
+    ) + 1e-12
     assert found["best per context"]["dr"]["estimate"] == pytest.approx(0.12, abs=0.01)
 
 
@@ -43,6 +44,14 @@ def test_the_terminal_prints_every_candidate():
     from engine.experiments import printing
 
     logged = logged_uniform(2000, {"a": 0.05, "b": 0.1})
-    text = printing.ope({"slot": "hero", "reward": "click", "decisions": len(logged), "confidence": 0.95,
-                         "logged": {"estimate": 0.075}, "policies": ope.candidates(logged, ["a", "b"])})
+    text = printing.ope(
+        {
+            "slot": "hero",
+            "reward": "click",
+            "decisions": len(logged),
+            "confidence": 0.95,
+            "logged": {"estimate": 0.075},
+            "policies": ope.candidates(logged, ["a", "b"]),
+        }
+    )
     assert "always a" in text and "always b" in text and "best per context" in text

@@ -14,7 +14,7 @@ def test_msprt_interval_matches_the_closed_form():
     iv = stats.msprt_interval(0.1, 0.01, 0.01)
     assert iv.high - iv.estimate == pytest.approx(0.365639, abs=1e-6)
     assert iv.low == pytest.approx(0.1 - 0.365639, abs=1e-6)
-    assert iv.p_value == 1.0   # L = sqrt(1/2) e^0.25 < 1: no evidence at all
+    assert iv.p_value == 1.0  # L = sqrt(1/2) e^0.25 < 1: no evidence at all
     # d = 0.3: L = sqrt(1/2) exp(0.01 · 0.09 / (2 · 0.01 · 0.02)) = 0.70711 · e^2.25 = 6.70882; p = 1/L
     assert stats.msprt_interval(0.3, 0.01, 0.01).p_value == pytest.approx(0.149057, abs=1e-6)
 
@@ -61,7 +61,7 @@ def test_cuped_recovers_theta_and_cuts_the_variance_by_one_minus_r_squared():
     y = [2.0 * xi + rng.normal(0, 2.0, len(xi)) + shift for xi, shift in zip(x, (0.0, 0.1))]
     adjusted, theta = stats.cuped_adjust(y, x)
     assert theta == pytest.approx(2.0, abs=0.02)
-    r2 = np.corrcoef(np.concatenate(x), np.concatenate(y))[0, 1] ** 2   # var 20 of 24: r² = 5/6
+    r2 = np.corrcoef(np.concatenate(x), np.concatenate(y))[0, 1] ** 2  # var 20 of 24: r² = 5/6
     assert adjusted[0].var() / y[0].var() == pytest.approx(1 - r2, abs=0.02)
     plain, reduced = stats.difference(y[1], y[0]), stats.difference(adjusted[1], adjusted[0])
     assert reduced.high - reduced.low < 0.5 * (plain.high - plain.low)

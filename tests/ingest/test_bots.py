@@ -19,8 +19,13 @@ BOTS = [
     "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1",
-    "curl/8.5.0", "python-requests/2.32.3", "python-httpx/0.27.0", "Go-http-client/1.1",
-    "", "   ", None,
+    "curl/8.5.0",
+    "python-requests/2.32.3",
+    "python-httpx/0.27.0",
+    "Go-http-client/1.1",
+    "",
+    "   ",
+    None,
 ]
 
 

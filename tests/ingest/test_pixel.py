@@ -13,8 +13,15 @@ def check(event):
 
 
 def test_fields_ts_and_props():
-    event = event_from_query({"type": "page_view", "url": "/x", "ts": "1795400000000", "props.campaign": "spring", "props.": "blank"})
-    assert event == {"type": "page_view", "url": "/x", "ts": 1795400000000, "props": {"campaign": "spring", "": "blank"}}
+    event = event_from_query(
+        {"type": "page_view", "url": "/x", "ts": "1795400000000", "props.campaign": "spring", "props.": "blank"}
+    )
+    assert event == {
+        "type": "page_view",
+        "url": "/x",
+        "ts": 1795400000000,
+        "props": {"campaign": "spring", "": "blank"},
+    }
     assert check(event)["props"] == {"campaign": "spring", "": "blank"}
 
 
@@ -22,7 +29,9 @@ def test_no_props_parameters_no_props():
     assert event_from_query({"type": "page_view"}) == {"type": "page_view"}
 
 
-@pytest.mark.parametrize("ts", ["²", "1795400000000²", "١٧٩٥", "--5", "-", "", "soon", "9" * 5000, " 1795400000000", "1e12"])
+@pytest.mark.parametrize(
+    "ts", ["²", "1795400000000²", "١٧٩٥", "--5", "-", "", "soon", "9" * 5000, " 1795400000000", "1e12"]
+)
 def test_a_ts_that_is_not_ascii_digits_stays_text_and_is_refused_by_name(ts):
     event = event_from_query({"type": "page_view", "ts": ts})
     assert event["ts"] == ts
@@ -35,8 +44,13 @@ def test_ascii_digits_become_an_integer(ts, value):
     assert event_from_query({"ts": ts})["ts"] == value
 
 
-@given(st.dictionaries(st.sampled_from(["type", "ts", "visitor_id", "props.x", "props.", "url", "event_id", "user_id", "props"]),
-                       st.text(max_size=30), max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "ts", "visitor_id", "props.x", "props.", "url", "event_id", "user_id", "props"]),
+        st.text(max_size=30),
+        max_size=6,
+    )
+)
 def test_any_query_gives_an_event_or_a_named_error(params):
     event = event_from_query(params)
     try:

@@ -30,7 +30,12 @@ def test_unknown_fields_are_kept_under_props():
 
 
 def test_purchase_revenue_defaults_to_item_total():
-    event = check({"type": "purchase", "props": {"order": {"id": "o1", "items": [{"id": "a", "qty": 2, "price": 1.5}, {"id": 7}]}}})
+    event = check(
+        {
+            "type": "purchase",
+            "props": {"order": {"id": "o1", "items": [{"id": "a", "qty": 2, "price": 1.5}, {"id": 7}]}},
+        }
+    )
     assert event["props"]["order"]["revenue"] == 3.0
     assert event["props"]["order"]["items"][1] == {"id": "7", "qty": 1}
 
@@ -57,8 +62,14 @@ def test_purchase_revenue_defaults_to_item_total():
         ({"type": "product_view", "props": {"product": {"id": "a", "price": "cheap"}}}, "props.product.price"),
         ({"type": "add_to_cart", "props": {"product": {"id": "a"}, "qty": 0}}, "props.qty"),
         ({"type": "purchase", "props": {"order": {"id": "o", "items": []}}}, "props.order.items"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": -1}]}}}, "props.order.items[0].qty"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "revenue": float("inf"), "items": [{"id": "a"}]}}}, "props.order.revenue"),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": -1}]}}},
+            "props.order.items[0].qty",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "revenue": float("inf"), "items": [{"id": "a"}]}}},
+            "props.order.revenue",
+        ),
         ({"type": "impression", "props": {"slot": "hero"}}, "props.content"),
         ({"type": "consent", "props": {"consent": {"analytics": "yes"}}}, "props.consent.analytics"),
         ({"type": "preference", "props": {"preferences": 3}}, "props.preferences"),
@@ -74,27 +85,52 @@ def test_bad_events_name_the_field(raw, field):
     "raw, error",
     [
         ({"type": "bogus"}, "type: unknown event type 'bogus'"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": -1}]}}},
-         "props.order.items[0].qty: expected a positive integer"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": QTY_MAX + 1}]}}},
-         f"props.order.items[0].qty: must be at most {QTY_MAX}"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": 1.0}]}}},
-         "props.order.items[0].qty: expected an integer, got a number"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "price": MONEY_MAX * 10}]}}},
-         f"props.order.items[0].price: must be at most {MONEY_MAX:.0f}"),
-        ({"type": "purchase", "props": {"order": {"id": True, "items": [{"id": "a"}]}}},
-         "props.order.id: expected an integer or a string, got a boolean"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a"}] * 501}}}, "props.order.items: more than 500 items"),
-        ({"type": "purchase", "props": {"order": {"id": "o", "items": [3]}}}, "props.order.items[0]: expected an object, got an integer"),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": -1}]}}},
+            "props.order.items[0].qty: expected a positive integer",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": QTY_MAX + 1}]}}},
+            f"props.order.items[0].qty: must be at most {QTY_MAX}",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": 1.0}]}}},
+            "props.order.items[0].qty: expected an integer, got a number",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "price": MONEY_MAX * 10}]}}},
+            f"props.order.items[0].price: must be at most {MONEY_MAX:.0f}",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": True, "items": [{"id": "a"}]}}},
+            "props.order.id: expected an integer or a string, got a boolean",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a"}] * 501}}},
+            "props.order.items: more than 500 items",
+        ),
+        (
+            {"type": "purchase", "props": {"order": {"id": "o", "items": [3]}}},
+            "props.order.items[0]: expected an object, got an integer",
+        ),
         ({"type": "product_view", "props": {"product": {"id": ""}}}, "props.product.id: must not be empty"),
-        ({"type": "product_view", "props": {"product": {"id": "a", "price": float("nan")}}}, "props.product.price: must be at least 0"),
+        (
+            {"type": "product_view", "props": {"product": {"id": "a", "price": float("nan")}}},
+            "props.product.price: must be at least 0",
+        ),
         ({"type": "product_view"}, "props: is required"),
-        ({"type": "consent", "props": {"consent": {}}}, "props.consent: expected analytics, personalization and/or marketing"),
+        (
+            {"type": "consent", "props": {"consent": {}}},
+            "props.consent: expected analytics, personalization and/or marketing",
+        ),
         ({"type": "impression", "props": {"slot": "hero", "content": ""}}, "props.content: must not be empty"),
         ({"type": "identify", "user_id": ""}, "user_id: must not be empty"),
         ({"type": "identify", "user_id": "u", "props": {"traits": []}}, "props.traits: expected an object, got a list"),
         ({"type": "page_view", "title": "x" * 2049}, "title: longer than 2048 characters"),
-        ({"type": "page_view", "ts": 12}, "ts: expected integer milliseconds since epoch, from the year 2000 to one day ahead"),
+        (
+            {"type": "page_view", "ts": 12},
+            "ts: expected integer milliseconds since epoch, from the year 2000 to one day ahead",
+        ),
         ("page_view", "event: expected an object, got a string"),
     ],
 )
@@ -105,10 +141,22 @@ def test_error_texts(raw, error):
 
 
 def test_unknown_keys_inside_declared_objects_are_kept():
-    event = check({"type": "purchase", "coupon": "X", "props": {"order": {"id": 5, "currency": "NOK", "items": [
-        {"id": "a", "price": None, "name": "Boot"}]}}})
-    assert event["props"] == {"coupon": "X", "order": {"id": "5", "currency": "NOK", "revenue": 0,
-                                                        "items": [{"id": "a", "price": None, "name": "Boot", "qty": 1}]}}
+    event = check(
+        {
+            "type": "purchase",
+            "coupon": "X",
+            "props": {"order": {"id": 5, "currency": "NOK", "items": [{"id": "a", "price": None, "name": "Boot"}]}},
+        }
+    )
+    assert event["props"] == {
+        "coupon": "X",
+        "order": {
+            "id": "5",
+            "currency": "NOK",
+            "revenue": 0,
+            "items": [{"id": "a", "price": None, "name": "Boot", "qty": 1}],
+        },
+    }
 
 
 def test_a_top_level_field_named_like_a_prop_is_checked_as_that_prop():
@@ -131,7 +179,9 @@ def test_event_visitor_id_wins_over_cookie():
     assert check({"type": "page_view", "visitor_id": "own"})["visitor_id"] == "own"
 
 
-@pytest.mark.parametrize("body, status", [(b"{", 400), (b"\xff\xfe", 400), (b"[1,2]", 400), (b'{"events": 3}', 400), (b"42", 400)])
+@pytest.mark.parametrize(
+    "body, status", [(b"{", 400), (b"\xff\xfe", 400), (b"[1,2]", 400), (b'{"events": 3}', 400), (b"42", 400)]
+)
 def test_bad_bodies_fail_whole(body, status):
     with pytest.raises(InvalidInput) as caught:
         parse_body(body)
@@ -143,8 +193,12 @@ def test_bad_bodies_fail_whole(body, status):
     [
         (b"[" * 50_000, "nesting deeper than 32"),
         (b'{"type": "page_ping", "props": {"engaged_ms": NaN}}', "NaN and Infinity are not JSON"),
-        (b'{"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": ' + b"1" * 4301 + b"}]}}}",
-         "a number is too large"),
+        (
+            b'{"type": "purchase", "props": {"order": {"id": "o", "items": [{"id": "a", "qty": '
+            + b"1" * 4301
+            + b"}]}}}",
+            "a number is too large",
+        ),
         (b'{"type": "page_view", "props": {"n": 9223372036854775808}}', "a number is too large"),
     ],
 )
@@ -162,8 +216,12 @@ def test_too_many_events_is_413():
 
 def test_good_events_of_a_mixed_batch_are_kept():
     info = RequestInfo(received_at=NOW, visitor_id=VID, user_agent="UA", ip="203.0.113.0")
-    batch = collect(parse_body(json.dumps({"events": [{"type": "page_view"}, {"type": "nope"}, {"type": "page_ping"}]}).encode()),
-                    info, max_events=500, new_id=lambda: "id")
+    batch = collect(
+        parse_body(json.dumps({"events": [{"type": "page_view"}, {"type": "nope"}, {"type": "page_ping"}]}).encode()),
+        info,
+        max_events=500,
+        new_id=lambda: "id",
+    )
     assert [e["type"] for e in batch.accepted] == ["page_view", "page_ping"]
     assert batch.rejected == [{"index": 1, "error": "type: unknown event type 'nope'"}]
     assert batch.accepted[0]["ip"] == "203.0.113.0"
@@ -176,7 +234,10 @@ json_values = st.recursive(
     max_leaves=20,
 )
 event_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(["page_view", "purchase", "product_view", "consent", "identify", "impression", "x"]) | st.text(max_size=5)},
+    {
+        "type": st.sampled_from(["page_view", "purchase", "product_view", "consent", "identify", "impression", "x"])
+        | st.text(max_size=5)
+    },
     optional={k: json_values for k in ("ts", "props", "event_id", "visitor_id", "user_id", "url", "session_id")},
 )
 

@@ -27,10 +27,16 @@ NOW = schema.LATEST_TS  # the declared bound; the clock check is the collector's
 EXTRA_KEYS = 2
 
 text = st.text(max_size=12)  # full Unicode but surrogates, which JSON cannot carry as text
-json_leaves = (st.none() | st.booleans() | st.integers(jsondoc.INT_MIN, jsondoc.INT_MAX)
-               | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
-json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
-                           max_leaves=10)
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(jsondoc.INT_MIN, jsondoc.INT_MAX)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=10
+)
 
 
 def strategy(info: mi.Type) -> st.SearchStrategy:
@@ -53,8 +59,9 @@ def strategy(info: mi.Type) -> st.SearchStrategy:
     if isinstance(info, mi.FloatType):  # a JSON integer is a number too
         low = info.ge if info.ge is not None else -1e300
         high = info.le if info.le is not None else 1e300
-        return (st.floats(low, high, allow_nan=False, allow_infinity=False)
-                | st.integers(math.ceil(low), math.floor(high)))
+        return st.floats(low, high, allow_nan=False, allow_infinity=False) | st.integers(
+            math.ceil(low), math.floor(high)
+        )
     if isinstance(info, mi.BoolType):
         return st.booleans()
     if isinstance(info, mi.NoneType):
@@ -75,25 +82,43 @@ def struct_strategy(info: mi.StructType) -> st.SearchStrategy:
     unknown = st.dictionaries(text.filter(lambda k: k not in fields), json_values, max_size=EXTRA_KEYS)
     # `one_of`: the struct's own rule that at least one of these optional fields is present.
     musts = [required | {name} for name in getattr(info.cls, "one_of", ())] or [required]
-    known = st.one_of([st.fixed_dictionaries({k: v for k, v in fields.items() if k in must},
-                                             optional={k: v for k, v in fields.items() if k not in must})
-                       for must in musts])
+    known = st.one_of(
+        [
+            st.fixed_dictionaries(
+                {k: v for k, v in fields.items() if k in must},
+                optional={k: v for k, v in fields.items() if k not in must},
+            )
+            for must in musts
+        ]
+    )
     return st.builds(lambda known, extra: {**extra, **known}, known, unknown)
 
 
 SCHEMAS = sorted({schema.Event, *schema.SCHEMAS.values()}, key=lambda s: s.__name__)
 # A visitor_id the schema takes is also one the collector's trust check takes: the engine's own form.
-events = st.builds(lambda e, vid: {**e, "visitor_id": str(vid)} if "visitor_id" in e else e,
-                   st.one_of([strategy(mi.type_info(s)) for s in SCHEMAS]), st.uuids(version=4))
+events = st.builds(
+    lambda e, vid: {**e, "visitor_id": str(vid)} if "visitor_id" in e else e,
+    st.one_of([strategy(mi.type_info(s)) for s in SCHEMAS]),
+    st.uuids(version=4),
+)
 
 
 def busy_profile() -> dict:
     ts = schema.EARLIEST_TS + 86_400_000
     raw = [
         {"type": "page_view", "session_id": "s1", "url": "/", "title": "Home", "ts": ts},
-        {"type": "product_view", "session_id": "s1", "ts": ts + 1, "props": {"product": {"id": "a", "category": "shoes", "price": 10}}},
+        {
+            "type": "product_view",
+            "session_id": "s1",
+            "ts": ts + 1,
+            "props": {"product": {"id": "a", "category": "shoes", "price": 10}},
+        },
         {"type": "add_to_cart", "ts": ts + 2, "props": {"product": {"id": "a", "category": "shoes"}, "qty": 2}},
-        {"type": "purchase", "ts": ts + 3, "props": {"order": {"id": "o1", "items": [{"id": "a", "qty": 2, "price": 10, "category": "shoes"}]}}},
+        {
+            "type": "purchase",
+            "ts": ts + 3,
+            "props": {"order": {"id": "o1", "items": [{"id": "a", "qty": 2, "price": 10, "category": "shoes"}]}},
+        },
         {"type": "identify", "user_id": "u1", "ts": ts + 4, "props": {"traits": {"plan": "gold", "age": 40}}},
         {"type": "page_ping", "ts": ts + 5, "props": {"engaged_ms": 5000}},
         {"type": "consent", "ts": ts + 6, "props": {"consent": {"analytics": True}}},
@@ -142,6 +167,7 @@ def test_every_event_the_schema_declares_is_accepted_folded_stored_merged_and_re
 
 def test_the_generator_reaches_every_event_type():
     """Each type's Struct (the one the generator walks) declares that type, and only its own."""
+
     def type_field(struct):
         return next(f.type for f in mi.type_info(struct).fields if f.name == "type")
 

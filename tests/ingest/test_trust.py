@@ -12,8 +12,9 @@ SECRET = "s3cret"
 
 
 def info(**kw) -> RequestInfo:
-    return RequestInfo(**{"received_at": NOW, "visitor_id": MINE, "user_agent": "UA", "ip": None,
-                          "identity_secret": SECRET, **kw})
+    return RequestInfo(
+        **{"received_at": NOW, "visitor_id": MINE, "user_agent": "UA", "ip": None, "identity_secret": SECRET, **kw}
+    )
 
 
 def run(events, **kw):
@@ -31,9 +32,11 @@ def test_the_user_hash_is_hex_hmac_sha256_of_the_user_id():
 
 
 def test_identify_is_verified_by_the_hash_or_a_key_and_the_hash_is_not_kept():
-    events = [{"type": "identify", "user_id": "ada", "props": {"user_hash": user_hash(SECRET, "ada")}},
-              {"type": "identify", "user_id": "ada", "props": {"user_hash": user_hash("other", "ada")}},
-              {"type": "identify", "user_id": "ada"}]
+    events = [
+        {"type": "identify", "user_id": "ada", "props": {"user_hash": user_hash(SECRET, "ada")}},
+        {"type": "identify", "user_id": "ada", "props": {"user_hash": user_hash("other", "ada")}},
+        {"type": "identify", "user_id": "ada"},
+    ]
     batch = run(events, from_cookie=True)
     assert [e["verified"] for e in batch.accepted] == [True, False, False]
     assert all("user_hash" not in e["props"] for e in batch.accepted)
@@ -42,8 +45,14 @@ def test_identify_is_verified_by_the_hash_or_a_key_and_the_hash_is_not_kept():
 
 
 def test_server_fields_cannot_be_forged_by_the_client():
-    forged = {"type": "identify", "user_id": "ada", "verified": True, "trusted": True, "bot": False,
-              "props": {"verified": True, "trusted": True}}
+    forged = {
+        "type": "identify",
+        "user_id": "ada",
+        "verified": True,
+        "trusted": True,
+        "bot": False,
+        "props": {"verified": True, "trusted": True},
+    }
     event = run([forged], from_cookie=True, bot=True).accepted[0]
     assert (event["verified"], event["trusted"], event["bot"]) == (False, False, True)
     assert event["props"] == {"verified": True, "trusted": True, "bot": False}  # the client's props, read by nothing
@@ -52,23 +61,31 @@ def test_server_fields_cannot_be_forged_by_the_client():
 
 
 def test_with_a_cookie_only_the_cookies_visitor_and_403_when_nothing_else_came():
-    batch = run([{"type": "page_view"}, {"type": "page_view", "visitor_id": THEIRS}, {"type": "page_view", "visitor_id": MINE}],
-                from_cookie=True)
+    batch = run(
+        [{"type": "page_view"}, {"type": "page_view", "visitor_id": THEIRS}, {"type": "page_view", "visitor_id": MINE}],
+        from_cookie=True,
+    )
     assert [e["visitor_id"] for e in batch.accepted] == [MINE, MINE]
-    assert batch.rejected == [{"index": 1, "error": "visitor_id: differs from the cookie's (a visitor sends only their own events)"}]
+    assert batch.rejected == [
+        {"index": 1, "error": "visitor_id: differs from the cookie's (a visitor sends only their own events)"}
+    ]
     assert batch.denied == {1}
 
 
 @pytest.mark.parametrize("kind", sorted(SENSITIVE))
 def test_without_a_cookie_a_named_visitor_gets_no_sensitive_event(kind):
-    props = {"consent": {"consent": {"analytics": False}}, "preference": {"preferences": {}},
-             "identify": {}, "purchase": {"order": {"id": "o", "items": [{"id": "a"}]}}}[kind]
+    props = {
+        "consent": {"consent": {"analytics": False}},
+        "preference": {"preferences": {}},
+        "identify": {},
+        "purchase": {"order": {"id": "o", "items": [{"id": "a"}]}},
+    }[kind]
     event = {"type": kind, "visitor_id": THEIRS, "user_id": "u", "props": props}
     batch = run([event, {"type": "page_view", "visitor_id": THEIRS}])  # no cookie: MINE was just issued
     assert batch.denied == {0} and batch.rejected[0]["error"].startswith("visitor_id: a ")
     assert [e["type"] for e in batch.accepted] == ["page_view"]
     assert run([{**event, "visitor_id": MINE}]).accepted  # the id just issued is the sender's own
-    assert run([event], trusted=True).accepted            # a back end may
+    assert run([event], trusted=True).accepted  # a back end may
 
 
 def test_visitor_ids_must_be_issued_by_the_engine():

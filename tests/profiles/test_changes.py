@@ -25,13 +25,16 @@ def test_each_change_is_keyed_so_its_order_with_the_visitor_holds():
     assert not changes.is_state_change({"type": "page_view"})
 
 
-@pytest.mark.parametrize("event, error", [
-    ({"type": "server:erase", "props": {"at": "now"}}, "props.at: expected integer milliseconds"),
-    ({"type": "server:preferences", "props": {"document": "{}"}}, "props.stamp: expected a non-empty string"),
-    ({"type": "server:catalog", "props": {"items": {}}}, "props.items: expected a list of catalog items"),
-    ({"type": "server:erase", "props": []}, "props: expected an object"),
-    ({"type": "server:other", "props": {}}, "type: unknown state change 'server:other'"),
-])
+@pytest.mark.parametrize(
+    "event, error",
+    [
+        ({"type": "server:erase", "props": {"at": "now"}}, "props.at: expected integer milliseconds"),
+        ({"type": "server:preferences", "props": {"document": "{}"}}, "props.stamp: expected a non-empty string"),
+        ({"type": "server:catalog", "props": {"items": {}}}, "props.items: expected a list of catalog items"),
+        ({"type": "server:erase", "props": []}, "props: expected an object"),
+        ({"type": "server:other", "props": {}}, "type: unknown state change 'server:other'"),
+    ],
+)
 def test_a_malformed_change_names_its_field(event, error):
     with pytest.raises(InvalidInput) as caught:
         changes.check(event)

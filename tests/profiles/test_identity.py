@@ -10,7 +10,9 @@ from engine.profiles.model import count_in_window, fold, interest_scores, new_pr
 T0 = 1_795_000_000_000
 
 
-@pytest.mark.parametrize("uid", [None, "", "  ", "null", "NULL", "undefined", "guest", "Anonymous", "0", 0, 12, "unknown"])
+@pytest.mark.parametrize(
+    "uid", [None, "", "  ", "null", "NULL", "undefined", "guest", "Anonymous", "0", 0, 12, "unknown"]
+)
 def test_placeholder_ids_never_identify(uid):
     assert not is_identity_id(uid)
 
@@ -21,8 +23,15 @@ def test_configured_blocklist_and_real_ids():
 
 
 def ev(kind, ts, vid="v", **props):
-    event = {"event_id": f"{vid}-{kind}-{ts}", "type": kind, "visitor_id": vid, "session_id": f"{vid}-s{ts // 3_600_000}",
-             "ts": ts, "url": f"/{kind}/{ts}", "props": props}
+    event = {
+        "event_id": f"{vid}-{kind}-{ts}",
+        "type": kind,
+        "visitor_id": vid,
+        "session_id": f"{vid}-s{ts // 3_600_000}",
+        "ts": ts,
+        "url": f"/{kind}/{ts}",
+        "props": props,
+    }
     if kind == "identify":
         event["user_id"] = props.pop("user_id")
         event["verified"] = props.pop("verified", True)  # the collector's check of the user hash
@@ -36,10 +45,18 @@ def product(pid, category, price=10.0):
 
 def test_profile_holds_activity_interests_commerce_traits():
     events = [
-        ev("page_view", T0), ev("product_view", T0 + 1000, **product("p1", "shoes")),
-        ev("page_ping", T0 + 2000, engaged_ms=15000), ev("add_to_cart", T0 + 3000, **product("p1", "shoes")),
-        ev("purchase", T0 + 4000, order={"id": "o1", "revenue": 50.0, "items": [{"id": "p1", "qty": 1, "category": "shoes"}]}),
-        ev("purchase", T0 + 5000, order={"id": "o1", "revenue": 50.0, "items": [{"id": "p1", "qty": 1}]}),  # same order again
+        ev("page_view", T0),
+        ev("product_view", T0 + 1000, **product("p1", "shoes")),
+        ev("page_ping", T0 + 2000, engaged_ms=15000),
+        ev("add_to_cart", T0 + 3000, **product("p1", "shoes")),
+        ev(
+            "purchase",
+            T0 + 4000,
+            order={"id": "o1", "revenue": 50.0, "items": [{"id": "p1", "qty": 1, "category": "shoes"}]},
+        ),
+        ev(
+            "purchase", T0 + 5000, order={"id": "o1", "revenue": 50.0, "items": [{"id": "p1", "qty": 1}]}
+        ),  # same order again
         ev("identify", T0 + 6000, user_id="u1", traits={"first_name": "Ada", "nested": {"x": 1}}),
     ]
     p = fold(new_profile("v"), events)
@@ -68,18 +85,36 @@ def test_windowed_counts():
 
 
 def test_no_consent_changes_nothing_but_consent():
-    p = fold(new_profile("v"), [ev("consent", T0, consent={"analytics": False}), ev("page_view", T0 + 1), ev("purchase", T0 + 2, order={"id": "o", "items": [{"id": "a", "qty": 1}]})])
+    p = fold(
+        new_profile("v"),
+        [
+            ev("consent", T0, consent={"analytics": False}),
+            ev("page_view", T0 + 1),
+            ev("purchase", T0 + 2, order={"id": "o", "items": [{"id": "a", "qty": 1}]}),
+        ],
+    )
     assert p["counts"] == {} and p["commerce"]["orders"] == 0 and p["consent"]["analytics"] is False
     p = fold(p, [ev("consent", T0 + 3, consent={"analytics": True}), ev("page_view", T0 + 4)])
     assert p["counts"] == {"page_view": 1}
 
 
 def test_two_devices_merge_into_one_person():
-    laptop = fold(new_profile("laptop"), [ev("page_view", T0, "laptop"), ev("product_view", T0 + 10, "laptop", **product("p1", "shoes")),
-                                           ev("identify", T0 + 20, "laptop", user_id="u1", traits={"first_name": "Ada"})])
-    phone = fold(new_profile("phone"), [ev("page_view", T0 - 5000, "phone"),
-                                         ev("purchase", T0 + 30, "phone", order={"id": "o9", "revenue": 20, "items": [{"id": "p2", "qty": 1}]}),
-                                         ev("identify", T0 + 40, "phone", user_id="u1", traits={"first_name": "Ada L."})])
+    laptop = fold(
+        new_profile("laptop"),
+        [
+            ev("page_view", T0, "laptop"),
+            ev("product_view", T0 + 10, "laptop", **product("p1", "shoes")),
+            ev("identify", T0 + 20, "laptop", user_id="u1", traits={"first_name": "Ada"}),
+        ],
+    )
+    phone = fold(
+        new_profile("phone"),
+        [
+            ev("page_view", T0 - 5000, "phone"),
+            ev("purchase", T0 + 30, "phone", order={"id": "o9", "revenue": 20, "items": [{"id": "p2", "qty": 1}]}),
+            ev("identify", T0 + 40, "phone", user_id="u1", traits={"first_name": "Ada L."}),
+        ],
+    )
     person = merge(laptop, phone)
     assert person["counts"] == {"page_view": 2, "product_view": 1, "identify": 2, "purchase": 1}
     assert person["consent"] == {}
@@ -101,7 +136,18 @@ def pieces(draw, vid):
         if kind in ("product_view", "add_to_cart"):
             events.append(ev(kind, ts, vid, **product(f"p{offset % 7}", f"c{offset % 3}")))
         elif kind == "purchase":
-            events.append(ev(kind, ts, vid, order={"id": f"o{offset % 5}", "revenue": offset % 100, "items": [{"id": f"p{offset % 7}", "qty": 1, "category": f"c{offset % 3}"}]}))
+            events.append(
+                ev(
+                    kind,
+                    ts,
+                    vid,
+                    order={
+                        "id": f"o{offset % 5}",
+                        "revenue": offset % 100,
+                        "items": [{"id": f"p{offset % 7}", "qty": 1, "category": f"c{offset % 3}"}],
+                    },
+                )
+            )
         elif kind == "identify":
             events.append(ev(kind, ts, vid, user_id="u1", traits={"name": f"n{offset % 4}"}))
         elif kind == "consent":

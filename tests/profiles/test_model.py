@@ -10,11 +10,20 @@ from engine.profiles.model import MONEY_MAX, PAGES_KEPT, PING_MS_MAX, QTY_MAX, a
 
 
 def page(ts, session="s1", url=None, kind="page_view"):
-    return {"event_id": f"e{ts}", "type": kind, "visitor_id": "v", "session_id": session, "ts": ts, "url": url or f"/p{ts}"}
+    return {
+        "event_id": f"e{ts}",
+        "type": kind,
+        "visitor_id": "v",
+        "session_id": session,
+        "ts": ts,
+        "url": url or f"/p{ts}",
+    }
 
 
 def test_counts_first_last_seen_and_sessions():
-    profile = fold(new_profile("v"), [page(1000), page(2000, kind="page_ping"), page(5000, session="s2"), page(6000, session="s2")])
+    profile = fold(
+        new_profile("v"), [page(1000), page(2000, kind="page_ping"), page(5000, session="s2"), page(6000, session="s2")]
+    )
     assert profile["counts"] == {"page_view": 3, "page_ping": 1}
     assert profile["first_seen"] == 1000 and profile["last_seen"] == 6000
     assert profile["sessions"]["count"] == 2
@@ -60,36 +69,88 @@ def carried(profile):
     return profile
 
 
-@pytest.mark.parametrize("props", [
-    {"product": "sku-1"}, {"product": ["a"]}, {"product": {"id": "a", "category": ["shoes"]}}, {"product": {"category": {"a": 1}}},
-    {"order": "o"}, {"traits": "x"}, {"consent": "yes"}, {"engaged_ms": float("nan")}, {"qty": "2"},
-])
-@pytest.mark.parametrize("kind", ["page_view", "page_ping", "product_view", "add_to_cart", "remove_from_cart", "purchase",
-                                  "identify", "consent", "custom:x"])
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"product": "sku-1"},
+        {"product": ["a"]},
+        {"product": {"id": "a", "category": ["shoes"]}},
+        {"product": {"category": {"a": 1}}},
+        {"order": "o"},
+        {"traits": "x"},
+        {"consent": "yes"},
+        {"engaged_ms": float("nan")},
+        {"qty": "2"},
+    ],
+)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "page_view",
+        "page_ping",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "identify",
+        "consent",
+        "custom:x",
+    ],
+)
 def test_props_of_any_shape_on_any_type_never_break_the_fold(kind, props):
     profile = carried(apply_event(new_profile("v"), ev(kind, props=props, user_id="u1")))
     assert profile["counts"].get(kind, 0) == (0 if kind == "consent" else 1)
 
 
-@pytest.mark.parametrize("engaged, added", [(float("nan"), 0), (float("inf"), PING_MS_MAX), (10**30, PING_MS_MAX), (-5, 0),
-                                            (True, 0), ("100", 0), (2500.7, 2500)])
+@pytest.mark.parametrize(
+    "engaged, added",
+    [
+        (float("nan"), 0),
+        (float("inf"), PING_MS_MAX),
+        (10**30, PING_MS_MAX),
+        (-5, 0),
+        (True, 0),
+        ("100", 0),
+        (2500.7, 2500),
+    ],
+)
 def test_engaged_ms_is_bounded(engaged, added):
     profile = carried(apply_event(new_profile("v"), ev("page_ping", props={"engaged_ms": engaged})))
     assert profile["engaged_ms"] == added
 
 
 def test_traits_keep_only_values_the_store_and_renderer_carry():
-    traits = {"plan": "gold", "age": 40, "vip": True, "score": 0.5, "nan": float("nan"), "inf": float("-inf"),
-              "huge": 2**70, "list": [1], "obj": {"a": 1}, "none": None}
-    profile = carried(apply_event(new_profile("v"), ev("identify", user_id="u1", verified=True, props={"traits": traits})))
+    traits = {
+        "plan": "gold",
+        "age": 40,
+        "vip": True,
+        "score": 0.5,
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "huge": 2**70,
+        "list": [1],
+        "obj": {"a": 1},
+        "none": None,
+    }
+    profile = carried(
+        apply_event(new_profile("v"), ev("identify", user_id="u1", verified=True, props={"traits": traits}))
+    )
     assert profile["traits"] == {"plan": "gold", "age": 40, "vip": True, "score": 0.5}
 
 
 def test_cart_quantities_and_order_amounts_are_bounded():
-    events = [ev("add_to_cart", ts, props={"product": {"id": "a"}, "qty": qty})
-              for ts, qty in enumerate([QTY_MAX, QTY_MAX, 2**62, float("nan"), "3"], start=1_800_000_000_000)]
-    events += [ev("purchase", 1_800_000_001_000 + i, props={"order": {"id": f"o{i}", "revenue": revenue, "items": [{"id": "b"}, "junk", {"no": "id"}]}})
-               for i, revenue in enumerate([float("nan"), float("inf"), 10.0**300, "12", -4, MONEY_MAX])]
+    events = [
+        ev("add_to_cart", ts, props={"product": {"id": "a"}, "qty": qty})
+        for ts, qty in enumerate([QTY_MAX, QTY_MAX, 2**62, float("nan"), "3"], start=1_800_000_000_000)
+    ]
+    events += [
+        ev(
+            "purchase",
+            1_800_000_001_000 + i,
+            props={"order": {"id": f"o{i}", "revenue": revenue, "items": [{"id": "b"}, "junk", {"no": "id"}]}},
+        )
+        for i, revenue in enumerate([float("nan"), float("inf"), 10.0**300, "12", -4, MONEY_MAX])
+    ]
     profile = carried(fold(new_profile("v"), events))
     assert profile["commerce"]["cart"] == {"a": QTY_MAX}
     assert profile["commerce"]["orders"] == 6
@@ -99,8 +160,12 @@ def test_cart_quantities_and_order_amounts_are_bounded():
 
 
 def test_events_without_the_ids_they_refer_to_change_only_counts():
-    events = [ev("product_view", props={"product": {"price": 3}}), ev("add_to_cart", props={"product": {}}),
-              ev("purchase", props={"order": {"items": [{"id": "a"}]}}), ev("consent", props={})]
+    events = [
+        ev("product_view", props={"product": {"price": 3}}),
+        ev("add_to_cart", props={"product": {}}),
+        ev("purchase", props={"order": {"items": [{"id": "a"}]}}),
+        ev("consent", props={}),
+    ]
     profile = carried(fold(new_profile("v"), events))
     assert profile["viewed"] == [] and profile["commerce"]["cart"] == {} and profile["commerce"]["orders"] == 0
     assert profile["consent"] == {}
@@ -108,23 +173,75 @@ def test_events_without_the_ids_they_refer_to_change_only_counts():
 
 
 def test_integer_ids_are_kept_as_the_schema_writes_them():
-    profile = fold(new_profile("v"), [ev("product_view", props={"product": {"id": 7}}),
-                                     ev("purchase", props={"order": {"id": 9, "items": [{"id": 7, "category": "shoes"}]}})])
+    profile = fold(
+        new_profile("v"),
+        [
+            ev("product_view", props={"product": {"id": 7}}),
+            ev("purchase", props={"order": {"id": 9, "items": [{"id": 7, "category": "shoes"}]}}),
+        ],
+    )
     assert profile["viewed"][0]["id"] == "7" and profile["commerce"]["order_log"][0][2] == "9"
     assert profile["commerce"]["items"] == {"7": 1_800_000_000_000}
 
 
 anything = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
-        ["id", "category", "qty", "price", "revenue", "items", "product", "order", "traits", "consent", "analytics",
-         "engaged_ms", "x"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "id",
+                    "category",
+                    "qty",
+                    "price",
+                    "revenue",
+                    "items",
+                    "product",
+                    "order",
+                    "traits",
+                    "consent",
+                    "analytics",
+                    "engaged_ms",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=15,
 )
 
 
-@given(st.lists(st.tuples(st.sampled_from(["page_view", "page_ping", "product_view", "add_to_cart", "remove_from_cart",
-                                           "purchase", "identify", "consent", "impression"]), anything), max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "page_view",
+                    "page_ping",
+                    "product_view",
+                    "add_to_cart",
+                    "remove_from_cart",
+                    "purchase",
+                    "identify",
+                    "consent",
+                    "impression",
+                ]
+            ),
+            anything,
+        ),
+        max_size=8,
+    )
+)
 def test_whatever_the_props_the_profile_stays_packable_and_strict_json(events):
-    carried(fold(new_profile("v"), [ev(kind, 1_800_000_000_000 + i, props=props, user_id="u", session_id="s")
-                                    for i, (kind, props) in enumerate(events)]))
+    carried(
+        fold(
+            new_profile("v"),
+            [
+                ev(kind, 1_800_000_000_000 + i, props=props, user_id="u", session_id="s")
+                for i, (kind, props) in enumerate(events)
+            ],
+        )
+    )

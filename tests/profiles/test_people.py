@@ -40,7 +40,7 @@ async def test_linking_is_repaired_by_a_redelivered_batch(people):
     events = [page_view("d", T0), identify("d", "u1", T0 + 1)]
     await people.store.apply_batch(events)  # the worker died before the link step
     assert await people.links("u1") == []
-    await run(people, events)               # the batch comes again: profile unchanged, link made
+    await run(people, events)  # the batch comes again: profile unchanged, link made
     assert await people.links("u1") == ["d"]
     assert (await people.person("u1"))["counts"] == {"page_view": 1, "identify": 1}
 
@@ -58,8 +58,9 @@ async def test_user_keys_do_not_carry_the_user_id(people, redis_client):
 
 
 async def test_erasing_a_user_removes_every_device_and_blocks_relinking(people, redis_client):
-    await run(people, [page_view("a", T0), identify("a", "u3", T0 + 1),
-                       page_view("b", T0), identify("b", "u3", T0 + 2)])
+    await run(
+        people, [page_view("a", T0), identify("a", "u3", T0 + 1), page_view("b", T0), identify("b", "u3", T0 + 2)]
+    )
     await people.set_preferences("u3", {"language": "nb"})
     outcome = await people.erase("a")  # a visitor id erases the whole person
     assert outcome == {"erased": "u3", "visitor_ids": ["a", "b"]}
@@ -93,13 +94,20 @@ async def test_a_refusal_is_in_both_logs_and_either_erasure_removes_both(people)
 
 async def test_many_users_read_at_once_equal_each_read_alone(people):
     """The worker's segment step reads every identified person of a batch in two round trips."""
-    events = [page_view("d0", T0), identify("d0", "u1", T0 + 1), page_view("d1", T0 + 2), identify("d1", "u1", T0 + 3),
-              page_view("d2", T0 + 4), identify("d2", "u2", T0 + 5),
-              page_view("d3", T0 + 6), identify("d3", "u3", T0 + 7)]
+    events = [
+        page_view("d0", T0),
+        identify("d0", "u1", T0 + 1),
+        page_view("d1", T0 + 2),
+        identify("d1", "u1", T0 + 3),
+        page_view("d2", T0 + 4),
+        identify("d2", "u2", T0 + 5),
+        page_view("d3", T0 + 6),
+        identify("d3", "u3", T0 + 7),
+    ]
     result = await run(people, events)
     await people.store.redis.hset(people.store.profile_key("d1"), "prefs", '{"topics": ["shoes"]}')
     await people.store.redis.set(people._key("u1", "prefs"), '{"language": "no"}')
-    await people.store.hide("d2", "erasure-1")                       # being erased: counts for nobody
+    await people.store.hide("d2", "erasure-1")  # being erased: counts for nobody
     alone = {uid: await people.person(uid) for uid in ("u1", "u2", "u3", "nobody")}
     assert alone["u1"]["preferences"] == {"topics": ["shoes"], "language": "no"}
     assert alone["u2"] is None and alone["nobody"] is None

@@ -16,12 +16,21 @@ def ids():
 
 
 def ev(kind, vid, n, **props):
-    return {"event_id": f"{vid}-{kind}-{n}", "type": kind, "visitor_id": vid, "ts": T0 + n, "session_id": "s",
-            "received_at": T0 + n, "props": props}
+    return {
+        "event_id": f"{vid}-{kind}-{n}",
+        "type": kind,
+        "visitor_id": vid,
+        "ts": T0 + n,
+        "session_id": "s",
+        "received_at": T0 + n,
+        "props": props,
+    }
 
 
 def bought(vid, n, *items):
-    return ev("purchase", vid, n, order={"id": f"o-{vid}-{n}", "items": [{"id": i, "qty": 1, "price": 5.0} for i in items]})
+    return ev(
+        "purchase", vid, n, order={"id": f"o-{vid}-{n}", "items": [{"id": i, "qty": 1, "price": 5.0} for i in items]}
+    )
 
 
 def viewed(vid, n, item):
@@ -33,15 +42,17 @@ async def dump(redis, prefix):
     async for key in redis.scan_iter(match=f"{prefix}:*"):
         kind = (await redis.type(key)).decode()
         if kind == "hash":
-            out[key.decode()[len(prefix):]] = await redis.hgetall(key)
+            out[key.decode()[len(prefix) :]] = await redis.hgetall(key)
         elif kind == "set":
-            out[key.decode()[len(prefix):]] = await redis.smembers(key)
+            out[key.decode()[len(prefix) :]] = await redis.smembers(key)
         elif kind == "zset":
-            out[key.decode()[len(prefix):]] = {m: round(s, 9) for m, s in await redis.zrange(key, 0, -1, withscores=True)}
+            out[key.decode()[len(prefix) :]] = {
+                m: round(s, 9) for m, s in await redis.zrange(key, 0, -1, withscores=True)
+            }
         elif kind == "list":  # each visitor's recent events (engine.stream.recent)
-            out[key.decode()[len(prefix):]] = await redis.lrange(key, 0, -1)
+            out[key.decode()[len(prefix) :]] = await redis.lrange(key, 0, -1)
         else:
-            out[key.decode()[len(prefix):]] = await redis.get(key)
+            out[key.decode()[len(prefix) :]] = await redis.get(key)
     return out
 
 
@@ -54,7 +65,13 @@ async def worlds(settings_for, redis_client, tmp_path):
         settings = settings_for(rules=tmp_path / "no-rules")
         stores = build_stores(settings, redis_client)
         made.append(settings.redis_prefix)
-        return settings.redis_prefix, stores, batch_handlers(settings, stores, LiveRules(settings.rules, half_life_days=settings.interest_half_life_days))[0]
+        return (
+            settings.redis_prefix,
+            stores,
+            batch_handlers(
+                settings, stores, LiveRules(settings.rules, half_life_days=settings.interest_half_life_days)
+            )[0],
+        )
 
     yield make
     for prefix in made:
@@ -65,16 +82,22 @@ async def worlds(settings_for, redis_client, tmp_path):
 
 async def feed_both_ways(worlds, redis_client, log):
     (p1, _, one), (p2, _, other) = worlds(), worlds()
-    await one(log)                      # the live worker: one batch
-    for event in log:                   # a replay that happens to batch one by one
+    await one(log)  # the live worker: one batch
+    for event in log:  # a replay that happens to batch one by one
         await other([event])
     return await dump(redis_client, p1), await dump(redis_client, p2), p1
 
 
 async def test_an_erasure_in_a_batch_subtracts_what_came_before_and_drops_what_comes_after(worlds, redis_client):
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    log = [viewed(a, 1, "x"), bought(a, 2, "x", "y"), bought(b, 3, "x", "y"),
-           changes.erasure(a, None, T0 + 4, ids), viewed(a, 5, "z"), bought(a, 6, "x", "z")]
+    log = [
+        viewed(a, 1, "x"),
+        bought(a, 2, "x", "y"),
+        bought(b, 3, "x", "y"),
+        changes.erasure(a, None, T0 + 4, ids),
+        viewed(a, 5, "z"),
+        bought(a, 6, "x", "z"),
+    ]
     first, second, prefix = await feed_both_ways(worlds, redis_client, log)
     assert first == second
     assert first[f":{{v:{a}}}:p"] == {b"t": str(T0 + 4).encode()}
@@ -84,8 +107,13 @@ async def test_an_erasure_in_a_batch_subtracts_what_came_before_and_drops_what_c
 
 async def test_consent_withdrawn_in_a_batch_still_counts_what_came_before(worlds, redis_client):
     v = str(uuid.uuid4())
-    log = [viewed(v, 1, "x"), bought(v, 2, "x", "y"), ev("consent", v, 3, consent={"analytics": False}),
-           bought(v, 4, "x", "z"), viewed(v, 5, "w")]
+    log = [
+        viewed(v, 1, "x"),
+        bought(v, 2, "x", "y"),
+        ev("consent", v, 3, consent={"analytics": False}),
+        bought(v, 4, "x", "z"),
+        viewed(v, 5, "w"),
+    ]
     first, second, _ = await feed_both_ways(worlds, redis_client, log)
     assert first == second
     assert first[":rec:{co}:np"] == {b"x": b"1", b"y": b"1"}
@@ -106,6 +134,10 @@ async def test_preferences_from_the_log_keep_the_latest_stamp_whatever_the_order
 async def test_a_malformed_state_change_is_rejected_with_its_reason(worlds):
     (_, _, handle) = worlds()
     bad = {"event_id": ids(), "type": "server:preferences", "visitor_id": "v", "ts": T0, "props": {"document": 3}}
-    result = await handle([bad, {"event_id": ids(), "type": "server:nothing", "visitor_id": "v", "ts": T0, "props": {}}])
+    result = await handle(
+        [bad, {"event_id": ids(), "type": "server:nothing", "visitor_id": "v", "ts": T0, "props": {}}]
+    )
     assert [reason for _, reason in result.rejected] == [
-        "state change: props.document: expected a non-empty string", "state change: type: unknown state change 'server:nothing'"]
+        "state change: props.document: expected a non-empty string",
+        "state change: type: unknown state change 'server:nothing'",
+    ]

@@ -30,9 +30,17 @@ class Clock:
 
 
 def views(vid, category, days_ago):
-    return [{"event_id": f"{vid}-{category}-{i}", "type": "product_view", "visitor_id": vid, "session_id": "s",
-             "ts": NOW - d * DAY_MS, "props": {"product": {"id": f"p{i}", "category": category}}}
-            for i, d in enumerate(days_ago)]
+    return [
+        {
+            "event_id": f"{vid}-{category}-{i}",
+            "type": "product_view",
+            "visitor_id": vid,
+            "session_id": "s",
+            "ts": NOW - d * DAY_MS,
+            "props": {"product": {"id": f"p{i}", "category": category}},
+        }
+        for i, d in enumerate(days_ago)
+    ]
 
 
 def ruleset(text: bytes):
@@ -51,8 +59,9 @@ async def parts(redis_client):
     store = ProfileStore(redis_client, prefix)
     index = SegmentIndex(redis_client, prefix)
     rules = Rules(build_ruleset([], half_life_days=14.0))
-    evaluator = SegmentEvaluator(People(redis_client, store), ValueStore(redis_client, store, 14.0), index, rules, 14.0,
-                                 clock=Clock(NOW))
+    evaluator = SegmentEvaluator(
+        People(redis_client, store), ValueStore(redis_client, store, 14.0), index, rules, 14.0, clock=Clock(NOW)
+    )
     yield store, index, rules, SegmentBackfill(evaluator, chunk=7)
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
     if keys:

@@ -33,9 +33,17 @@ def rules():
 
 
 def views(vid, category, days_ago, start=0):
-    return [{"event_id": f"{vid}-{category}-{start + i}", "type": "product_view", "visitor_id": vid, "session_id": "s",
-             "ts": NOW - d * DAY_MS, "props": {"product": {"id": f"p{i}", "category": category}}}
-            for i, d in enumerate(days_ago)]
+    return [
+        {
+            "event_id": f"{vid}-{category}-{start + i}",
+            "type": "product_view",
+            "visitor_id": vid,
+            "session_id": "s",
+            "ts": NOW - d * DAY_MS,
+            "props": {"product": {"id": f"p{i}", "category": category}},
+        }
+        for i, d in enumerate(days_ago)
+    ]
 
 
 def by_name(rs, name):
@@ -59,7 +67,10 @@ def test_a_decaying_interest_is_due_when_it_crosses_the_threshold():
     segment = by_name(rs, "hat-fans")
     due = segment.condition.next_change(person, {}, NOW)
     assert abs(due - (NOW + 14 * DAY_MS)) <= 1
-    assert segment.condition.evaluate(person, {}, due - 1000)[0] and not segment.condition.evaluate(person, {}, due + 1000)[0]
+    assert (
+        segment.condition.evaluate(person, {}, due - 1000)[0]
+        and not segment.condition.evaluate(person, {}, due + 1000)[0]
+    )
     assert segment.condition.next_change(person, {}, due + 1000) is None  # below: decay never brings it back
 
 
@@ -95,8 +106,15 @@ async def parts(redis_client):
     people = People(redis_client, store)
     index = SegmentIndex(redis_client, prefix)
     clock = Clock(NOW)
-    evaluator = SegmentEvaluator(people, ValueStore(redis_client, store, 14.0), index, Rules(rules()), 14.0,
-                                 clock=clock, anonymous_ttl_ms=3_600_000)
+    evaluator = SegmentEvaluator(
+        people,
+        ValueStore(redis_client, store, 14.0),
+        index,
+        Rules(rules()),
+        14.0,
+        clock=clock,
+        anonymous_ttl_ms=3_600_000,
+    )
     yield store, index, evaluator, clock
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
     if keys:

@@ -27,8 +27,17 @@ segments:
 
 
 def person():
-    events = [{"event_id": f"e{i}", "type": "product_view", "visitor_id": "v", "session_id": f"s{i % 2}", "ts": NOW - i * DAY_MS,
-               "props": {"product": {"id": f"p{i}", "category": "hats"}}} for i in range(3)]
+    events = [
+        {
+            "event_id": f"e{i}",
+            "type": "product_view",
+            "visitor_id": "v",
+            "session_id": f"s{i % 2}",
+            "ts": NOW - i * DAY_MS,
+            "props": {"product": {"id": f"p{i}", "category": "hats"}},
+        }
+        for i in range(3)
+    ]
     return fold(new_profile("v"), events)
 
 

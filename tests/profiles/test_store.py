@@ -13,8 +13,14 @@ from engine.profiles.store import CHUNK, DAY_MS, SEEN_KEPT, ProfileStore, event_
 
 def events_for(visitor, n, start=1_700_000_000_000):
     return [
-        {"event_id": f"{visitor}-{i}", "type": "page_view" if i % 3 else "page_ping", "visitor_id": visitor,
-         "session_id": f"s{i // 5}", "ts": start + i * 1000, "url": f"/p{i}"}
+        {
+            "event_id": f"{visitor}-{i}",
+            "type": "page_view" if i % 3 else "page_ping",
+            "visitor_id": visitor,
+            "session_id": f"s{i // 5}",
+            "ts": start + i * 1000,
+            "url": f"/p{i}",
+        }
         for i in range(n)
     ]
 
@@ -97,8 +103,8 @@ async def test_chunks_older_than_the_horizon_are_dropped(redis_client):
     index = (await redis_client.hget(store.seen_key("a"), "i")).decode()
     stamps = [int(entry.split(":")[1]) for entry in index.split(",")]
     assert len(stamps) == 3 and max(stamps) - min(stamps) == 2 * DAY_MS
-    assert await store.apply(day(events[CHUNK:CHUNK + 5], 6)) == 0  # day 1's ids, moved out on day 3: kept
-    assert await store.apply(day(events[:5], 6)) == 5                # day 0's, moved out on day 2: past the horizon
+    assert await store.apply(day(events[CHUNK : CHUNK + 5], 6)) == 0  # day 1's ids, moved out on day 3: kept
+    assert await store.apply(day(events[:5], 6)) == 5  # day 0's, moved out on day 2: past the horizon
     await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
 
 
@@ -147,8 +153,10 @@ async def test_commit_refuses_an_id_already_seen(store, redis_client):
     """The script itself checks seen ids, not only the read before it."""
     await store.apply(events_for("a", 2))
     version = await redis_client.hget(store.profile_key("a"), "v")
-    commit = lambda ids: store._commit(keys=[store.profile_key("a")],
-                                       args=[msgpack.packb([version, b"v2", b"x", ids, 0, []], use_bin_type=False), 0, 60])
+    commit = lambda ids: store._commit(
+        keys=[store.profile_key("a")],
+        args=[msgpack.packb([version, b"v2", b"x", ids, 0, []], use_bin_type=False), 0, 60],
+    )
     assert (await commit(event_hash("a-1")))[0] == b"0"
     flags, _ = await commit(event_hash("new") + event_hash("a-1"))
     assert flags == b"0"
@@ -186,10 +194,17 @@ async def test_an_event_that_breaks_the_fold_is_left_out_with_its_reason(store):
         return fold(profile, events)
 
     good = events_for("a", 3)
-    broken = {"event_id": "bad", "type": "page_ping", "visitor_id": "a", "ts": 1_700_000_000_500, "props": {"marker": "boom"}}
+    broken = {
+        "event_id": "bad",
+        "type": "page_ping",
+        "visitor_id": "a",
+        "ts": 1_700_000_000_500,
+        "props": {"marker": "boom"},
+    }
     result = await store.apply_batch(good[:2] + [broken] + good[2:] + events_for("b", 2), fragile)
     assert result.applied == 5 and [(e["event_id"], r) for e, r in result.rejected] == [
-        ("bad", "the profile fold failed: ValueError: cannot convert float NaN to integer")]
+        ("bad", "the profile fold failed: ValueError: cannot convert float NaN to integer")
+    ]
     assert await store.get("a") == fold(new_profile("a"), good)
     # not marked seen: redelivered, it is refused again (and would apply once the fold is fixed)
     again = await store.apply_batch([broken], fragile)
@@ -198,11 +213,18 @@ async def test_an_event_that_breaks_the_fold_is_left_out_with_its_reason(store):
 
 
 async def test_events_without_a_usable_envelope_are_rejected_not_fatal(store):
-    bad = [{"type": "page_view", "ts": 1}, {"event_id": "x", "visitor_id": "a", "type": "page_view", "ts": "soon"}, "text"]
+    bad = [
+        {"type": "page_view", "ts": 1},
+        {"event_id": "x", "visitor_id": "a", "type": "page_view", "ts": "soon"},
+        "text",
+    ]
     result = await store.apply_batch(bad + events_for("a", 2))
     assert result.applied == 2
     assert [reason for _, reason in result.rejected] == [
-        "event_id: expected a non-empty string", "ts: expected integer milliseconds", "event: expected a map"]
+        "event_id: expected a non-empty string",
+        "ts: expected integer milliseconds",
+        "event: expected a map",
+    ]
 
 
 async def test_erased_profile_gets_a_tombstone_that_stops_new_events(store):
@@ -222,10 +244,10 @@ async def test_in_memory_copies_stay_exact_when_someone_else_writes(redis_client
     events = events_for("a", 30)
     await live.apply(events[:10])
     assert "a" in live.cache
-    await other.apply(events[10:20])        # e.g. a replay or a worker that took over the partition
+    await other.apply(events[10:20])  # e.g. a replay or a worker that took over the partition
     await live.apply(events[20:])
     assert await live.get("a") == fold(new_profile("a"), events)
-    await live.apply(events)                 # redelivery, served from the cache: nothing changes
+    await live.apply(events)  # redelivery, served from the cache: nothing changes
     assert await live.get("a") == fold(new_profile("a"), events)
     await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
 
@@ -244,13 +266,13 @@ async def test_a_profile_this_worker_wrote_last_is_not_read_and_its_duplicates_s
     events = events_for("a", 40)
     await live.apply(events[:10])
     assert len(reads) == 1
-    assert await live.apply(events[5:20]) == 10          # half redelivered: dropped from the cached seen ids
+    assert await live.apply(events[5:20]) == 10  # half redelivered: dropped from the cached seen ids
     assert len(reads) == 1, "a profile written last by this worker is not read again"
-    await other.apply(events[20:25])                     # written by something else meanwhile
-    assert await live.apply(events[20:30]) == 5          # the version check sends it back to a read
+    await other.apply(events[20:25])  # written by something else meanwhile
+    assert await live.apply(events[20:30]) == 5  # the version check sends it back to a read
     assert len(reads) == 2
     assert await live.get("a") == fold(new_profile("a"), events[:30])
-    await other.erase("a", 1)                            # erased elsewhere: the cached copy must not revive it
+    await other.erase("a", 1)  # erased elsewhere: the cached copy must not revive it
     result = await live.apply_batch(events[30:])
     assert result.applied == 0 and result.profiles == {"a": None} and await live.get("a") is None
     await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])
@@ -258,11 +280,12 @@ async def test_a_profile_this_worker_wrote_last_is_not_read_and_its_duplicates_s
 
 async def test_a_profile_with_many_seen_ids_is_read_again_rather_than_cached_with_them(redis_client):
     from engine.profiles.store import SEEN_CACHED
+
     prefix = f"t{uuid.uuid4().hex[:8]}"
     live = ProfileStore(redis_client, prefix, cache_size=100)
     events = events_for("a", SEEN_CACHED + 10)
     await live.apply(events[:-5])
-    assert live.cache["a"][2] is None                     # the profile is kept, its seen ids are not
+    assert live.cache["a"][2] is None  # the profile is kept, its seen ids are not
     assert await live.apply(events) == 5
     assert await live.get("a") == fold(new_profile("a"), events)
     await redis_client.delete(*[k async for k in redis_client.scan_iter(match=f"{prefix}*")])

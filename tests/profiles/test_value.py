@@ -92,7 +92,9 @@ def population(n=400, seed=5):
     for i in range(n):
         orders = int(rng.integers(1, 12))
         days = sorted(rng.choice(300, orders, replace=False))
-        out.append([[NOW - int(d) * DAY_MS, float(rng.gamma(2, 20 + i % 7 * 10)), f"o{i}-{j}"] for j, d in enumerate(days)])
+        out.append(
+            [[NOW - int(d) * DAY_MS, float(rng.gamma(2, 20 + i % 7 * 10)), f"o{i}-{j}"] for j, d in enumerate(days)]
+        )
     return out
 
 
@@ -122,7 +124,13 @@ def test_without_enough_customers_the_tier_follows_revenue_and_there_is_no_clv()
     assert model.bgnbd is None and model.tier_basis == "revenue"
     v = value.person_value(model, logs[0], NOW)
     assert v["clv"] is None and v["tier"] in ("key", "growth", "low")
-    assert value.person_value(value.ValueModel(), [], NOW) == {"tier": "low", "orders": 0, "revenue": 0.0, "rfm": None, "clv": None}
+    assert value.person_value(value.ValueModel(), [], NOW) == {
+        "tier": "low",
+        "orders": 0,
+        "revenue": 0.0,
+        "rfm": None,
+        "clv": None,
+    }
 
 
 def test_the_model_survives_json():

@@ -28,8 +28,16 @@ async def alerts(w):
 
 async def test_wishers_hear_once_when_an_unavailable_item_comes_back(wishes):
     result = BatchResult(profiles={"v1": {"user_id": "u1"}, "v2": {"user_id": None}, "v3": {"user_id": None}})
-    await wishes([wish("v1", "boot"), wish("v2", "boot"), wish("v3", "boot"), wish("v3", "boot", "remove_from_wishlist"),
-                  wish("v2", "hat")], result)
+    await wishes(
+        [
+            wish("v1", "boot"),
+            wish("v2", "boot"),
+            wish("v3", "boot"),
+            wish("v3", "boot", "remove_from_wishlist"),
+            wish("v2", "hat"),
+        ],
+        result,
+    )
     assert await wishes.wishers("boot") == ["u1", "v2"]  # the identified person under their user id
     item = lambda available: CatalogItem("boot", "shoes", available)
     assert await wishes.catalog_changed([item(True)], 1) == 0  # first word of the item: nothing came back
@@ -37,7 +45,9 @@ async def test_wishers_hear_once_when_an_unavailable_item_comes_back(wishes):
     assert await wishes.catalog_changed([item(True)], 3) == 2
     assert await wishes.catalog_changed([item(True)], 3) == 0  # the same change again (a redelivery)
     assert sorted((a["kind"], a["person"], a["item"], a["at"]) for a in await alerts(wishes)) == [
-        ("back_in_stock", "u1", "boot", "3"), ("back_in_stock", "v2", "boot", "3")]
+        ("back_in_stock", "u1", "boot", "3"),
+        ("back_in_stock", "v2", "boot", "3"),
+    ]
     assert int(await wishes.redis.hget(wishes.stats_key, "alerts")) == 2
 
 
@@ -53,8 +63,10 @@ async def test_erasure_takes_the_person_off_every_wish_list_and_a_replay_alerts_
 
 
 async def test_a_lower_price_alerts_each_wisher_once_per_change(wishes):
-    await wishes([wish("v1", "boot"), wish("v2", "boot"), wish("v2", "hat")],
-                 BatchResult(profiles={"v1": {"user_id": "u1"}, "v2": {"user_id": None}}))
+    await wishes(
+        [wish("v1", "boot"), wish("v2", "boot"), wish("v2", "hat")],
+        BatchResult(profiles={"v1": {"user_id": "u1"}, "v2": {"user_id": None}}),
+    )
     item = lambda price, available=True: CatalogItem("boot", "shoes", available, price=price)
     assert await wishes.catalog_changed([item(100.0)], 1) == 0  # the first price heard: nothing dropped
     assert await wishes.catalog_changed([item(100.0)], 2) == 0  # loaded again at the same price
@@ -65,8 +77,11 @@ async def test_a_lower_price_alerts_each_wisher_once_per_change(wishes):
     assert await wishes.catalog_changed([item(79.5)], 6) == 2
     drops = [a for a in await alerts(wishes) if a["kind"] == "price_drop"]
     assert sorted((a["person"], a["item"], a["at"], a["old_price"], a["new_price"]) for a in drops) == [
-        ("u1", "boot", "4", "120.0", "80.0"), ("u1", "boot", "6", "80.0", "79.5"),
-        ("v2", "boot", "4", "120.0", "80.0"), ("v2", "boot", "6", "80.0", "79.5")]
+        ("u1", "boot", "4", "120.0", "80.0"),
+        ("u1", "boot", "6", "80.0", "79.5"),
+        ("v2", "boot", "4", "120.0", "80.0"),
+        ("v2", "boot", "6", "80.0", "79.5"),
+    ]
     assert int(await wishes.redis.hget(wishes.stats_key, "alerts")) == 4
 
 

@@ -9,20 +9,23 @@ from engine.recommend.blend import blend
 
 def test_each_source_is_normalized_by_its_max():
     # counts on a scale 1000x the cosines must not drown them: both tops become 1.0
-    out = blend({"cos": {"a": 0.5, "b": 0.25}, "pop": {"c": 1000.0, "b": 500.0}},
-                {"cos": 1.0, "pop": 1.0}, k=3)
+    out = blend({"cos": {"a": 0.5, "b": 0.25}, "pop": {"c": 1000.0, "b": 500.0}}, {"cos": 1.0, "pop": 1.0}, k=3)
     # b = 0.5 (cos) + 0.5 (pop) = 1.0; a and c are each their source's top, 1.0: all tie, by id
-    assert out == [("a", pytest.approx(1.0), "cos"), ("b", pytest.approx(1.0), "cos"),
-                   ("c", pytest.approx(1.0), "pop")]
+    assert out == [("a", pytest.approx(1.0), "cos"), ("b", pytest.approx(1.0), "cos"), ("c", pytest.approx(1.0), "pop")]
 
 
 def test_weights_scale_contributions_and_pick_the_strongest_source():
-    out = blend({"cos": {"a": 1.0, "b": 0.5}, "als": {"b": 2.0, "c": 1.0}, "pop": {"d": 10.0}},
-                {"cos": 1.0, "als": 0.5, "pop": 0.1}, k=10)
-    assert out == [("a", pytest.approx(1.0), "cos"),
-                   ("b", pytest.approx(1.0), "als"),   # 0.5 cos + 0.5 als: a source tie -> first name
-                   ("c", pytest.approx(0.25), "als"),
-                   ("d", pytest.approx(0.1), "pop")]
+    out = blend(
+        {"cos": {"a": 1.0, "b": 0.5}, "als": {"b": 2.0, "c": 1.0}, "pop": {"d": 10.0}},
+        {"cos": 1.0, "als": 0.5, "pop": 0.1},
+        k=10,
+    )
+    assert out == [
+        ("a", pytest.approx(1.0), "cos"),
+        ("b", pytest.approx(1.0), "als"),  # 0.5 cos + 0.5 als: a source tie -> first name
+        ("c", pytest.approx(0.25), "als"),
+        ("d", pytest.approx(0.1), "pop"),
+    ]
 
 
 def test_zero_weight_source_is_ignored():

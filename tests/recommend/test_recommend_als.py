@@ -57,25 +57,53 @@ def test_shuffled_groups_are_not_found():
 def test_interactions_weigh_purchases_merge_users_and_respect_consent():
     history = Interactions({"purchase": 5.0, "product_view": 1.0})
     for event in [
-        view("d1", "a"), view("d1", "a", event_id="v-d1-a-1"), purchase("d1", "o1", ["a", "b"]),
-        purchase("d1", "o1", ["a", "b"]) | {"event_id": "retry"},        # the same order again
-        {"event_id": "i1", "type": "identify", "visitor_id": "d1", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
-        {"event_id": "i2", "type": "identify", "visitor_id": "d2", "user_id": "ann", "ts": T0, "props": {}, "verified": True},
-        view("d2", "c"),                                                   # ann's second device
+        view("d1", "a"),
+        view("d1", "a", event_id="v-d1-a-1"),
+        purchase("d1", "o1", ["a", "b"]),
+        purchase("d1", "o1", ["a", "b"]) | {"event_id": "retry"},  # the same order again
+        {
+            "event_id": "i1",
+            "type": "identify",
+            "visitor_id": "d1",
+            "user_id": "ann",
+            "ts": T0,
+            "props": {},
+            "verified": True,
+        },
+        {
+            "event_id": "i2",
+            "type": "identify",
+            "visitor_id": "d2",
+            "user_id": "ann",
+            "ts": T0,
+            "props": {},
+            "verified": True,
+        },
+        view("d2", "c"),  # ann's second device
         {"event_id": "i3", "type": "identify", "visitor_id": "d5", "user_id": "bob", "ts": T0, "props": {}},
-        view("d5", "y") | {"user_id": "bob"},                             # an unverified login links nobody
+        view("d5", "y") | {"user_id": "bob"},  # an unverified login links nobody
         {"event_id": "c1", "type": "consent", "visitor_id": "d3", "ts": T0, "props": {"consent": {"analytics": False}}},
         view("d3", "secret"),
         {"event_id": "c2", "type": "consent", "visitor_id": "d3", "ts": T0, "props": {"consent": {"analytics": True}}},
         view("d3", "public"),
-        view("d4", "x") | {"user_id": "guest"},                            # a placeholder id links nobody
+        view("d4", "x") | {"user_id": "guest"},  # a placeholder id links nobody
     ]:
         history.add(event)
     rows = sorted(history.rows())
-    assert rows == [("ann", "a", 7.0), ("ann", "b", 5.0), ("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0),
-                    ("d5", "y", 1.0)]
-    assert sorted(history.rows(skip={"d1"})) == [("ann", "c", 1.0), ("d3", "public", 1.0), ("d4", "x", 1.0),
-                                                  ("d5", "y", 1.0)]
+    assert rows == [
+        ("ann", "a", 7.0),
+        ("ann", "b", 5.0),
+        ("ann", "c", 1.0),
+        ("d3", "public", 1.0),
+        ("d4", "x", 1.0),
+        ("d5", "y", 1.0),
+    ]
+    assert sorted(history.rows(skip={"d1"})) == [
+        ("ann", "c", 1.0),
+        ("d3", "public", 1.0),
+        ("d4", "x", 1.0),
+        ("d5", "y", 1.0),
+    ]
 
 
 async def test_artefacts_round_trip_through_bytes_redis_and_the_holder(redis_client, tmp_path):
@@ -98,7 +126,7 @@ async def test_artefacts_round_trip_through_bytes_redis_and_the_holder(redis_cli
             assert holder.current.scores(["a"]) == pytest.approx({"a": (n + 1) ** 2, "b": 0.0})
         assert (await als_store.load_current(redis_client, prefix)).version == "v2"
         assert (await als_store.info(redis_client, prefix))["trained_at"] == 2
-        assert await redis_client.exists(f"{prefix}:rec:als:v0") == 0          # older than the last KEEP
+        assert await redis_client.exists(f"{prefix}:rec:als:v0") == 0  # older than the last KEEP
         assert await redis_client.exists(f"{prefix}:rec:als:v1", f"{prefix}:rec:als:v2") == 2
     finally:
         keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
@@ -116,7 +144,9 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
     try:
         profiles = ProfileStore(redis, settings.redis_prefix)
         await profiles.erase("forgotten", T0)
-        model = await als_retrain.train(settings, redis, profiles, SMALL, progress=False, out_path=tmp_path / "model.npz")
+        model = await als_retrain.train(
+            settings, redis, profiles, SMALL, progress=False, out_path=tmp_path / "model.npz"
+        )
         assert "only-theirs" not in model and "g0-i1" in model
         assert model.meta["erased_visitors"] == 1 and model.meta["events"] == len(events)
         assert model.meta["persons"] == 60
@@ -128,11 +158,19 @@ async def test_train_reads_the_topic_skips_erased_visitors_and_publishes(setting
         stop = asyncio.Event()
         await redis.delete(f"{settings.redis_prefix}:rec:als:lock")
         await redis.set(f"{settings.redis_prefix}:rec:als:info", '{"trained_at": 0}')
-        task = asyncio.create_task(als_retrain.retrain_periodically(
-            redis, settings.redis_prefix, 3600, stop.is_set,
-            lambda: als_retrain.train(settings, redis, profiles, SMALL, progress=False), poll_s=0.05))
-        newer = await wait_until(lambda: _newer(redis, settings.redis_prefix, model.version), timeout=60,
-                                 message="a retrained model")
+        task = asyncio.create_task(
+            als_retrain.retrain_periodically(
+                redis,
+                settings.redis_prefix,
+                3600,
+                stop.is_set,
+                lambda: als_retrain.train(settings, redis, profiles, SMALL, progress=False),
+                poll_s=0.05,
+            )
+        )
+        newer = await wait_until(
+            lambda: _newer(redis, settings.redis_prefix, model.version), timeout=60, message="a retrained model"
+        )
         stop.set()
         await asyncio.wait_for(task, 5)
         assert newer != model.version

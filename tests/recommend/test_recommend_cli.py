@@ -13,8 +13,9 @@ from purchase_history import grouped_rows, produce, purchase
 
 def run(settings, *args, timeout=120, **env):
     environ = {**os.environ, **settings.environ(), **env}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=environ, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], env=environ, capture_output=True, text=True, timeout=timeout
+    )
 
 
 async def wipe(redis, prefix):
@@ -40,7 +41,9 @@ async def test_catalog_load_stores_a_file_and_names_the_bad_line(settings_for, t
         refused = run(settings, "catalog", "load", str(bad))
         assert refused.returncode == 1
         assert "bad.csv line 3" in refused.stderr and "available" in refused.stderr
-        assert (await Catalog(redis, settings.redis_prefix).get(["hat"]))["hat"].available is False  # nothing half-loaded
+        assert (await Catalog(redis, settings.redis_prefix).get(["hat"]))[
+            "hat"
+        ].available is False  # nothing half-loaded
     finally:
         await wipe(redis, settings.redis_prefix)
         await redis.aclose()

@@ -33,7 +33,9 @@ purchase = partial(builders.purchase, ts=T0, session_id="s-{vid}", price=2.0, ca
 
 async def also_bought(engine, item, **params):
     async with engine.client() as client:
-        response = await client.get("/v1/recommendations/also-bought", params={"item": item, "k": 5, **params}, headers=AUTH)
+        response = await client.get(
+            "/v1/recommendations/also-bought", params={"item": item, "k": 5, **params}, headers=AUTH
+        )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -42,8 +44,11 @@ async def test_purchases_posted_become_also_bought(engine):
     tag = unique("sku")
     seed, partner, other = f"{tag}-seed", f"{tag}-partner", f"{tag}-other"
     buyers = [unique() for _ in range(3)]
-    events = [purchase(buyers[0], f"{tag}-o1", [seed, partner]), purchase(buyers[1], f"{tag}-o2", [seed, partner]),
-              purchase(buyers[2], f"{tag}-o3", [seed, other])]
+    events = [
+        purchase(buyers[0], f"{tag}-o1", [seed, partner]),
+        purchase(buyers[1], f"{tag}-o2", [seed, partner]),
+        purchase(buyers[2], f"{tag}-o3", [seed, other]),
+    ]
     await post(engine, events)
     await post(engine, events[:2])  # the tracker retrying: same orders, new event ids
 
@@ -58,10 +63,10 @@ async def test_purchases_posted_become_also_bought(engine):
     out = await wait_until(counted, timeout=30, message="the co-purchased items listed")
     assert out["item"] == seed and out["source"].startswith("cooccurrence")
     listed = [i["id"] for i in out["items"]]
-    assert listed.index(partner) < listed.index(other)   # same popularity, twice the orders with the seed
+    assert listed.index(partner) < listed.index(other)  # same popularity, twice the orders with the seed
     # the evidence is what was sent: two orders hold seed and partner (the retries counted nothing), one the other
     assert because(out, partner) == {"source": "cooccurrence", "with": seed, "orders": 2}
-    assert because(out, other) == {"source": "cooccurrence", "with": seed, "orders": 1}   # no minimum support
+    assert because(out, other) == {"source": "cooccurrence", "with": seed, "orders": 1}  # no minimum support
 
     # with the visitor: what they bought is dropped
     mine = await also_bought(engine, seed, visitor_id=buyers[0], max_per_category=0)
@@ -98,20 +103,33 @@ async def test_every_items_evidence_matches_the_orders_sent_and_the_counts_in_re
         why = entry["because"]
         if why["source"] == "cooccurrence":
             assert why["with"] == seed and why["orders"] == in_redis[entry["id"]] == sent[entry["id"]], entry
-        else:   # a popularity pick was never bought with the seed
+        else:  # a popularity pick was never bought with the seed
             assert why["source"] == "popularity" and entry["id"] not in in_redis, entry
     scores = [entry["score"] for entry in out["items"]]
     assert scores == sorted(scores, reverse=True)
 
     # for-you of a shopper who viewed the seed: the co-purchase evidence names the seed and the same counts
     shopper = unique()
-    await post(engine, [{"type": "product_view", "visitor_id": shopper, "session_id": f"s-{shopper}", "ts": T0 + 5,
-                         "props": {"product": {"id": seed, "category": "c"}}}])
+    await post(
+        engine,
+        [
+            {
+                "type": "product_view",
+                "visitor_id": shopper,
+                "session_id": f"s-{shopper}",
+                "ts": T0 + 5,
+                "props": {"product": {"id": seed, "category": "c"}},
+            }
+        ],
+    )
 
     async def personal():
         async with engine.client() as client:
-            response = await client.get("/v1/recommendations/for-you", params={"visitor_id": shopper, "k": 5,
-                                                                               "max_per_category": 0}, headers=AUTH)
+            response = await client.get(
+                "/v1/recommendations/for-you",
+                params={"visitor_id": shopper, "k": 5, "max_per_category": 0},
+                headers=AUTH,
+            )
         out = response.json()
         return out if "cooccurrence" in out["source"] else None
 
@@ -123,10 +141,16 @@ async def test_every_items_evidence_matches_the_orders_sent_and_the_counts_in_re
 async def test_for_you_for_the_visitors_own_cookie(engine):
     vid = unique()
     async with engine.client() as client:
-        own = await client.get("/v1/recommendations/for-you", params={"visitor_id": vid, "k": 3},
-                               headers={"Cookie": f"clickstream_vid={vid}"})
-        other = await client.get("/v1/recommendations/for-you", params={"visitor_id": unique(), "k": 3},
-                                 headers={"Cookie": f"clickstream_vid={vid}"})
+        own = await client.get(
+            "/v1/recommendations/for-you",
+            params={"visitor_id": vid, "k": 3},
+            headers={"Cookie": f"clickstream_vid={vid}"},
+        )
+        other = await client.get(
+            "/v1/recommendations/for-you",
+            params={"visitor_id": unique(), "k": 3},
+            headers={"Cookie": f"clickstream_vid={vid}"},
+        )
         bad = await client.get("/v1/recommendations/for-you", params={"visitor_id": vid, "k": 0}, headers=AUTH)
     assert own.status_code == 200 and own.json()["source"] == "popularity"
     assert other.status_code == 403
@@ -142,12 +166,24 @@ async def test_a_cart_posted_to_the_collector_shapes_also_bought_for_that_visito
 
     async def counted():
         out = await also_bought(engine, seed, k=10, max_per_category=0)
-        orders_with = {i["id"]: i["because"].get("orders") for i in out["items"] if i["because"]["source"] == "cooccurrence"}
+        orders_with = {
+            i["id"]: i["because"].get("orders") for i in out["items"] if i["because"]["source"] == "cooccurrence"
+        }
         return out if orders_with == {with_seed: 3, with_cart: 2} else None
 
     await wait_until(counted, timeout=30, message="the seed's own list: both partners counted")
-    await post(engine, [{"type": "add_to_cart", "visitor_id": shopper, "session_id": f"s-{shopper}", "ts": T0 + 1,
-                         "props": {"product": {"id": in_cart, "category": "c"}, "qty": 1}}])
+    await post(
+        engine,
+        [
+            {
+                "type": "add_to_cart",
+                "visitor_id": shopper,
+                "session_id": f"s-{shopper}",
+                "ts": T0 + 1,
+                "props": {"product": {"id": in_cart, "category": "c"}, "qty": 1},
+            }
+        ],
+    )
 
     async def cart_first():
         out = await also_bought(engine, seed, visitor_id=shopper, max_per_category=0)

@@ -61,7 +61,10 @@ async def assert_same_counts(store: CooccurrenceStore, ref: CoCounts):
     for item in set(ref.counts) | set(await store.counts()):
         assert await store.neighbours(item) == {b: n for b, n in ref.pairs.get(item, {}).items() if n}, item
         for method in cooccur.METHODS:  # the script's normalization is cooccur.similarity's, exactly
-            assert await store.similar(item, method=method, limit=1000) == ref.neighbours(item, method, 2), (item, method)
+            assert await store.similar(item, method=method, limit=1000) == ref.neighbours(item, method, 2), (
+                item,
+                method,
+            )
 
 
 async def test_counts_equal_the_reference_after_redelivery_retries_and_replay(world):
@@ -73,8 +76,8 @@ async def test_counts_equal_the_reference_after_redelivery_retries_and_replay(wo
         ref.add_order(items)
 
     for start in range(0, len(events), 25):
-        await run(world, events[start:start + 25])
-    await run(world, events[40:90])                                             # a redelivered fetch
+        await run(world, events[start : start + 25])
+    await run(world, events[40:90])  # a redelivered fetch
     await run(world, [dict(e, event_id=e["event_id"] + "-retry") for e in events[:30]])  # same orders, new event ids
     store = world[2].store
     await assert_same_counts(store, ref)
@@ -123,14 +126,24 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     cat = lambda item: "dairy" if item < "i10" else "bread"  # noqa: E731
     events = [purchase(vid, oid, items, T0 + n, category=cat) for n, (vid, oid, items) in enumerate(orders)]
     # u0 and u1 are one person (both logged in as alice); u0 also viewed things
-    events += [{"event_id": f"id-{v}", "type": "identify", "visitor_id": v, "user_id": "alice", "ts": T0 + 500, "props": {},
-                "verified": True}
-               for v in ("u0", "u1")]
+    events += [
+        {
+            "event_id": f"id-{v}",
+            "type": "identify",
+            "visitor_id": v,
+            "user_id": "alice",
+            "ts": T0 + 500,
+            "props": {},
+            "verified": True,
+        }
+        for v in ("u0", "u1")
+    ]
     events += [view("u0", item, T0 + 600 + n, session_id="s9") for n, item in enumerate(ITEMS[:4])]
     events += [view("u2", item, T0 + 700 + n, session_id="s9") for n, item in enumerate(ITEMS[2:5])]
     await run(world, events)
-    alice_only = {item for vid, _, items in orders if vid in ("u0", "u1") for item in items} - \
-                 {item for vid, _, items in orders if vid not in ("u0", "u1") for item in items}
+    alice_only = {item for vid, _, items in orders if vid in ("u0", "u1") for item in items} - {
+        item for vid, _, items in orders if vid not in ("u0", "u1") for item in items
+    }
 
     await people.erase("alice")
 
@@ -148,9 +161,13 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     popular = dict(await store.popular(1000, now_ms=T0))
     for item, n in ref.counts.items():
         if n:
-            assert popular[item] == pytest.approx(sum(
-                0.5 ** ((T0 - (T0 + i)) / (7.0 * popularity.DAY_MS)) for i, (vid, _, items) in enumerate(orders)
-                if vid not in ("u0", "u1") and item in cooccur.order_items(items)))
+            assert popular[item] == pytest.approx(
+                sum(
+                    0.5 ** ((T0 - (T0 + i)) / (7.0 * popularity.DAY_MS))
+                    for i, (vid, _, items) in enumerate(orders)
+                    if vid not in ("u0", "u1") and item in cooccur.order_items(items)
+                )
+            )
     assert not alice_only & set(popular)
     by_category = dict(await store.popular(1000, category="dairy", now_ms=T0))
     assert set(by_category) == {i for i in popular if i < "i10"}
@@ -164,9 +181,13 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
 
 
 async def test_visitors_without_analytics_consent_are_not_counted(world):
-    events = [consent("shy", T0, analytics=False), purchase("shy", "o-shy", ["a", "b"], T0 + 1),
-              view("shy", "a", T0 + 2, session_id="s"), view("shy", "b", T0 + 3, session_id="s"),
-              purchase("ok", "o-ok", ["a", "c"], T0 + 4)]
+    events = [
+        consent("shy", T0, analytics=False),
+        purchase("shy", "o-shy", ["a", "b"], T0 + 1),
+        view("shy", "a", T0 + 2, session_id="s"),
+        view("shy", "b", T0 + 3, session_id="s"),
+        purchase("ok", "o-ok", ["a", "c"], T0 + 4),
+    ]
     await run(world, events)
     store = world[2].store
     assert await store.counts() == {"a": 1, "c": 1}
@@ -176,9 +197,11 @@ async def test_visitors_without_analytics_consent_are_not_counted(world):
 
 async def test_popularity_decays_and_knows_categories(world):
     day = popularity.DAY_MS
-    events = [purchase("p", "o1", ["old"], T0, category=lambda i: "x"),
-              purchase("p", "o2", ["new"], T0 + 14 * day, category=lambda i: "y"),
-              view("p", "seen", T0, session_id="s", category="z")]
+    events = [
+        purchase("p", "o1", ["old"], T0, category=lambda i: "x"),
+        purchase("p", "o2", ["new"], T0 + 14 * day, category=lambda i: "y"),
+        view("p", "seen", T0, session_id="s", category="z"),
+    ]
     await run(world, events)
     store = world[2].store
     ranked = await store.popular(10, now_ms=T0 + 14 * day)
@@ -194,20 +217,23 @@ async def test_popularity_stays_finite_and_continuous_over_many_eras(redis_clien
     updater = CooccurrenceUpdater(redis_client, prefix, half_life_days=1 / 24)
     store = updater.store
     era_ms = popularity.ERA_HALF_LIVES * hour
-    boundary = popularity.EPOCH_MS + 40 * era_ms   # the start of era 40
+    boundary = popularity.EPOCH_MS + 40 * era_ms  # the start of era 40
     try:
         # "a" bought long ago and twice just before the boundary, "b" once just after it
-        events = [purchase("v1", "o1", ["a"], popularity.EPOCH_MS + 365 * 24 * hour),
-                  purchase("v2", "o2", ["a"], boundary - 2 * hour), purchase("v3", "o3", ["a"], boundary - 2 * hour),
-                  purchase("v4", "o4", ["b"], boundary + hour)]
+        events = [
+            purchase("v1", "o1", ["a"], popularity.EPOCH_MS + 365 * 24 * hour),
+            purchase("v2", "o2", ["a"], boundary - 2 * hour),
+            purchase("v3", "o3", ["a"], boundary - 2 * hour),
+            purchase("v4", "o4", ["b"], boundary + hour),
+        ]
         profiles = {e["visitor_id"]: {"consent": {}} for e in events}
         await updater(events, BatchResult(profiles=profiles))
         ranked = dict(await store.popular(10, now_ms=boundary + hour))
-        assert ranked["a"] == pytest.approx(2 * 0.5 ** 3) and ranked["b"] == pytest.approx(1.0)
+        assert ranked["a"] == pytest.approx(2 * 0.5**3) and ranked["b"] == pytest.approx(1.0)
         later = dict(await store.popular(10, now_ms=boundary + 5 * hour))
-        assert later["a"] == pytest.approx(2 * 0.5 ** 7) and later["b"] == pytest.approx(0.5 ** 4)
+        assert later["a"] == pytest.approx(2 * 0.5**7) and later["b"] == pytest.approx(0.5**4)
         await updater.forget("v2", [{"id": "v2"}])
-        assert dict(await store.popular(10, now_ms=boundary + hour))["a"] == pytest.approx(0.5 ** 3)
+        assert dict(await store.popular(10, now_ms=boundary + hour))["a"] == pytest.approx(0.5**3)
     finally:
         keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
         if keys:
@@ -215,8 +241,12 @@ async def test_popularity_stays_finite_and_continuous_over_many_eras(redis_clien
 
 
 async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_client):
-    events = [purchase("r", "o1", ["a", "b"], T0), purchase("s", "o2", ["a", "b"], T0),
-              view("r", "a", T0, session_id="s1"), view("r", "b", T0 + 1, session_id="s1")]
+    events = [
+        purchase("r", "o1", ["a", "b"], T0),
+        purchase("s", "o2", ["a", "b"], T0),
+        view("r", "a", T0, session_id="s1"),
+        view("r", "b", T0 + 1, session_id="s1"),
+    ]
     await run(world, events)
     store = world[2].store
     before = (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0))
@@ -230,13 +260,18 @@ async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_c
 async def test_a_back_end_order_replaces_the_browsers_copy_and_no_browser_claims_its_id(world):
     profiles, people, updater = world
     store = updater.store
-    await run(world, [purchase("v1", "o1", ["a", "junk"], T0)])          # the browser says it first
-    await run(world, [purchase("v2", "o1", ["a", "fake"], T0 + 1)])       # a stranger, the same id, their own cookie
+    await run(world, [purchase("v1", "o1", ["a", "junk"], T0)])  # the browser says it first
+    await run(world, [purchase("v2", "o1", ["a", "fake"], T0 + 1)])  # a stranger, the same id, their own cookie
     await run(world, [dict(purchase("v1", "o1", ["a", "b"], T0 + 2), trusted=True, event_id="shop-o1")])
     assert await store.neighbours("a") == {"b": 1, "fake": 1}  # the customer's browser copy gave way
     assert await store.orders_of("v1") == ["o1"] and await store.orders_of("v2") == ["u:v2:o1"]
-    await run(world, [purchase("v1", "o1", ["a", "junk"], T0 + 3, event_id="again"),
-                      dict(purchase("v1", "o1", ["a", "c"], T0 + 4), trusted=True, event_id="shop-again")])
+    await run(
+        world,
+        [
+            purchase("v1", "o1", ["a", "junk"], T0 + 3, event_id="again"),
+            dict(purchase("v1", "o1", ["a", "c"], T0 + 4), trusted=True, event_id="shop-again"),
+        ],
+    )
     assert await store.neighbours("a") == {"b": 1, "fake": 1} and (await store.totals())["orders"] == 2
     await run(world, [dict(purchase("v3", "o9", ["a", "z"], T0 + 5), claim=True)])  # counted nowhere
     assert "z" not in await store.neighbours("a") and await store.orders_of("v3") == []

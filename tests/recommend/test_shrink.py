@@ -17,13 +17,13 @@ def ids(ranked):
 
 def test_no_prior_is_raw_pair_counts():
     pairs = {"milk": 2, "caviar": 3, "blini": 3}
-    assert ids(shrink.rank(pairs, 3, COUNTS, N, strength=0)) == ["blini", "caviar", "milk"]   # ties by id
+    assert ids(shrink.rank(pairs, 3, COUNTS, N, strength=0)) == ["blini", "caviar", "milk"]  # ties by id
 
 
 def test_a_thin_seed_borrows_from_popularity_a_well_bought_one_does_not():
-    thin = {"milk": 2, "caviar": 3}           # the seed is in 5 orders
-    assert ids(shrink.rank(thin, 5, COUNTS, N, strength=8)) == ["milk", "caviar"]   # 2 + 8 * 0.5 > 3 + 8 * 0.004
-    thick = {"milk": 200, "caviar": 300}      # the same shares of 500 orders: counts decide
+    thin = {"milk": 2, "caviar": 3}  # the seed is in 5 orders
+    assert ids(shrink.rank(thin, 5, COUNTS, N, strength=8)) == ["milk", "caviar"]  # 2 + 8 * 0.5 > 3 + 8 * 0.004
+    thick = {"milk": 200, "caviar": 300}  # the same shares of 500 orders: counts decide
     assert ids(shrink.rank(thick, 500, COUNTS, N, strength=8)) == ["caviar", "milk"]
 
 
@@ -35,7 +35,7 @@ def test_score_is_the_shrunk_share_and_matches_the_store_formula():
 
 def test_popular_items_compete_by_their_prior_share_alone():
     ranked = shrink.rank({"caviar": 1}, 2, COUNTS, N, strength=16, popular=["milk", "bread", "caviar"])
-    assert ids(ranked) == ["milk", "bread", "caviar"]   # 16 * 0.5 > 16 * 0.3 > 1 + 16 * 0.004
+    assert ids(ranked) == ["milk", "bread", "caviar"]  # 16 * 0.5 > 16 * 0.3 > 1 + 16 * 0.004
     assert dict(ranked)["milk"] == pytest.approx(16 * 0.5 / (2 + 16))
     # without a prior the fill stays the caller's: only the seed's own partners are ranked
     assert ids(shrink.rank({"caviar": 1}, 2, COUNTS, N, strength=0, popular=["milk"])) == ["caviar"]

@@ -14,8 +14,17 @@ def compiled(tree, half_life_days=HALF_LIFE):
 
 
 def shopper():
-    events = [{"event_id": f"e{d}", "type": "product_view", "visitor_id": "v", "session_id": "s", "ts": NOW - d * DAY_MS,
-               "props": {"product": {"id": f"p{d}", "category": "shoes"}}} for d in (0, 1, 2, 9)]
+    events = [
+        {
+            "event_id": f"e{d}",
+            "type": "product_view",
+            "visitor_id": "v",
+            "session_id": "s",
+            "ts": NOW - d * DAY_MS,
+            "props": {"product": {"id": f"p{d}", "category": "shoes"}},
+        }
+        for d in (0, 1, 2, 9)
+    ]
     profile = fold(new_profile("v"), events)
     profile["traits"] = {"first_name": "Ada"}
     profile["segments"] = {"big_spenders": 0.8}
@@ -78,18 +87,22 @@ def test_condition_types(tree, context, expected):
 
 def test_every_registered_type_has_a_table_case():
     covered = set()
+
     def walk(tree):
         for kind, body in tree.items():
             covered.add(kind)
-            for child in (body if kind in ("all", "any") else [body] if kind == "not" else []):
+            for child in body if kind in ("all", "any") else [body] if kind == "not" else []:
                 walk(child)
+
     for tree, _, _ in CASES:
         walk(tree)
     assert set(LEAVES) <= covered
 
 
 def test_reasons_name_what_matched():
-    _, reasons = compiled({"all": [{"country": {"in": ["NO"]}}, {"weather": {"in": ["rain"]}}]}).evaluate({}, {"country": "NO", "weather": "rain"}, NOW)
+    _, reasons = compiled({"all": [{"country": {"in": ["NO"]}}, {"weather": {"in": ["rain"]}}]}).evaluate(
+        {}, {"country": "NO", "weather": "rain"}, NOW
+    )
     assert reasons == ["country in ['no']", "weather in ['rain']"]
 
 
@@ -134,6 +147,7 @@ def test_messages_say_what_was_expected():
         with pytest.raises(ConditionError) as caught:
             compiled(tree)
         return caught.value.message
+
     assert message({"weather": {"is": ["rain"]}}) == "unknown parameter 'is'; expected in"
     assert message({"history": {"event": "product_view", "min": 1}}) == "missing parameter 'days'"
     assert "profiles keep 90 days of history" in message({"history": {"event": "purchase", "min": 1, "days": 400}})

@@ -83,8 +83,11 @@ def test_variants_split_by_weight_with_a_control_share_and_stick_to_the_visitor(
         first = decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW)
         again = decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW + 86_400_000)
         assert first.variant == again.variant
-    control = next(decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW) for i in range(4000)
-                   if decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW).variant == "control")
+    control = next(
+        decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW)
+        for i in range(4000)
+        if decide_slot(rs, "hero", None, {}, rain, f"visitor-{i}", NOW).variant == "control"
+    )
     assert control.content_id == "welcome" and "control group" in control.reason
 
 
@@ -111,8 +114,15 @@ def test_the_model_decides_after_rules_and_before_the_default():
     rs = ruleset()
 
     def model(slot, person, context, visitor_id):
-        return SimpleNamespace(variant="sun", expected_ctr=0.05, explore=False, holdout=False, context="*",
-                               reason="expected click rate 5.0%; exploit")
+        return SimpleNamespace(
+            variant="sun",
+            expected_ctr=0.05,
+            explore=False,
+            holdout=False,
+            context="*",
+            reason="expected click rate 5.0%; exploit",
+        )
+
     d = decide_slot(rs, "hero", None, {}, {}, "v1", NOW, model)
     assert (d.source, d.content_id) == ("model", "sun") and d.extra["model"]["expected_ctr"] == 0.05
     ruled = decide_slot(rs, "hero", None, {}, {"country": "NO"}, "v1", NOW, model)
@@ -121,8 +131,18 @@ def test_the_model_decides_after_rules_and_before_the_default():
     assert model_variants(rs.slots["hero"], {"hide": ["summer"]}) == ("welcome",)
     assert model_variants(rs.slots["hero"], {"do_not_personalize": True}) == ()
     assert model_variants(rs.slots["hero"], {}) == ("welcome", "sun")
-    holdout = decide_slot(rs, "hero", None, {}, {}, "v1", NOW, lambda *a: SimpleNamespace(
-        variant="holdout", expected_ctr=0.0, explore=False, holdout=True, context="*", reason="holdout (5%)"))
+    holdout = decide_slot(
+        rs,
+        "hero",
+        None,
+        {},
+        {},
+        "v1",
+        NOW,
+        lambda *a: SimpleNamespace(
+            variant="holdout", expected_ctr=0.0, explore=False, holdout=True, context="*", reason="holdout (5%)"
+        ),
+    )
     assert (holdout.source, holdout.variant, holdout.content_id) == ("default", "holdout", "welcome")
     decisions = decide(rs, ["hero", "hero2"], None, {}, {}, "v1", NOW, model)
     assert set(decisions) == {"hero", "hero2"} and decisions["hero"].decision_id != decisions["hero2"].decision_id
@@ -132,9 +152,23 @@ def test_withheld_personalization_consent_means_the_default_filled_without_the_p
     rs = ruleset()
     ada = {"traits": {"first_name": "Ada"}, "consent": {"personalization": False, "ts": NOW}}
     for prefs, context in (({}, {"weather": "rain"}), ({"hero": "sun"}, {}), ({"show": ["summer"]}, {"country": "NO"})):
-        d = decide_slot(rs, "hero", ada, prefs, context, "v1", NOW, lambda *a: SimpleNamespace(
-            variant="sun", expected_ctr=0.1, explore=False, holdout=False, context="*", reason="model"))
-        assert (d.source, d.content_id, d.reason) == ("default", "welcome", "no personalization consent: default content")
+        d = decide_slot(
+            rs,
+            "hero",
+            ada,
+            prefs,
+            context,
+            "v1",
+            NOW,
+            lambda *a: SimpleNamespace(
+                variant="sun", expected_ctr=0.1, explore=False, holdout=False, context="*", reason="model"
+            ),
+        )
+        assert (d.source, d.content_id, d.reason) == (
+            "default",
+            "welcome",
+            "no personalization consent: default content",
+        )
         assert d.content == "<h2>Welcome, there</h2>" and "model" not in d.extra
     assert model_variants(rs.slots["hero"], {}, ada) == ()
     given = dict(ada, consent={"personalization": True})

@@ -21,14 +21,81 @@ DEMO_LINES = DEMO.decode().splitlines(keepends=True)
 DEMO_DATA = YAML(typ="safe", pure=True).load(DEMO)
 FAST = settings(max_examples=80, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 
-WORDS = ["rules", "slots", "segments", "id", "when", "then", "all", "any", "not", "always", "true", "false", "NO",
-         "country", "in", "history", "event", "min", "days", "interest", "category", "content", "default", "variants",
-         "weight", "control", "model", "holdout", "schedule", "start", "end", "2026-12-01", "score", "count", "profile",
-         "field", "op", "value", "segment", "name", "time_of_day", "from", "to", "25:00", "hero", "promo", "-1", "1e9",
-         ".nan", "~", "&a", "*a", "!!python/object:os.system", "!!binary", "<<", "? ", "|", ">"]
-SCALARS = st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=10) | st.sampled_from(WORDS)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=6), inner, max_size=4), max_leaves=25)
+WORDS = [
+    "rules",
+    "slots",
+    "segments",
+    "id",
+    "when",
+    "then",
+    "all",
+    "any",
+    "not",
+    "always",
+    "true",
+    "false",
+    "NO",
+    "country",
+    "in",
+    "history",
+    "event",
+    "min",
+    "days",
+    "interest",
+    "category",
+    "content",
+    "default",
+    "variants",
+    "weight",
+    "control",
+    "model",
+    "holdout",
+    "schedule",
+    "start",
+    "end",
+    "2026-12-01",
+    "score",
+    "count",
+    "profile",
+    "field",
+    "op",
+    "value",
+    "segment",
+    "name",
+    "time_of_day",
+    "from",
+    "to",
+    "25:00",
+    "hero",
+    "promo",
+    "-1",
+    "1e9",
+    ".nan",
+    "~",
+    "&a",
+    "*a",
+    "!!python/object:os.system",
+    "!!binary",
+    "<<",
+    "? ",
+    "|",
+    ">",
+]
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(WORDS)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(WORDS) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
 
 
 def assert_reported(data: bytes) -> None:
@@ -106,7 +173,12 @@ def test_demo_with_its_text_edited(text):
 
 
 @FAST
-@given(st.lists(st.sampled_from(WORDS + [":", ": ", "- ", "{", "}", "[", "]", ",", "\n", "\n  ", "\n    ", "#", "'", '"']), max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(WORDS + [":", ": ", "- ", "{", "}", "[", "]", ",", "\n", "\n  ", "\n    ", "#", "'", '"']),
+        max_size=40,
+    )
+)
 def test_yaml_like_text(tokens):
     assert_reported("".join(tokens).encode())
 

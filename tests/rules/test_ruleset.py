@@ -58,7 +58,9 @@ def problem(rs, text):
 
 
 def test_no_is_norway_not_false():
-    rs = build(b"rules:\n  - id: r\n    when: {country: {in: [NO, SE, yes, on]}}\n    then: {hero: welcome}\n  - id: s\n    enabled: false\n    when: always\n    then: {hero: welcome}\n")
+    rs = build(
+        b"rules:\n  - id: r\n    when: {country: {in: [NO, SE, yes, on]}}\n    then: {hero: welcome}\n  - id: s\n    enabled: false\n    when: always\n    then: {hero: welcome}\n"
+    )
     assert not rs.errors
     assert rs.rules[0].condition.evaluate({}, {"country": "NO"}, 0)[0]
     assert rs.rules[1].enabled is False
@@ -180,9 +182,17 @@ slots:
 
 
 def test_garbage_never_crashes_and_gives_a_line():
-    for data in (b"\x00\x01\x02binary", b"\xff\xfe\xfd", b"rules: [", b"- a\n- b", b"rules: 3", b"a: &x [1]\nb: *x",
-                 b"rules:\n" + b"  " + b"[" * 5000, b"rules:\n - when: " + b"{not: " * 300 + b"{}" + b"}" * 300,
-                 b"rules:\n - id: deep\n   then: {hero: a}\n   when: " + b"{not: " * 40 + b"{country: {in: [NO]}}" + b"}" * 40):
+    for data in (
+        b"\x00\x01\x02binary",
+        b"\xff\xfe\xfd",
+        b"rules: [",
+        b"- a\n- b",
+        b"rules: 3",
+        b"a: &x [1]\nb: *x",
+        b"rules:\n" + b"  " + b"[" * 5000,
+        b"rules:\n - when: " + b"{not: " * 300 + b"{}" + b"}" * 300,
+        b"rules:\n - id: deep\n   then: {hero: a}\n   when: " + b"{not: " * 40 + b"{country: {in: [NO]}}" + b"}" * 40,
+    ):
         rs = build(data)
         assert rs.errors, data[:40]
         assert all(p.line >= 1 and p.file == "f0.yaml" for p in rs.problems)
@@ -229,7 +239,15 @@ segments:
     rs = build(CATALOG, text)
     found = sorted((p.line, p.rule_id, p.message) for p in rs.errors)
     assert [(line, rid) for line, rid, _ in found] == [
-        (3, "r1"), (4, "r1"), (5, "r1"), (8, "r1"), (9, "r1"), (10, "r1"), (12, "s1"), (13, "s1")]
+        (3, "r1"),
+        (4, "r1"),
+        (5, "r1"),
+        (8, "r1"),
+        (9, "r1"),
+        (10, "r1"),
+        (12, "s1"),
+        (13, "s1"),
+    ]
     assert "enabled: expected true or false" in found[1][2]
     assert found[3][2].startswith("then.hero.variants[0].weight:")
     assert "missing when" in found[6][2] and "score.count.days" in found[7][2]
@@ -239,7 +257,8 @@ segments:
 def test_yaml_that_could_hurt_is_refused_with_a_line():
     bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
         b"%s: &%s [*%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s]\n" % ((bytes([c]),) * 2 + (bytes([c - 1]),) * 9)
-        for c in range(ord("b"), ord("j")))
+        for c in range(ord("b"), ord("j"))
+    )
     started = time.perf_counter()
     rs = build(bomb)
     assert time.perf_counter() - started < 1.0
@@ -262,8 +281,17 @@ def test_the_demo_segment_of_shoe_fans_takes_three_views(tmp_path: Path):
     rs = load_ruleset(PACKAGED, half_life_days=HALF_LIFE)
     assert not rs.problems
     now = 1_795_400_000_000
-    views = [{"event_id": f"e{i}", "type": "product_view", "visitor_id": "v", "session_id": "s", "ts": now - 3000 + i * 1000,
-              "props": {"product": {"id": f"p{i}", "category": "shoes"}}} for i in range(3)]
+    views = [
+        {
+            "event_id": f"e{i}",
+            "type": "product_view",
+            "visitor_id": "v",
+            "session_id": "s",
+            "ts": now - 3000 + i * 1000,
+            "props": {"product": {"id": f"p{i}", "category": "shoes"}},
+        }
+        for i in range(3)
+    ]
     assert "shoe-lovers" not in memberships(fold(new_profile("v"), views[:2]), rs.segments, now, HALF_LIFE)
     inside = memberships(fold(new_profile("v"), views), rs.segments, now, HALF_LIFE)
     assert inside["shoe-lovers"] == pytest.approx(3, abs=0.001)  # the score is the (decayed) interest
@@ -280,13 +308,53 @@ def test_a_folder_loads_every_yaml_file_and_notes_a_missing_one(tmp_path: Path):
 
 
 yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
     | st.sampled_from(["all", "any", "not", "country", "history", "in", "rules", "when", "then", "hero", "always"]),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["rules", "slots", "segments", "id", "when", "then", "all", "any", "not", "country", "in",
-                         "history", "event", "min", "days", "content", "default", "variants", "weight", "control",
-                         "name", "score", "priority", "hero", "segment", "profile", "field", "op", "value"]) | st.text(max_size=6),
-        children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "rules",
+                    "slots",
+                    "segments",
+                    "id",
+                    "when",
+                    "then",
+                    "all",
+                    "any",
+                    "not",
+                    "country",
+                    "in",
+                    "history",
+                    "event",
+                    "min",
+                    "days",
+                    "content",
+                    "default",
+                    "variants",
+                    "weight",
+                    "control",
+                    "name",
+                    "score",
+                    "priority",
+                    "hero",
+                    "segment",
+                    "profile",
+                    "field",
+                    "op",
+                    "value",
+                ]
+            )
+            | st.text(max_size=6),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=30,
 )
 

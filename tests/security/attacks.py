@@ -25,6 +25,7 @@ async def profile_when(engine, profile_id, predicate, message, timeout=30):
         async with engine.client() as client:
             r = await client.get(f"/v1/profiles/{profile_id}", headers=auth())
         return r.status_code == 200 and predicate(r.json()) and r.json()
+
     return await wait_until(check, timeout=timeout, message=message)
 
 
@@ -35,11 +36,24 @@ async def customer(engine, *, traits=None, order=None):
     browser = engine.client()
     await send(browser, [{"type": "page_view", "url": "/", "ts": T0}])
     vid = browser.cookies["clickstream_vid"]
-    await send(browser, [{"type": "identify", "user_id": user, "ts": T0 + 1,
-                          "props": {"traits": traits or {}, "user_hash": user_hash(user)}}])
+    await send(
+        browser,
+        [
+            {
+                "type": "identify",
+                "user_id": user,
+                "ts": T0 + 1,
+                "props": {"traits": traits or {}, "user_hash": user_hash(user)},
+            }
+        ],
+    )
     if order is not None:
         async with engine.client(headers=auth()) as shop:
             await send(shop, [{"type": "purchase", "visitor_id": vid, "ts": T0 + 2, "props": {"order": order}}])
-    await profile_when(engine, user, lambda p: vid in p["visitor_ids"] and (order is None or p["commerce"]["orders"]),
-                       "the customer linked")
+    await profile_when(
+        engine,
+        user,
+        lambda p: vid in p["visitor_ids"] and (order is None or p["commerce"]["orders"]),
+        "the customer linked",
+    )
     return browser, vid, user

@@ -15,12 +15,21 @@ async def test_with_a_cookie_the_events_are_the_cookies_visitors(secure):
     async with secure.client() as stranger:
         await send(stranger, [{"type": "page_view", "url": "/mine", "ts": T0}])
         mine = stranger.cookies["clickstream_vid"]
-        refused = await send(stranger, [
-            {"type": "page_view", "visitor_id": victim_vid, "url": "/theirs", "ts": T0 + 1},
-            {"type": "consent", "visitor_id": victim_vid, "ts": T0 + 2, "props": {"consent": {"analytics": False}}},
-        ], status=403)
-        mixed = await send(stranger, [{"type": "page_view", "visitor_id": victim_vid, "url": "/theirs", "ts": T0 + 3},
-                                      {"type": "page_view", "url": "/mine-too", "ts": T0 + 4}])
+        refused = await send(
+            stranger,
+            [
+                {"type": "page_view", "visitor_id": victim_vid, "url": "/theirs", "ts": T0 + 1},
+                {"type": "consent", "visitor_id": victim_vid, "ts": T0 + 2, "props": {"consent": {"analytics": False}}},
+            ],
+            status=403,
+        )
+        mixed = await send(
+            stranger,
+            [
+                {"type": "page_view", "visitor_id": victim_vid, "url": "/theirs", "ts": T0 + 3},
+                {"type": "page_view", "url": "/mine-too", "ts": T0 + 4},
+            ],
+        )
     assert refused.json()["error"].startswith("events[0].visitor_id:")
     assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"][0]["error"].startswith("visitor_id:")
     await profile_when(secure, mine, lambda p: p["counts"].get("page_view") == 2, "the stranger's own events")
@@ -28,13 +37,18 @@ async def test_with_a_cookie_the_events_are_the_cookies_visitors(secure):
     assert victim_now["counts"].get("page_view") == 1 and victim_now["consent"] == {}
 
 
-@pytest.mark.parametrize("kind, props", [
-    ("consent", {"consent": {"analytics": False, "personalization": False}}),
-    ("preference", {"preferences": {"do_not_personalize": True}}),
-    ("identify", {"traits": {"first_name": "Mallory"}}),
-    ("purchase", {"order": {"id": "o-fake", "revenue": 9999.0, "items": [{"id": "gold", "price": 9999.0}]}}),
-])
-async def test_without_their_cookie_nothing_changes_a_visitors_consent_preferences_identity_or_orders(secure, kind, props):
+@pytest.mark.parametrize(
+    "kind, props",
+    [
+        ("consent", {"consent": {"analytics": False, "personalization": False}}),
+        ("preference", {"preferences": {"do_not_personalize": True}}),
+        ("identify", {"traits": {"first_name": "Mallory"}}),
+        ("purchase", {"order": {"id": "o-fake", "revenue": 9999.0, "items": [{"id": "gold", "price": 9999.0}]}}),
+    ],
+)
+async def test_without_their_cookie_nothing_changes_a_visitors_consent_preferences_identity_or_orders(
+    secure, kind, props
+):
     victim, victim_vid, _ = await customer(secure)
     await victim.aclose()
     event = {"type": kind, "visitor_id": victim_vid, "ts": T0 + 5, "props": props}
@@ -42,7 +56,10 @@ async def test_without_their_cookie_nothing_changes_a_visitors_consent_preferenc
         event["user_id"] = unique("user")
     async with secure.client() as stranger:  # no cookie at all
         response = await send(stranger, [event], status=403)
-    assert response.json()["error"] == f"events[0].visitor_id: a {kind} event needs that visitor's own cookie, or an API key"
+    assert (
+        response.json()["error"]
+        == f"events[0].visitor_id: a {kind} event needs that visitor's own cookie, or an API key"
+    )
     async with secure.client() as anonymous:  # a page view for a known visitor id is still taken (an e-mail's pixel)
         await send(anonymous, [{"type": "page_view", "visitor_id": victim_vid, "url": "/from-mail", "ts": T0 + 6}])
     after = await profile_when(secure, victim_vid, lambda p: p["counts"].get("page_view") == 2, "the page view")
@@ -78,7 +95,9 @@ async def test_the_pixel_records_nothing_under_do_not_track_or_gpc(secure):
 
 
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36"
+HEADLESS = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/124.0.0.0 Safari/537.36"
+)
 
 
 async def bots_today(engine) -> int:
@@ -96,11 +115,18 @@ async def test_bots_are_marked_kept_out_of_every_store_and_counted(secure, redis
     counted = await bots_today(secure)
     item = unique("item")
     async with secure.client(headers={"User-Agent": agent}) as bot:
-        accepted = await send(bot, [
-            {"type": "page_view", "url": "/", "ts": T0},
-            {"type": "product_view", "ts": T0 + 1, "props": {"product": {"id": item, "category": "shoes"}}},
-            {"type": "purchase", "ts": T0 + 2, "props": {"order": {"id": unique("o"), "items": [{"id": item}, {"id": "sock"}]}}},
-        ])
+        accepted = await send(
+            bot,
+            [
+                {"type": "page_view", "url": "/", "ts": T0},
+                {"type": "product_view", "ts": T0 + 1, "props": {"product": {"id": item, "category": "shoes"}}},
+                {
+                    "type": "purchase",
+                    "ts": T0 + 2,
+                    "props": {"order": {"id": unique("o"), "items": [{"id": item}, {"id": "sock"}]}},
+                },
+            ],
+        )
         vid = bot.cookies["clickstream_vid"]
     assert accepted.json()["accepted"] == 3
     await wait_until(lambda: _at_least(bots_today(secure), counted + 3), timeout=10, message="/metrics counts the bot")

@@ -21,19 +21,25 @@ async def test_a_cookie_equal_to_a_user_id_is_no_one(secure):
 
 
 async def test_an_unverified_identify_reaches_no_one(secure):
-    browser, vid, user = await customer(secure, traits={"first_name": "Ada"},
-                                        order={"id": unique("order"), "revenue": 50.0, "items": [{"id": "ring", "price": 50.0}]})
+    browser, vid, user = await customer(
+        secure,
+        traits={"first_name": "Ada"},
+        order={"id": unique("order"), "revenue": 50.0, "items": [{"id": "ring", "price": 50.0}]},
+    )
     await browser.aclose()
     async with secure.client() as stranger:
         await send(stranger, [{"type": "page_view", "url": "/", "ts": T0}])
         mine = stranger.cookies["clickstream_vid"]
         # No hash, a wrong hash, another user's hash, and server fields forged at the top level.
-        await send(stranger, [
-            {"type": "identify", "user_id": user, "ts": T0 + 1},
-            {"type": "identify", "user_id": user, "ts": T0 + 2, "props": {"user_hash": "0" * 64}},
-            {"type": "identify", "user_id": user, "ts": T0 + 3, "props": {"user_hash": user_hash("someone-else")}},
-            {"type": "identify", "user_id": user, "ts": T0 + 4, "verified": True, "trusted": True},
-        ])
+        await send(
+            stranger,
+            [
+                {"type": "identify", "user_id": user, "ts": T0 + 1},
+                {"type": "identify", "user_id": user, "ts": T0 + 2, "props": {"user_hash": "0" * 64}},
+                {"type": "identify", "user_id": user, "ts": T0 + 3, "props": {"user_hash": user_hash("someone-else")}},
+                {"type": "identify", "user_id": user, "ts": T0 + 4, "verified": True, "trusted": True},
+            ],
+        )
         claimed = await profile_when(secure, mine, lambda p: p["counts"].get("identify") == 4, "the claims applied")
         export = await stranger.get(f"/v1/profiles/{user}/export")
         own = await stranger.get(f"/v1/profiles/{mine}/export")
@@ -57,10 +63,15 @@ async def test_a_real_customer_reaches_their_merged_profile_with_a_valid_hash(se
     async with secure.client() as phone:
         await send(phone, [{"type": "page_view", "url": "/", "ts": T0}])
         phone_vid = phone.cookies["clickstream_vid"]
-        await send(phone, [{"type": "identify", "user_id": user, "ts": T0 + 5, "props": {"user_hash": user_hash(user)}}])
+        await send(
+            phone, [{"type": "identify", "user_id": user, "ts": T0 + 5, "props": {"user_hash": user_hash(user)}}]
+        )
         await profile_when(secure, user, lambda p: len(p["visitor_ids"]) == 2, "both devices linked")
         async with secure.client() as tablet:  # the same login without the back end's hash links nothing
-            await send(tablet, [{"type": "identify", "user_id": user, "ts": T0 + 6, "props": {"traits": {"first_name": "Eve"}}}])
+            await send(
+                tablet,
+                [{"type": "identify", "user_id": user, "ts": T0 + 6, "props": {"traits": {"first_name": "Eve"}}}],
+            )
             tablet_vid = tablet.cookies["clickstream_vid"]
         await profile_when(secure, tablet_vid, lambda p: p.get("claimed_user_id") == user, "the tablet's claim")
         export = await phone.get(f"/v1/profiles/{user}/export")
@@ -80,14 +91,24 @@ async def test_a_real_customer_reaches_their_merged_profile_with_a_valid_hash(se
 async def test_a_refused_second_user_leaves_the_first_users_traits_and_both_logs_show_it(secure, erased):
     device, vid, first = await customer(secure, traits={"first_name": "Ada", "email": "ada@example.com"})
     second = unique("user")
-    await send(device, [{"type": "identify", "user_id": second, "ts": T0 + 10,
-                         "props": {"traits": {"first_name": "Eve", "email": "eve@example.com"}, "user_hash": user_hash(second)}}])
+    await send(
+        device,
+        [
+            {
+                "type": "identify",
+                "user_id": second,
+                "ts": T0 + 10,
+                "props": {"traits": {"first_name": "Eve", "email": "eve@example.com"}, "user_hash": user_hash(second)},
+            }
+        ],
+    )
     await device.aclose()
 
     async def refusals(user):
         async with secure.client() as client:
             r = await client.get(f"/v1/profiles/{user}/export", headers=auth())
         return [e for e in r.json()["audit"] if e["action"] == "refused"] if r.status_code == 200 else []
+
     theirs = await wait_until(lambda: refusals(second), timeout=30, message="the refusal in the second user's log")
     ours = await wait_until(lambda: refusals(first), timeout=30, message="the refusal in the first user's log")
     assert theirs[0]["visitor_id"] == ours[0]["visitor_id"] == vid

@@ -17,6 +17,7 @@ READ, WRITE, ERASE = (key for key, _ in sorted(SCOPED.items(), key=lambda kv: ["
 async def test_each_key_does_only_what_its_scopes_allow(secure):
     _, vid, user = await customer(secure)
     async with secure.client() as client:
+
         async def status(method, path, key, **kwargs):
             response = await client.request(method, path, headers=auth(key), **kwargs)
             if response.status_code >= 400:
@@ -51,13 +52,22 @@ async def test_a_wildcard_origin_is_refused_at_start_and_credentials_go_only_to_
         with pytest.raises(SettingsError, match="CLICKSTREAM_SITE_ORIGINS"):
             Settings.from_env({"CLICKSTREAM_SITE_ORIGINS": origins})
         env = {**os.environ, **secure.settings.environ(), "CLICKSTREAM_SITE_ORIGINS": origins}
-        started = subprocess.run([sys.executable, "-m", "engine.cli", "api", "--port", "9"], cwd=REPO, env=env,
-                                 capture_output=True, text=True, timeout=60)
+        started = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "api", "--port", "9"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert started.returncode == 2 and "CLICKSTREAM_SITE_ORIGINS" in started.stderr
     async with secure.client() as client:
+
         async def preflight(origin):
-            return await client.options("/v1/profiles/x/export", headers={
-                "Origin": origin, "Access-Control-Request-Method": "GET"})
+            return await client.options(
+                "/v1/profiles/x/export", headers={"Origin": origin, "Access-Control-Request-Method": "GET"}
+            )
+
         named = await preflight(ORIGIN)
         assert named.headers["access-control-allow-origin"] == ORIGIN
         assert named.headers["access-control-allow-credentials"] == "true"

@@ -10,8 +10,22 @@ async def test_a_stranger_cannot_squat_a_real_orders_id(secure, redis_client):
     store = CooccurrenceStore(redis_client, secure.settings.redis_prefix)
     order_id, tea, cup = unique("order"), unique("tea"), unique("cup")
     async with secure.client() as stranger:  # their own cookie: a purchase of their own, in their name
-        await send(stranger, [{"type": "purchase", "ts": T0, "props": {"order": {
-            "id": order_id, "revenue": 1.0, "items": [{"id": tea, "price": 0.5}, {"id": "junk", "price": 0.5}]}}}])
+        await send(
+            stranger,
+            [
+                {
+                    "type": "purchase",
+                    "ts": T0,
+                    "props": {
+                        "order": {
+                            "id": order_id,
+                            "revenue": 1.0,
+                            "items": [{"id": tea, "price": 0.5}, {"id": "junk", "price": 0.5}],
+                        }
+                    },
+                }
+            ],
+        )
         squatter = stranger.cookies["clickstream_vid"]
     await profile_when(secure, squatter, lambda p: p["counts"].get("purchase") == 1, "the squatter's purchase")
 
@@ -27,8 +41,16 @@ async def test_a_stranger_cannot_squat_a_real_orders_id(secure, redis_client):
 
     # Nor can anyone change it afterwards: the same id from the customer's own browser changes nothing.
     async with secure.client(cookies={"clickstream_vid": vid}) as same_browser:
-        await send(same_browser, [{"type": "purchase", "ts": T0 + 9, "props": {"order": {
-            "id": order_id, "revenue": 1.0, "items": [{"id": "junk", "price": 1.0}]}}}])
+        await send(
+            same_browser,
+            [
+                {
+                    "type": "purchase",
+                    "ts": T0 + 9,
+                    "props": {"order": {"id": order_id, "revenue": 1.0, "items": [{"id": "junk", "price": 1.0}]}},
+                }
+            ],
+        )
     person = await profile_when(secure, user, lambda p: p["counts"].get("purchase") == 2, "the browser's copy applied")
     assert person["commerce"]["revenue"] == 42.0 and person["commerce"]["orders"] == 1
     assert await store.neighbours(tea) == counts
@@ -38,10 +60,26 @@ async def test_once_the_shop_sends_its_orders_a_browsers_orders_count_nowhere(se
     from engine.recommend.store import CooccurrenceStore
 
     store = CooccurrenceStore(redis_client, secure.settings.redis_prefix)
-    browser, vid, user = await customer(secure, order={"id": unique("order"), "revenue": 20.0, "items": [{"id": "mug", "price": 20.0}]})
+    browser, vid, user = await customer(
+        secure, order={"id": unique("order"), "revenue": 20.0, "items": [{"id": "mug", "price": 20.0}]}
+    )
     fake, gold, ruby = unique("fake"), unique("gold"), unique("ruby")
-    await send(browser, [{"type": "purchase", "ts": T0 + 20, "props": {"order": {
-        "id": fake, "revenue": 99999.0, "items": [{"id": gold, "price": 50000.0}, {"id": ruby, "price": 49999.0}]}}}])
+    await send(
+        browser,
+        [
+            {
+                "type": "purchase",
+                "ts": T0 + 20,
+                "props": {
+                    "order": {
+                        "id": fake,
+                        "revenue": 99999.0,
+                        "items": [{"id": gold, "price": 50000.0}, {"id": ruby, "price": 49999.0}],
+                    }
+                },
+            }
+        ],
+    )
     await browser.aclose()
     person = await profile_when(secure, user, lambda p: p["counts"].get("purchase") == 2, "the fake order applied")
     assert person["commerce"]["orders"] == 1 and person["commerce"]["revenue"] == 20.0
@@ -49,7 +87,7 @@ async def test_once_the_shop_sends_its_orders_a_browsers_orders_count_nowhere(se
     assert [claim[2] for claim in person["commerce"]["claims"]] == [fake]
     assert await store.neighbours(gold) == {} and fake not in str(await store.orders_of(vid))
     async with secure.client() as client:
-        buyers = (await client.get("/v1/segments/buyers", headers=auth()))
+        buyers = await client.get("/v1/segments/buyers", headers=auth())
     assert "99999" not in buyers.text
 
 

@@ -46,7 +46,9 @@ async def test_a_burst_past_the_limit_gets_429_with_retry_after(tight):
 
 async def test_without_its_redis_the_limiter_lets_events_through(settings_for, tmp_session):
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    running = collector(settings_for(redis=dead_redis, rate_limit_burst=1, rate_limit_per_s=0.1), tmp_session / unique("open"))
+    running = collector(
+        settings_for(redis=dead_redis, rate_limit_burst=1, rate_limit_per_s=0.1), tmp_session / unique("open")
+    )
     try:
         await running.wait_ready()
         async with running.client() as client:

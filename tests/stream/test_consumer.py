@@ -61,12 +61,18 @@ async def test_an_outage_is_retried_never_set_aside():
     assert calls == [4, 4, 4] and rejected == {} and worker.stats.handler_errors == 2
 
 
-@pytest.mark.parametrize("exc, outage", [
-    (RedisConnectionError(), True), (Unavailable("retry later"), True), (TimeoutError(), True),
-    (ResponseError("OOM command not allowed"), True),
-    (ResponseError("ERR user_script:12: attempt to index a nil value script: abc"), False),
-    (KeyError("x"), False), (ValueError("cannot convert float NaN to integer"), False),
-])
+@pytest.mark.parametrize(
+    "exc, outage",
+    [
+        (RedisConnectionError(), True),
+        (Unavailable("retry later"), True),
+        (TimeoutError(), True),
+        (ResponseError("OOM command not allowed"), True),
+        (ResponseError("ERR user_script:12: attempt to index a nil value script: abc"), False),
+        (KeyError("x"), False),
+        (ValueError("cannot convert float NaN to integer"), False),
+    ],
+)
 def test_outages_are_told_from_errors_the_data_causes(exc, outage):
     assert is_outage(exc) is outage
 

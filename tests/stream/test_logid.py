@@ -18,7 +18,7 @@ async def test_the_log_id_is_made_once_and_renewed_when_the_events_topic_is_gone
         assert await other.ensure() == first == await other.read()
         renewed = await identity.renew(first)
         assert renewed != first and renewed > first  # ids sort by creation time
-        assert await other.renew(first) == renewed   # someone renewed already: no third id
+        assert await other.renew(first) == renewed  # someone renewed already: no third id
         await kafka.delete_topic(settings, settings.topic)
         recreated = await other.ensure()
         assert recreated not in (first, renewed) and settings.topic in await other.topics()
