@@ -219,6 +219,8 @@ class Settings:
     webhook_timeout_s: float = _env_field(5.0, _positive_float)  # one delivery attempt
     webhook_retry_idle_s: float = _env_field(30.0, _positive_float)  # a failed delivery is tried again after this
     webhook_dead_after_hours: float = _env_field(24.0, _positive_float)  # then it goes to the dead-letter stream
+    # every segment change and alert also on this Kafka topic, keyed by person (empty: off; engine.destinations.topic)
+    segment_changes_topic: str = _env_field("")
     test_clock: bool = _env_field(
         False, _bool
     )  # tests: the worker's segment clock adds the offset at PREFIX:clock:offset

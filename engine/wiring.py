@@ -27,6 +27,7 @@ from engine.experiments.credit import ExperimentCredit, erasure_hook as experime
 from engine.experiments.service import Experiments
 from engine.experiments.store import ExperimentStore
 from engine.destinations.delivery import Delivery
+from engine.destinations.topic import ChangesTopic
 from engine.ingest.bot_counts import BotCounts
 from engine.ingest.publisher import Publisher
 from engine.profiles import changes
@@ -237,6 +238,7 @@ def delivery(settings: Settings, stores: Stores, rules: LiveRules) -> Delivery:
         timeout_s=settings.webhook_timeout_s,
         retry_idle_s=settings.webhook_retry_idle_s,
         dead_after_s=settings.webhook_dead_after_hours * 3600,
+        topic=ChangesTopic(settings, settings.segment_changes_topic) if settings.segment_changes_topic else None,
     )
 
 

@@ -167,6 +167,7 @@ FLOW = {
     "webhook_retry_idle_s": ("3", lambda s: _delivery(s).retry_idle_ms, 3000),
     "webhook_dead_after_hours": ("2", lambda s: _delivery(s).dead_after_ms, 2 * 3_600_000),
     "worker_delivery": ("false", lambda s: s.worker_delivery, False),
+    "segment_changes_topic": ("t.changes", lambda s: _delivery(s).topic.topic, "t.changes"),
 }
 
 

@@ -43,6 +43,7 @@ from tenacity import (
 )
 
 from engine.destinations import webhook
+from engine.destinations.topic import ChangesTopic
 from engine.profiles.segments_index import CONSENT_WITHDRAWN, ERASED
 
 log = logging.getLogger("engine.destinations")
@@ -74,6 +75,7 @@ class Delivery:
         batch: int = 200,
         block_ms: int = 500,
         concurrency: int = 16,
+        topic: ChangesTopic | None = None,
     ) -> None:
         self.redis = redis
         self.outbox_key = f"{prefix}:segchanges"
@@ -89,6 +91,7 @@ class Delivery:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.http: aiohttp.ClientSession | None = None
         self.tasks: dict[str, asyncio.Task] = {}
+        self.topic = topic  # every record also on a Kafka topic (engine.destinations.topic), or None
         # Per destination: people with a record kept for redelivery; their later records wait behind it.
         self.held: dict[str, set[str]] = defaultdict(set)
 
@@ -99,11 +102,15 @@ class Delivery:
     def destination(self, name: str):
         return next((d for d in self.rules.current.destinations if d.name == name), None)
 
+    def names(self) -> list[str]:
+        """Every consumer of the outbox: the declared destinations, and the changes topic when there is one."""
+        return [d.name for d in self.rules.current.destinations] + ([self.topic.name] if self.topic else [])
+
     async def ensure_groups(self) -> None:
         """A group per declared destination, from the outbox's end: a new destination hears what happens from now."""
-        for destination in self.rules.current.destinations:
+        for name in self.names():
             try:
-                await self.redis.xgroup_create(self.outbox_key, self.group(destination.name), id="$", mkstream=True)
+                await self.redis.xgroup_create(self.outbox_key, self.group(name), id="$", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -111,13 +118,11 @@ class Delivery:
     async def pending(self) -> dict[str, int]:
         """Per destination: entries read and not yet delivered (kept for redelivery)."""
         out = {}
-        for destination in self.rules.current.destinations:
+        for name in self.names():
             try:
-                out[destination.name] = int(
-                    (await self.redis.xpending(self.outbox_key, self.group(destination.name)))["pending"]
-                )
+                out[name] = int((await self.redis.xpending(self.outbox_key, self.group(name)))["pending"])
             except ResponseError:
-                out[destination.name] = 0
+                out[name] = 0
         return out
 
     async def run(self, stopping) -> None:
@@ -132,7 +137,7 @@ class Delivery:
             while not stopping():
                 try:
                     await self.ensure_groups()
-                    declared = {d.name for d in self.rules.current.destinations}
+                    declared = set(self.names())
                     for name in declared - set(self.tasks):
                         self.tasks[name] = asyncio.create_task(self._serve(name, stopping))
                     for name in set(self.tasks) - declared:
@@ -149,6 +154,8 @@ class Delivery:
             for task in self.tasks.values():
                 task.cancel()
             await self.http.close()
+            if self.topic is not None:
+                await self.topic.stop()
 
     async def _serve(self, name: str, stopping) -> None:
         group = self.group(name)
@@ -171,7 +178,9 @@ class Delivery:
                 for _, rows in fresh or ():
                     entries += rows
                 entries = [(entry_id, fields) for entry_id, fields in entries if fields]
-                if entries:
+                if entries and self.topic is not None and name == self.topic.name:
+                    await self.produce_all(entries)
+                elif entries:
                     await self.deliver_all(name, entries, retried=len(entries) - sum(len(r) for _, r in fresh or ()))
             except asyncio.CancelledError:
                 raise
@@ -219,6 +228,27 @@ class Delivery:
                 for outcome, count in outcomes.items():
                     pipe.hincrby(self.stats_key, f"delivery:{name}:{outcome}", count)
                 await pipe.execute()
+        if notices:
+            await self._retire(notices)
+
+    async def produce_all(self, entries: list) -> None:
+        """The entries on the changes topic in outbox order, keyed by person; acknowledged once the broker has them
+        all (else they stay pending and are produced again, with the same ids, when claimed)."""
+        name, records, ids, notices = self.topic.name, [], [], []
+        for entry_id, fields in entries:
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            change = webhook.record(fields)
+            records.append(
+                (change.get("person", "").encode(), webhook.body(change, webhook.delivery_id(name, entry_id)))
+            )
+            ids.append(entry_id)
+            if change.get("reason") == ERASED:
+                notices.append(entry_id)
+        await self.topic.send(records, 2 * self.timeout_s)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.outbox_key, self.group(name), *ids)
+            pipe.hincrby(self.stats_key, f"delivery:{name}:delivered", len(ids))
+            await pipe.execute()
         if notices:
             await self._retire(notices)
 

@@ -15,8 +15,8 @@ from engine.settings import Settings
 log = logging.getLogger("engine.kafka")
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Create the events and rejected topics if missing (idempotent)."""
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0, extra: tuple[str, ...] = ()) -> None:
+    """Create the events and rejected topics (and the `extra` ones) if missing (idempotent)."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(timeout_s),
         wait=wait_fixed(0.5),
@@ -32,7 +32,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
                 existing = set(await admin.list_topics())
                 wanted = [
                     NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-                    for name in (settings.topic, settings.rejected_topic)
+                    for name in (settings.topic, settings.rejected_topic, *extra)
                     if name not in existing
                 ]
                 if wanted:
