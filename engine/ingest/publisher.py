@@ -88,6 +88,7 @@ class Publisher:
             self._open.set()
 
     async def _publish(self, batch: Batch) -> None:
+        label = self.log_id  # the log the batch is sent to, as far as the collector knows when it sends
         keys = [event["visitor_id"].encode() for event in batch.accepted]
         try:
             futures = [
@@ -109,25 +110,31 @@ class Publisher:
             log.warning("broker did not acknowledge %d events: %r", len(batch.accepted), exc)
             raise Unavailable("the event broker is unavailable, retry later") from None
         if keys:
-            self.fresh += len(keys)
-            await self._spool(list(zip(keys, batch.encoded)), acks[: len(keys)])
+            if label == self.log_id:
+                self.fresh += len(keys)
+            await self._spool(list(zip(keys, batch.encoded)), acks[: len(keys)], label)
 
     async def send_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """Sends (key, value) events as they are, e.g. again from the spool; spools them under the current log."""
+        label = self.log_id
         futures = [await self.producer.send(self.topic, value, key=key) for key, value in pairs]
         acks = await asyncio.wait_for(asyncio.gather(*futures), max(self.ack_timeout_s, 30.0))
-        await self._spool(pairs, acks)
+        await self._spool(pairs, acks, label)
 
-    async def _spool(self, pairs: list[tuple[bytes, bytes]], acks: list) -> None:
+    async def _spool(self, pairs: list[tuple[bytes, bytes]], acks: list, label: str | None) -> None:
+        """Spools the batch under `label`, the log id current when it was sent, not when its acknowledgement
+        came: a batch under way while the log was found reset went to the old log (or to a broker that had
+        just lost it), and labelled with the new one it would seem covered by the new log's small offsets."""
         ends: dict[int, int] = {}
         for ack in acks:
             ends[ack.partition] = max(ends.get(ack.partition, -1), ack.offset)
-        for partition, offset in ends.items():
-            self.sent[partition] = max(self.sent.get(partition, -1), offset)
+        if label == self.log_id:
+            for partition, offset in ends.items():
+                self.sent[partition] = max(self.sent.get(partition, -1), offset)
         if self.spool is None:
             return
         try:
-            await self.spool.append(self.log_id or "unknown", ends, pairs)
+            await self.spool.append(label or "unknown", ends, pairs)
         except OSError as exc:
             log.error("could not spool %d events: %r", len(pairs), exc)
             raise Unavailable("the collector cannot store events durably, retry later") from None
