@@ -16,8 +16,10 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from engine.errors import Unavailable
 from engine.ingest.collector import Batch
@@ -90,10 +92,10 @@ class Publisher:
     async def _publish(self, batch: Batch) -> None:
         label = self.log_id  # the log the batch is sent to, as far as the collector knows when it sends
         keys = [event["visitor_id"].encode() for event in batch.accepted]
+        pairs = list(zip(keys, batch.encoded))
         try:
-            futures = [
-                await self.producer.send(self.topic, encoded, key=key) for key, encoded in zip(keys, batch.encoded)
-            ]
+            sends = await self._send_keyed(pairs)
+            rejected = []
             for raw, rejection in zip(batch.rejected_raw, batch.rejected):
                 payload = {
                     "reason": rejection["error"],
@@ -104,30 +106,64 @@ class Publisher:
                     encoded = codec.encode(payload)
                 except (OverflowError, ValueError, TypeError):
                     encoded = codec.encode(dict(payload, raw=repr(raw)[:RAW_KEPT]))
-                futures.append(await self.producer.send(self.rejected_topic, encoded))
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s) if futures else []
+                rejected.append(await self.producer.send(self.rejected_topic, encoded))
+            ends = await asyncio.wait_for(self._acknowledged(sends, rejected), self.ack_timeout_s)
         except Exception as exc:
             log.warning("broker did not acknowledge %d events: %r", len(batch.accepted), exc)
             raise Unavailable("the event broker is unavailable, retry later") from None
         if keys:
             if label == self.log_id:
                 self.fresh += len(keys)
-            await self._spool(list(zip(keys, batch.encoded)), acks[: len(keys)], label)
+            await self._spool(pairs, ends, label)
 
     async def send_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """Sends (key, value) events as they are, e.g. again from the spool; spools them under the current log."""
         label = self.log_id
-        futures = [await self.producer.send(self.topic, value, key=key) for key, value in pairs]
-        acks = await asyncio.wait_for(asyncio.gather(*futures), max(self.ack_timeout_s, 30.0))
-        await self._spool(pairs, acks, label)
+        sends = await self._send_keyed(pairs)
+        ends = await asyncio.wait_for(self._acknowledged(sends, []), max(self.ack_timeout_s, 30.0))
+        await self._spool(pairs, ends, label)
 
-    async def _spool(self, pairs: list[tuple[bytes, bytes]], acks: list, label: str | None) -> None:
+    async def _send_keyed(self, pairs: list[tuple[bytes, bytes]]) -> list[tuple[int, int, asyncio.Future]]:
+        """Queues the events as one record batch per partition (more when a batch fills), in their order.
+
+        One future per record batch instead of one per event: per-event sends cost a third of the
+        collector's time. The partition is the one the producer's default partitioner gives the key
+        (Kafka's murmur2), so every sender of a visitor's events, here or elsewhere, picks the same.
+        Answers (partition, records in the batch, future of its base offset) per record batch.
+        """
+        if not pairs:
+            return []
+        partitions = sorted(await self.producer.partitions_for(self.topic))
+        grouped: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in pairs:
+            grouped.setdefault(partitions[_partition_index(key, len(partitions))], []).append((key, value))
+        sends = []
+        for partition, records in grouped.items():
+            batch, count = self.producer.create_batch(), 0
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    sends.append(
+                        (partition, count, await self.producer.send_batch(batch, self.topic, partition=partition))
+                    )
+                    batch, count = self.producer.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=None)
+                count += 1
+            sends.append((partition, count, await self.producer.send_batch(batch, self.topic, partition=partition)))
+        return sends
+
+    @staticmethod
+    async def _acknowledged(sends: list[tuple[int, int, asyncio.Future]], others: list) -> dict[int, int]:
+        """Waits for every send; answers the highest offset acknowledged per partition of the keyed ones."""
+        acks = await asyncio.gather(*(future for _, _, future in sends), *others)
+        ends: dict[int, int] = {}
+        for (partition, count, _), ack in zip(sends, acks):
+            ends[partition] = max(ends.get(partition, -1), ack.offset + count - 1)
+        return ends
+
+    async def _spool(self, pairs: list[tuple[bytes, bytes]], ends: dict[int, int], label: str | None) -> None:
         """Spools the batch under `label`, the log id current when it was sent, not when its acknowledgement
         came: a batch under way while the log was found reset went to the old log (or to a broker that had
         just lost it), and labelled with the new one it would seem covered by the new log's small offsets."""
-        ends: dict[int, int] = {}
-        for ack in acks:
-            ends[ack.partition] = max(ends.get(ack.partition, -1), ack.offset)
         if label == self.log_id:
             for partition, offset in ends.items():
                 self.sent[partition] = max(self.sent.get(partition, -1), offset)
@@ -138,6 +174,12 @@ class Publisher:
         except OSError as exc:
             log.error("could not spool %d events: %r", len(pairs), exc)
             raise Unavailable("the collector cannot store events durably, retry later") from None
+
+
+@lru_cache(maxsize=65536)
+def _partition_index(key: bytes, count: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key), remembered: one visitor's events share a key."""
+    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 def _truncated(raw) -> object:
