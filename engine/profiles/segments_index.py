@@ -171,6 +171,13 @@ class SegmentIndex:
         if person_ids:
             await self.redis.sadd(self.marketing_key, *person_ids)
 
+    async def had_consent(self, person_ids: list[str]) -> list[str]:
+        """Those of `person_ids` in the set of people with marketing consent."""
+        if not person_ids:
+            return []
+        found = await self.redis.smismember(self.marketing_key, person_ids)
+        return [person_id for person_id, there in zip(person_ids, found) if there]
+
     async def consent_withdrawn(self, person_id: str, *, at: int | None = None, emit: bool = True) -> int:
         """An `exited` (reason consent_withdrawn) per segment the person is in, once per withdrawal."""
         return await self._notify_segments(person_id, "withdraw", CONSENT_WITHDRAWN, emit=emit, marketing=True, at=at)

@@ -30,6 +30,7 @@ class ConsentWatch:
 
     async def __call__(self, events: list[dict], result: BatchResult) -> None:
         touched: dict[str, int] = {}  # person id -> the latest watched event's time
+        anonymous: dict[str, dict] = {}  # visitor id -> its profile, for people not identified
         for event in events:
             if type(event) is not dict or event.get("type") not in WATCHED:
                 continue
@@ -37,14 +38,22 @@ class ConsentWatch:
             if piece is None:
                 continue  # erased, or not applied
             person_id = piece.get("user_id") or event["visitor_id"]
+            if not piece.get("user_id"):
+                anonymous[person_id] = piece
             touched[person_id] = max(touched.get(person_id, 0), int(event.get("ts") or 0))
-        given = []
+        if not touched:
+            return
+        users = sorted(person_id for person_id in touched if person_id not in anonymous)
+        # Every identified person of the batch in two round trips (as the segments step reads them), not a few each.
+        people = await self.people.users(users, result.profiles) if users else {}
+        given, without = [], []
         for person_id, at in sorted(touched.items()):
-            person = await self.people.person(person_id)
-            if person is None or person.get("id") != person_id:
+            person = anonymous.get(person_id) or people.get(person_id)
+            if person is None:
                 continue
-            if has_marketing_consent(person):
-                given.append(person_id)
-            else:
-                await self.index.consent_withdrawn(person_id, at=at or None, emit=self.emit)
+            (given if has_marketing_consent(person) else without).append(person_id)
+        # Most people without consent never gave it: one round trip finds the few who had it and withdrew,
+        # and only they pay for the script that tells their segments (it finds every segment set).
+        for person_id in await self.index.had_consent(without):
+            await self.index.consent_withdrawn(person_id, at=touched[person_id] or None, emit=self.emit)
         await self.index.consent_given(given)
