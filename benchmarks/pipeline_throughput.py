@@ -65,7 +65,7 @@ def commit_id() -> str:
 
 async def produce(settings: Settings, events: list[dict]) -> float:
     await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings, linger_ms=20)
+    producer = kafka.producer(settings, linger_ms=20, request_timeout_ms=30000)  # a loaded broker may be slow
     await producer.start()
     started = time.perf_counter()
     futures = [await producer.send(settings.topic, codec.encode(e), key=e["visitor_id"].encode()) for e in events]
