@@ -63,8 +63,22 @@ class ExperimentStore:
         return f"{self.prefix}:xp:experiments"
 
     async def apply(self, ops_by_person: dict[str, list[dict]]) -> None:
-        """Credits each person's operations in order, one script call each, then indexes who entered what."""
+        """Credits each person's operations in order, one script call each, then indexes who entered what.
+
+        An outcome counts only for the arms a person was exposed to before it, so a person with
+        outcomes and no exposure, in this batch or kept, is left out after one cheap EXISTS:
+        most of a shop's visitors are in no experiment, and the script was most of this step."""
+        outcome_only = [person for person, ops in ops_by_person.items() if all(op["k"] != "x" for op in ops)]
+        if outcome_only:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for person in outcome_only:
+                    pipe.exists(self.arms_key(person))
+                exposed = await pipe.execute()
+            unexposed = {person for person, there in zip(outcome_only, exposed) if not there}
+            ops_by_person = {person: ops for person, ops in ops_by_person.items() if person not in unexposed}
         people = list(ops_by_person)
+        if not people:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for person in people:
                 await self._credit(
