@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import msgpack
+import msgspec
 from redis.asyncio import Redis
 
 from engine.profiles.model import ProfileConfig, has_analytics_consent
@@ -23,6 +24,7 @@ KEPT = 50
 VISITORS_PER_CALL = 1_000  # bounds how long one script holds Redis
 ADD = lua("stream", "recent.lua")
 WHAT_MAX = 120  # characters of the summary line
+_json = msgspec.json.Encoder().encode  # compact, keys in the entry's order (as json.dumps with no spaces)
 
 
 def summary(event: dict) -> str:
@@ -55,12 +57,12 @@ def merged(existing: list[dict], new: list[dict], kept: int = KEPT) -> list[dict
     return (fresh[::-1] + existing)[:kept]
 
 
-def _encoded(rows: list[dict]) -> list[str]:
+def _encoded(rows: list[dict]) -> list[bytes]:
     """[prefix, JSON, ...] of the entries, oldest first; the prefix is the JSON up to its id (`id` comes first)."""
     out = []
     for row in rows:
-        text = json.dumps(row, separators=(",", ":"))
-        out += [text[: text.index(',"ts"')], text]
+        text = _json(row)
+        out += [text[: text.index(b',"ts"')], text]
     return out
 
 
