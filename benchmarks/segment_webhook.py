@@ -83,6 +83,20 @@ def receiver():
     return server, arrived
 
 
+TRACED = (
+    "clickstream_worker_events_total",
+    "clickstream_segment_changes_total",
+    "clickstream_webhook",
+    "clickstream_consumer_lag",
+)
+
+
+async def trace(client) -> None:
+    """With BENCH_TRACE set: the engine's counters that tell where the events are."""
+    text = (await client.get("/metrics")).text
+    print([line for line in text.splitlines() if line.startswith(TRACED)])
+
+
 async def phase(client, rate: float, seconds: float, arrived: dict) -> dict:
     posts_per_s = rate / (PER_POST * 3 + 1)
     sent: dict[str, float] = {}
@@ -117,40 +131,12 @@ async def phase(client, rate: float, seconds: float, arrived: dict) -> dict:
     await asyncio.gather(*pending)
     elapsed = time.perf_counter() - started
     if os.environ.get("BENCH_TRACE"):
-        text = (await client.get("/metrics")).text
-        print(
-            [
-                l
-                for l in text.splitlines()
-                if l.startswith(
-                    (
-                        "clickstream_worker_events_total",
-                        "clickstream_segment_changes_total",
-                        "clickstream_webhook",
-                        "clickstream_consumer_lag",
-                    )
-                )
-            ]
-        )
+        await trace(client)
     deadline = time.monotonic() + 60
     while len([v for v in sent if v in arrived]) < len(sent) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     if os.environ.get("BENCH_TRACE"):
-        text = (await client.get("/metrics")).text
-        print(
-            [
-                l
-                for l in text.splitlines()
-                if l.startswith(
-                    (
-                        "clickstream_worker_events_total",
-                        "clickstream_segment_changes_total",
-                        "clickstream_webhook",
-                        "clickstream_consumer_lag",
-                    )
-                )
-            ]
-        )
+        await trace(client)
     latencies = [arrived[v] - sent[v] for v in sent if v in arrived]
     return {
         "rate": n * (PER_POST * 3 + 1) / elapsed,

@@ -44,6 +44,13 @@ async def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, me
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """`clickstream ARGS` run to its end from the repository with the environment `env`, its output kept as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 class Process:
     """A `clickstream` subcommand run as a child process, as in a deployment."""
 

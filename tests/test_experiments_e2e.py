@@ -5,13 +5,11 @@ customer on two devices stays in one arm; the command line prints the same repor
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers import REPO, engine_with_rules, sign_in, unique, wait_until
+from helpers import engine_with_rules, run_cli, sign_in, unique, wait_until
 
 KEY = {"Authorization": "Bearer test-key"}
 
@@ -162,14 +160,7 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
 
         # The command line prints the same report.
         env = dict(os.environ, **shop.settings.environ())
-        out = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = run_cli("experiments", "report", EXPERIMENT, env=env)
         assert out.returncode == 0, out.stderr
         assert "umbrella" in out.stdout and "sample ratio: as configured" in out.stdout
         assert f"{expected['umbrella'][1]:>6}" in out.stdout
@@ -194,14 +185,7 @@ async def test_a_rule_split_is_measured_per_arm_with_valid_intervals(shop):
             return srm is not None and srm["mismatch"]
 
         await wait_until(flagged, timeout=15, message="the sample-ratio mismatch flagged")
-        out = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "experiments", "report", EXPERIMENT],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = run_cli("experiments", "report", EXPERIMENT, env=env)
         assert "MISMATCH" in out.stdout
         async with shop.client(follow_redirects=False) as console:
             await sign_in(console, "test-key")
@@ -321,14 +305,7 @@ async def test_erasure_removes_the_person_and_replay_brings_back_only_the_others
         assert await people() == start + 1  # out of the report at once
 
         env = dict(os.environ, **shop.settings.environ())
-        replay = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        replay = run_cli("replay", "--quiet", env=env, timeout=180)
         assert replay.returncode == 0, replay.stderr
         # rebuilt from the log's exposures: everyone but the erased customer
         assert await people() == start + 1

@@ -2,10 +2,8 @@
 
 import asyncio
 import os
-import subprocess
-import sys
 
-from helpers import REPO, unique, user_hash, wait_until
+from helpers import run_cli, unique, user_hash, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 T0 = 1_795_400_000_000
@@ -230,14 +228,7 @@ async def test_erased_person_stays_erased_after_replay(settings_for, tmp_session
         await person_when(engine, bystander, lambda p: True, "bystander")
         async with engine.client() as client:
             assert (await client.delete(f"/v1/profiles/{user}", headers=AUTH)).status_code == 200
-        replay = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
-            cwd=REPO,
-            env={**os.environ, **engine.settings.environ()},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        replay = run_cli("replay", "--quiet", env={**os.environ, **engine.settings.environ()}, timeout=120)
         assert replay.returncode == 0, replay.stderr
         async with engine.client() as client:
             assert (await client.get(f"/v1/profiles/{user}", headers=AUTH)).status_code == 404

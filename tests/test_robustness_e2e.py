@@ -8,14 +8,13 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import redis.asyncio as aioredis
 
 from engine.embedded import free_port, redis_command, wait_for_port
-from helpers import REPO, Engine, unique, visitor, wait_until
+from helpers import Engine, run_cli, unique, visitor, wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
 T0 = 1_795_400_000_000
@@ -274,14 +273,7 @@ async def dump(redis: aioredis.Redis, prefix: str) -> dict:
 
 
 def replay(settings) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "replay", "--quiet"],
-        cwd=REPO,
-        env={**os.environ, **settings.environ()},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = run_cli("replay", "--quiet", env={**os.environ, **settings.environ()}, timeout=180)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -557,12 +549,5 @@ async def test_a_profile_holding_a_number_json_cannot_carry_still_reads(engine):
 def test_the_api_alone_needs_the_broker_too(settings_for):
     """Its state changes go on the log: without CLICKSTREAM_KAFKA it does not start."""
     env = {k: v for k, v in {**os.environ, **settings_for().environ()}.items() if k != "CLICKSTREAM_KAFKA"}
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("api", "--api-only", "--port", "0", env=env)
     assert done.returncode == 2 and "CLICKSTREAM_KAFKA must be set" in done.stderr

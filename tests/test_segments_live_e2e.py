@@ -9,13 +9,11 @@ reaches the receiver once, erasure reaches all of it and is told to the receiver
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 import redis.asyncio as aioredis
-from helpers import REPO, Engine, Receiver, unique, user_hash, wait_until
+from helpers import Engine, Receiver, run_cli, started, unique, user_hash, wait_until
 
 from engine.destinations import webhook
 
@@ -50,14 +48,7 @@ async def live(settings_for, tmp_path_factory):
     folder = tmp_path_factory.mktemp("live-rules")
     (folder / "segments.yaml").write_text(RULES.format(crm=crm.url, mail=mail.url, mailer=mailer.url, secret=SECRET))
     settings = settings_for(rules=folder, test_clock=True, segment_sweep_s=0.5, webhook_retry_idle_s=1.0)
-    running = Engine(settings, folder.parent / f"{folder.name}-logs")
-    running.start_worker()
-    running.start_api()
-    try:
-        await running.wait_ready()
-    except AssertionError:
-        running.stop()
-        raise AssertionError(f"engine not ready\n{running.worker.log()[-3000:]}")
+    running = await started(Engine(settings, folder.parent / f"{folder.name}-logs"))
     running.folder, running.crm, running.mail, running.mailer = folder, crm, mail, mailer
     running.redis = aioredis.Redis.from_url(settings.redis)
     yield running
@@ -269,38 +260,17 @@ async def test_the_command_line_export_writes_the_rows_of_the_http_export(live, 
             break
     env = dict(os.environ, **live.settings.environ())
     out = tmp_path / "shoe-lovers.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--output", str(out)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("segments", "export", "shoe-lovers", "--output", str(out), env=env)
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in out.read_text().splitlines()] == expected
     assert "members" in done.stderr and f"exported {len(expected)} rows" in done.stderr  # the progress bar, to stderr
 
-    as_csv = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "segments", "export", "shoe-lovers", "--format", "csv"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    as_csv = run_cli("segments", "export", "shoe-lovers", "--format", "csv", env=env)
     assert as_csv.returncode == 0, as_csv.stderr
     lines = as_csv.stdout.splitlines()
     assert lines[0] == "id,email,first_name,language,score" and len(lines) == len(expected) + 1
     assert [line.split(",")[0] for line in lines[1:]] == [r["id"] for r in expected]
-    missing = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "segments", "export", "no-such-segment"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = run_cli("segments", "export", "no-such-segment", env=env)
     assert missing.returncode == 1 and "no such segment" in missing.stderr
 
 
@@ -323,33 +293,30 @@ async def test_a_withdrawn_marketing_consent_is_told_to_the_mailer_and_the_perso
     assert user not in (await export(live)).text  # no consent: no row
 
 
+async def wisher(live, item, email):
+    """A new identified person with marketing consent and `email` who wishes for `item`; their id."""
+    async with live.client() as browser:
+        await send(
+            browser,
+            [
+                {"type": "page_view", "url": "/", "session_id": "s1"},
+                {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}},
+            ],
+        )
+        user = unique("user")
+        login = {"traits": {"email": email}, "user_hash": user_hash(user)}
+        await send(browser, [{"type": "identify", "user_id": user, "session_id": "s1", "props": login}])
+        await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
+    return user
+
+
 async def test_a_wished_item_back_in_stock_reaches_the_receiver_once(live):
     item = unique("boot")
-    browser = live.client()
-    await send(
-        browser,
-        [
-            {"type": "page_view", "url": "/", "session_id": "s1"},
-            {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}},
-        ],
-    )
-    user = unique("user")
-    await send(
-        browser,
-        [
-            {
-                "type": "identify",
-                "user_id": user,
-                "session_id": "s1",
-                "props": {"traits": {"email": "wish@example.com"}, "user_hash": user_hash(user)},
-            }
-        ],
-    )
-    await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
-    other = live.client()  # wishes too, without marketing consent: the mail destination never hears of them
-    await send(other, [{"type": "add_to_wishlist", "session_id": "s2", "props": {"product": {"id": item}}}])
-    await browser.aclose()
-    await other.aclose()
+    user = await wisher(live, item, "wish@example.com")
+    async with (
+        live.client() as other
+    ):  # wishes too, without marketing consent: the mail destination never hears of them
+        await send(other, [{"type": "add_to_wishlist", "session_id": "s2", "props": {"product": {"id": item}}}])
     wish_key = f"{live.settings.redis_prefix}:wish:{item}"
     await wait_until(lambda: _scard(live.redis, wish_key, 2), timeout=20, message="both wishes applied")
 
@@ -379,28 +346,7 @@ async def _scard(redis, key, n):
 
 async def test_a_wished_item_for_less_reaches_the_receiver_once_per_price_change(live):
     item = unique("sandal")
-    browser = live.client()
-    await send(
-        browser,
-        [
-            {"type": "page_view", "url": "/", "session_id": "s1"},
-            {"type": "consent", "session_id": "s1", "props": {"consent": {"marketing": True}}},
-        ],
-    )
-    user = unique("user")
-    await send(
-        browser,
-        [
-            {
-                "type": "identify",
-                "user_id": user,
-                "session_id": "s1",
-                "props": {"traits": {"email": "drop@example.com"}, "user_hash": user_hash(user)},
-            }
-        ],
-    )
-    await send(browser, [{"type": "add_to_wishlist", "session_id": "s1", "props": {"product": {"id": item}}}])
-    await browser.aclose()
+    user = await wisher(live, item, "drop@example.com")
     await wait_until(
         lambda: _scard(live.redis, f"{live.settings.redis_prefix}:wish:{item}", 1),
         timeout=20,

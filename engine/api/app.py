@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from engine.api.access import Access
 from engine.api.catalog import catalog_routes
@@ -118,14 +119,12 @@ class HttpServices:
 
     async def _load_catalog(self, path) -> None:
         """The catalog file, loaded once Redis answers (the app serves, with 503s, until then)."""
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(RedisError), wait=wait_fixed(1.0), before_sleep=_catalog_not_yet
+        ):
+            with attempt:
                 stored = await self.recommend.catalog.load_file(path)
-                log.info("catalog: %d items from %s", stored, path)
-                return
-            except RedisError as exc:
-                log.warning("catalog file not loaded yet, Redis unavailable: %s", type(exc).__name__)
-                await asyncio.sleep(1.0)
+        log.info("catalog: %d items from %s", stored, path)
 
     async def stop(self) -> None:
         if self.backtests is not None:
@@ -176,6 +175,10 @@ class HttpServices:
 
 async def _no_heartbeats() -> dict:
     return {}
+
+
+def _catalog_not_yet(state: RetryCallState) -> None:
+    log.warning("catalog file not loaded yet, Redis unavailable: %s", type(state.outcome.exception()).__name__)
 
 
 def build_app(settings: Settings, services: HttpServices) -> Starlette:

@@ -51,12 +51,13 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import msgpack
+from cachetools import FIFOCache
 import msgspec
 import zstandard
 from redis.asyncio import Redis
@@ -312,8 +313,9 @@ class ProfileStore:
         self.redis = redis
         # The worker keeps the profiles it wrote last, with their version: while Redis
         # still holds that version, the read skips the data and the decode.
-        # (version, profile, seen ids or None when there are more than SEEN_CACHED)
-        self.cache: OrderedDict[str, tuple[bytes, dict, bytes | None]] = OrderedDict()
+        # (version, profile, seen ids or None when there are more than SEEN_CACHED); past
+        # cache_size the profile written longest ago goes (a written one is put in anew).
+        self.cache: FIFOCache = FIFOCache(max(cache_size, 1))
         self.cache_size = cache_size
         self.prefix = prefix
         self.cluster = cluster
@@ -512,8 +514,6 @@ class ProfileStore:
                     result.applied += writes[vid][6]
                     if self.cache_size:
                         cache[vid] = (writes[vid][1], writes[vid][7], writes[vid][8])
-                        if len(cache) > self.cache_size:
-                            cache.popitem(last=False)
                 elif flag == "2":
                     result.profiles[vid] = None
                     result.unapplied.pop(vid, None)

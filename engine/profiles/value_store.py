@@ -13,6 +13,7 @@ import json
 import logging
 import time
 
+from cachetools import TTLCache
 from redis.asyncio import Redis
 
 from engine.profiles import orders
@@ -31,7 +32,7 @@ class ValueStore:
         self.half_life_days = half_life_days
         self.buyers_key = f"{store.prefix}:buyers"
         self.model_key = f"{store.prefix}:value:model"
-        self._cached: tuple[float, ValueModel] | None = None
+        self._cached: TTLCache = TTLCache(1, MODEL_CACHE_S)  # "model" -> ValueModel
 
     async def mark_buyers(self, events: list[dict], result: BatchResult) -> None:
         """After-batch step: remember who bought, for the next refit."""
@@ -50,7 +51,7 @@ class ValueStore:
     async def clear(self) -> None:
         """For a rebuild: the buyers and the fitted model are derived from the log."""
         await self.redis.delete(self.buyers_key, self.model_key)
-        self._cached = None
+        self._cached.clear()
 
     async def summaries(self, now_ms: int) -> list[Summary]:
         """One summary per buying person: pieces with the same user id are one customer."""
@@ -82,7 +83,7 @@ class ValueStore:
         started = time.perf_counter()
         model = fit(await self.summaries(now_ms), now_ms)
         await self.redis.set(self.model_key, json.dumps(model.to_json()))
-        self._cached = (time.monotonic(), model)
+        self._cached["model"] = model
         log.info(
             "value model refitted on %d customers in %.1f s (tiers by %s)",
             model.customers,
@@ -93,11 +94,10 @@ class ValueStore:
 
     async def model(self) -> ValueModel:
         """The current model, read at most every MODEL_CACHE_S; an empty one before the first fit."""
-        if self._cached and time.monotonic() - self._cached[0] < MODEL_CACHE_S:
-            return self._cached[1]
-        raw = await self.redis.get(self.model_key)
-        model = ValueModel.from_json(json.loads(raw)) if raw else ValueModel()
-        self._cached = (time.monotonic(), model)
+        model = self._cached.get("model")
+        if model is None:
+            raw = await self.redis.get(self.model_key)
+            model = self._cached["model"] = ValueModel.from_json(json.loads(raw)) if raw else ValueModel()
         return model
 
     async def last_fit(self) -> tuple[int, int]:

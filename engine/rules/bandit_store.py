@@ -38,6 +38,7 @@ import re
 import time
 from collections import defaultdict
 
+from cachetools import TTLCache
 from redis.asyncio import Redis
 
 from engine.profiles import orders
@@ -47,6 +48,7 @@ from engine.redis_scripts import lua
 
 DECISION_TTL_S = 86_400
 STATS_CACHE_S = 1.0
+STATS_CACHE_MAX = 10_000  # (slot, reward) pairs kept per process
 CONVERSION_WINDOW_MIN = 30.0
 PER_CALL = 500  # events per script call
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")  # slot and content names (as ruleset.NAME)
@@ -127,7 +129,7 @@ class BanditStore:
         self.keys = BanditKeys(prefix)
         self.decision_ttl_s = decision_ttl_s
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, dict]] = {}
+        self._cache: TTLCache = TTLCache(STATS_CACHE_MAX, cache_s)  # (slot, reward) -> stats
 
     async def record_decision(
         self,
@@ -176,15 +178,14 @@ class BanditStore:
         """context -> variant -> (impressions, successes of the slot's reward), as bandit.choose takes
         it; one round trip, then served from memory for `cache_s` (decide must stay fast)."""
         hit = self._cache.get((slot, reward))
-        now = time.monotonic()
-        if hit and now - hit[0] < self.cache_s:
-            return hit[1]
+        if hit is not None:
+            return hit
         counter = REWARD_COUNTER[reward]
         stats = {
             context: {variant: (cell["i"], cell[counter]) for variant, cell in variants.items()}
             for context, variants in (await self.counts(slot)).items()
         }
-        self._cache[(slot, reward)] = (now, stats)
+        self._cache[(slot, reward)] = stats
         return stats
 
     async def report(self, slot: str, spec, default: str) -> dict:

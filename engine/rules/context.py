@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from typing import Protocol
+
+from cachetools import TTLCache
 
 from engine.errors import InvalidInput
 
 log = logging.getLogger("engine.rules")
 MAX_KEYS = 50
 MAX_TEXT = 512
+PLACES_CACHED = 10_000  # weather answers kept per process, each for CachedWeather.ttl_s
+_MISSING = object()
 
 
 def device_from_user_agent(user_agent: str) -> str:
@@ -67,19 +70,19 @@ class CachedWeather:
     def __init__(self, provider: WeatherProvider, ttl_s: float = 600.0) -> None:
         self.provider = provider
         self.ttl_s = ttl_s
-        self.cache: dict[tuple, tuple[float, str | None]] = {}
+        self.cache: TTLCache = TTLCache(PLACES_CACHED, ttl_s)  # (country, region, city) -> weather word or None
 
     async def weather(self, context: dict) -> str | None:
         place = (context.get("country"), context.get("region"), context.get("city"))
-        hit = self.cache.get(place)
-        if hit and time.monotonic() - hit[0] < self.ttl_s:
-            return hit[1]
+        hit = self.cache.get(place, _MISSING)
+        if hit is not _MISSING:
+            return hit
         try:
             answer = await self.provider.weather(context)
         except Exception as exc:  # a weather outage must not break decisions
             log.warning("weather provider failed: %r", exc)
             answer = None
-        self.cache[place] = (time.monotonic(), answer)
+        self.cache[place] = answer
         return answer
 
 

@@ -497,6 +497,19 @@ def load_ruleset(path: Path | str, now_ms: int | None = None, *, half_life_days:
     return ruleset
 
 
+def _first_of_its_name(file: str, item, key: str, kept: dict, what: str, problems: list[Problem]) -> bool:
+    """True when no earlier rule file has `key` (then `item` is kept under it); else a warning on `item`'s
+    line names where the one kept stands."""
+    first = kept.get(key)
+    if first is None:
+        kept[key] = item
+        return True
+    problems.append(
+        Problem(file, item.line, key, f"duplicate {what}; the one at {first.file}:{first.line} is kept", "warning")
+    )
+    return False
+
+
 def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = None, *, half_life_days: float) -> RuleSet:
     """The rule set of (file name, contents) pairs; `now_ms` dates the "schedule ended" warning."""
     out = RuleSet()
@@ -533,37 +546,13 @@ def build_ruleset(sources: Iterable[tuple[str, bytes]], now_ms: int | None = Non
                 out.slots[slot.name] = slot
         seen_rules = {r.id: r for r in out.rules}
         for rule in rules:
-            if rule.id in seen_rules:
-                first = seen_rules[rule.id]
-                out.problems.append(
-                    Problem(
-                        name,
-                        rule.line,
-                        rule.id,
-                        f"duplicate rule id; the one at {first.file}:{first.line} is kept",
-                        "warning",
-                    )
-                )
-            else:
+            if _first_of_its_name(name, rule, rule.id, seen_rules, "rule id", out.problems):
                 out.rules.append(rule)
-                seen_rules[rule.id] = rule
                 raw_rules[rule.id] = raws.get(rule.id)
         names = {s.name: s for s in out.segments}
         for segment in segments:
-            if segment.name in names:
-                first = names[segment.name]
-                out.problems.append(
-                    Problem(
-                        name,
-                        segment.line,
-                        segment.name,
-                        f"duplicate segment; the one at {first.file}:{first.line} is kept",
-                        "warning",
-                    )
-                )
-            else:
+            if _first_of_its_name(name, segment, segment.name, names, "segment", out.problems):
                 out.segments.append(segment)
-                names[segment.name] = segment
     out.fingerprint = digest.hexdigest()[:16]
     out.rules.sort(key=lambda r: (-r.priority, r.id))
     out.problems += _cross_check(out, raw_rules, now_ms)

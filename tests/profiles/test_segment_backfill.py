@@ -12,35 +12,7 @@ from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.rules.ruleset import build_ruleset
-
-NOW = 1_795_400_000_000
-
-
-class Rules:
-    def __init__(self, rs):
-        self.current = rs
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    async def __call__(self):
-        return self.now
-
-
-def views(vid, category, days_ago):
-    return [
-        {
-            "event_id": f"{vid}-{category}-{i}",
-            "type": "product_view",
-            "visitor_id": vid,
-            "session_id": "s",
-            "ts": NOW - d * DAY_MS,
-            "props": {"product": {"id": f"p{i}", "category": category}},
-        }
-        for i, d in enumerate(days_ago)
-    ]
+from segment_inputs import NOW, Clock, Rules, views
 
 
 def ruleset(text: bytes):

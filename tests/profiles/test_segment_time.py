@@ -12,8 +12,8 @@ from engine.profiles.segments_index import SegmentIndex
 from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.rules.ruleset import build_ruleset
+from segment_inputs import NOW, Clock, Rules, views
 
-NOW = 1_795_400_000_000  # a moment 12:53 UTC into its day
 TODAY = NOW // DAY_MS * DAY_MS
 SEGMENTS = b"""\
 segments:
@@ -30,20 +30,6 @@ def rules():
     rs = build_ruleset([("s.yaml", SEGMENTS)], half_life_days=14.0)
     assert not rs.errors, rs.problems
     return rs
-
-
-def views(vid, category, days_ago, start=0):
-    return [
-        {
-            "event_id": f"{vid}-{category}-{start + i}",
-            "type": "product_view",
-            "visitor_id": vid,
-            "session_id": "s",
-            "ts": NOW - d * DAY_MS,
-            "props": {"product": {"id": f"p{i}", "category": category}},
-        }
-        for i, d in enumerate(days_ago)
-    ]
 
 
 def by_name(rs, name):
@@ -84,19 +70,6 @@ def test_a_not_is_due_when_its_inner_window_ends_and_no_time_condition_means_no_
     assert next_change(derived, rs.segments, NOW) == TODAY + DAY_MS
     plain = build_ruleset([("p.yaml", b"segments:\n  - name: all\n    when: always\n")], half_life_days=14.0)
     assert next_change(derive(person, None, plain.segments, NOW), plain.segments, NOW) is None
-
-
-class Rules:
-    def __init__(self, rs):
-        self.current = rs
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    async def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -1,15 +1,13 @@
 """Attacks on keys and origins: a key used beyond its scope, a wrong key, a page on another origin."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from attacks import KEY, ORIGIN, SCOPED, T0, auth, customer
 from engine.errors import SettingsError
 from engine.settings import Settings
-from helpers import REPO
+from helpers import run_cli
 
 READ, WRITE, ERASE = (key for key, _ in sorted(SCOPED.items(), key=lambda kv: ["read", "write", "erase"].index(kv[1])))
 
@@ -52,14 +50,7 @@ async def test_a_wildcard_origin_is_refused_at_start_and_credentials_go_only_to_
         with pytest.raises(SettingsError, match="CLICKSTREAM_SITE_ORIGINS"):
             Settings.from_env({"CLICKSTREAM_SITE_ORIGINS": origins})
         env = {**os.environ, **secure.settings.environ(), "CLICKSTREAM_SITE_ORIGINS": origins}
-        started = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "api", "--port", "9"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        started = run_cli("api", "--port", "9", env=env)
         assert started.returncode == 2 and "CLICKSTREAM_SITE_ORIGINS" in started.stderr
     async with secure.client() as client:
 
