@@ -1,0 +1,87 @@
+"""The pool of recent sessions against the real Redis: views in order, once; bounded; erasure removes a person's."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+import events as builders
+import pytest
+from events import consent
+
+from engine.profiles.people import People
+from engine.profiles.store import ProfileStore
+from engine.recommend import sessions as pool
+from engine.recommend.sessions import SessionStore
+
+T0 = 1_795_400_000_000
+view = partial(builders.product_view, category="c")
+
+
+@pytest.fixture
+async def world(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    profiles = ProfileStore(redis_client, prefix)
+    people = People(redis_client, profiles)
+    store = SessionStore(redis_client, prefix, pool=4)
+    people.erasure_hooks.append(store.forget)
+    yield profiles, people, store
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+async def run(world, events):
+    profiles, people, store = world
+    result = await profiles.apply_batch(events)
+    await people.link(events, result)
+    await store(events, result)
+
+
+def walk(vid, session, items, start=0):
+    return [view(vid, item, T0 + start + n, session_id=session) for n, item in enumerate(items)]
+
+
+async def test_a_session_is_its_views_in_order_once_and_others_are_read_newest_first(world):
+    _, _, store = world
+    await run(world, walk("u1", "a", ["x", "y", "x", "z"]))
+    await run(world, walk("u2", "b", ["y", "q"], 10))
+    await run(world, walk("u3", "c", ["w"], 20))  # shares nothing with u1's session
+    await run(world, walk("u1", "a", ["x", "y"]))  # a redelivered batch adds nothing
+    session, others = await store.read("u1", "a")
+    assert session == ["x", "y", "z"]
+    assert others == {pool.session_key("u2", "b"): ["y", "q"]}
+    await run(world, walk("u4", "d", ["z"], 30))
+    _, others = await store.read("u1", "a")
+    assert list(others) == [pool.session_key("u4", "d"), pool.session_key("u2", "b")]
+
+
+async def test_the_pool_keeps_its_newest_sessions_and_drops_the_index_of_the_others(world, redis_client):
+    _, _, store = world
+    for n in range(6):
+        await run(world, walk(f"v{n}", "s", ["x", f"own{n}"], 10 * n))
+    assert await store.size() == 4
+    _, others = await store.read("v5", "s")
+    assert sorted(others) == sorted(pool.session_key(f"v{n}", "s") for n in (2, 3, 4))
+    assert not await redis_client.exists(store.base + "by:own0")
+    assert await store.sessions_of("v0") == []
+
+
+async def test_bots_and_visitors_without_analytics_consent_add_nothing(world):
+    _, _, store = world
+    await run(world, [consent("nc", T0 - 1, analytics=False), *walk("nc", "s", ["x", "y"])])
+    await run(world, [dict(e, bot=True) for e in walk("bot", "s", ["x", "y"])])
+    assert await store.size() == 0
+
+
+async def test_erasure_removes_every_session_of_the_person(world, redis_client):
+    _, people, store = world
+    await run(world, walk("e1", "a", ["x", "y"]) + walk("e1", "b", ["y", "z"], 10) + walk("k1", "c", ["x", "z"], 20))
+    assert len(await store.sessions_of("e1")) == 2
+    await people.erase("e1")
+    assert await store.sessions_of("e1") == []
+    _, others = await store.read("k1", "c")
+    assert others == {}
+    assert await store.size() == 1
+    assert not await redis_client.exists(store.base + "s:" + pool.session_key("e1", "a"))
+    assert await redis_client.zrange(store.base + "by:y", 0, -1) == []
