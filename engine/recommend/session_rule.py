@@ -110,7 +110,8 @@ def for_session(
     k: int = sknn.K_NEIGHBOURS,
     popularity: Mapping[str, float] | None = None,
 ) -> SessionList:
-    """The rule over stored sessions: the last item's pairs and n_last counted in the `candidates` holding it."""
+    """The rule over stored sessions: the last item's pairs and n_last counted in the `candidates` holding it
+    (engine.recommend.sessions reads every indexed session holding it, so n_last is exact below PER_ITEM)."""
     if not session:
         return SessionList([], 0.0, ())
     last = session[-1]

@@ -97,7 +97,8 @@ class SessionStore:
     async def read(
         self, visitor_id: str, session_id: str, sample: int = sknn.SAMPLE
     ) -> tuple[list[str], dict[str, list[str]]]:
-        """(the session's items in order, the `sample` most recent other sessions sharing one, newest first)."""
+        """(the session's items in order, other sessions sharing them): every indexed session holding the
+        last item (at most PER_ITEM, the newest), then the most recent others, up to `sample` in all."""
         own = session_key(visitor_id, session_id)
         mine, *others = await self._read(keys=[self.base + "recent"], args=[self.base, own, sample, LOOKUP_ITEMS])
         session = [_text(i) for i in mine]

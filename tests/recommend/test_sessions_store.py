@@ -85,3 +85,13 @@ async def test_erasure_removes_every_session_of_the_person(world, redis_client):
     assert await store.size() == 1
     assert not await redis_client.exists(store.base + "s:" + pool.session_key("e1", "a"))
     assert await redis_client.zrange(store.base + "by:y", 0, -1) == []
+
+
+async def test_every_session_holding_the_last_item_is_read_before_the_most_recent_others(world):
+    _, _, store = world
+    await run(world, walk("old", "s", ["z", "p"]))
+    for n in range(2):  # the pool holds 4 sessions: these, the old one and mine
+        await run(world, walk(f"new{n}", "s", ["x", f"q{n}"], 10 + n))
+    await run(world, walk("me", "s", ["x", "z"], 20))
+    _, others = await store.read("me", "s", sample=2)
+    assert list(others) == [pool.session_key("old", "s"), pool.session_key("new1", "s")]
