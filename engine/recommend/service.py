@@ -265,16 +265,22 @@ class RecommendService:
         return out
 
     async def _session_list(self, person: dict, visitor_id: str):
-        """(the session's items, the stored sessions read, session_rule.SessionList) for an anonymous visitor
-        whose current session has views in the pool and neighbours there; else None."""
+        """(the session's items, the stored sessions read or None, session_rule.SessionList) for an anonymous
+        visitor whose current session has views in the pool and other sessions sharing them; else None."""
         current = (person.get("sessions") or {}).get("current")
         if self.sessions is None or person.get("user_id") or not current:
             return None
-        items, candidates = await self.sessions.read(visitor_id, current)
-        if not items or not candidates:
+        read = await self.sessions.read(visitor_id, current)
+        if not read.session:
             return None
-        found = session_rule.for_session(items, candidates, popularity=await self.popular_scores())
-        return (items, candidates, found) if found.ranked else None
+        popular = await self.popular_scores()
+        if read.pairs is not None:
+            found = session_rule.from_counts(read.session, read.pairs, read.n_last, popularity=popular)
+        elif read.candidates:
+            found = session_rule.for_session(read.session, read.candidates, popularity=popular)
+        else:
+            return None
+        return (read.session, read.candidates, found) if found.ranked else None
 
     async def _person(self, visitor_id: str) -> dict | None:
         return await self.people.person(visitor_id) if self.people is not None else None

@@ -91,11 +91,14 @@ class SessionList:
 
     ranked: list[tuple[str, float]]
     weight: float  # w of the last item
-    used: tuple[str, ...]  # the neighbours and the sessions holding the last item
+    used: tuple[str, ...] = ()  # the neighbours and the sessions holding the last item
+    pairs: Mapping[str, float] | None = None  # from_counts: the last item's pair counts (the used sessions)
 
-    def evidence(self, session: Sequence[str], candidates: Mapping[str, Sequence[str]], item: str) -> dict:
+    def evidence(self, session: Sequence[str], candidates: Mapping[str, Sequence[str]] | None, item: str) -> dict:
         """{"source": "session", "with": the latest session item that a used session holding `item` shares,
         "sessions": how many used sessions hold `item`}."""
+        if self.pairs is not None:
+            return {"source": "session", "with": session[-1], "sessions": int(self.pairs.get(item, 0))}
         holders = [candidates[sid] for sid in self.used if item in candidates[sid]]
         shared = {i for items in holders for i in items}
         with_item = next((i for i in reversed(session) if i in shared), session[-1] if session else None)
@@ -127,3 +130,18 @@ def for_session(
     # the sessions whose part counts: the neighbours when w < 1, the last item's sessions when w > 0
     used = tuple(dict.fromkeys(([sid for sid, _ in near] if w < 1 else []) + (holding if w > 0 else [])))
     return SessionList(ranked, w, used)
+
+
+def from_counts(
+    session: Sequence[str],
+    pairs: Mapping[str, float],
+    n_last: int,
+    threshold: float = EVIDENCE_THRESHOLD,
+    popularity: Mapping[str, float] | None = None,
+) -> SessionList:
+    """The hard form (tau 0) when the last item is in `threshold` or more sessions: its pair counts alone
+    (`pairs`: item -> the n_last sessions holding it, as engine.recommend.sessions counts them)."""
+    if n_last < threshold:
+        raise ValueError("below the threshold the rule needs the sessions (for_session)")
+    ranked = rank(pairs, n_last, {}, 0.0, threshold, exclude=session, popularity=popularity)
+    return SessionList(ranked, 1.0, (), dict(pairs))

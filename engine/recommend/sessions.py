@@ -20,12 +20,15 @@ replay clears the pool and rebuilds it from the log.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgpack
 from redis.asyncio import Redis
 
 from engine.profiles import model
 from engine.profiles.store import BatchResult
 from engine.recommend import sknn
+from engine.recommend.session_rule import EVIDENCE_THRESHOLD
 from engine.redis_scripts import lua
 
 POOL_SESSIONS = 20_000
@@ -36,6 +39,13 @@ LOOKUP_ITEMS = 20  # the session's latest items whose sessions are read (the ben
 ADD = lua("recommend", "session_drop.lua", "session_add.lua")
 FORGET = lua("recommend", "session_drop.lua", "session_forget.lua")
 READ = lua("recommend", "session_read.lua")
+
+
+class SessionRead(NamedTuple):
+    session: list[str]  # the visitor's session, in view order
+    n_last: int  # stored sessions holding its last item
+    pairs: dict[str, float] | None  # n_last >= threshold: item -> those of them holding it
+    candidates: dict[str, list[str]] | None  # below: session key -> items, the sessions read
 
 
 def session_key(visitor_id: str, session_id: str) -> str:
@@ -95,14 +105,24 @@ class SessionStore:
         )
 
     async def read(
-        self, visitor_id: str, session_id: str, sample: int = sknn.SAMPLE
-    ) -> tuple[list[str], dict[str, list[str]]]:
-        """(the session's items in order, other sessions sharing them): every indexed session holding the
-        last item (at most PER_ITEM, the newest), then the most recent others, up to `sample` in all."""
+        self, visitor_id: str, session_id: str, sample: int = sknn.SAMPLE, threshold: float = EVIDENCE_THRESHOLD
+    ) -> SessionRead:
+        """What the rule needs for the visitor's session, in one script call.
+
+        n_last: the indexed sessions other than this one holding its last item (at most `sample`).
+        From `threshold` on, the last item's pair counts in them (`pairs`); below it, the sessions
+        themselves, then the most recent others sharing an item, up to `sample` in all (`candidates`)."""
         own = session_key(visitor_id, session_id)
-        mine, *others = await self._read(keys=[self.base + "recent"], args=[self.base, own, sample, LOOKUP_ITEMS])
+        mine, n_last, *rest = await self._read(
+            keys=[self.base + "recent"], args=[self.base, own, sample, LOOKUP_ITEMS, threshold]
+        )
         session = [_text(i) for i in mine]
-        return session, {_text(s): [_text(i) for i in items] for s, items in others}
+        if int(n_last) >= threshold and rest:
+            flat = rest[0]
+            pairs = {_text(flat[j]): float(flat[j + 1]) for j in range(0, len(flat), 2)}
+            return SessionRead(session, int(n_last), pairs, None)
+        candidates = {_text(sid): [_text(i) for i in items] for sid, items in rest}
+        return SessionRead(session, int(n_last), None, candidates)
 
     async def sessions_of(self, visitor_id: str) -> list[str]:
         return sorted(_text(s) for s in await self.redis.smembers(self.base + f"vsess:{visitor_id}"))

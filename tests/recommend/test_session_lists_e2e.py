@@ -17,6 +17,13 @@ AUTH = {"Authorization": "Bearer test-key"}
 T0 = 1_795_400_000_000
 
 
+async def read(store, vid, session, **options):
+    """(the session, the other sessions read) below the rule's threshold."""
+    found = await store.read(vid, session, **options)
+    assert found.pairs is None
+    return found.session, found.candidates
+
+
 async def post(engine, vid, events):
     async with engine.client(cookies={"clickstream_vid": vid}) as client:
         response = await client.post("/v1/events", json={"events": events})
@@ -54,9 +61,9 @@ async def test_for_you_mid_session_follows_the_rule_over_the_stored_sessions_and
     store = SessionStore(redis_client, engine.settings.redis_prefix)
 
     async def served():
-        out = await for_you(engine, shopper)
-        mine, others = await store.read(shopper, f"s-{shopper}")
-        return (out, mine, others) if out["source"].startswith("session") and len(others) == 3 else None
+        mine, others = await read(store, shopper, f"s-{shopper}")
+        out = await for_you(engine, shopper) if len(others) == 3 else None
+        return (out, mine, others) if out and out["source"].startswith("session") else None
 
     out, mine, others = await wait_until(served, timeout=30, message="for-you from the session pool")
     assert mine == [a, b]
@@ -76,8 +83,22 @@ async def test_for_you_mid_session_follows_the_rule_over_the_stored_sessions_and
         response = await client.delete(f"/v1/profiles/{gone}", headers=AUTH)
     assert response.status_code in (200, 202), response.text
     assert await store.sessions_of(gone) == []
-    _, others = await store.read(shopper, f"s-{shopper}")
+    _, others = await read(store, shopper, f"s-{shopper}")
     assert len(others) == 2
     after = await for_you(engine, shopper)
     why = {e["id"]: e["because"] for e in after["items"]}
     assert why[x] == {"source": "session", "with": b, "sessions": 2}
+
+    # three more sessions with b: b is in 4 stored sessions, the threshold, and its pair counts order the list
+    for n, items in enumerate([[b, z], [b, z, y], [b, x]]):
+        await browse(engine, unique(), items, 200 + 10 * n)
+
+    async def counted():
+        found = await store.read(shopper, f"s-{shopper}")
+        return (await for_you(engine, shopper), found) if found.n_last == 4 else None
+
+    out, found = await wait_until(counted, timeout=30, message="b seen in 4 sessions")
+    assert found.n_last == 4 and found.pairs[z] == 3 and found.pairs[x] == 2 and found.pairs[y] == 1
+    from_session = [e for e in out["items"] if e["because"]["source"] == "session"]
+    assert [e["id"] for e in from_session] == [z, x, y]
+    assert [e["because"] for e in from_session] == [{"source": "session", "with": b, "sessions": n} for n in (3, 2, 1)]

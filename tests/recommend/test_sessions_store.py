@@ -15,6 +15,15 @@ from engine.recommend import sessions as pool
 from engine.recommend.sessions import SessionStore
 
 T0 = 1_795_400_000_000
+
+
+async def read(store, vid, session, **options):
+    """(the session, the other sessions read) below the rule's threshold."""
+    found = await store.read(vid, session, **options)
+    assert found.pairs is None
+    return found.session, found.candidates
+
+
 view = partial(builders.product_view, category="c")
 
 
@@ -48,11 +57,11 @@ async def test_a_session_is_its_views_in_order_once_and_others_are_read_newest_f
     await run(world, walk("u2", "b", ["y", "q"], 10))
     await run(world, walk("u3", "c", ["w"], 20))  # shares nothing with u1's session
     await run(world, walk("u1", "a", ["x", "y"]))  # a redelivered batch adds nothing
-    session, others = await store.read("u1", "a")
+    session, others = await read(store, "u1", "a")
     assert session == ["x", "y", "z"]
     assert others == {pool.session_key("u2", "b"): ["y", "q"]}
     await run(world, walk("u4", "d", ["z"], 30))
-    _, others = await store.read("u1", "a")
+    _, others = await read(store, "u1", "a")
     assert list(others) == [pool.session_key("u4", "d"), pool.session_key("u2", "b")]
 
 
@@ -61,7 +70,7 @@ async def test_the_pool_keeps_its_newest_sessions_and_drops_the_index_of_the_oth
     for n in range(6):
         await run(world, walk(f"v{n}", "s", ["x", f"own{n}"], 10 * n))
     assert await store.size() == 4
-    _, others = await store.read("v5", "s")
+    _, others = await read(store, "v5", "s")
     assert sorted(others) == sorted(pool.session_key(f"v{n}", "s") for n in (2, 3, 4))
     assert not await redis_client.exists(store.base + "by:own0")
     assert await store.sessions_of("v0") == []
@@ -80,7 +89,7 @@ async def test_erasure_removes_every_session_of_the_person(world, redis_client):
     assert len(await store.sessions_of("e1")) == 2
     await people.erase("e1")
     assert await store.sessions_of("e1") == []
-    _, others = await store.read("k1", "c")
+    _, others = await read(store, "k1", "c")
     assert others == {}
     assert await store.size() == 1
     assert not await redis_client.exists(store.base + "s:" + pool.session_key("e1", "a"))
@@ -93,5 +102,22 @@ async def test_every_session_holding_the_last_item_is_read_before_the_most_recen
     for n in range(2):  # the pool holds 4 sessions: these, the old one and mine
         await run(world, walk(f"new{n}", "s", ["x", f"q{n}"], 10 + n))
     await run(world, walk("me", "s", ["x", "z"], 20))
-    _, others = await store.read("me", "s", sample=2)
+    _, others = await read(store, "me", "s", sample=2)
     assert list(others) == [pool.session_key("old", "s"), pool.session_key("new1", "s")]
+
+
+async def test_from_the_threshold_on_the_last_items_pair_counts_are_read_instead_of_the_sessions(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    store = SessionStore(redis_client, prefix)
+    views = []
+    for n, items in enumerate([["b", "x"], ["b", "x", "y"], ["b", "y"], ["x", "b"], ["q", "x"]]):
+        views += [[f"v{n}", pool.session_key(f"v{n}", "s"), item] for item in items]
+    views += [["me", pool.session_key("me", "s"), item] for item in ("a", "b")]
+    await store.add(views)
+    found = await store.read("me", "s", threshold=4)
+    assert found.session == ["a", "b"] and found.n_last == 4 and found.candidates is None
+    assert found.pairs == {"b": 4, "x": 3, "y": 2}
+    below = await store.read("me", "s", threshold=5)
+    assert below.pairs is None and len(below.candidates) == 4  # q's session shares nothing with mine
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+    await redis_client.delete(*keys)
