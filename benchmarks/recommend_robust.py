@@ -26,7 +26,7 @@ queries minus the better of raw counts' and popularity's; the m whose worst gain
 nothing.
 
 Session queries (next item): the shops' view sessions and groceries baskets in a
-random order, first 80% of sessions as the pool; in each test session of >= 2 items a
+random order (whole, 30%, 10%), first 80% of sessions as the pool; in each test session of >= 2 items a
 seeded cut t, the first t items are the session so far and item t + 1 the target.
 Methods: popularity; co-occurrence of the last item (its pair counts within sessions,
 fill by popularity); SKNN and V-SKNN (engine.recommend.sknn, fill by popularity),
