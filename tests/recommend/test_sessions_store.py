@@ -121,3 +121,16 @@ async def test_from_the_threshold_on_the_last_items_pair_counts_are_read_instead
     assert below.pairs is None and len(below.candidates) == 4  # q's session shares nothing with mine
     keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
     await redis_client.delete(*keys)
+
+
+async def test_clear_empties_the_pool_for_a_rebuild_and_the_same_views_rebuild_it(world, redis_client):
+    _, _, store = world
+    batch = walk("r1", "a", ["x", "y"]) + walk("r2", "b", ["y", "z"], 10)
+    await run(world, batch)
+    before = await read(store, "r1", "a")
+    await store.clear()
+    assert [
+        k async for k in redis_client.scan_iter(match=store.base.replace("{", "\\{").replace("}", "\\}") + "*")
+    ] == []
+    await run(world, batch)
+    assert await read(store, "r1", "a") == before
