@@ -153,7 +153,7 @@ async def load_sessions(
     rng = random.Random(seed)
     pool = SessionStore(redis, prefix)
     views = [
-        [f"viewer{n}", session_key(f"viewer{n}", "s"), item]
+        [f"viewer{n}", session_key(f"viewer{n}", "s"), item, TS]
         for n, basket in enumerate(orders)
         for item in rng.sample(basket, len(basket))
     ]

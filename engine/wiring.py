@@ -154,7 +154,9 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
         seen_ttl_s=int(settings.dedup_days * 86400),
     )
     recent = RecentEvents(redis, prefix, settings.anonymous_retention_days * 86400, profile_config(settings))
-    sessions = SessionStore(redis, prefix, config=profile_config(settings))
+    sessions = SessionStore(
+        redis, prefix, config=profile_config(settings), retention_s=settings.anonymous_retention_days * 86400
+    )
     wishlists = wishlist_store(redis, prefix, segments)
     people.erasure_hooks += [
         values.forget,

@@ -8,13 +8,15 @@ Redis Cluster too. A session's key is `<len(visitor)>:<visitor><session id>` (un
     S by:<item>           zset  session key -> the clock when the session viewed the item; at most PER_ITEM
     S owner               hash  session key -> visitor id
     S vsess:<visitor>     set   the visitor's sessions in the pool (what erasure removes)
+    S seen                zset  session key -> its latest view's time (ms, the collector's clock)
     S clock               int   one tick per new view
 
 The worker's after-batch step adds product views of visitors who are not erased, not
 bots and gave analytics consent (as the co-occurrence counts). A view already in its
 session's list adds nothing, so a redelivered batch or a replay over live state changes
 nothing. When the pool passes POOL_SESSIONS the oldest sessions leave it with their
-index entries. Erasure (`forget`) removes every session of the person's visitor ids;
+index entries, and so do sessions last seen longer ago than the anonymous retention
+(measured against the batch's latest view, so a replay drops the same ones). Erasure (`forget`) removes every session of the person's visitor ids;
 replay clears the pool and rebuilds it from the log.
 """
 
@@ -65,12 +67,14 @@ class SessionStore:
         config: model.ProfileConfig = model.DEFAULT,
         pool: int = POOL_SESSIONS,
         per_item: int = PER_ITEM,
+        retention_s: int = 0,
     ) -> None:
         self.redis = redis
         self.base = f"{prefix}:rec:{{ss}}:"
         self.config = config
         self.pool = pool
         self.per_item = per_item
+        self.retention_ms = retention_s * 1000
         self._add = redis.register_script(ADD)
         self._forget = redis.register_script(FORGET)
         self._read = redis.register_script(READ)
@@ -87,7 +91,9 @@ class SessionStore:
             profile = result.profiles.get(vid)
             if profile is None or not model.has_analytics_consent(profile, self.config):
                 continue
-            out.append([vid, session_key(vid, str(event.get("session_id") or "-")), str(product["id"])])
+            at = event.get("received_at") if isinstance(event.get("received_at"), int) else event.get("ts")
+            at = at if isinstance(at, int) and not isinstance(at, bool) else 0
+            out.append([vid, session_key(vid, str(event.get("session_id") or "-")), str(product["id"]), at])
         return out
 
     async def __call__(self, events: list[dict], result: BatchResult) -> None:
@@ -96,11 +102,13 @@ class SessionStore:
         if views:
             await self.add(views)
 
-    async def add(self, views: list[list[str]]) -> int:
+    async def add(self, views: list[list]) -> int:
+        """[visitor, session key, item, time (ms)] each, in log order; how many were new."""
+        packed = msgpack.packb(views, use_bin_type=False)
         return int(
             await self._add(
                 keys=[self.base + "recent"],
-                args=[self.base, self.pool, self.per_item, MAX_ITEMS, msgpack.packb(views, use_bin_type=False)],
+                args=[self.base, self.pool, self.per_item, MAX_ITEMS, self.retention_ms, packed],
             )
         )
 

@@ -111,8 +111,8 @@ async def test_from_the_threshold_on_the_last_items_pair_counts_are_read_instead
     store = SessionStore(redis_client, prefix)
     views = []
     for n, items in enumerate([["b", "x"], ["b", "x", "y"], ["b", "y"], ["x", "b"], ["q", "x"]]):
-        views += [[f"v{n}", pool.session_key(f"v{n}", "s"), item] for item in items]
-    views += [["me", pool.session_key("me", "s"), item] for item in ("a", "b")]
+        views += [[f"v{n}", pool.session_key(f"v{n}", "s"), item, T0] for item in items]
+    views += [["me", pool.session_key("me", "s"), item, T0] for item in ("a", "b")]
     await store.add(views)
     found = await store.read("me", "s", threshold=4)
     assert found.session == ["a", "b"] and found.n_last == 4 and found.candidates is None
@@ -134,3 +134,16 @@ async def test_clear_empties_the_pool_for_a_rebuild_and_the_same_views_rebuild_i
     ] == []
     await run(world, batch)
     assert await read(store, "r1", "a") == before
+
+
+async def test_sessions_last_seen_longer_ago_than_the_retention_leave_the_pool(redis_client):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    store = SessionStore(redis_client, prefix, retention_s=3600)
+    key = pool.session_key
+    await store.add([["old", key("old", "s"), "x", T0], ["kept", key("kept", "s"), "x", T0 + 1000]])
+    await store.add([["kept", key("kept", "s"), "y", T0 + 3_600_001]])  # old: just over 1 h ago; kept: now
+    assert await store.size() == 1
+    assert await store.sessions_of("old") == [] and await store.sessions_of("kept") == [key("kept", "s")]
+    assert await redis_client.zrange(store.base + "by:x", 0, -1) == [key("kept", "s").encode()]
+    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
+    await redis_client.delete(*keys)

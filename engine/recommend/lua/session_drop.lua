@@ -8,4 +8,5 @@ local function drop(B, s)
   if owner then redis.call('SREM', B .. 'vsess:' .. owner, s) end
   redis.call('HDEL', B .. 'owner', s)
   redis.call('ZREM', B .. 'recent', s)
+  redis.call('ZREM', B .. 'seen', s)
 end
