@@ -266,21 +266,41 @@ class RecommendService:
 
     async def _session_list(self, person: dict, visitor_id: str):
         """(the session's items, the stored sessions read or None, session_rule.SessionList) for an anonymous
-        visitor whose current session has views in the pool and other sessions sharing them; else None."""
+        visitor whose current session has views in the pool and other sessions sharing them; else None.
+
+        The last item's counts in its recent sessions are kept for neighbours_cache_s (the same for every
+        visitor, less their own session); the sessions themselves are read only below the threshold."""
         current = (person.get("sessions") or {}).get("current")
         if self.sessions is None or person.get("user_id") or not current:
             return None
-        read = await self.sessions.read(visitor_id, current)
-        if not read.session:
+        session, indexed = await self.sessions.head(visitor_id, current)
+        if not session:
             return None
+        counts = self.caches.session_counts.get(session[-1])
+        if counts is None:
+            counts = await self.sessions.last_counts(session[-1])
+            self.caches.session_counts[session[-1]] = counts
+        n_all, pairs = counts
+        n_last = n_all - 1 if indexed and n_all > 0 else n_all
         popular = await self.popular_scores()
-        if read.pairs is not None:
-            found = session_rule.from_counts(read.session, read.pairs, read.n_last, popularity=popular)
-        elif read.candidates:
-            found = session_rule.for_session(read.session, read.candidates, popularity=popular)
+        if n_last >= session_rule.EVIDENCE_THRESHOLD:
+            found, candidates = session_rule.from_counts(session, pairs, n_last, popularity=popular), None
         else:
-            return None
-        return (read.session, read.candidates, found) if found.ranked else None
+            read = await self.sessions.read(visitor_id, current)
+            if read.pairs is not None:  # more sessions since the counts were kept
+                found, candidates = (
+                    session_rule.from_counts(read.session, read.pairs, read.n_last, popularity=popular),
+                    None,
+                )
+            elif read.candidates:
+                found, candidates = (
+                    session_rule.for_session(read.session, read.candidates, popularity=popular),
+                    read.candidates,
+                )
+            else:
+                return None
+            session = read.session
+        return (session, candidates, found) if found.ranked else None
 
     async def _person(self, visitor_id: str) -> dict | None:
         return await self.people.person(visitor_id) if self.people is not None else None

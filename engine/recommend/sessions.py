@@ -41,6 +41,8 @@ LOOKUP_ITEMS = 20  # the session's latest items whose sessions are read (the ben
 ADD = lua("recommend", "session_drop.lua", "session_add.lua")
 FORGET = lua("recommend", "session_drop.lua", "session_forget.lua")
 READ = lua("recommend", "session_read.lua")
+HEAD = lua("recommend", "session_head.lua")
+COUNTS = lua("recommend", "session_counts.lua")
 
 
 class SessionRead(NamedTuple):
@@ -78,6 +80,8 @@ class SessionStore:
         self._add = redis.register_script(ADD)
         self._forget = redis.register_script(FORGET)
         self._read = redis.register_script(READ)
+        self._head = redis.register_script(HEAD)
+        self._counts = redis.register_script(COUNTS)
 
     def views(self, events: list[dict], result: BatchResult) -> list[list[str]]:
         out = []
@@ -131,6 +135,20 @@ class SessionStore:
             return SessionRead(session, int(n_last), pairs, None)
         candidates = {_text(sid): [_text(i) for i in items] for sid, items in rest}
         return SessionRead(session, int(n_last), None, candidates)
+
+    async def head(self, visitor_id: str, session_id: str) -> tuple[list[str], bool]:
+        """(the session's items in order, whether its last item's index holds it)."""
+        own = session_key(visitor_id, session_id)
+        mine, indexed = await self._head(keys=[self.base + "recent"], args=[self.base, own])
+        return [_text(i) for i in mine], bool(int(indexed))
+
+    async def last_counts(self, item: str, sample: int = sknn.SAMPLE) -> tuple[int, dict[str, float]]:
+        """(n: the item's newest indexed sessions, at most `sample`; item -> how many of them hold it).
+
+        The same for every visitor (a service keeps it a moment): a visitor's own session is among
+        them when `head` says so, and holds only items its list leaves out."""
+        n, flat = await self._counts(keys=[self.base + "recent"], args=[self.base, item, sample])
+        return int(n), {_text(flat[j]): float(flat[j + 1]) for j in range(0, len(flat), 2)}
 
     async def sessions_of(self, visitor_id: str) -> list[str]:
         return sorted(_text(s) for s in await self.redis.smembers(self.base + f"vsess:{visitor_id}"))
