@@ -11,6 +11,10 @@ catalog and an ALS model (benchmarks/recommend_latency.load), and 2,000 shoppers
 basket in the cart (load_carts). Routes:
   GET /v1/recommendations/also-bought?item=SEED&k=10     seeds drawn from basket lines
   GET /v1/recommendations/for-you?visitor_id=SHOPPER&k=10  the shoppers (their cart is the seed)
+With --sessions, instead: a pool of view sessions (each order's items viewed in a random
+order) and 2,000 anonymous visitors who viewed 1 or 2 items of a basket in their current
+session (benchmarks/recommend_latency.load_sessions); for-you for them (the session rule
+after, the blend of the viewed seeds before).
 "server" percentiles: from a request's arrival in the app to its last byte (ServerTimer).
 
 Usage: python benchmarks/recommend_before_after.py [--base 7d750c1] [--rate 500] [--for-you-rate 100] [--seconds 10]
@@ -37,7 +41,15 @@ from urllib.parse import quote  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine  # noqa: E402
-from benchmarks.recommend_latency import LoopbackClient, load, load_carts, load_orders, open_redis, pct  # noqa: E402
+from benchmarks.recommend_latency import (  # noqa: E402
+    LoopbackClient,
+    load,
+    load_carts,
+    load_orders,
+    load_sessions,
+    open_redis,
+    pct,
+)
 from benchmarks.recommend_robust import DATA  # noqa: E402
 from engine.embedded import free_port, wait_for_port  # noqa: E402
 
@@ -86,6 +98,7 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="requests/s to each of the two processes")
     ap.add_argument("--for-you-rate", type=float, default=100.0, help="requests/s to each process for for-you")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--sessions", action="store_true", help="for-you of anonymous visitors mid-session only")
     args = ap.parse_args()
     redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -100,6 +113,7 @@ async def main() -> None:
         try:
             await load(redis, prefix, orders, category)
             carts = await load_carts(redis, prefix, orders, category)
+            browsing = await load_sessions(redis, prefix, orders, category) if args.sessions else []
             head = subprocess.run(
                 ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
             ).stdout.strip()
@@ -117,15 +131,25 @@ async def main() -> None:
                 f"alternating between the two processes.\n"
             )
             routes = {
-                "GET /v1/recommendations/also-bought": (
-                    [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}" for s in seeds],
-                    args.rate,
-                ),
-                "GET /v1/recommendations/for-you": (
-                    [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for _, v in carts],
+                "GET /v1/recommendations/for-you (mid-session)": (
+                    [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for v in browsing],
                     args.for_you_rate,
-                ),
+                )
             }
+            routes = (
+                routes
+                if args.sessions
+                else {
+                    "GET /v1/recommendations/also-bought": (
+                        [f"/v1/recommendations/also-bought?item={quote(s)}&k={K}" for s in seeds],
+                        args.rate,
+                    ),
+                    "GET /v1/recommendations/for-you": (
+                        [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for _, v in carts],
+                        args.for_you_rate,
+                    ),
+                }
+            )
             print(
                 "| route | code | requests/s | requests | client p50 ms | client p95 ms | server p50 ms | server p95 ms | "
                 "server p99 ms |"

@@ -143,6 +143,45 @@ async def load_carts(
     return asks
 
 
+async def load_sessions(
+    redis, prefix: str, orders: list[list[str]], category: dict[str, str], visitors: int = 2000, seed: int = 4
+) -> list[str]:
+    """A pool of view sessions (each order's items viewed in a random order, oldest first) and `visitors`
+    anonymous visitors mid-session (the first 1 to 3 items of a random basket viewed); their visitor ids."""
+    from engine.recommend.sessions import SessionStore, session_key
+
+    rng = random.Random(seed)
+    pool = SessionStore(redis, prefix)
+    views = [
+        [f"viewer{n}", session_key(f"viewer{n}", "s"), item, TS]
+        for n, basket in enumerate(orders)
+        for item in rng.sample(basket, len(basket))
+    ]
+    for start in range(0, len(views), 5000):
+        await pool.add(views[start : start + 5000])
+    baskets = [b for b in orders if len(b) >= 2]
+    events, ids = [], []
+    for n in range(visitors):
+        vid = f"browser{n}"
+        basket = rng.sample(rng.choice(baskets), 2)
+        seen = basket[: rng.randint(1, len(basket))]
+        events += [
+            {
+                "event_id": f"view{n}-{m}",
+                "type": "product_view",
+                "visitor_id": vid,
+                "session_id": "s",
+                "ts": TS + m,
+                "props": {"product": {"id": item, "category": category[item]}},
+            }
+            for m, item in enumerate(seen)
+        ]
+        ids.append(vid)
+    result = await ProfileStore(redis, prefix).apply_batch(events)
+    await pool(events, result)
+    return ids
+
+
 def service_for(redis, prefix: str, config: RecommendConfig = RecommendConfig()) -> RecommendService:
     holder = ModelHolder(redis, prefix)
     return RecommendService(

@@ -6,7 +6,8 @@ store or service is built here and nowhere else; nothing imports this module bac
 and no domain module opens a client of its own.
 
     Settings ─▶ Redis, Kafka producer
-             └▶ Stores: profiles, people, values, segments, co-occurrence, catalog, bandit
+             └▶ Stores: profiles, people, values, segments, co-occurrence, catalog, bandit,
+                  recent sessions
                   └▶ services: live rules, decide, model slots, recommendations, publisher,
                                change log (the API's state changes, on the events topic)
                        └▶ engine.api.app (routes)  ·  engine.stream.worker (batch handlers)
@@ -58,6 +59,7 @@ from engine.recommend.als_model import AlsModel
 from engine.recommend.als_store import ModelHolder
 from engine.recommend.als_training import AlsParams
 from engine.recommend.catalog import Catalog
+from engine.recommend.sessions import SessionStore
 from engine.recommend.config import RecommendConfig
 from engine.recommend.service import RecommendService
 from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
@@ -113,6 +115,7 @@ class Stores:
     experiments: ExperimentStore
     wishlists: Wishlists
     recent: RecentEvents
+    sessions: SessionStore
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -151,6 +154,9 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
         seen_ttl_s=int(settings.dedup_days * 86400),
     )
     recent = RecentEvents(redis, prefix, settings.anonymous_retention_days * 86400, profile_config(settings))
+    sessions = SessionStore(
+        redis, prefix, config=profile_config(settings), retention_s=settings.anonymous_retention_days * 86400
+    )
     wishlists = wishlist_store(redis, prefix, segments)
     people.erasure_hooks += [
         values.forget,
@@ -158,6 +164,7 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
         cooccurrence.forget,
         wishlists.forget,
         recent.forget,
+        sessions.forget,
         experiments_eraser(experiments, people.digest),
     ]
     archive = open_archive(settings)
@@ -175,6 +182,7 @@ def build_stores(settings: Settings, redis: Redis, profile_cache: int = 0) -> St
         experiments,
         wishlists,
         recent,
+        sessions,
     )
 
 
@@ -264,6 +272,7 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
             reward_cap=lambda slot: reward_cap(rules, slot),
         ),
         CooccurrenceUpdater(stores.redis, config=config, store=stores.cooccurrence),
+        stores.sessions,
         stores.recent,
     ]
     return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
@@ -287,6 +296,7 @@ async def clear_derived_state(stores: Stores, settings: Settings) -> int:
     await stores.cooccurrence.clear()
     await stores.experiments.clear()
     await stores.recent.clear()
+    await stores.sessions.clear()
     return await stores.profiles.clear_all()
 
 
@@ -302,6 +312,7 @@ def recommend_service(settings: Settings, stores: Stores, poll_s: float = 5.0) -
         ModelHolder(stores.redis, settings.redis_prefix, poll_s),
         stores.people,
         RecommendConfig.from_settings(settings),
+        sessions=stores.sessions,
     )
 
 

@@ -4,6 +4,7 @@
 - each item's category and availability (INFO_CACHE_S), all dropped when the catalog's
   version moves (checked every CATALOG_CHECK_S) or this process puts the catalog;
 - each item's co-purchase and co-view neighbours, for RecommendConfig.neighbours_cache_s;
+- each item's pair counts in the recent sessions holding it (the session rule), as long;
 - each item's own also-bought ranking: fresh as long, then served as long again while a
   refresh runs behind the requests (engine.recommend.service), then gone.
 
@@ -54,6 +55,7 @@ class RecommendCaches:
         self.info = kept(INFO_CACHE_S, INFO_CACHE_MAX)  # item -> ranking.Info
         self.neighbours = kept(neighbours_s)  # (kind, item) -> store.Neighbours
         self.rankings = kept(2 * neighbours_s)  # item -> (computed at, (ranking, evidence))
+        self.session_counts = kept(neighbours_s)  # item -> (its indexed sessions, pair counts in them)
         self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
         self._catalog: tuple[float, int] = (float("-inf"), -1)  # (checked at, version)
 

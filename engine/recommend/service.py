@@ -29,6 +29,13 @@ popularity are blended; no seeds (a new visitor), a visitor who chose not to be
 personalized, or one without personalization consent gets popularity. The viewed
 seeds are left out of the list (ALS would rank them first), and so is what the
 visitor bought, unless its category is one people buy again (`repurchase_categories`).
+
+for-you(anonymous visitor mid-session): when the current session's views are in the
+pool of recent sessions (engine.recommend.sessions) and other sessions share them, the
+list is engine.recommend.session_rule's: the last item's co-occurrence in those
+sessions where it has evidence, V-SKNN over them where it has little; each item says
+which session item connects it and how many of the sessions read hold it
+(`{"source": "session", "with", "sessions"}`). Source "session".
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import logging
 import time
 from typing import Iterable
 
-from engine.recommend import ranking
+from engine.recommend import ranking, session_rule
 from engine.recommend.caches import RecommendCaches, lookup
 from engine.recommend.catalog import Catalog
 from engine.recommend.config import RecommendConfig
@@ -61,8 +68,10 @@ class RecommendService:
         models=None,
         people=None,
         config: RecommendConfig = RecommendConfig(),
+        sessions=None,
     ) -> None:
         self.store = store
+        self.sessions = sessions  # engine.recommend.sessions.SessionStore, or None
         self.catalog = catalog
         self.models = models  # engine.recommend.als_store.ModelHolder, or None
         self.people = people  # engine.profiles.people.People, or None
@@ -138,9 +147,15 @@ class RecommendService:
         bought, viewed = seeds_of(person, cfg.seeds_max) if personal else ([], [])
         cart = cart_of(person, cfg.seeds_max) if personal else []
         seeds = list(dict.fromkeys(bought + cart + viewed))
-        sources, counts = await self.basket_sources(seeds, viewed) if seeds else ({}, {})
-        warm = ranking.warm(sources, FOR_YOU_SOURCES)
-        ranked, strongest = ranking.blended(sources, cfg.for_you_weights) if warm else ([], {})
+        session = await self._session_list(person, visitor_id) if personal and viewed else None
+        if session is not None:  # an anonymous visitor mid-session: the evidence rule over recent sessions
+            sources, counts, warm = {}, {}, True
+            ranked, strongest = session[2].ranked, {}
+            viewed = list(dict.fromkeys([*viewed, *session[0]]))
+        else:
+            sources, counts = await self.basket_sources(seeds, viewed) if seeds else ({}, {})
+            warm = ranking.warm(sources, FOR_YOU_SOURCES)
+            ranked, strongest = ranking.blended(sources, cfg.for_you_weights) if warm else ([], {})
         all_bought = bought_items(person)
         info = await self.describe([*all_bought, *seeds, *(i for i, _ in ranked[: ranking.window(request.k)])])
         filters = request.filters(
@@ -150,10 +165,17 @@ class RecommendService:
         because: dict[str, dict] = {}
         seed_category = ranking.most_common(info[s].category for s in seeds)
         chosen, filled = await self._choose_and_fill(ranked, info, filters, seed_category, because)
-        because.update(ranking.evidence(chosen, strongest, counts, sources, because))
-        source = (
-            ranking.sources_used(sources, cfg.for_you_weights, [i for i, _ in chosen], filled) if warm else "popularity"
-        )
+        if session is not None:
+            items, candidates, found = session
+            because.update({i: found.evidence(items, candidates, i) for i, _ in chosen if i not in because})
+            source = "session+popularity" if filled else "session"
+        else:
+            because.update(ranking.evidence(chosen, strongest, counts, sources, because))
+            source = (
+                ranking.sources_used(sources, cfg.for_you_weights, [i for i, _ in chosen], filled)
+                if warm
+                else "popularity"
+            )
         return {"visitor_id": visitor_id, "items": ranking.response_items(chosen, because), "source": source}
 
     async def recently_viewed(self, visitor_id: str, k: int = 10) -> dict:
@@ -241,6 +263,44 @@ class RecommendService:
                 kept[(kind, item)] = found
             out.update(fetched)
         return out
+
+    async def _session_list(self, person: dict, visitor_id: str):
+        """(the session's items, the stored sessions read or None, session_rule.SessionList) for an anonymous
+        visitor whose current session has views in the pool and other sessions sharing them; else None.
+
+        The last item's counts in its recent sessions are kept for neighbours_cache_s (the same for every
+        visitor, less their own session); the sessions themselves are read only below the threshold."""
+        current = (person.get("sessions") or {}).get("current")
+        if self.sessions is None or person.get("user_id") or not current:
+            return None
+        session, indexed = await self.sessions.head(visitor_id, current)
+        if not session:
+            return None
+        counts = self.caches.session_counts.get(session[-1])
+        if counts is None:
+            counts = await self.sessions.last_counts(session[-1])
+            self.caches.session_counts[session[-1]] = counts
+        n_all, pairs = counts
+        n_last = n_all - 1 if indexed and n_all > 0 else n_all
+        popular = await self.popular_scores()
+        if n_last >= session_rule.EVIDENCE_THRESHOLD:
+            found, candidates = session_rule.from_counts(session, pairs, n_last, popularity=popular), None
+        else:
+            read = await self.sessions.read(visitor_id, current)
+            if read.pairs is not None:  # more sessions since the counts were kept
+                found, candidates = (
+                    session_rule.from_counts(read.session, read.pairs, read.n_last, popularity=popular),
+                    None,
+                )
+            elif read.candidates:
+                found, candidates = (
+                    session_rule.for_session(read.session, read.candidates, popularity=popular),
+                    read.candidates,
+                )
+            else:
+                return None
+            session = read.session
+        return (session, candidates, found) if found.ranked else None
 
     async def _person(self, visitor_id: str) -> dict | None:
         return await self.people.person(visitor_id) if self.people is not None else None
