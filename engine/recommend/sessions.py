@@ -4,12 +4,11 @@ Every key sits under `{prefix}:rec:{ss}:` (S below), one hash tag, so the script
 Redis Cluster too. A session's key is `<len(visitor)>:<visitor><session id>` (unambiguous).
 
     S s:<session key>     list  the items the session viewed, in first-view order, at most MAX_ITEMS
-    S recent              zset  session key -> the pool clock at its latest new view; at most POOL_SESSIONS
-    S by:<item>           zset  session key -> the clock when the session viewed the item; at most PER_ITEM
+    S recent              zset  session key -> the time (ms) of its latest new view; at most POOL_SESSIONS
+    S by:<item>           zset  session key -> the time (ms) the session first viewed the item; at most PER_ITEM
     S owner               hash  session key -> visitor id
     S vsess:<visitor>     set   the visitor's sessions in the pool (what erasure removes)
     S seen                zset  session key -> its latest view's time (ms, the collector's clock)
-    S clock               int   one tick per new view
 
 The worker's after-batch step adds product views of visitors who are not erased, not
 bots and gave analytics consent (as the co-occurrence counts). A view already in its

@@ -15,9 +15,10 @@ for _, v in ipairs(cmsgpack.unpack(ARGV[6])) do
   end
   if not seen then
     redis.call('RPUSH', list, item)
-    local seq = redis.call('INCR', B .. 'clock')  -- the pool's clock: one tick per new view
-    redis.call('ZADD', B .. 'recent', seq, s)
-    redis.call('ZADD', B .. 'by:' .. item, seq, s)
+    -- scored by the view's own time, not by a count of views: a replay, which leaves out what was
+    -- erased, then writes the same scores
+    redis.call('ZADD', B .. 'recent', 'GT', ts, s)
+    redis.call('ZADD', B .. 'by:' .. item, ts, s)
     redis.call('ZREMRANGEBYRANK', B .. 'by:' .. item, 0, -per_item - 1)
     redis.call('SADD', B .. 'vsess:' .. vid, s)
     redis.call('HSET', B .. 'owner', s, vid)
