@@ -1,4 +1,5 @@
-"""The publisher sends a request's events as one record batch per partition: a real broker.
+"""The publisher's two ways of sending, against a real broker: event by event (a small request's
+share of a partition) and as record batches (a large one's, RECORD_BATCH_MIN events on).
 
 Each event must land on the partition Kafka's default partitioner gives its key (so any
 other sender of a visitor's events agrees), in the order it was accepted, and the
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiokafka.partitioner import DefaultPartitioner
 
 from engine.ingest.collector import Batch
-from engine.ingest.publisher import Publisher
+from engine.ingest.publisher import RECORD_BATCH_MIN, Publisher
 from engine.ingest.spool import Spool
 from engine.stream import codec, kafka
 from engine.stream.logid import ensure_log
@@ -36,13 +37,15 @@ async def test_events_land_on_the_default_partition_in_order_with_true_offsets(s
     try:
         publisher = Publisher(producer, settings.topic, settings.rejected_topic, spool=spool)
         publisher.log_id = log_id
-        await publisher.publish(batch(visitors=30, per_visitor=4))
+        await publisher.publish(batch(visitors=30, per_visitor=4))  # under RECORD_BATCH_MIN per partition
         await publisher.publish(batch(visitors=30, per_visitor=3, start=4))
-        records = await read_topic(settings, settings.topic, 30 * 7)
-        assert len(records) == 30 * 7
+        await publisher.publish(batch(visitors=30, per_visitor=20, start=7))  # record batches, split when full
+        records = await read_topic(settings, settings.topic, 30 * 27)
+        assert len(records) == 30 * 27
 
         partitions = sorted(await producer.partitions_for(settings.topic))
         assert len(partitions) > 1
+        assert 30 * 4 / len(partitions) < RECORD_BATCH_MIN < 30 * 20 / len(partitions)  # both ways are taken
         ends: dict[int, int] = {}
         order: dict[str, list[int]] = {}
         for record in records:
@@ -52,7 +55,7 @@ async def test_events_land_on_the_default_partition_in_order_with_true_offsets(s
             order.setdefault(event["visitor_id"], []).append((record.partition, record.offset, event["props"]["n"]))
             ends[record.partition] = max(ends.get(record.partition, -1), record.offset)
         for seen in order.values():
-            assert [n for _, _, n in sorted(seen)] == list(range(7))  # a visitor's events in their order
+            assert [n for _, _, n in sorted(seen)] == list(range(27))  # a visitor's events in their order
 
         assert publisher.sent == ends
         spool.rotate()
