@@ -39,9 +39,9 @@ LOOKUP_ITEMS = 20  # the session's latest items whose sessions are read (the ben
 
 ADD = lua("recommend", "session_drop.lua", "session_add.lua")
 FORGET = lua("recommend", "session_drop.lua", "session_forget.lua")
-READ = lua("recommend", "session_read.lua")
+READ = lua("recommend", "session_pairs.lua", "session_read.lua")
 HEAD = lua("recommend", "session_head.lua")
-COUNTS = lua("recommend", "session_counts.lua")
+COUNTS = lua("recommend", "session_pairs.lua", "session_counts.lua")
 
 
 class SessionRead(NamedTuple):

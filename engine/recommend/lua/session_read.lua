@@ -13,16 +13,7 @@ for _, s in ipairs(redis.call('ZREVRANGE', B .. 'by:' .. mine[#mine], 0, sample)
   if s ~= own and #holding < sample then holding[#holding + 1] = s end
 end
 if #holding >= threshold then
-  local counts, order = {}, {}
-  for _, s in ipairs(holding) do
-    for _, item in ipairs(redis.call('LRANGE', B .. 's:' .. s, 0, -1)) do
-      if not counts[item] then counts[item] = 0; order[#order + 1] = item end
-      counts[item] = counts[item] + 1
-    end
-  end
-  local flat = {}
-  for _, item in ipairs(order) do flat[#flat + 1] = item; flat[#flat + 1] = counts[item] end
-  return {mine, #holding, flat}
+  return {mine, #holding, pair_counts(B, holding)}
 end
 local out = {mine, #holding}
 local found, ids = {[own] = true}, {}
