@@ -115,6 +115,11 @@ class CollectorLogState:
             value=spool.get("events", 0),
         )
         yield GaugeMetricFamily("clickstream_spool_bytes", "Bytes in the spool", value=spool.get("bytes", 0))
+        yield GaugeMetricFamily(
+            "clickstream_archive_gaps",
+            "Offset ranges between archive segments that no segment covers (should stay 0)",
+            value=state.get("archive_gaps", 0),
+        )
         yield CounterMetricFamily(
             "clickstream_spool_dropped_events", "Events dropped by a full spool", value=spool.get("dropped_events", 0)
         )

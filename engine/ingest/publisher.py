@@ -202,9 +202,9 @@ def _truncated(raw) -> object:
 class LogWatch:
     """The collector's side of a reset broker: detect, recreate, re-send; and confirm spooled batches.
 
-    A spooled batch is confirmed when the archive holds, in the log the batch was
-    sent to, an offset at or past the batch's own on every partition it touched
-    (the worker archives before it commits, and labels segments with a log id it
+    A spooled batch is confirmed when the archive covers, in the log the batch was
+    sent to, every offset up to the batch's own on every partition it touched, without
+    a hole (the worker archives before it commits, and labels segments with a log id it
     has just read again). It leaves the spool `grace_s` after that, time for a Redis
     that fsyncs its append-only file every second to have the batch's effects on disk.
 
@@ -241,6 +241,7 @@ class LogWatch:
         self.rotations = 0
         self.resent = 0
         self.last_reset: dict | None = None
+        self.gaps: set[tuple[str, int, int, int]] = set()  # (log, partition, first, last) the archive lacks
         self.drain_timeout_s = drain_timeout_s
         self.draining: tuple[float, dict[int, int]] | None = None  # since when, the offsets to see archived
 
@@ -252,6 +253,7 @@ class LogWatch:
             "rotations": self.rotations,
             "last_reset": self.last_reset,
             "resent_events": self.resent,
+            "archive_gaps": len(self.gaps),
             "spool": None
             if spool is None
             else {
@@ -385,9 +387,25 @@ class LogWatch:
                 await self._resend(spool_file)
 
     def _archived(self, logs: set[str]) -> dict[str, dict[int, int]]:
+        """Per log, where the archive's unbroken coverage ends; a hole in it is reported once, loudly."""
         if self.archive is None:
             return {}
-        return {log_id: self.archive.ends(log_id) for log_id in logs}
+        ends = {}
+        for log_id in logs:
+            coverage = self.archive.coverage(log_id)
+            ends[log_id] = coverage.ends
+            for gap in coverage.gaps:
+                if (log_id, *gap) not in self.gaps:
+                    self.gaps.add((log_id, *gap))
+                    log.error(
+                        "the archive of log %s lacks offsets %d-%d of partition %d: spooled batches past them "
+                        "stay in the spool (sent again when the log changes), and a replay reads them from the broker",
+                        log_id,
+                        gap[1],
+                        gap[2],
+                        gap[0],
+                    )
+        return ends
 
     async def _resend(self, spool_file: SpoolFile) -> None:
         spool = self.publisher.spool

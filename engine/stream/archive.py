@@ -10,7 +10,13 @@ directory by default; `ArchiveStore` is all it needs, so object storage fits too
     {topic}/{log id}/{partition:04}/{first:016}-{last:016}.idx   msgpack {first, last, count, subjects}
     {topic}/erased                                               8-byte hashes of erased ids
 
-`value` is the event exactly as it was on Kafka (msgpack), `key` its visitor id.
+`value` is the event exactly as it was on Kafka (msgpack), `key` its visitor id. A
+segment's name gives the offsets it covers, which may be more than it holds: a record
+the worker could not decode (a dead letter) or an erased person's is covered but left
+out. A partition's segments tile its log, so a hole between two of them is a range no
+worker archived: `coverage` reports it, and the archive is taken to hold only what lies
+before the first hole (a spooled batch beyond it is not confirmed, a replay reads the
+broker from there).
 `subjects` are the 8-byte hashes of the visitor ids and user ids a segment holds, so
 erasure finds the segments to rewrite without opening the others. Erasure
 (`forget`) first adds the person's hashes to `erased` (new segments leave those
@@ -166,11 +172,12 @@ class Archive:
         return sorted(s for s in found if s is not None)
 
     def ends(self, log_id: str) -> dict[int, int]:
-        """Per partition, the offset after the last archived one."""
-        ends: dict[int, int] = {}
-        for segment in self.segments(log_id):
-            ends[segment.partition] = max(ends.get(segment.partition, 0), segment.last + 1)
-        return ends
+        """Per partition, the offset after the archive's unbroken run of covered offsets."""
+        return self.coverage(log_id).ends
+
+    def coverage(self, log_id: str) -> "Coverage":
+        """What the segments cover per partition: where the first run of touching segments ends, and every hole."""
+        return coverage_of(self.segments(log_id))
 
     def count(self, log_id: str) -> int:
         total = 0
@@ -206,9 +213,20 @@ class Archive:
 
     # --- writing -------------------------------------------------------------------
 
-    def write(self, log_id: str, partition: int, records: list[tuple[int, bytes, bytes, str | None]]) -> Segment | None:
-        """Seals one segment of (offset, key, value, user id) records; erased people's are left out."""
-        if not records:
+    def write(
+        self,
+        log_id: str,
+        partition: int,
+        records: list[tuple[int, bytes, bytes, str | None]],
+        first: int | None = None,
+        last: int | None = None,
+    ) -> Segment | None:
+        """Seals one segment of (offset, key, value, user id) records covering offsets `first` to `last`
+        (default: the records' own); erased people's are left out. A range without records is written too:
+        it tiles the log over offsets that hold nothing to archive."""
+        first = records[0][0] if first is None and records else first
+        last = records[-1][0] if last is None and records else last
+        if first is None or last is None or last < first:
             return None
         with self.store.lock():
             erased = self.erased()
@@ -218,7 +236,7 @@ class Archive:
                 if not erased
                 or not (subject_hash(r[1]) in erased or (r[3] is not None and subject_hash(r[3]) in erased))
             ]
-            segment = Segment(log_id, partition, records[0][0], records[-1][0])
+            segment = Segment(log_id, partition, first, last)
             subjects = _subjects(kept)
             self.store.put(f"{self.topic}/{segment.name}.seg", encode_segment([r[:3] for r in kept]))
             self.store.put(
@@ -308,10 +326,36 @@ def _index_of(records: list[Record], segment: Segment) -> dict:
     return {"first": segment.first, "last": segment.last, "count": len(records), "subjects": _subjects(records)}
 
 
+@dataclass(frozen=True)
+class Coverage:
+    ends: dict[int, int]  # partition -> the offset after the first unbroken run of covered offsets
+    gaps: list[tuple[int, int, int]]  # (partition, first, last) offsets between segments that no segment covers
+
+
+def coverage_of(segments: Iterable[Segment]) -> Coverage:
+    """Pure: the runs of touching or overlapping segments per partition (segments of one log)."""
+    ends: dict[int, int] = {}
+    reach: dict[int, int] = {}  # the offset after the last one any segment so far covers
+    broken: set[int] = set()
+    gaps: list[tuple[int, int, int]] = []
+    for segment in sorted(segments, key=lambda s: (s.partition, s.first, s.last)):
+        partition = segment.partition
+        if partition in reach and segment.first > reach[partition]:
+            gaps.append((partition, reach[partition], segment.first - 1))
+            broken.add(partition)
+        # the archive of a partition starts where its first segment does
+        reach[partition] = max(reach.get(partition, 0), segment.last + 1)
+        if partition not in broken:
+            ends[partition] = reach[partition]
+    return Coverage(ends, gaps)
+
+
 @dataclass
 class _Buffer:
     records: list = field(default_factory=list)
     since: float = 0.0
+    first: int | None = None  # the first offset fetched since the last seal, dead letters included
+    end: int = 0  # the offset after the last one fetched
 
 
 class ArchiveWriter:
@@ -333,41 +377,59 @@ class ArchiveWriter:
         self.events = 0
         self.segments = 0
 
-    def add(self, partition: int, records: list[tuple[int, bytes, bytes, str | None]]) -> None:
-        if not records:
+    def add(
+        self,
+        partition: int,
+        records: list[tuple[int, bytes, bytes, str | None]],
+        first: int | None = None,
+        end: int | None = None,
+    ) -> None:
+        """Buffers applied records fetched from offsets `first` to `end` - 1 (default: the records' own; a
+        fetch's range includes the records left out, such as dead letters, so the segments tile the log)."""
+        first = records[0][0] if first is None and records else first
+        end = records[-1][0] + 1 if end is None and records else end
+        if first is None or end is None:
             return
         buffer = self.buffers.setdefault(partition, _Buffer())
-        if not buffer.records:
-            buffer.since = self.clock()
+        if buffer.first is None:
+            buffer.since, buffer.first = self.clock(), first
         buffer.records.extend(records)
+        buffer.end = max(buffer.end, end)
 
     def due(self) -> bool:
         now = self.clock()
         return any(
-            b.records and (len(b.records) >= self.max_events or now - b.since >= self.seal_s)
+            b.first is not None and (len(b.records) >= self.max_events or now - b.since >= self.seal_s)
             for b in self.buffers.values()
         )
 
     def pending(self) -> int:
         return sum(len(b.records) for b in self.buffers.values())
 
+    def holding(self) -> bool:
+        """Whether anything fetched awaits its segment (a range of dead letters alone counts too)."""
+        return any(b.first is not None for b in self.buffers.values())
+
     def seal(self, log_id: str, partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Writes the buffered records of `partitions` (default all); returns {partition: next offset}."""
         sealed = {}
         for partition in sorted(self.buffers if partitions is None else partitions):
             buffer = self.buffers.pop(partition, None)
-            if buffer is None or not buffer.records:
+            if buffer is None or buffer.first is None:
                 continue
             key = (log_id, partition)
             if key not in self.archived:
                 self.archived[key] = self.archive.ends(log_id).get(partition, 0)
             start = self.archived[key]
             records = [r for r in buffer.records if r[0] >= start]
-            if records:
-                self.archive.write(log_id, partition, records)
+            # Below `start` the archive holds the range already (another worker sealed it before a rebalance);
+            # a first fetched offset above it is a hole, left visible for `coverage` to report.
+            first = max(start, buffer.first)
+            if buffer.end > first:
+                self.archive.write(log_id, partition, records, first, buffer.end - 1)
                 self.events += len(records)
                 self.segments += 1
-            end = max(start, buffer.records[-1][0] + 1)
+            end = max(start, buffer.end)
             self.archived[key] = end
             sealed[partition] = end
         return sealed

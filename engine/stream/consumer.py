@@ -238,7 +238,7 @@ class BatchConsumer:
         every batch until the archive holds it.
         """
         async with self._sealing:
-            if self.writer is not None and self.writer.pending():
+            if self.writer is not None and self.writer.holding():
                 if verify and self.identity is not None:
                     try:
                         if await self._log_changed():
@@ -392,8 +392,11 @@ class BatchConsumer:
         async with self._sealing:
             if epoch is None or epoch == self.epoch:  # else the log was reset while the batch was applied
                 if self.writer is not None:
-                    for partition, records in archived.items():
-                        self.writer.add(partition, records)
+                    for tp, records in fetched.items():
+                        if records:  # the fetch's whole range, dead letters included: segments tile the log
+                            self.writer.add(
+                                tp.partition, archived[tp.partition], records[0].offset, records[-1].offset + 1
+                            )
                 for tp, records in fetched.items():
                     self.applied[tp] = records[-1].offset + 1
         if self.writer is not None:

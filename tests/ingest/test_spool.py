@@ -1,11 +1,14 @@
-"""The collector's spool: durable frames, a torn tail, slots adopted from a dead collector, a size bound."""
+"""The collector's spool: durable frames, a torn tail, slots adopted from a dead collector, a size bound, and what
+confirms a batch (the archive's unbroken coverage)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
-from engine.ingest.spool import Spool, decode_file
+from engine.ingest.publisher import LogWatch, Publisher, _held
+from engine.ingest.spool import Spool, SpoolFile, decode_file
+from engine.stream.archive import Archive, LocalStore
 
 
 async def test_appends_share_fsyncs_and_read_back(tmp_path, monkeypatch):
@@ -63,3 +66,18 @@ async def test_over_its_bound_the_spool_drops_the_oldest_file(tmp_path):
     spool.rotate()
     assert spool.size() <= 300 and spool.dropped >= 2
     spool.close()
+
+
+def test_a_batch_past_a_hole_in_the_archive_is_not_confirmed(tmp_path):
+    """Offsets past a range no segment covers may be missing from the archive: their batch stays spooled."""
+    archive = Archive(LocalStore(tmp_path / "archive"), "events")
+    for first, last in [(0, 2), (6, 9)]:  # 3-5 never archived
+        archive.write("L1", 0, [], first, last)
+    watch = LogWatch(Publisher(None, "events", "events.rejected"), identity=None, archive=archive)
+    archived = watch._archived({"L1"})
+    assert archived == {"L1": {0: 3}}
+    assert watch.state()["archive_gaps"] == 1
+    before, past = SpoolFile(tmp_path / "a"), SpoolFile(tmp_path / "b")
+    before.note("L1", {0: 2}, 1, 0)
+    past.note("L1", {0: 7}, 1, 0)
+    assert _held(before, archived) and not _held(past, archived)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 
-from engine.stream.archive import Archive, ArchiveWriter, LocalStore, Segment, open_store
+from engine.stream.archive import Archive, ArchiveWriter, LocalStore, Segment, coverage_of, open_store
 
 
 def event(offset: int, visitor: str, user: str | None = None) -> tuple[int, bytes, bytes, str | None]:
@@ -80,3 +80,46 @@ def test_a_segment_without_its_index_is_still_erased(tmp_path):
     assert archive.count("L1") == 2
     assert archive.forget(["anna"]) == 1
     assert visitors_in(archive, "L1") == ["bob"]
+
+
+def test_coverage_ends_at_the_first_hole_and_reports_every_hole(tmp_path):
+    archive = Archive(LocalStore(tmp_path), "events")
+    archive.write("L1", 0, [event(0, "a"), event(1, "a")])
+    archive.write("L1", 0, [event(2, "a")])  # touching: the run goes on
+    archive.write("L1", 0, [event(5, "a"), event(6, "a")])  # 3-4 missing
+    archive.write("L1", 0, [event(9, "a")])  # 7-8 missing
+    archive.write("L1", 1, [event(4, "b")])  # a partition's archive starts where its first segment does
+    coverage = archive.coverage("L1")
+    assert coverage.ends == {0: 3, 1: 5} == archive.ends("L1")
+    assert coverage.gaps == [(0, 3, 4), (0, 7, 8)]
+
+
+def test_overlapping_segments_close_a_hole_they_span():
+    segments = [Segment("L", 0, 0, 9), Segment("L", 0, 20, 29), Segment("L", 0, 5, 24)]
+    assert coverage_of(segments).ends == {0: 30} and coverage_of(segments).gaps == []
+
+
+def test_writer_tiles_the_log_over_records_it_leaves_out(tmp_path):
+    """Offsets of dead letters are covered, not held: a batch spooled at such an offset is confirmed."""
+    archive = Archive(LocalStore(tmp_path), "events")
+    writer = ArchiveWriter(archive, seal_s=0, max_events=100)
+    writer.add(0, [event(0, "a"), event(1, "a")], first=0, end=3)  # offset 2 was undecodable
+    writer.seal("L1")
+    writer.add(0, [], first=3, end=5)  # a fetch of dead letters only
+    assert writer.holding() and writer.pending() == 0
+    writer.seal("L1")
+    writer.add(0, [event(5, "a")], first=5, end=6)
+    assert writer.seal("L1") == {0: 6}
+    assert archive.coverage("L1").ends == {0: 6} and archive.coverage("L1").gaps == []
+    assert [r[0] for _, records in archive.records("L1") for r in records] == [0, 1, 5]
+
+
+def test_a_fetch_that_skips_offsets_leaves_a_hole_for_coverage_to_find(tmp_path):
+    archive = Archive(LocalStore(tmp_path), "events")
+    writer = ArchiveWriter(archive, seal_s=0, max_events=100)
+    writer.add(0, [event(0, "a")], first=0, end=1)
+    writer.seal("L1")
+    writer.add(0, [event(4, "a")], first=4, end=5)  # offsets 1-3 were never fetched by this worker
+    writer.seal("L1")
+    assert archive.coverage("L1").ends == {0: 1}
+    assert archive.coverage("L1").gaps == [(0, 1, 3)]
