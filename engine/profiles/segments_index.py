@@ -10,6 +10,8 @@
     {prefix}:segstats      hash: counters for /metrics (entered, exited, alerts, ...)
     {prefix}:marketing     set: people last seen with marketing consent (engine.profiles.withdrawals),
                            so a withdrawal is told once
+    {prefix}:segnames      set: every segment name the worker has evaluated, definitions since removed
+                           included, so an erasure or a withdrawal finds the sets without a SCAN
 
 One script call per chunk of people compares each person's stored membership with the
 new one, writes it, sets the due time and appends the changes, so each change is
@@ -56,6 +58,7 @@ class SegmentIndex:
         self.outbox_key = f"{prefix}:segchanges"
         self.stats_key = f"{prefix}:segstats"
         self.marketing_key = f"{prefix}:marketing"
+        self.names_key = f"{prefix}:segnames"
         self.notify_erasures = True  # False in a replay: an erasure was told when it happened
         self._update = redis.register_script(UPDATE_SCRIPT)
         self._notify = redis.register_script(NOTIFY_SCRIPT)
@@ -90,12 +93,13 @@ class SegmentIndex:
             for person_id, scores in memberships.items()
         ]
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.names_key, *names)
             for start in range(0, len(people), PEOPLE_PER_CALL):
                 packed = msgpack.packb([names, people[start : start + PEOPLE_PER_CALL]], use_bin_type=False)
                 await self._update(
                     keys=keys, args=[at, "1" if emit else "0", reason, OUTBOX_MAXLEN, packed], client=pipe
                 )
-            counts = await pipe.execute()
+            _, *counts = await pipe.execute()
         return sum(int(c) for c in counts)
 
     async def due(self, now_ms: int, limit: int = 500) -> list[str]:
@@ -138,8 +142,16 @@ class SegmentIndex:
         await self.redis.hincrby(self.stats_key, field, by)
 
     async def segment_keys(self) -> list[bytes]:
-        """Every segment set, including those of definitions since removed."""
-        return [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
+        """Every segment set, including those of definitions since removed (from the list of names: a SCAN of the
+        whole keyspace was seconds per erasure on a large Redis). A Redis written before the list existed is
+        scanned once, when the list is missing, and its sets listed."""
+        names = await self.redis.smembers(self.names_key)
+        if not names:
+            found = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:seg:*", count=1000)]
+            names = {key[len(self.prefix) + len(":seg:") :] for key in found}
+            if names:
+                await self.redis.sadd(self.names_key, *names)
+        return sorted(self.key(name.decode()).encode() for name in names)
 
     async def _notify_segments(
         self, person_id: str, mode: str, reason: str, *, emit: bool, marketing: bool, at: int | None = None
@@ -199,7 +211,7 @@ class SegmentIndex:
         keys = (
             [self.key(n) for n in names]
             if names is not None
-            else await self.segment_keys() + [self.due_key, self.marketing_key]
+            else await self.segment_keys() + [self.due_key, self.marketing_key, self.names_key]
         )
         if keys:
             await self.redis.delete(*keys)
