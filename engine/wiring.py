@@ -265,6 +265,9 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
         SegmentUpdater(segment_evaluator(settings, stores, rules), emit=emit),
         ConsentWatch(stores.people, stores.segments, emit=emit),
         wishlists,
+    ]
+    # Each of these keeps keys of its own and reads nothing the others write (see ProfileProcessor.beside_batch).
+    processor.beside_batch += [
         BanditLearner(
             stores.redis,
             settings.redis_prefix,

@@ -55,7 +55,7 @@ def handlers(settings):
 
 def after_batch(settings, kind: str):
     _, processor = handlers(settings)
-    return next(step for step in processor.after_batch if type(step).__name__ == kind)
+    return next(step for step in [*processor.after_batch, *processor.beside_batch] if type(step).__name__ == kind)
 
 
 def consumer_option(settings, name):

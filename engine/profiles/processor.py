@@ -15,6 +15,7 @@ reason, for the dead-letter topic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Awaitable, Callable
@@ -38,6 +39,15 @@ def people_events(events: list[dict]) -> list[dict]:
     return [event for event in events if type(event) is not dict or event.get("bot") is not True]
 
 
+async def together(steps: list[Awaitable[None]]) -> None:
+    """Runs the steps concurrently and lets every one finish (each is idempotent, so a retry of the batch after
+    a failure is harmless) before raising the first failure, in the order given."""
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 class ProfileProcessor:
     def __init__(
         self,
@@ -52,7 +62,10 @@ class ProfileProcessor:
         self.catalog = catalog  # engine.recommend.catalog.Catalog, for server:catalog
         self.orders = orders
         self.fold = partial(model.fold, config=config)
-        self.after_batch: list[AfterBatch] = []
+        self.after_batch: list[AfterBatch] = []  # in order: a step may rely on what the ones before it wrote
+        # Steps that read only the batch and its profiles and write only their own keys: they run beside the
+        # ordered ones, so one's Redis round trips and scripts overlap another's Python work.
+        self.beside_batch: list[AfterBatch] = []
         # Called with each catalog change the log brings: (items, at ms).
         self.on_catalog: list[Callable[[list, int], Awaitable[object]]] = []
 
@@ -88,11 +101,14 @@ class ProfileProcessor:
             left_out = {id(event) for event, _ in rejected}
             events = [event for event in events if id(event) not in left_out]
         await self.people.link(events, result)
-        for step in self.after_batch:
-            await step(events, result)
+        await together([self._in_order(events, result), *(step(events, result) for step in self.beside_batch)])
         outcome.applied += result.applied
         outcome.profiles.update(result.profiles)
         outcome.malformed += rejected
+
+    async def _in_order(self, events: list[dict], result: BatchResult) -> None:
+        for step in self.after_batch:
+            await step(events, result)
 
     async def _change(self, event: dict, outcome: BatchResult) -> None:
         try:
