@@ -241,7 +241,7 @@ def up(settings: Settings, host: str, port: int, workers: int = 1) -> int:
             broker_port = free_port()
             broker = supervisor.spawn("broker", broker_command(broker_port))
             wait_for_port(broker_port, 30, broker)
-            settings = replace(settings, kafka=f"127.0.0.1:{broker_port}")
+            settings = replace(settings, kafka=f"127.0.0.1:{broker_port}", broker_memory_only=True)
             if "CLICKSTREAM_BROKER_ROTATE_EVENTS" not in os.environ and settings.spool_dir is not None:
                 settings = replace(settings, broker_rotate_events=DEFAULT_ROTATE_EVENTS)
             lines.append(

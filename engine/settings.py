@@ -211,6 +211,8 @@ class Settings:
     spool_max_mb: int = _env_field(1024, _positive_int)
     log_check_s: float = _env_field(1.0, _positive_float)
     broker_rotate_events: int = _env_field(0, _count)  # embedded broker: a new log past this many events (0: never)
+    # the broker keeps its log in memory only (the embedded Tansu): a reset log gets a new events topic
+    broker_memory_only: bool = _env_field(False, _bool)
     log_level: str = _env_field("info")
     worker_heartbeat_s: float = _env_field(2.0, _positive_float)
     value_refit_minutes: float = _env_field(60.0, _positive_float)

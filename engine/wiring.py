@@ -377,6 +377,7 @@ def http_services(settings: Settings, roles: set[str]) -> HttpServices:
             grace_s=settings.spool_grace_s,
             rotate_events=settings.broker_rotate_events,
             admin_delete=lambda topic: kafka.delete_topic(settings, topic),
+            memory_only=settings.broker_memory_only,
             drain_timeout_s=3 * settings.archive_segment_s,
         )
     if API in roles:

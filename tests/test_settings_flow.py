@@ -128,6 +128,7 @@ FLOW = {
     "spool_max_mb": ("3", lambda s: services(s).publisher.spool.max_bytes, 3 << 20),
     "log_check_s": ("0.25", lambda s: s.log_check_s, 0.25),
     "broker_rotate_events": ("5000", lambda s: services(s).log_watch.rotate_events, 5000),
+    "broker_memory_only": ("true", lambda s: services(s).log_watch.memory_only, True),
     "log_level": ("warning", lambda s: s.log_level, "warning"),
     "worker_heartbeat_s": ("1.5", lambda s: s.worker_heartbeat_s, 1.5),
     "value_refit_minutes": ("5", lambda s: s.value_refit_minutes, 5.0),

@@ -66,6 +66,18 @@ async def topic_history(
     logs = await asyncio.to_thread(archive.logs) if archive is not None else []
     archived_total = sum([await asyncio.to_thread(archive.count, log_id) for log_id in logs])
     archived_ends = await asyncio.to_thread(archive.ends, current) if archive is not None and current in logs else {}
+    for log_id in logs:
+        for partition, first, last in (await asyncio.to_thread(archive.coverage, log_id)).gaps:
+            log.warning(
+                "the archive of log %s lacks offsets %d-%d of partition %d: %s",
+                log_id,
+                first,
+                last,
+                partition,
+                "read from the broker instead"
+                if log_id == current
+                else "missing from this replay unless a collector's spool sent them again to a later log",
+            )
 
     consumer = kafka_consumer(settings, group_id=None)
     await consumer.start()

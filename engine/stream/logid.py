@@ -38,8 +38,16 @@ def marker_topic(settings: Settings) -> str:
     return f"{settings.topic}.log"
 
 
-def new_log_id(now_s: float | None = None) -> str:
-    return f"{int((now_s or time.time()) * 1000):013d}-{secrets.token_hex(3)}"
+FRESH = "-fresh"  # ends an id appended with a new events topic (deleted and created again): see LogWatch._reset
+
+
+def new_log_id(now_s: float | None = None, fresh: bool = False) -> str:
+    return f"{int((now_s or time.time()) * 1000):013d}-{secrets.token_hex(3)}{FRESH if fresh else ''}"
+
+
+def is_fresh(log_id: str | None) -> bool:
+    """Whether the log began on an events topic deleted and created again for it (nothing from before in it)."""
+    return log_id is not None and log_id.endswith(FRESH)
 
 
 class LogIdentity:
@@ -94,8 +102,9 @@ class LogIdentity:
                 return record.value.decode()
         raise TimeoutError(f"could not read the log id from {self.topic}")
 
-    async def ensure(self, timeout_s: float = 30.0) -> str:
-        """Creates what is missing (events, rejected and marker topics, a log id) and returns the log id."""
+    async def ensure(self, timeout_s: float = 30.0, fresh: bool = False) -> str:
+        """Creates what is missing (events, rejected and marker topics, a log id) and returns the log id;
+        `fresh`: the caller has just deleted the events topic, so a new id is marked so."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             try:
@@ -104,7 +113,7 @@ class LogIdentity:
                 if current is not None and not events_were_missing:
                     return current
                 # No id, or an id that outlived its events topic (deleted and created again).
-                await self._append(new_log_id())
+                await self._append(new_log_id(fresh=fresh and events_were_missing))
                 await asyncio.sleep(SETTLE_S)
                 current = await self.read()
                 if current is not None:

@@ -64,4 +64,5 @@ def chaos_settings(settings_for, own_broker, tmp_path):
         archive_segment_s=1.0,
         spool_grace_s=1.0,
         log_check_s=0.5,
+        broker_memory_only=True,  # Tansu, as `up` runs it
     )
