@@ -77,6 +77,7 @@ K = 10
 BOOT = 2000
 DRAWS = 5  # (seed, held-out) draws per test basket
 FOLDS = 5  # blocks of the training baskets, each held out once to choose m
+OTHER_SAMPLES = 4  # further random samples leave-one-out chooses on, to show how stable its choice is
 GRID_M = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0)
 GRID_K = (50, 100, 200)
 GRID_TAU = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, float("inf"))
@@ -462,7 +463,9 @@ def learned_table(sets, seed: int) -> None:
         t = time.perf_counter()
         choice = chosen_by_leave_one_out(train, c, seed)
         took = time.perf_counter() - t
-        grid.append((name, choice, took))
+        # how much the choice depends on the sample: other random samples of the same training split
+        others = [chosen_by_leave_one_out(train, c, seed + n).strength for n in range(1, OTHER_SAMPLES + 1)]
+        grid.append((name, choice, took, others))
         qs, group = item_queries(test, seed)
         targets = [h for _, h in qs]
 
@@ -484,14 +487,18 @@ def learned_table(sets, seed: int) -> None:
         "\nLeave-one-out inside each training split (engine.recommend.prior_choice on a random sample of "
         f"{prior_job.SAMPLE:,} training orders), HitRate@10 per m:\n"
     )
-    print("| data set | orders / queries | " + " | ".join(f"m {x:g}" for x in prior_choice.GRID) + " | chosen | s |")
-    print("|---|---|" + "---|" * len(prior_choice.GRID) + "---|---|")
-    for name, choice, took in grid:
+    print(
+        "| data set | orders / queries | "
+        + " | ".join(f"m {x:g}" for x in prior_choice.GRID)
+        + f" | chosen | s | chosen on {OTHER_SAMPLES} other samples |"
+    )
+    print("|---|---|" + "---|" * len(prior_choice.GRID) + "---|---|---|")
+    for name, choice, took, others in grid:
         rates = choice.hit_rates()
         print(
             f"| {name} | {choice.orders:,} / {choice.queries:,} | "
             + " | ".join(f"{rates[x]:.4f}" for x in prior_choice.GRID)
-            + f" | {choice.strength:g} | {took:.1f} |"
+            + f" | {choice.strength:g} | {took:.1f} | {', '.join(f'{m:g}' for m in others)} |"
         )
     print("\nTest baskets, also-bought with the m chosen by leave-one-out (HitRate@10 [95% interval]):\n")
     print(

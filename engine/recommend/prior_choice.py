@@ -16,8 +16,10 @@ the smaller m. Below MIN_QUERIES queries the default stays. The work grows with 
 sampled seeds' partners: `affordable` keeps as many orders as BUDGET allows.
 
 The popular list is the served one, held fixed: one order moves it by at most one
-purchase. What the served list adds after the ranking (a per-category cap, the
-category-first fill, availability) is the same for every m and left out. Pure: no I/O.
+purchase. What the served list does past the ranking is left out: the per-category cap
+and availability filters, and the fill's preference for the seed's category (here the
+fill is the overall popular list, which matters only where the pairs leave the list
+short: m = 0, or a seed with few partners). Pure: no I/O.
 """
 
 from __future__ import annotations

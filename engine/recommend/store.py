@@ -16,6 +16,7 @@ node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PE
     B totals             hash  orders, sessions
     B pop:<era> / popc:<era>:<cat>  zset  item -> sum of growing purchase weights (engine.recommend.popularity)
     B cat                hash  item -> category last seen on an order or a product view
+    B prior              hash  also-bought's prior strength chosen from the orders (engine.recommend.prior_job)
     B sv:<visitor>:<session>  set  items the session viewed (expires after `view_ttl_s`)
     B vsess:<visitor>    set   the visitor's sessions with views (same expiry)
 
