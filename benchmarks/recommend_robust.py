@@ -456,7 +456,7 @@ def chosen_by_leave_one_out(train: list[list[str]], c: Counts, seed: int) -> pri
 
 def learned_table(sets, seed: int) -> None:
     """Per data set: the m leave-one-out chose on the training split, and the test HitRate@10 with it."""
-    rows, grid = [], []
+    rows, grid, per_m = [], [], []
     for name, baskets in sets:
         train, test = split(baskets)
         c = Counts(train)
@@ -477,6 +477,12 @@ def learned_table(sets, seed: int) -> None:
         raw = per([c.raw(s) for s, _ in qs])
         fixed = per([c.shrunk(s, shrink.PRIOR_STRENGTH) for s, _ in qs])
         ours = per([c.shrunk(s, choice.strength) for s, _ in qs])
+        every = {m: per([c.shrunk(s, m) for s, _ in qs]).mean() for m in prior_choice.GRID}
+        per_m.append(
+            f"| {name} | {pop.mean():.3f} | {raw.mean():.3f} | "
+            + " | ".join(f"{every[m]:.3f}" for m in prior_choice.GRID)
+            + " |"
+        )
         rows.append(
             f"| {name} | {choice.orders:,} / {choice.queries:,} | {choice.strength:g} | "
             f"{show(boot.interval(pop))} | {show(boot.interval(raw))} | {show(boot.interval(fixed))} | "
@@ -508,6 +514,11 @@ def learned_table(sets, seed: int) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        print(row)
+    print("\nTest baskets, HitRate@10 with each m of the grid (where another sample's choice would land):\n")
+    print("| data set | popularity | raw co-occurrence | " + " | ".join(f"m {x:g}" for x in prior_choice.GRID) + " |")
+    print("|---|---|---|" + "---|" * len(prior_choice.GRID))
+    for row in per_m:
         print(row)
 
 
