@@ -10,8 +10,8 @@ orders the item has (engine.recommend.shrink: (c_ab + m n_b / N) / (n_a + m), no
 minimum support; m is the one the worker chose from the shop's own orders by
 leave-one-out (engine.recommend.prior_job), read by the scoring script, else
 RecommendConfig.prior_strength). The popular items compete with the pairs by their
-prior; the list is then filled by popularity. A cold item (never bought with anything) gets popularity: its own
-category first, then overall; so does any list left short of k. The ranking of an
+prior. A cold item (never bought with anything) gets popularity: its own category
+first, then overall; so does any list left short of k. The ranking of an
 item, before the per-request filters, is kept per process for neighbours_cache_s and
 refreshed behind the requests (see _also_bought_ranking).
 
