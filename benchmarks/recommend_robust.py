@@ -17,7 +17,10 @@ list is filled by popularity to 10, as the engine fills. Methods:
   raw co-occurrence   the seed's pair counts, no minimum support, ties and fill by popularity
   previous also-bought  the blend served before this change: confidence (min support 2, top 50),
                       ALS item-item (the engine's training) weight 0.1, popularity 0.25
-  also-bought         engine.recommend.shrink.rank with the m chosen below (served: PRIOR_STRENGTH)
+  also-bought         engine.recommend.shrink.rank with the m chosen below (the default: PRIOR_STRENGTH)
+  also-bought, m by leave-one-out   the same with the m the engine chooses for itself
+                      (engine.recommend.prior_choice, what the worker runs: exact leave-one-out
+                      on a random sample of prior_job.SAMPLE training orders, grid prior_choice.GRID)
 
 Choice of m (the prior strength): each data set's training baskets are cut into FOLDS
 blocks, each held out once while the others fit (cross-validation); for every m in GRID_M, HitRate@10 on the validation
@@ -64,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.recommend_quality import ALSO_BOUGHT_WEIGHTS as PREVIOUS_WEIGHTS  # noqa: E402
 from benchmarks.recommend_quality import DATA as BESIDE, Models, load_groceries  # noqa: E402
-from engine.recommend import session_rule, shrink, sknn  # noqa: E402
+from engine.recommend import prior_choice, prior_job, session_rule, shrink, sknn  # noqa: E402
 from engine.recommend.blend import blend  # noqa: E402
 from engine.recommend.cooccur import CoCounts, order_items  # noqa: E402
 
@@ -74,6 +77,7 @@ K = 10
 BOOT = 2000
 DRAWS = 5  # (seed, held-out) draws per test basket
 FOLDS = 5  # blocks of the training baskets, each held out once to choose m
+OTHER_SAMPLES = 4  # further random samples leave-one-out chooses on, to show how stable its choice is
 GRID_M = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0)
 GRID_K = (50, 100, 200)
 GRID_TAU = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, float("inf"))
@@ -443,6 +447,81 @@ def one_item_table(sets, m: float, seed: int, with_previous: bool) -> None:
         )
 
 
+def chosen_by_leave_one_out(train: list[list[str]], c: Counts, seed: int) -> prior_choice.Choice:
+    """The engine's own choice on the training split: a random sample of its orders, as the worker samples."""
+    sample = random.Random(seed).sample(train, min(prior_job.SAMPLE, len(train)))
+    sample = prior_choice.affordable(sample, lambda a: len(c.co.pairs.get(a, {})), len(c.popular))
+    return prior_choice.choose(sample, c.co.pairs, c.co.counts, c.co.orders, c.popular)
+
+
+def learned_table(sets, seed: int) -> None:
+    """Per data set: the m leave-one-out chose on the training split, and the test HitRate@10 with it."""
+    rows, grid, per_m = [], [], []
+    for name, baskets in sets:
+        train, test = split(baskets)
+        c = Counts(train)
+        t = time.perf_counter()
+        choice = chosen_by_leave_one_out(train, c, seed)
+        took = time.perf_counter() - t
+        # how much the choice depends on the sample: other random samples of the same training split
+        others = [chosen_by_leave_one_out(train, c, seed + n).strength for n in range(1, OTHER_SAMPLES + 1)]
+        grid.append((name, choice, took, others))
+        qs, group = item_queries(test, seed)
+        targets = [h for _, h in qs]
+
+        def per(lists):
+            return by_basket(hits(lists, targets)[:, 0], group)
+
+        boot = Boot(len(np.unique(group)), seed)
+        pop = per([c.pop_list(s) for s, _ in qs])
+        raw = per([c.raw(s) for s, _ in qs])
+        fixed = per([c.shrunk(s, shrink.PRIOR_STRENGTH) for s, _ in qs])
+        ours = per([c.shrunk(s, choice.strength) for s, _ in qs])
+        every = {m: per([c.shrunk(s, m) for s, _ in qs]).mean() for m in prior_choice.GRID}
+        per_m.append(
+            f"| {name} | {pop.mean():.3f} | {raw.mean():.3f} | "
+            + " | ".join(f"{every[m]:.3f}" for m in prior_choice.GRID)
+            + " |"
+        )
+        rows.append(
+            f"| {name} | {choice.orders:,} / {choice.queries:,} | {choice.strength:g} | "
+            f"{show(boot.interval(pop))} | {show(boot.interval(raw))} | {show(boot.interval(fixed))} | "
+            f"{show(boot.interval(ours))} | {show(boot.interval(ours - raw), True)} | "
+            f"{show(boot.interval(ours - pop), True)} | {show(boot.interval(ours - fixed), True)} |"
+        )
+    print(
+        "\nLeave-one-out inside each training split (engine.recommend.prior_choice on a random sample of "
+        f"{prior_job.SAMPLE:,} training orders), HitRate@10 per m:\n"
+    )
+    print(
+        "| data set | orders / queries | "
+        + " | ".join(f"m {x:g}" for x in prior_choice.GRID)
+        + f" | chosen | s | chosen on {OTHER_SAMPLES} other samples |"
+    )
+    print("|---|---|" + "---|" * len(prior_choice.GRID) + "---|---|---|")
+    for name, choice, took, others in grid:
+        rates = choice.hit_rates()
+        print(
+            f"| {name} | {choice.orders:,} / {choice.queries:,} | "
+            + " | ".join(f"{rates[x]:.4f}" for x in prior_choice.GRID)
+            + f" | {choice.strength:g} | {took:.1f} | {', '.join(f'{m:g}' for m in others)} |"
+        )
+    print("\nTest baskets, also-bought with the m chosen by leave-one-out (HitRate@10 [95% interval]):\n")
+    print(
+        "| data set | LOO orders / queries | chosen m | popularity | raw co-occurrence | "
+        f"also-bought m {shrink.PRIOR_STRENGTH:g} | also-bought, m by leave-one-out | - raw | - popularity | "
+        f"- m {shrink.PRIOR_STRENGTH:g} |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    print("\nTest baskets, HitRate@10 with each m of the grid (where another sample's choice would land):\n")
+    print("| data set | popularity | raw co-occurrence | " + " | ".join(f"m {x:g}" for x in prior_choice.GRID) + " |")
+    print("|---|---|---|" + "---|" * len(prior_choice.GRID))
+    for row in per_m:
+        print(row)
+
+
 def session_table(sets, k: int, seed: int, rules: list[tuple[str, float, float]] = ()) -> None:
     print(
         "| data set | pool / test sessions | queries | method | HitRate@10 | MRR@10 | HitRate@10 - last item | "
@@ -511,6 +590,7 @@ def one_item(basket_sets, args) -> None:
         print(f"NOTE: the served PRIOR_STRENGTH {shrink.PRIOR_STRENGTH:g} is not the chosen m {m:g}\n")
     print("One-item queries (also-bought of one seed), HitRate@10 [95% bootstrap interval]:\n")
     one_item_table(basket_sets, m, args.seed, not args.no_previous)
+    learned_table(basket_sets, args.seed)
 
 
 def main() -> None:
@@ -519,6 +599,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-previous", action="store_true", help="skip the previous blend (it trains ALS per set)")
     ap.add_argument("--items-only", action="store_true", help="one-item queries only")
+    ap.add_argument("--learned-only", action="store_true", help="only the m chosen by leave-one-out")
     ap.add_argument("--sessions-only", action="store_true", help="next-item queries only")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -543,6 +624,9 @@ def main() -> None:
         ("groceries 10%, random order", thinned(shuffled, 0.1, args.seed)),
     ]
 
+    if args.learned_only:
+        learned_table(basket_sets, args.seed)
+        return
     if not args.sessions_only:
         one_item(basket_sets, args)
     if args.items_only:

@@ -236,6 +236,7 @@ class Settings:
     recommend_repurchase_categories: tuple[str, ...] = _env_field((), _csv)
     recommend_similarity: str = _env_field("confidence", _similarity)
     popularity_half_life_days: float = _env_field(7.0, _positive_float)
+    recommend_prior_minutes: float = _env_field(60.0, _non_negative_float)  # engine.recommend.prior_job; 0: never
     als_retrain_minutes: float = _env_field(0.0, _non_negative_float)  # 0: no periodic retrain
     als_factors: int = _env_field(64, _positive_int)
     als_iterations: int = _env_field(15, _positive_int)

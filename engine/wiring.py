@@ -54,7 +54,7 @@ from engine.profiles.store import ProfileStore
 from engine.profiles.value_store import ValueStore
 from engine.profiles.wishlist import Wishlists
 from engine.profiles.withdrawals import ConsentWatch
-from engine.recommend import als_retrain
+from engine.recommend import als_retrain, prior_job
 from engine.recommend.als_model import AlsModel
 from engine.recommend.als_store import ModelHolder
 from engine.recommend.als_training import AlsParams
@@ -470,6 +470,9 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
             settings.als_retrain_minutes * 60,
             stopping,
             lambda: train(settings, stores, progress=False),
+        ),
+        lambda stopping: prior_job.choose_periodically(
+            stores.cooccurrence, settings.recommend_prior_minutes * 60, stopping
         ),
     ]
     return WorkerParts(

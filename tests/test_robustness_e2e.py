@@ -230,6 +230,7 @@ NOT_FROM_THE_LOG = (
     ":rec:catalog:version",  # a counter that tells API processes to drop their cached item info
     ":value:model",  # refitted from the profiles (replay refits it)
     ":rec:als:",  # published by `clickstream train`
+    ":rec:{co}:prior",  # also-bought's prior strength, chosen by the worker from the orders (and its lock)
     ":{bandit",  # the bandit's counters and decisions (engine.rules.bandit_store)
     ":flow:",
     ":served:",  # the console's per-minute counts of events and decisions (no person in them)

@@ -147,6 +147,7 @@ FLOW = {
     "recommend_similarity": ("lift", lambda s: services(s).recommend.config.method, "lift"),
     "popularity_half_life_days": ("2", lambda s: services(s).stores.cooccurrence.half_life_days, 2.0),
     "als_retrain_minutes": ("9", lambda s: s.als_retrain_minutes, 9.0),
+    "recommend_prior_minutes": ("7", lambda s: s.recommend_prior_minutes, 7.0),
     "als_factors": ("16", lambda s: wiring.als_params(s).factors, 16),
     "als_iterations": ("4", lambda s: wiring.als_params(s).iterations, 4),
     "als_regularization": ("0.5", lambda s: wiring.als_params(s).regularization, 0.5),

@@ -27,7 +27,7 @@ from engine.console import views
 from engine.console.backtest_job import CHOICES, hours_of
 from engine.console.session import FORM_MAX_BYTES, ConsoleAccess, Sessions, form
 from engine.errors import EngineError, InvalidInput, NotAuthenticated
-from engine.recommend import als_store
+from engine.recommend import als_store, prior_job, shrink
 from engine.profiles.segment_sizes import SegmentSizes
 from engine.api.errors import status_of
 
@@ -238,6 +238,7 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
         data = await views.recommendations_page(item, services.recommend, stores.cooccurrence) if item else None
         personal = await views.for_you_page(visitor, services.recommend) if visitor else None
         model = views.model_state(await als_store.info(stores.redis, services.settings.redis_prefix), views.now_ms())
+        prior = views.prior_state(await prior_job.info(stores.redis, stores.cooccurrence.base), views.now_ms())
         return show(
             request,
             "recommendations.html",
@@ -247,6 +248,8 @@ def console_routes(sessions: Sessions, services, flow) -> list[Route]:
             visitor=visitor,
             personal=personal,
             model=model,
+            prior=prior,
+            default_prior=f"{shrink.PRIOR_STRENGTH:g}",
         )
 
     async def experiments(request: Request) -> Response:

@@ -432,6 +432,20 @@ def model_state(info: dict | None, now: int) -> dict | None:
     }
 
 
+def prior_state(info: dict | None, now: int) -> dict | None:
+    """Also-bought's prior strength as the worker chose it (engine.recommend.prior_job.info), or None."""
+    if not info:
+        return None
+    chosen = info.get("chosen_at") or None
+    return {
+        "m": f"{info['m']:g}",
+        "age": ago(chosen, now) if chosen else None,
+        "orders": info.get("orders", 0),
+        "queries": info.get("queries", 0),
+        "rates": [(f"{m:g}", f"{rate:.4f}") for m, rate in sorted(info.get("hit_rates", {}).items())],
+    }
+
+
 def _count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -26,7 +26,7 @@ class RecommendConfig:
     for_you_weights: dict = field(default_factory=lambda: dict(FOR_YOU_WEIGHTS))
     method: str = "confidence"  # cooccur.METHODS; CLICKSTREAM_RECOMMEND_SIMILARITY
     min_support: float = 2  # for-you and carts; also-bought of one item has none
-    prior_strength: float = shrink.PRIOR_STRENGTH  # m of engine.recommend.shrink
+    prior_strength: float = shrink.PRIOR_STRENGTH  # m of engine.recommend.shrink until one is chosen (prior_job)
     candidates: int = 50  # per source, as in the offline benchmark
     max_per_category: int = 3  # default of the query parameter; 0: no cap
     repurchase_categories: tuple[str, ...] = ()

@@ -7,10 +7,11 @@ is asked for as an engine.recommend.request.ListRequest.
 
 also-bought(item): the item's own pair counts shrunk toward popularity by how few
 orders the item has (engine.recommend.shrink: (c_ab + m n_b / N) / (n_a + m), no
-minimum support, m = RecommendConfig.prior_strength chosen across data sets in
-benchmarks/recommend_robust.py). Every item bought with the seed ranks above the
-popularity fill. A cold item (never bought with anything) gets popularity: its own
-category first, then overall; so does any list left short of k. The ranking of an
+minimum support; m is the one the worker chose from the shop's own orders by
+leave-one-out (engine.recommend.prior_job), read by the scoring script, else
+RecommendConfig.prior_strength). The popular items compete with the pairs by their
+prior. A cold item (never bought with anything) gets popularity: its own category
+first, then overall; so does any list left short of k. The ranking of an
 item, before the per-request filters, is kept per process for neighbours_cache_s and
 refreshed behind the requests (see _also_bought_ranking).
 
@@ -331,13 +332,14 @@ class RecommendService:
             log.warning("refreshing also-bought of an item failed: %r", done.exception())
 
     async def _rank_also_bought(self, item: str) -> tuple[Ranked, dict[str, dict]]:
-        """engine.recommend.shrink.rank, scored inside Redis (the SIMILAR script, method shrunk), with
-        the popular items competing, and each ranked item's evidence from the same counts."""
+        """engine.recommend.shrink.rank, scored inside Redis (the SIMILAR script, method shrunk, with the
+        stored prior strength if one was chosen), with the popular items competing, and each ranked item's
+        evidence from the same counts."""
         cfg, caches, started = self.config, self.caches, time.monotonic()  # a new config meanwhile: not kept
         popular = [b for b, _ in await self.popular(None)]
         found = (
             await self.store.similar_counted(
-                [item], "purchase", "shrunk", 1, cfg.candidates, cfg.prior_strength, popular
+                [item], "purchase", "shrunk", 1, cfg.candidates, cfg.prior_strength, popular, stored_strength=True
             )
         )[item]
         ranked = ranking.shrunk(item, found)

@@ -18,8 +18,11 @@ item passes a partner only when m times the difference of their shares of all or
 is worth more than the partner's count, so it can displace the once-seen partners of a
 thin seed, never the well-bought partners of a well-bought one.
 
-m is chosen by `benchmarks/recommend_robust.py`: 5-fold cross-validation inside the
-training baskets of five data sets of different density together, the m whose worst
+m is the shop's own: the worker chooses it from a sample of the stored orders by exact
+leave-one-out (engine.recommend.prior_choice, engine.recommend.prior_job) and the
+scoring script reads it. PRIOR_STRENGTH is served until then: the m that
+`benchmarks/recommend_robust.py` chose by 5-fold cross-validation inside the training
+baskets of five data sets of different density together, the one whose worst
 HitRate@10 gain over the better of raw counts and popularity is largest. Pure: no I/O.
 """
 
@@ -27,9 +30,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-PRIOR_STRENGTH = (
-    16.0  # m: benchmarks/recommend_robust.py chose it by cross-validation across five data sets (RESULTS.md)
-)
+PRIOR_STRENGTH = 16.0  # m until the shop's own is chosen: cross-validation across five data sets (RESULTS.md)
 
 
 def scores(

@@ -16,6 +16,7 @@ node holds the counts; per-order pair growth is capped, see cooccur.MAX_ITEMS_PE
     B totals             hash  orders, sessions
     B pop:<era> / popc:<era>:<cat>  zset  item -> sum of growing purchase weights (engine.recommend.popularity)
     B cat                hash  item -> category last seen on an order or a product view
+    B prior              hash  also-bought's prior strength chosen from the orders (engine.recommend.prior_job)
     B sv:<visitor>:<session>  set  items the session viewed (expires after `view_ttl_s`)
     B vsess:<visitor>    set   the visitor's sessions with views (same expiry)
 
@@ -60,7 +61,8 @@ FORGET_ORDERS = lua("recommend", "decr.lua", "unapply.lua", "forget_orders.lua")
 FORGET_VIEWS = lua("recommend", "decr.lua", "forget_views.lua")
 
 # KEYS[1]: pairs hash of the seed.  ARGV: item counts hash, totals hash, total field, seed, min support,
-# method, limit, prior strength, then (method shrunk) popular items that compete with the pairs
+# method, limit, prior strength, the hash of the stored prior strength that replaces it ('' : none; see
+# engine.recommend.prior_job), then (method shrunk) popular items that compete with the pairs
 # (engine.recommend.shrink.rank).  The normalization of cooccur.similarity, done here so that only the
 # top `limit` (flat: id, score as %.17g, which round-trips a double, raw pair count, the item's own
 # count) cross the wire instead of every pair; the counts are the evidence a list shows.
@@ -214,10 +216,12 @@ class CooccurrenceStore:
         limit: int = 50,
         strength: float = shrink.PRIOR_STRENGTH,
         popular: list[str] = (),
+        stored_strength: bool = False,
     ) -> dict[str, "Neighbours"]:
         """Per item: its top `limit` neighbours by cooccur.similarity (computed in the script) and their raw
         pair counts (orders, or sessions, holding both); one round trip. With method shrunk, the `popular`
-        items compete too (pair count 0)."""
+        items compete too (pair count 0); with `stored_strength`, the prior strength chosen from the orders
+        (engine.recommend.prior_job) replaces `strength` when one is stored."""
         if method not in cooccur.METHODS:
             raise ValueError(f"unknown similarity {method!r}; expected one of {cooccur.METHODS}")
         pairs_prefix, counts_key, total_field = KINDS[kind]
@@ -235,6 +239,7 @@ class CooccurrenceStore:
                     method,
                     limit,
                     repr(float(strength)),
+                    self.base + "prior" if stored_strength else "",
                     *popular,
                 ],
             )

@@ -17,8 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.profiles.segment_export import export_csv
-from engine.recommend import als_store
+from engine.recommend import als_store, prior_job
 from engine.recommend.als_model import AlsModel
+from engine.recommend.store import CooccurrenceStore
 from engine.wiring import build_stores
 from helpers import REPO, Engine, csrf_of, sign_in, unique, user_hash, wait_until
 
@@ -238,6 +239,23 @@ async def test_the_recommendations_page_shows_the_published_models_version_and_a
         after = await client.get("/console/recommendations")
         assert after.status_code == 200 and f'<code id="model-version">{model.version}</code>' in after.text
         assert '<b id="model-age">trained 3 h ago</b>' in after.text and "on 12 people × 2 items" in after.text
+
+
+async def test_the_recommendations_page_shows_the_chosen_prior_strength(api_only):
+    async with signed_in(api_only) as client:
+        before = await client.get("/console/recommendations")
+        assert before.status_code == 200 and "Not chosen from the orders yet" in before.text
+        redis = Redis.from_url(api_only.settings.redis)
+        store = CooccurrenceStore(redis, api_only.settings.redis_prefix)
+        record = {"m": "256.0", "hits": '{"16": 30, "256": 45}', "queries": 150, "orders": 60}
+        try:
+            await redis.hset(prior_job.key(store), mapping=dict(record, chosen_at=int(time.time() * 1000) - 5 * 60_000))
+            after = await client.get("/console/recommendations")
+        finally:
+            await redis.delete(prior_job.key(store))
+            await redis.aclose()
+        assert after.status_code == 200 and '<b id="prior-m">m = 256</b>, chosen 5 min ago' in after.text
+        assert "on 60 orders (150 held-out items)" in after.text and '<td class="num">0.3000</td>' in after.text
 
 
 # --- a pasted profile in the preview ------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.console.backtest_job import Backtests, BacktestRun, hours_of
-from engine.console.views import ago, model_state
+from engine.console.views import ago, model_state, prior_state
 from engine.errors import InvalidInput
 from engine.profiles.model import ProfileConfig
 from engine.profiles.pasted import pasted_profile
@@ -123,6 +123,20 @@ def test_the_model_age_reads_in_the_largest_unit_that_fits():
     assert shown["age"] == "3 h ago" and shown["version"] == "1799-ab" and shown["trained"].endswith(":00")
     assert model_state(None, now) is None and model_state({}, now) is None
     assert model_state({"version": "v1"}, now)["age"] is None
+
+
+def test_the_prior_state_shows_the_chosen_m_its_age_and_the_rates():
+    now = 1_800_000_000_000
+    info = {"m": 64.0, "hit_rates": {16.0: 0.31, 0.0: 0.3, 64.0: 0.32}, "queries": 900, "orders": 300}
+    shown = prior_state(dict(info, chosen_at=now - 2 * HOUR_MS), now)
+    assert shown == {
+        "m": "64",
+        "age": "2 h ago",
+        "orders": 300,
+        "queries": 900,
+        "rates": [("0", "0.3000"), ("16", "0.3100"), ("64", "0.3200")],
+    }
+    assert prior_state(None, now) is None and prior_state(dict(info, chosen_at=0), now)["age"] is None
 
 
 def test_a_pasted_profile_is_completed_and_bucketed_under_its_own_id():

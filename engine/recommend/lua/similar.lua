@@ -1,6 +1,9 @@
 
 local flat, ids, pair, paired = redis.call('HGETALL', KEYS[1]), {}, {}, {}
 local support, method, limit, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+if ARGV[9] ~= '' then  -- the prior strength chosen from the shop's orders (engine.recommend.prior_job), if stored
+  m = tonumber(redis.call('HGET', ARGV[9], 'm') or ARGV[8])
+end
 for i = 1, #flat, 2 do
   local c = tonumber(flat[i + 1])
   if c >= support and c > 0 and flat[i] ~= ARGV[4] then
@@ -11,7 +14,7 @@ for i = 1, #flat, 2 do
 end
 local npairs = #ids
 if method == 'shrunk' and m > 0 then
-  for i = 9, #ARGV do
+  for i = 10, #ARGV do
     if not paired[ARGV[i]] and ARGV[i] ~= ARGV[4] then
       paired[ARGV[i]] = true
       ids[#ids + 1] = ARGV[i]
