@@ -550,9 +550,9 @@ def also_bought_table(sets, orders_of, k: int, seed: int) -> None:
     m, threshold = shrink.PRIOR_STRENGTH, session_rule.EVIDENCE_THRESHOLD
     print(
         "| data set | pool sessions / orders | queries | method | HitRate@10 | MRR@10 | HitRate@10 - today | "
-        "MRR@10 - today |"
+        "MRR@10 - today | HitRate@10 - popularity |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     labels = {
         "pop": "popularity (orders)",
         "today": f"co-occurrence of the seed (orders): today's also-bought, m {m:g}",
@@ -568,8 +568,9 @@ def also_bought_table(sets, orders_of, k: int, seed: int) -> None:
         targets = [h for _, h in qs]
         boot = Boot(len(qs), seed)
         r = {key: hits(lists, targets) for key, lists in also_bought_lists(sm, c, qs, k, m).items()}
-        today = r["today"]
+        today, pop = r["today"], r["pop"]
         for key, label in labels.items():
+            over_pop = "-" if key == "pop" else show(boot.interval(r[key][:, 0] - pop[:, 0]), True)
             diff = (
                 ("-", "-")
                 if key == "today"
@@ -580,7 +581,8 @@ def also_bought_table(sets, orders_of, k: int, seed: int) -> None:
             )
             print(
                 f"| {name} | {len(train):,} / {len(orders):,} | {len(qs):,} | {label} | "
-                f"{show(boot.interval(r[key][:, 0]))} | {show(boot.interval(r[key][:, 1]))} | {diff[0]} | {diff[1]} |"
+                f"{show(boot.interval(r[key][:, 0]))} | {show(boot.interval(r[key][:, 1]))} | {diff[0]} | {diff[1]} | "
+                f"{over_pop} |"
             )
         thin = np.array([sm.co.counts.get(p[-1], 0) < threshold for p, _ in qs])
         for part, where in (("< T", thin), (">= T", ~thin)):
