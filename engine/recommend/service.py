@@ -18,9 +18,10 @@ also-bought(item, anonymous visitor mid-session): the same evidence rule as for-
 over the session's items with the asked item as the latest (moved or added at the end: it
 is what the visitor looks at now); the session's and the cart's items are left out. Chosen
 in benchmarks/recommend_robust.py by cross-validation on next-item queries (above the
-item's own list on every set's validation queries; RESULTS.md). Where the rule has nothing
-(no session in the pool, an identified person, the global holdout, nothing shared), the
-lists below, as before.
+item's own list on every set's validation queries; RESULTS.md). It comes before the cart's
+blend, as for-you's session list does (the benchmark's sessions have no cart: not measured
+against it). Where the rule has nothing (no session in the pool, an identified person, the
+global holdout, nothing shared), the lists below, as before.
 
 also-bought(item, visitor) where the visitor has items in the cart: "bought with
 this and with what is in your cart". The item and the cart items are the seeds of
