@@ -300,8 +300,9 @@ class RecommendService:
         `latest`: the item the visitor is looking at now, taken as the session's latest (moved or added at
         its end).
 
-        The last item's counts in its recent sessions are kept for neighbours_cache_s (the same for every
-        visitor, less their own session); the sessions themselves are read only below the threshold."""
+        The last item's counts in its recent sessions are kept for caches.SESSION_COUNTS_TIMES times
+        neighbours_cache_s (the same for every visitor, less their own session); the sessions themselves
+        are read, fresh, only below the threshold."""
         current = (person.get("sessions") or {}).get("current")
         if self.sessions is None or person.get("user_id") or not current:
             return None
