@@ -13,8 +13,8 @@ basket in the cart (load_carts). Routes:
   GET /v1/recommendations/for-you?visitor_id=SHOPPER&k=10  the shoppers (their cart is the seed)
 With --sessions, instead: a pool of view sessions (each order's items viewed in a random
 order) and 2,000 anonymous visitors who viewed 1 or 2 items of a basket in their current
-session (benchmarks/recommend_latency.load_sessions); for-you for them (the session rule
-after, the blend of the viewed seeds before).
+session (benchmarks/recommend_latency.load_sessions); for-you for them, and also-bought of
+the second of the basket's two items (viewed last, or not yet viewed) with them as the visitor.
 "server" percentiles: from a request's arrival in the app to its last byte (ServerTimer).
 
 Usage: python benchmarks/recommend_before_after.py [--base 7d750c1] [--rate 500] [--for-you-rate 100] [--seconds 10]
@@ -98,7 +98,9 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="requests/s to each of the two processes")
     ap.add_argument("--for-you-rate", type=float, default=100.0, help="requests/s to each process for for-you")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--sessions", action="store_true", help="for-you of anonymous visitors mid-session only")
+    ap.add_argument(
+        "--sessions", action="store_true", help="also-bought and for-you of anonymous visitors mid-session only"
+    )
     args = ap.parse_args()
     redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -131,10 +133,14 @@ async def main() -> None:
                 f"alternating between the two processes.\n"
             )
             routes = {
+                "GET /v1/recommendations/also-bought with a visitor (mid-session)": (
+                    [f"/v1/recommendations/also-bought?item={quote(b[1])}&visitor_id={v}&k={K}" for v, b in browsing],
+                    args.rate,
+                ),
                 "GET /v1/recommendations/for-you (mid-session)": (
-                    [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for v in browsing],
+                    [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for v, _ in browsing],
                     args.for_you_rate,
-                )
+                ),
             }
             routes = (
                 routes

@@ -145,9 +145,9 @@ async def load_carts(
 
 async def load_sessions(
     redis, prefix: str, orders: list[list[str]], category: dict[str, str], visitors: int = 2000, seed: int = 4
-) -> list[str]:
+) -> list[tuple[str, list[str]]]:
     """A pool of view sessions (each order's items viewed in a random order, oldest first) and `visitors`
-    anonymous visitors mid-session (the first 1 to 3 items of a random basket viewed); their visitor ids."""
+    anonymous visitors mid-session (1 or 2 of 2 items drawn from a basket viewed); (visitor id, the 2 items)."""
     from engine.recommend.sessions import SessionStore, session_key
 
     rng = random.Random(seed)
@@ -176,7 +176,7 @@ async def load_sessions(
             }
             for m, item in enumerate(seen)
         ]
-        ids.append(vid)
+        ids.append((vid, basket))
     result = await ProfileStore(redis, prefix).apply_batch(events)
     await pool(events, result)
     return ids

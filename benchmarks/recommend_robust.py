@@ -574,6 +574,127 @@ def session_table(sets, k: int, seed: int, rules: list[tuple[str, float, float]]
         print(f"<!-- {name}: {time.perf_counter() - t:.1f} s -->")
 
 
+def also_bought_lists(sm: SessionModels, c: Counts, qs, k: int, m: float) -> dict[str, list[list[str]]]:
+    """Per query (the session so far, the seed its last item): today's also-bought, popularity, the
+    session path (engine.recommend.session_rule over the pool, the session's items left out, filled by
+    the orders' popularity; today's list where the rule ranks nothing), and the session path gated by
+    the seed's evidence (the pool sessions holding it: below T only, from T only)."""
+    out: dict[str, list[list[str]]] = {"today": [], "pop": [], "session": [], "below": [], "from": []}
+    threshold = session_rule.EVIDENCE_THRESHOLD
+    for prefix, _ in qs:
+        seed = prefix[-1]
+        today = c.shrunk(seed, m)
+        pairs, n_seed, score = sm.parts(prefix, k)
+        ranked = session_rule.rank(pairs, n_seed, score, 0.0, threshold, exclude=prefix, popularity=c.co.counts)
+        seen = set(prefix)
+        session = today if not ranked else [i for i, _ in ranked[:K]]
+        session += [i for i in c.popular if i not in seen and i not in session][: K - len(session)]
+        out["today"].append(today)
+        out["pop"].append(c.pop_list(seed))
+        out["session"].append(session)
+        out["below"].append(session if n_seed < threshold else today)
+        out["from"].append(session if n_seed >= threshold else today)
+    return out
+
+
+GATES = {"always": "session", "below T only": "below", "from T only": "from", "never": "today"}
+
+
+def choose_gate(sets, orders_of, k: int, seed: int) -> tuple[str, dict]:
+    """Where also-bought with a visitor takes the session path, by FOLDS-fold cross-validation inside each
+    training split (each fifth of the training sessions the queries, the rest the pool and its orders):
+    the HitRate@10 gain over today's also-bought per gate; the largest worst gain across the data sets
+    decides, then the mean gain, then the gate listed first."""
+    m, gains = shrink.PRIOR_STRENGTH, {}
+    for name, sessions in sets:
+        train, _ = split(sessions)
+        size = len(train) // FOLDS
+        total, n = {gate: 0.0 for gate in GATES}, 0
+        for f in range(FOLDS):
+            pool = train[: f * size] + train[(f + 1) * size :]
+            qs = session_queries(train[f * size : (f + 1) * size], seed + 1 + f)
+            targets = [h for _, h in qs]
+            n += len(qs)
+            lists = also_bought_lists(SessionModels(pool), Counts(orders_of(name, pool)), qs, k, m)
+            today = hits(lists["today"], targets)[:, 0].sum()
+            for gate, key in GATES.items():
+                total[gate] += hits(lists[key], targets)[:, 0].sum() - today
+        gains[name] = {gate: total[gate] / n for gate in GATES}
+    options = [(gate,) for gate in GATES]
+    return best_option(options, gains)[0], gains
+
+
+def also_bought_table(sets, orders_of, k: int, seed: int) -> None:
+    """Also-bought with a visitor mid-session: the next item after the seed, the session so far before it."""
+    m, threshold = shrink.PRIOR_STRENGTH, session_rule.EVIDENCE_THRESHOLD
+    print(
+        "| data set | pool sessions / orders | queries | method | HitRate@10 | MRR@10 | HitRate@10 - today | "
+        "MRR@10 - today | HitRate@10 - popularity |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    labels = {
+        "pop": "popularity (orders)",
+        "today": f"co-occurrence of the seed (orders): today's also-bought, m {m:g}",
+        "session": f"session path: evidence rule, T {threshold:g}, session so far + seed (V-SKNN k {k})",
+        "below": f"session path only where the seed is in < {threshold:g} pool sessions",
+        "from": f"session path only where the seed is in >= {threshold:g} pool sessions",
+    }
+    for name, sessions in sets:
+        train, test = split(sessions)
+        orders = orders_of(name, train)
+        sm, c = SessionModels(train), Counts(orders)
+        qs = session_queries(test, seed)
+        targets = [h for _, h in qs]
+        boot = Boot(len(qs), seed)
+        r = {key: hits(lists, targets) for key, lists in also_bought_lists(sm, c, qs, k, m).items()}
+        today, pop = r["today"], r["pop"]
+        for key, label in labels.items():
+            over_pop = "-" if key == "pop" else show(boot.interval(r[key][:, 0] - pop[:, 0]), True)
+            diff = (
+                ("-", "-")
+                if key == "today"
+                else (
+                    show(boot.interval(r[key][:, 0] - today[:, 0]), True),
+                    show(boot.interval(r[key][:, 1] - today[:, 1]), True),
+                )
+            )
+            print(
+                f"| {name} | {len(train):,} / {len(orders):,} | {len(qs):,} | {label} | "
+                f"{show(boot.interval(r[key][:, 0]))} | {show(boot.interval(r[key][:, 1]))} | {diff[0]} | {diff[1]} | "
+                f"{over_pop} |"
+            )
+        thin = np.array([sm.co.counts.get(p[-1], 0) < threshold for p, _ in qs])
+        for part, where in (("< T", thin), (">= T", ~thin)):
+            if where.any():
+                sub = Boot(int(where.sum()), seed)
+                d = r["session"][where] - today[where]
+                print(
+                    f"<!-- {name}: seed in {part} pool sessions on {int(where.sum()):,} of {len(qs):,} queries, "
+                    f"session path - today: HitRate@10 {show(sub.interval(d[:, 0]), True)}, "
+                    f"MRR@10 {show(sub.interval(d[:, 1]), True)} -->"
+                )
+
+
+def also_bought(session_sets, k: int, seed: int) -> None:
+    def orders_of(name: str, pool: list[list[str]]) -> list[list[str]]:
+        """What a pool's sessions bought: a shop's baskets of its view sessions, the groceries baskets themselves."""
+        return baskets_of(pool, seed) if name.startswith("shop") else pool
+
+    gate, gains = choose_gate(session_sets, orders_of, k, seed)
+    print(
+        f"\nAlso-bought with a visitor mid-session: where the session path is taken, by {FOLDS}-fold "
+        f"cross-validation inside each training split (HitRate@10 gain over today's also-bought; T "
+        f"{session_rule.EVIDENCE_THRESHOLD:g}, the seed's pool sessions):\n"
+    )
+    print("| data set | " + " | ".join(GATES) + " |")
+    print("|---|" + "---|" * len(GATES))
+    for name, g in gains.items():
+        print(f"| {name} | " + " | ".join(f"{g[x]:+.4f}" for x in GATES) + " |")
+    print(f"\nchosen: {gate} (largest worst gain across the data sets)\n")
+    print("Also-bought with a visitor mid-session, next item after the seed [95% bootstrap interval]:\n")
+    also_bought_table(session_sets, orders_of, k, seed)
+
+
 def one_item(basket_sets, args) -> None:
     m, gains = choose_m(basket_sets, args.seed)
     print(
@@ -601,6 +722,11 @@ def main() -> None:
     ap.add_argument("--items-only", action="store_true", help="one-item queries only")
     ap.add_argument("--learned-only", action="store_true", help="only the m chosen by leave-one-out")
     ap.add_argument("--sessions-only", action="store_true", help="next-item queries only")
+    ap.add_argument(
+        "--also-bought-only",
+        action="store_true",
+        help="also-bought with a visitor mid-session only (served k and T, nothing chosen)",
+    )
     args = ap.parse_args()
     started = time.perf_counter()
     print(f"Machine: {machine()}")
@@ -626,6 +752,10 @@ def main() -> None:
 
     if args.learned_only:
         learned_table(basket_sets, args.seed)
+        return
+    if args.also_bought_only:
+        also_bought(session_sets, sknn.K_NEIGHBOURS, args.seed)
+        print(f"\ntotal {time.perf_counter() - started:.0f} s")
         return
     if not args.sessions_only:
         one_item(basket_sets, args)
@@ -656,6 +786,7 @@ def main() -> None:
     other = max((o for o in options if o[2] == 1), key=lambda o: float(np.mean([g[o[0]] for g in rgains.values()])))
     print("Next-item queries on sessions, [95% bootstrap interval]:\n")
     session_table(session_sets, k, args.seed, [rule, other])
+    also_bought(session_sets, k, args.seed)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

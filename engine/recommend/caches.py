@@ -4,7 +4,9 @@
 - each item's category and availability (INFO_CACHE_S), all dropped when the catalog's
   version moves (checked every CATALOG_CHECK_S) or this process puts the catalog;
 - each item's co-purchase and co-view neighbours, for RecommendConfig.neighbours_cache_s;
-- each item's pair counts in the recent sessions holding it (the session rule), as long;
+- each item's pair counts in the recent sessions holding it (the session rule), SESSION_COUNTS_TIMES
+  as long: counting an item's 500 sessions is the costly script of a mid-session list, and a
+  new session moves those counts by one at most;
 - each item's own also-bought ranking: fresh as long, then served as long again while a
   refresh runs behind the requests (engine.recommend.service), then gone.
 
@@ -25,6 +27,9 @@ NEIGHBOURS_CACHE_MAX = 10_000  # items per process; a kept blend is ~20 KB, so a
 INFO_CACHE_S = 30.0  # an item's category and availability, kept per process...
 CATALOG_CHECK_S = 1.0  # ...until the catalog's version changes (checked this often)
 INFO_CACHE_MAX = 200_000
+# the session counts are kept this many times neighbours_cache_s (0 stays 0); measured in
+# benchmarks/RESULTS.md (also-bought and for-you mid-session)
+SESSION_COUNTS_TIMES = 10
 
 
 def kept(ttl: float, maxsize: int = NEIGHBOURS_CACHE_MAX) -> TTLCache:
@@ -47,7 +52,8 @@ def lookup(
 
 
 class RecommendCaches:
-    """One service's caches; the neighbours' and rankings' times are its config's neighbours_cache_s."""
+    """One service's caches; the neighbours', rankings' and session counts' times follow its config's
+    neighbours_cache_s."""
 
     def __init__(self, neighbours_s: float) -> None:
         self.neighbours_s = neighbours_s
@@ -55,7 +61,8 @@ class RecommendCaches:
         self.info = kept(INFO_CACHE_S, INFO_CACHE_MAX)  # item -> ranking.Info
         self.neighbours = kept(neighbours_s)  # (kind, item) -> store.Neighbours
         self.rankings = kept(2 * neighbours_s)  # item -> (computed at, (ranking, evidence))
-        self.session_counts = kept(neighbours_s)  # item -> (its indexed sessions, pair counts in them)
+        # item -> (its indexed sessions, pair counts in them)
+        self.session_counts = kept(SESSION_COUNTS_TIMES * neighbours_s)
         self._popular_scores: tuple[list | None, dict[str, float]] = (None, {})
         self._catalog: tuple[float, int] = (float("-inf"), -1)  # (checked at, version)
 

@@ -15,6 +15,15 @@ first, then overall; so does any list left short of k. The ranking of an
 item, before the per-request filters, is kept per process for neighbours_cache_s and
 refreshed behind the requests (see _also_bought_ranking).
 
+also-bought(item, anonymous visitor mid-session): the same evidence rule as for-you's below,
+over the session's items with the asked item as the latest (moved or added at the end: it
+is what the visitor looks at now); the session's and the cart's items are left out. Chosen
+in benchmarks/recommend_robust.py by cross-validation on next-item queries (above the
+item's own list on every set's validation queries; RESULTS.md). It comes before the cart's
+blend, as for-you's session list does (the benchmark's sessions have no cart: not measured
+against it). Where the rule has nothing (no session in the pool, an identified person, the
+global holdout, nothing shared), the lists below, as before.
+
 also-bought(item, visitor) where the visitor has items in the cart: "bought with
 this and with what is in your cart". The item and the cart items are the seeds of
 the basket blend that for-you uses (FOR_YOU_WEIGHTS, with the item-item regression
@@ -110,11 +119,13 @@ class RecommendService:
     async def also_bought_list(self, request: ListRequest) -> dict:
         cfg, item = self.config, request.item
         person = await self._person(request.visitor_id) if request.visitor_id is not None else None
+        personal = bool(person) and wants_personalization(person)
         bought = bought_items(person)
-        cart = (
-            [i for i in cart_of(person, cfg.seeds_max) if i != item] if person and wants_personalization(person) else []
-        )
-        if cart:
+        cart = [i for i in cart_of(person, cfg.seeds_max) if i != item] if personal else []
+        session = await self._also_bought_session(person, request.visitor_id, item) if personal else None
+        if session is not None:  # an anonymous visitor mid-session: the session's items, the item the latest
+            ranked, warm, because = session[2].ranked, True, {}
+        elif cart:
             sources, counts = await self.basket_sources([item, *cart])
             warm = ranking.warm(sources, CART_SOURCES)
             ranked, strongest = ranking.blended(sources, cfg.for_you_weights, {item, *cart}) if warm else ([], {})
@@ -126,11 +137,15 @@ class RecommendService:
             if not warm:  # never bought with anything: its category's best sellers first (the fill)
                 ranked = []
         info = await self.describe([item, *bought, *(i for i, _ in ranked[: ranking.window(request.k)])])
+        seen = set(session[0]) if session is not None else set()
         filters = request.filters(
-            {item, *cart} | ranking.bought_to_drop(bought, info, cfg.repurchase_categories), cfg.max_per_category
+            {item, *cart} | seen | ranking.bought_to_drop(bought, info, cfg.repurchase_categories),
+            cfg.max_per_category,
         )
         chosen, filled = await self._choose_and_fill(ranked, info, filters, info[item].category, because)
-        if not warm:
+        if session is not None:
+            source = self._session_evidence(session, chosen, filled, because)
+        elif not warm:
             source = "popularity"
         elif cart:  # evidence for the k listed only, not for every candidate of the blend
             because.update(ranking.evidence(chosen, strongest, counts, sources, because))
@@ -143,7 +158,7 @@ class RecommendService:
         cfg, visitor_id = self.config, request.visitor_id
         person = await self._person(visitor_id)
         personal = bool(person) and wants_personalization(person)
-        if personal and self.held_out is not None and self.held_out(person, visitor_id):
+        if personal and self._held_out(person, visitor_id):
             personal = False  # the global holdout gets popularity, to measure what personalization earns
         bought, viewed = seeds_of(person, cfg.seeds_max) if personal else ([], [])
         cart = cart_of(person, cfg.seeds_max) if personal else []
@@ -167,9 +182,7 @@ class RecommendService:
         seed_category = ranking.most_common(info[s].category for s in seeds)
         chosen, filled = await self._choose_and_fill(ranked, info, filters, seed_category, because)
         if session is not None:
-            items, candidates, found = session
-            because.update({i: found.evidence(items, candidates, i) for i, _ in chosen if i not in because})
-            source = "session+popularity" if filled else "session"
+            source = self._session_evidence(session, chosen, filled, because)
         else:
             because.update(ranking.evidence(chosen, strongest, counts, sources, because))
             source = (
@@ -265,16 +278,36 @@ class RecommendService:
             out.update(fetched)
         return out
 
-    async def _session_list(self, person: dict, visitor_id: str):
+    def _held_out(self, person: dict, visitor_id: str) -> bool:
+        """In the global holdout (engine.experiments): kept out of personalization, to measure what it earns."""
+        return self.held_out is not None and self.held_out(person, visitor_id)
+
+    async def _also_bought_session(self, person: dict, visitor_id: str, item: str):
+        """_session_list for also-bought with a visitor, `item` (what they look at now) the session's latest."""
+        if self._held_out(person, visitor_id):
+            return None
+        return await self._session_list(person, visitor_id, item)
+
+    @staticmethod
+    def _session_evidence(session, chosen: Ranked, filled: bool, because: dict[str, dict]) -> str:
+        """Each listed item's session evidence (the fill's is already in `because`), and the list's source."""
+        items, candidates, found = session
+        because.update({i: found.evidence(items, candidates, i) for i, _ in chosen if i not in because})
+        return "session+popularity" if filled else "session"
+
+    async def _session_list(self, person: dict, visitor_id: str, latest: str | None = None):
         """(the session's items, the stored sessions read or None, session_rule.SessionList) for an anonymous
         visitor whose current session has views in the pool and other sessions sharing them; else None.
+        `latest`: the item the visitor is looking at now, taken as the session's latest (moved or added at
+        its end).
 
-        The last item's counts in its recent sessions are kept for neighbours_cache_s (the same for every
-        visitor, less their own session); the sessions themselves are read only below the threshold."""
+        The last item's counts in its recent sessions are kept for caches.SESSION_COUNTS_TIMES times
+        neighbours_cache_s (the same for every visitor, less their own session); the sessions themselves
+        are read, fresh, only below the threshold."""
         current = (person.get("sessions") or {}).get("current")
         if self.sessions is None or person.get("user_id") or not current:
             return None
-        session, indexed = await self.sessions.head(visitor_id, current)
+        session, indexed = await self.sessions.head(visitor_id, current, latest)
         if not session:
             return None
         counts = self.caches.session_counts.get(session[-1])
@@ -287,7 +320,7 @@ class RecommendService:
         if n_last >= session_rule.EVIDENCE_THRESHOLD:
             found, candidates = session_rule.from_counts(session, pairs, n_last, popularity=popular), None
         else:
-            read = await self.sessions.read(visitor_id, current)
+            read = await self.sessions.read(visitor_id, current, latest=latest)
             if read.pairs is not None:  # more sessions since the counts were kept
                 found, candidates = (
                     session_rule.from_counts(read.session, read.pairs, read.n_last, popularity=popular),

@@ -39,8 +39,8 @@ LOOKUP_ITEMS = 20  # the session's latest items whose sessions are read (the ben
 
 ADD = lua("recommend", "session_drop.lua", "session_add.lua")
 FORGET = lua("recommend", "session_drop.lua", "session_forget.lua")
-READ = lua("recommend", "session_pairs.lua", "session_read.lua")
-HEAD = lua("recommend", "session_head.lua")
+READ = lua("recommend", "session_pairs.lua", "session_latest.lua", "session_read.lua")
+HEAD = lua("recommend", "session_latest.lua", "session_head.lua")
 COUNTS = lua("recommend", "session_pairs.lua", "session_counts.lua")
 
 
@@ -116,16 +116,22 @@ class SessionStore:
         )
 
     async def read(
-        self, visitor_id: str, session_id: str, sample: int = sknn.SAMPLE, threshold: float = EVIDENCE_THRESHOLD
+        self,
+        visitor_id: str,
+        session_id: str,
+        sample: int = sknn.SAMPLE,
+        threshold: float = EVIDENCE_THRESHOLD,
+        latest: str | None = None,
     ) -> SessionRead:
-        """What the rule needs for the visitor's session, in one script call.
+        """What the rule needs for the visitor's session, in one script call; with `latest` (the item the
+        visitor is looking at now), the session is its items with `latest` moved (or added) at the end.
 
         n_last: the indexed sessions other than this one holding its last item (at most `sample`).
         From `threshold` on, the last item's pair counts in them (`pairs`); below it, the sessions
         themselves, then the most recent others sharing an item, up to `sample` in all (`candidates`)."""
         own = session_key(visitor_id, session_id)
         mine, n_last, *rest = await self._read(
-            keys=[self.base + "recent"], args=[self.base, own, sample, LOOKUP_ITEMS, threshold]
+            keys=[self.base + "recent"], args=[self.base, own, sample, LOOKUP_ITEMS, threshold, latest or ""]
         )
         session = [_text(i) for i in mine]
         if int(n_last) >= threshold and rest:
@@ -135,10 +141,11 @@ class SessionStore:
         candidates = {_text(sid): [_text(i) for i in items] for sid, items in rest}
         return SessionRead(session, int(n_last), None, candidates)
 
-    async def head(self, visitor_id: str, session_id: str) -> tuple[list[str], bool]:
-        """(the session's items in order, whether its last item's index holds it)."""
+    async def head(self, visitor_id: str, session_id: str, latest: str | None = None) -> tuple[list[str], bool]:
+        """(the session's items in order, `latest` moved or added at the end, whether its last item's index
+        holds it); nothing for a session not in the pool, whatever `latest`."""
         own = session_key(visitor_id, session_id)
-        mine, indexed = await self._head(keys=[self.base + "recent"], args=[self.base, own])
+        mine, indexed = await self._head(keys=[self.base + "recent"], args=[self.base, own, latest or ""])
         return [_text(i) for i in mine], bool(int(indexed))
 
     async def last_counts(self, item: str, sample: int = sknn.SAMPLE) -> tuple[int, dict[str, float]]:

@@ -31,6 +31,7 @@ from engine.recommend.config import RecommendConfig
 from engine.recommend.ranking import Info, select
 from engine.recommend.seeds import seeds_of
 from engine.recommend.service import RecommendService
+from engine.recommend.sessions import SessionStore
 from engine.recommend.store import CooccurrenceUpdater
 from engine.settings import Settings
 from helpers import visitor
@@ -221,6 +222,30 @@ async def test_also_bought_with_a_cart_ranks_for_the_item_and_the_cart_together_
     assert with_cart["item"] == "a" and with_cart["source"] == "cooccurrence+popularity"
     await shop.people.set_preferences("shopper", {"do_not_personalize": True})
     assert ids(await shop.service.also_bought("a", k=3, visitor_id="shopper")) == ids(alone)
+
+
+async def test_also_bought_mid_session_takes_the_session_rule_unless_held_out_or_not_personalized(shop):
+    pool = SessionStore(shop.redis, shop.prefix)
+    shop.service.sessions = pool
+    # four sessions viewed a then t2 (never bought with a); the browser viewed b in the current session
+    views = [
+        view(f"n{n}", item, T0 + 10 * n + m, session_id="s") for n in range(4) for m, item in enumerate(["a", "t2"])
+    ]
+    views.append(view("browsing", "b", T0 + 100, session_id="s"))
+    result = await shop.profiles.apply_batch(views)
+    await shop.people.link(views, result)
+    await pool(views, result)
+    own = await shop.service.also_bought("a", k=3)
+    assert ids(own) == ["b", "c", "d"]
+    out = await shop.service.also_bought("a", k=3, visitor_id="browsing")
+    # the session [b, a]: a's 4 sessions order the list (t2 in all of them); b, viewed, is left out
+    assert out["source"] == "session+popularity" and ids(out)[0] == "t2" and "b" not in ids(out)
+    assert out["items"][0]["because"] == {"source": "session", "with": "a", "sessions": 4}
+    shop.service.held_out = lambda person, vid: True  # the global holdout: no personalization
+    assert await shop.service.also_bought("a", k=3, visitor_id="browsing") == own
+    shop.service.held_out = None
+    await shop.people.set_preferences("browsing", {"do_not_personalize": True})
+    assert await shop.service.also_bought("a", k=3, visitor_id="browsing") == own
 
 
 async def test_the_item_item_regression_joins_basket_lists_and_names_itself(shop):

@@ -123,6 +123,24 @@ async def test_from_the_threshold_on_the_last_items_pair_counts_are_read_instead
     await redis_client.delete(*keys)
 
 
+async def test_the_item_looked_at_now_is_read_as_the_sessions_latest_moved_or_added_at_its_end(world):
+    _, _, store = world
+    await run(world, walk("me", "s", ["x", "y", "z"]))
+    await run(world, walk("u1", "s", ["x", "q"], 10))
+    await run(world, walk("u2", "s", ["w", "r"], 20))
+    # x, viewed first, is looked at again: the session's latest, and the sessions holding x are read first
+    session, others = await read(store, "me", "s", latest="x")
+    assert session == ["y", "z", "x"] and list(others) == [pool.session_key("u1", "s")]
+    assert await store.head("me", "s", "x") == (["y", "z", "x"], True)
+    # w, never viewed in the session: added at its end, its sessions read; the session's index does not hold it
+    session, others = await read(store, "me", "s", latest="w")
+    assert session == ["x", "y", "z", "w"] and pool.session_key("u2", "s") in others
+    assert await store.head("me", "s", "w") == (["x", "y", "z", "w"], False)
+    # without one, the session as viewed; a session the pool does not hold stays empty whatever the item
+    assert await store.head("me", "s") == (["x", "y", "z"], True)
+    assert await store.head("nobody", "s", "x") == ([], False)
+
+
 async def test_clear_empties_the_pool_for_a_rebuild_and_the_same_views_rebuild_it(world, redis_client):
     _, _, store = world
     batch = walk("r1", "a", ["x", "y"]) + walk("r2", "b", ["y", "z"], 10)

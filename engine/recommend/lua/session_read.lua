@@ -1,5 +1,6 @@
 -- KEYS[1]: B recent.  ARGV: B, session key, sample, how many of the session's latest items are looked up,
--- threshold T (engine.recommend.session_rule).
+-- threshold T (engine.recommend.session_rule), the latest item ('' for none: the session's own last, see
+-- session_latest.lua).
 -- n: the indexed sessions other than this one holding the session's last item (at most `sample`).
 -- n >= T: returns {the session's items, n, {item, count, ...}}: the last item's pair counts in them.
 -- n < T: returns {the session's items, n, {s, items}, ...}: those sessions, then the most recent other
@@ -8,6 +9,7 @@
 local B, own, sample, threshold = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5])
 local mine = redis.call('LRANGE', B .. 's:' .. own, 0, -1)
 if #mine == 0 then return {mine, 0} end
+mine = with_latest(mine, ARGV[6])
 local holding = {}
 for _, s in ipairs(redis.call('ZREVRANGE', B .. 'by:' .. mine[#mine], 0, sample)) do
   if s ~= own and #holding < sample then holding[#holding + 1] = s end
