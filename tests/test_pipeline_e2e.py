@@ -192,14 +192,15 @@ def orders(visitors, per_visitor, tag):
 
 
 async def cooccurrence_snapshot(redis_client, settings):
-    """Every co-occurrence count (pairs, item counts, totals, popularity) the worker keeps."""
+    """Every co-occurrence count (pairs, item counts, totals, popularity) the worker keeps; the prior strength chosen
+    from a sample of the orders (rec:{co}:prior) aside, a cache of a choice made at whatever moment a worker runs it."""
     from engine.recommend.store import CooccurrenceStore
 
     store = CooccurrenceStore(redis_client, settings.redis_prefix)
     out = {}
     async for key in redis_client.scan_iter(match=store.base.replace("{", "\\{").replace("}", "\\}") + "*"):
         kind = (await redis_client.type(key)).decode()
-        if kind == "hash" and not key.endswith(b":order"):
+        if kind == "hash" and not key.endswith((b":order", b":prior")):
             out[key] = await redis_client.hgetall(key)
         elif kind == "zset":
             # sums of floats: equal to 12 digits whatever order the batches added them in
