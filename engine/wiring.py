@@ -209,6 +209,20 @@ def open_stores(
     return build_stores(settings, open_redis(settings.redis, timeout_s=timeout_s, fail_fast=fail_fast), profile_cache)
 
 
+def choose_prior(settings: Settings) -> dict | None:
+    """One choice of also-bought's prior strength, run in the chooser process with a Redis client of its own."""
+
+    async def run() -> dict | None:
+        redis = open_redis(settings.redis)
+        try:
+            store = CooccurrenceStore(redis, settings.redis_prefix, half_life_days=settings.popularity_half_life_days)
+            return await prior_job.choose_once(store)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
 def segment_evaluator(settings: Settings, stores: Stores, rules: LiveRules) -> SegmentEvaluator:
     clock = offset_clock(stores.redis, clock_key(settings)) if settings.test_clock else system_clock
     return SegmentEvaluator(
@@ -472,7 +486,10 @@ async def worker_parts(settings: Settings, worker_id: str) -> WorkerParts:
             lambda: train(settings, stores, progress=False),
         ),
         lambda stopping: prior_job.choose_periodically(
-            stores.cooccurrence, settings.recommend_prior_minutes * 60, stopping
+            stores.cooccurrence,
+            settings.recommend_prior_minutes * 60,
+            stopping,
+            choose=lambda: asyncio.get_running_loop().run_in_executor(prior_job.chooser(), choose_prior, settings),
         ),
     ]
     return WorkerParts(
