@@ -14,10 +14,12 @@ basket in the cart (load_carts). Routes:
 With --sessions, instead: a pool of view sessions (each order's items viewed in a random
 order) and 2,000 anonymous visitors who viewed 1 or 2 items of a basket in their current
 session (benchmarks/recommend_latency.load_sessions); for-you for them, and also-bought of
-the second of the basket's two items (viewed last, or not yet viewed) with them as the visitor.
+the second of the basket's two items (viewed last, or not yet viewed) with them as the visitor;
+with --cart as well, each of them also has an item of another basket in the cart.
 "server" percentiles: from a request's arrival in the app to its last byte (ServerTimer).
 
 Usage: python benchmarks/recommend_before_after.py [--base 7d750c1] [--rate 500] [--for-you-rate 100] [--seconds 10]
+       [--sessions [--cart]]
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ async def main() -> None:
     ap.add_argument(
         "--sessions", action="store_true", help="also-bought and for-you of anonymous visitors mid-session only"
     )
+    ap.add_argument("--cart", action="store_true", help="with --sessions: each of those visitors has a cart too")
     args = ap.parse_args()
     redis_url = os.environ.get("CLICKSTREAM_REDIS", "redis://127.0.0.1:6379/0")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -115,7 +118,7 @@ async def main() -> None:
         try:
             await load(redis, prefix, orders, category)
             carts = await load_carts(redis, prefix, orders, category)
-            browsing = await load_sessions(redis, prefix, orders, category) if args.sessions else []
+            browsing = await load_sessions(redis, prefix, orders, category, cart=args.cart) if args.sessions else []
             head = subprocess.run(
                 ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
             ).stdout.strip()
@@ -132,12 +135,13 @@ async def main() -> None:
                 f"{len(carts):,} shoppers with a cart; {args.seconds:g} s per route, open loop, requests "
                 f"alternating between the two processes.\n"
             )
+            mid = "mid-session, a cart too" if args.cart else "mid-session"
             routes = {
-                "GET /v1/recommendations/also-bought with a visitor (mid-session)": (
+                f"GET /v1/recommendations/also-bought with a visitor ({mid})": (
                     [f"/v1/recommendations/also-bought?item={quote(b[1])}&visitor_id={v}&k={K}" for v, b in browsing],
                     args.rate,
                 ),
-                "GET /v1/recommendations/for-you (mid-session)": (
+                f"GET /v1/recommendations/for-you ({mid})": (
                     [f"/v1/recommendations/for-you?visitor_id={v}&k={K}" for v, _ in browsing],
                     args.for_you_rate,
                 ),

@@ -144,10 +144,18 @@ async def load_carts(
 
 
 async def load_sessions(
-    redis, prefix: str, orders: list[list[str]], category: dict[str, str], visitors: int = 2000, seed: int = 4
+    redis,
+    prefix: str,
+    orders: list[list[str]],
+    category: dict[str, str],
+    visitors: int = 2000,
+    seed: int = 4,
+    cart: bool = False,
 ) -> list[tuple[str, list[str]]]:
     """A pool of view sessions (each order's items viewed in a random order, oldest first) and `visitors`
-    anonymous visitors mid-session (1 or 2 of 2 items drawn from a basket viewed); (visitor id, the 2 items)."""
+    anonymous visitors mid-session (1 or 2 of 2 items drawn from a basket viewed); (visitor id, the 2 items).
+    With `cart`, each visitor also has a third item of another basket in the cart (the session and the
+    cart together, the heaviest also-bought with a visitor)."""
     from engine.recommend.sessions import SessionStore, session_key
 
     rng = random.Random(seed)
@@ -176,6 +184,18 @@ async def load_sessions(
             }
             for m, item in enumerate(seen)
         ]
+        if cart:
+            held = rng.choice([i for i in rng.choice(baskets) if i not in basket] or [basket[0]])
+            events.append(
+                {
+                    "event_id": f"cart-{n}",
+                    "type": "add_to_cart",
+                    "visitor_id": vid,
+                    "session_id": "s",
+                    "ts": TS + len(seen),
+                    "props": {"product": {"id": held, "category": category[held]}, "qty": 1},
+                }
+            )
         ids.append((vid, basket))
     result = await ProfileStore(redis, prefix).apply_batch(events)
     await pool(events, result)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import sys
@@ -198,6 +199,8 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
         stats.sort_stats("tottime").print_stats(30)
+        if os.environ.get("WORKER_PROFILE_DUMP"):
+            profiler.dump_stats(os.environ["WORKER_PROFILE_DUMP"])
         stats.sort_stats("cumulative").print_stats("engine", 30)
         out["profile"] = text.getvalue()
     return out
