@@ -277,3 +277,13 @@ async def sign_in(client, key: str):
     response = await client.post("/console/signin", data={"key": key, "csrf": csrf_of(page.text)})
     assert response.status_code == 303 and response.headers["location"] == "/console/", response.text
     return client
+
+
+async def worker_steps(world, events):
+    """The worker's steps for these events over a (profiles, people, co-occurrence updater) world:
+    the fold, identity links, co-occurrence; the fold's result."""
+    profiles, people, updater = world
+    result = await profiles.apply_batch(events)
+    await people.link(events, result)
+    await updater(events, result)
+    return result

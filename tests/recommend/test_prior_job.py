@@ -9,35 +9,13 @@ from functools import partial
 
 import events as builders
 import pytest
+from helpers import worker_steps
 
-from engine.profiles.people import People
-from engine.profiles.store import ProfileStore
 from engine.recommend import prior_choice, prior_job, shrink
 from engine.recommend.cooccur import CoCounts
-from engine.recommend.store import CooccurrenceUpdater
 
 T0 = 1_795_400_000_000
 purchase = partial(builders.purchase, session_id="s", price=1.0, total=True)
-
-
-@pytest.fixture
-async def world(redis_client):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    profiles = ProfileStore(redis_client, prefix)
-    people = People(redis_client, profiles)
-    updater = CooccurrenceUpdater(redis_client, prefix, half_life_days=7.0)
-    people.erasure_hooks.append(updater.forget)
-    yield profiles, people, updater
-    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await redis_client.delete(*keys)
-
-
-async def run(world, events):
-    profiles, people, updater = world
-    result = await profiles.apply_batch(events)
-    await people.link(events, result)
-    await updater(events, result)
 
 
 def skewed_orders(rng: random.Random, n: int, n_items: int = 40) -> list[list[str]]:
@@ -54,7 +32,7 @@ async def test_the_job_chooses_from_the_stored_counts_and_leaves_erased_orders_o
     orders = skewed_orders(rng, 400)
     visitors = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(40)]
     events = [purchase(visitors[n % 40], f"o{n}", items, T0 + n) for n, items in enumerate(orders)]
-    await run(world, events)
+    await worker_steps(world, events)
     await people.erase(visitors[0])  # their orders are 'x' now, and subtracted from the counts
     kept = [items for n, items in enumerate(orders) if n % 40 != 0]
 
@@ -78,7 +56,7 @@ async def test_also_bought_scoring_uses_the_stored_m_and_falls_back_without_one(
     _, _, updater = world
     store = updater.store
     orders = skewed_orders(random.Random(5), 120)
-    await run(world, [purchase(str(uuid.uuid4()), f"o{n}", items, T0 + n) for n, items in enumerate(orders)])
+    await worker_steps(world, [purchase(str(uuid.uuid4()), f"o{n}", items, T0 + n) for n, items in enumerate(orders)])
     ref = CoCounts()
     for items in orders:
         ref.add_order(items)

@@ -8,10 +8,10 @@ from functools import partial
 
 import events as builders
 import pytest
+from helpers import worker_steps
 from events import consent
 
-from engine.profiles.people import People
-from engine.profiles.store import BatchResult, ProfileStore
+from engine.profiles.store import BatchResult
 from engine.recommend import cooccur, popularity
 from engine.recommend.cooccur import CoCounts
 from engine.recommend.store import CooccurrenceStore, CooccurrenceUpdater
@@ -20,30 +20,9 @@ T0 = 1_795_400_000_000
 ITEMS = [f"i{n:02d}" for n in range(30)]
 
 
-@pytest.fixture
-async def world(redis_client):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    profiles = ProfileStore(redis_client, prefix)
-    people = People(redis_client, profiles)
-    updater = CooccurrenceUpdater(redis_client, prefix, half_life_days=7.0)
-    people.erasure_hooks.append(updater.forget)
-    yield profiles, people, updater
-    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await redis_client.delete(*keys)
-
-
 # Orders at a price of 1.0 a line, from one session; views in category "c" unless told.
 purchase = partial(builders.purchase, session_id="s", price=1.0, total=True)
 view = partial(builders.product_view, category="c")
-
-
-async def run(world, events):
-    profiles, people, updater = world
-    result = await profiles.apply_batch(events)
-    await people.link(events, result)
-    await updater(events, result)
-    return result
 
 
 def random_orders(rng, n, visitors=8):
@@ -76,16 +55,18 @@ async def test_counts_equal_the_reference_after_redelivery_retries_and_replay(wo
         ref.add_order(items)
 
     for start in range(0, len(events), 25):
-        await run(world, events[start : start + 25])
-    await run(world, events[40:90])  # a redelivered fetch
-    await run(world, [dict(e, event_id=e["event_id"] + "-retry") for e in events[:30]])  # same orders, new event ids
+        await worker_steps(world, events[start : start + 25])
+    await worker_steps(world, events[40:90])  # a redelivered fetch
+    await worker_steps(
+        world, [dict(e, event_id=e["event_id"] + "-retry") for e in events[:30]]
+    )  # same orders, new event ids
     store = world[2].store
     await assert_same_counts(store, ref)
     assert max(len(items) for items in map(lambda o: o[2], orders)) > cooccur.MAX_ITEMS_PER_ORDER
     assert len(await store.neighbours("big0")) == cooccur.MAX_ITEMS_PER_ORDER - 1
 
     # a replay over live state (no wipe) changes nothing either
-    await run(world, events)
+    await worker_steps(world, events)
     await assert_same_counts(store, ref)
 
 
@@ -110,8 +91,8 @@ async def test_views_pair_once_per_session_and_match_view_pairs(world):
             expected_counts[item] = expected_counts.get(item, 0) + 1
             sessions[key].append(item)
 
-    await run(world, events[:35])
-    await run(world, events)  # redelivery of the first part with the rest
+    await worker_steps(world, events[:35])
+    await worker_steps(world, events)  # redelivery of the first part with the rest
     store = world[2].store
     assert await store.counts("view") == expected_counts
     assert (await store.totals())["sessions"] == 3
@@ -140,7 +121,7 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     ]
     events += [view("u0", item, T0 + 600 + n, session_id="s9") for n, item in enumerate(ITEMS[:4])]
     events += [view("u2", item, T0 + 700 + n, session_id="s9") for n, item in enumerate(ITEMS[2:5])]
-    await run(world, events)
+    await worker_steps(world, events)
     alice_only = {item for vid, _, items in orders if vid in ("u0", "u1") for item in items} - {
         item for vid, _, items in orders if vid not in ("u0", "u1") for item in items
     }
@@ -173,7 +154,7 @@ async def test_erasure_subtracts_exactly_that_persons_orders_and_views(world):
     assert set(by_category) == {i for i in popular if i < "i10"}
 
     # the stream brings nothing back: alice's visitors are tombstoned
-    await run(world, events)
+    await worker_steps(world, events)
     await assert_same_counts(store, ref)
     # and a second erasure subtracts nothing more
     await updater.forget("alice", [{"id": "u0"}, {"id": "u1"}])
@@ -188,7 +169,7 @@ async def test_visitors_without_analytics_consent_are_not_counted(world):
         view("shy", "b", T0 + 3, session_id="s"),
         purchase("ok", "o-ok", ["a", "c"], T0 + 4),
     ]
-    await run(world, events)
+    await worker_steps(world, events)
     store = world[2].store
     assert await store.counts() == {"a": 1, "c": 1}
     assert await store.counts("view") == {}
@@ -202,7 +183,7 @@ async def test_popularity_decays_and_knows_categories(world):
         purchase("p", "o2", ["new"], T0 + 14 * day, category=lambda i: "y"),
         view("p", "seen", T0, session_id="s", category="z"),
     ]
-    await run(world, events)
+    await worker_steps(world, events)
     store = world[2].store
     ranked = await store.popular(10, now_ms=T0 + 14 * day)
     assert ranked == [("new", pytest.approx(1.0)), ("old", pytest.approx(0.25))]  # two half-lives
@@ -247,25 +228,27 @@ async def test_clear_wipes_every_count_and_a_replay_rebuilds_them(world, redis_c
         view("r", "a", T0, session_id="s1"),
         view("r", "b", T0 + 1, session_id="s1"),
     ]
-    await run(world, events)
+    await worker_steps(world, events)
     store = world[2].store
     before = (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0))
     assert await store.clear() > 0
     assert [k async for k in redis_client.scan_iter(match=f"{store.prefix}:rec:*")] == []
     assert await store.counts() == {} and await store.popular(10) == []
-    await run(world, events)
+    await worker_steps(world, events)
     assert (await store.counts(), await store.counts("view"), await store.popular(10, now_ms=T0)) == before
 
 
 async def test_a_back_end_order_replaces_the_browsers_copy_and_no_browser_claims_its_id(world):
     profiles, people, updater = world
     store = updater.store
-    await run(world, [purchase("v1", "o1", ["a", "junk"], T0)])  # the browser says it first
-    await run(world, [purchase("v2", "o1", ["a", "fake"], T0 + 1)])  # a stranger, the same id, their own cookie
-    await run(world, [dict(purchase("v1", "o1", ["a", "b"], T0 + 2), trusted=True, event_id="shop-o1")])
+    await worker_steps(world, [purchase("v1", "o1", ["a", "junk"], T0)])  # the browser says it first
+    await worker_steps(
+        world, [purchase("v2", "o1", ["a", "fake"], T0 + 1)]
+    )  # a stranger, the same id, their own cookie
+    await worker_steps(world, [dict(purchase("v1", "o1", ["a", "b"], T0 + 2), trusted=True, event_id="shop-o1")])
     assert await store.neighbours("a") == {"b": 1, "fake": 1}  # the customer's browser copy gave way
     assert await store.orders_of("v1") == ["o1"] and await store.orders_of("v2") == ["u:v2:o1"]
-    await run(
+    await worker_steps(
         world,
         [
             purchase("v1", "o1", ["a", "junk"], T0 + 3, event_id="again"),
@@ -273,7 +256,7 @@ async def test_a_back_end_order_replaces_the_browsers_copy_and_no_browser_claims
         ],
     )
     assert await store.neighbours("a") == {"b": 1, "fake": 1} and (await store.totals())["orders"] == 2
-    await run(world, [dict(purchase("v3", "o9", ["a", "z"], T0 + 5), claim=True)])  # counted nowhere
+    await worker_steps(world, [dict(purchase("v3", "o9", ["a", "z"], T0 + 5), claim=True)])  # counted nowhere
     assert "z" not in await store.neighbours("a") and await store.orders_of("v3") == []
     await updater.forget("v1", [])
     assert await store.neighbours("a") == {"fake": 1}
