@@ -14,9 +14,13 @@
    last event is in Redis. The collector's CPU seconds give its events per core.
 5. freshness: events POSTed at 1,000 and 5,000 events/s in batches every 20 ms, each
    batch with one probe visitor; the time from the collector's 202 to the probe's
-   profile being readable in Redis: p50, p95, p99.
+   profile being readable in Redis: p50, p95, p99. Then the same with a decide that
+   depends on it: each probe views three pairs of shoes, which puts it in the demo
+   rules' shoe-lovers segment, and the time runs from the 202 until POST /v1/decide
+   (an API process of its own, `clickstream api --api-only`) answers its hero slot
+   with the segment's rule (hero-shoes).
 
-Usage: python benchmarks/pipeline_throughput.py [N] [--quick] [--no-scale-out] [--parts worker,naive,scale,e2e,freshness]
+Usage: python benchmarks/pipeline_throughput.py [N] [--quick] [--no-scale-out] [--parts worker,naive,scale,e2e,freshness,decide]
    (default N 200,000; --quick: 20,000 events, 5 s of freshness per rate, about a minute)
 Starts its own Tansu broker; uses the Redis at 127.0.0.1:6379 (else starts one).
 """
@@ -164,8 +168,26 @@ async def scale_out(redis, settings: Settings, events: list[dict], logs: Path, p
     return len(events) / (last - started)
 
 
-async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: int, seconds: float) -> list[float]:
-    """Milliseconds from the 202 to the probe's profile in Redis, one probe per 20 ms batch."""
+SHOES = {"id": "probe-sneaker", "category": "shoes"}
+
+
+async def decided_shoes(api: httpx.AsyncClient, vid: str) -> bool:
+    """Whether decide already answers the visitor's hero slot with the shoe-lovers rule."""
+    response = await api.post("/v1/decide", content=json.dumps({"visitor_id": vid, "slots": ["hero"]}), headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()["decisions"]["hero"]["content_id"] == "hero-shoes"
+
+
+async def freshness(
+    redis,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    rate: int,
+    seconds: float,
+    api: httpx.AsyncClient | None = None,
+) -> list[float]:
+    """Milliseconds from the 202 to the probe's profile in Redis, one probe per 20 ms batch; with `api`,
+    to decide answering with the segment the probe's three shoe views put it in."""
     per_batch = max(1, rate // 50)
     background = make_events(int(rate * seconds) + per_batch, f"f{rate}", now_ms=int(time.time() * 1000))
     accepted: dict[str, float] = {}
@@ -176,10 +198,13 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
         while sending or accepted:
             if accepted:
                 keys = list(accepted)
-                async with redis.pipeline(transaction=False) as pipe:
-                    for vid in keys:
-                        pipe.hexists(f"{settings.redis_prefix}:{{v:{vid}}}:p", "d")
-                    found = await pipe.execute()
+                if api is not None:
+                    found = await asyncio.gather(*(decided_shoes(api, vid) for vid in keys))
+                else:
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for vid in keys:
+                            pipe.hexists(f"{settings.redis_prefix}:{{v:{vid}}}:p", "d")
+                        found = await pipe.execute()
                 now = time.perf_counter()
                 for vid, there in zip(keys, found):
                     if there:
@@ -193,15 +218,31 @@ async def freshness(redis, client: httpx.AsyncClient, settings: Settings, rate: 
     sends = []
     for n in range(int(seconds * 50)):
         probe = str(uuid.uuid4())
-        batch = background[n * per_batch : (n + 1) * per_batch - 1] + [
-            {
-                "event_id": f"probe-{probe}",
-                "type": "page_view",
-                "visitor_id": probe,
-                "ts": int(time.time() * 1000),
-                "url": "https://shop.example/probe",
-            }
-        ]
+        now = int(time.time() * 1000)
+        if api is not None:  # three shoe views: the shoe-lovers segment's condition
+            probes = [
+                {
+                    "event_id": f"probe-{probe}-{k}",
+                    "type": "product_view",
+                    "visitor_id": probe,
+                    "session_id": "s",
+                    "ts": now + k,
+                    "url": "https://shop.example/p/probe-sneaker",
+                    "props": {"product": SHOES},
+                }
+                for k in range(3)
+            ]
+        else:
+            probes = [
+                {
+                    "event_id": f"probe-{probe}",
+                    "type": "page_view",
+                    "visitor_id": probe,
+                    "ts": now,
+                    "url": "https://shop.example/probe",
+                }
+            ]
+        batch = background[n * per_batch : (n + 1) * per_batch - len(probes)] + probes
 
         async def send(batch=batch, probe=probe):
             for attempt in range(3):  # a kept-alive connection the server closed meanwhile: send again
@@ -365,7 +406,7 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                     f"end to end (HTTP -> Kafka -> worker -> Redis):        {results['end_to_end']:,.0f} events/s",
                     flush=True,
                 )
-            if "freshness" in parts:  # the first second of a new worker stalls once (cold caches): not measured
+            if {"freshness", "decide"} & parts:  # a new worker's first second stalls once (cold caches): not measured
                 await freshness(redis, client, settings, 1_000, 2.0)
             for rate in (1_000, 5_000) if "freshness" in parts else ():
                 latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
@@ -375,6 +416,25 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                     f"p99 {percentile(latencies, 99):.0f} ms",
                     flush=True,
                 )
+            if "decide" in parts:
+                api_port = free_port()
+                api_process = spawn(
+                    [sys.executable, "-m", "engine.cli", "api", "--api-only", "--port", str(api_port)],
+                    env,
+                    logs / "api.log",
+                )
+                processes.append(api_process)
+                wait_for_port(api_port, 30, api_process)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as api:
+                    await freshness(redis, client, settings, 1_000, 1.0, api)  # the API's cold start: not measured
+                    for rate in (1_000, 5_000):
+                        latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0, api)
+                        print(
+                            f"freshness at {rate:,} events/s (202 -> decide answers with the new segment, "
+                            f"{len(latencies)} probes): p50 {statistics.median(latencies):.0f} ms, "
+                            f"p95 {percentile(latencies, 95):.0f} ms, p99 {percentile(latencies, 99):.0f} ms",
+                            flush=True,
+                        )
     finally:
         for process in processes:
             process.terminate()
@@ -394,8 +454,8 @@ if __name__ == "__main__":
     parser.add_argument("--no-scale-out", action="store_true")
     parser.add_argument(
         "--parts",
-        default="worker,naive,scale,e2e,freshness",
-        help="which of worker, naive (needs worker), scale, e2e, freshness to run",
+        default="worker,naive,scale,e2e,freshness,decide",
+        help="which of worker, naive (needs worker), scale, e2e, freshness, decide to run",
     )
     args = parser.parse_args()
     asyncio.run(

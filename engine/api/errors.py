@@ -1,8 +1,9 @@
 """The one table where errors become responses: `{"error", "detail"}` JSON, never a trace.
 
 Domain errors (engine.errors) map by class; Redis out of reach is a 503 with
-Retry-After, as is any other `Unavailable`; anything unexpected is logged and a
-500 whose body says nothing more.
+Retry-After, as is any other `Unavailable`; a client gone before its body arrived
+is a 400 that nobody reads; anything unexpected is logged and a 500 whose body says
+nothing more.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from engine import errors
 from engine.api.responses import JSONResponse
@@ -58,6 +59,13 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"error": exc.detail, "detail": None}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    # A client that closes its connection before its body arrives (a page unloading, a client's
+    # timeout) is routine, not the engine's fault: no 500 and no trace in the log.
+    log.info("client closed the connection before its body arrived on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "body: the client closed the connection before it arrived", "detail": None}, 400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse({"error": "internal error", "detail": None}, status_code=500)
@@ -67,5 +75,6 @@ EXCEPTION_HANDLERS = {
     errors.EngineError: _engine_error,
     RedisError: _redis_error,
     HTTPException: _http_error,
+    ClientDisconnect: _client_gone,
     Exception: _unexpected,
 }
