@@ -280,10 +280,10 @@ async def sign_in(client, key: str):
 
 
 async def worker_steps(world, events):
-    """The worker's steps for these events over a (profiles, people, co-occurrence updater) world:
-    the fold, identity links, co-occurrence; the fold's result."""
-    profiles, people, updater = world
+    """The worker's steps for these events over a (profiles, people, step) world: the fold, identity
+    links, then the step (co-occurrence, the session pool); the fold's result."""
+    profiles, people, step = world
     result = await profiles.apply_batch(events)
     await people.link(events, result)
-    await updater(events, result)
+    await step(events, result)
     return result

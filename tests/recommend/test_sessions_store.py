@@ -7,10 +7,9 @@ from functools import partial
 
 import events as builders
 import pytest
+from helpers import worker_steps
 from events import consent
 
-from engine.profiles.people import People
-from engine.profiles.store import ProfileStore
 from engine.recommend import sessions as pool
 from engine.recommend.sessions import SessionStore
 
@@ -28,23 +27,9 @@ view = partial(builders.product_view, category="c")
 
 
 @pytest.fixture
-async def world(redis_client):
-    prefix = f"t{uuid.uuid4().hex[:8]}"
-    profiles = ProfileStore(redis_client, prefix)
-    people = People(redis_client, profiles)
-    store = SessionStore(redis_client, prefix, pool=4)
-    people.erasure_hooks.append(store.forget)
-    yield profiles, people, store
-    keys = [k async for k in redis_client.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await redis_client.delete(*keys)
-
-
-async def run(world, events):
-    profiles, people, store = world
-    result = await profiles.apply_batch(events)
-    await people.link(events, result)
-    await store(events, result)
+def world(world_of, redis_client):
+    """With the session pool (4 sessions per item) as the step."""
+    return world_of(lambda prefix: SessionStore(redis_client, prefix, pool=4))
 
 
 def walk(vid, session, items, start=0):
@@ -53,14 +38,14 @@ def walk(vid, session, items, start=0):
 
 async def test_a_session_is_its_views_in_order_once_and_others_are_read_newest_first(world):
     _, _, store = world
-    await run(world, walk("u1", "a", ["x", "y", "x", "z"]))
-    await run(world, walk("u2", "b", ["y", "q"], 10))
-    await run(world, walk("u3", "c", ["w"], 20))  # shares nothing with u1's session
-    await run(world, walk("u1", "a", ["x", "y"]))  # a redelivered batch adds nothing
+    await worker_steps(world, walk("u1", "a", ["x", "y", "x", "z"]))
+    await worker_steps(world, walk("u2", "b", ["y", "q"], 10))
+    await worker_steps(world, walk("u3", "c", ["w"], 20))  # shares nothing with u1's session
+    await worker_steps(world, walk("u1", "a", ["x", "y"]))  # a redelivered batch adds nothing
     session, others = await read(store, "u1", "a")
     assert session == ["x", "y", "z"]
     assert others == {pool.session_key("u2", "b"): ["y", "q"]}
-    await run(world, walk("u4", "d", ["z"], 30))
+    await worker_steps(world, walk("u4", "d", ["z"], 30))
     _, others = await read(store, "u1", "a")
     assert list(others) == [pool.session_key("u4", "d"), pool.session_key("u2", "b")]
 
@@ -68,7 +53,7 @@ async def test_a_session_is_its_views_in_order_once_and_others_are_read_newest_f
 async def test_the_pool_keeps_its_newest_sessions_and_drops_the_index_of_the_others(world, redis_client):
     _, _, store = world
     for n in range(6):
-        await run(world, walk(f"v{n}", "s", ["x", f"own{n}"], 10 * n))
+        await worker_steps(world, walk(f"v{n}", "s", ["x", f"own{n}"], 10 * n))
     assert await store.size() == 4
     _, others = await read(store, "v5", "s")
     assert sorted(others) == sorted(pool.session_key(f"v{n}", "s") for n in (2, 3, 4))
@@ -78,14 +63,16 @@ async def test_the_pool_keeps_its_newest_sessions_and_drops_the_index_of_the_oth
 
 async def test_bots_and_visitors_without_analytics_consent_add_nothing(world):
     _, _, store = world
-    await run(world, [consent("nc", T0 - 1, analytics=False), *walk("nc", "s", ["x", "y"])])
-    await run(world, [dict(e, bot=True) for e in walk("bot", "s", ["x", "y"])])
+    await worker_steps(world, [consent("nc", T0 - 1, analytics=False), *walk("nc", "s", ["x", "y"])])
+    await worker_steps(world, [dict(e, bot=True) for e in walk("bot", "s", ["x", "y"])])
     assert await store.size() == 0
 
 
 async def test_erasure_removes_every_session_of_the_person(world, redis_client):
     _, people, store = world
-    await run(world, walk("e1", "a", ["x", "y"]) + walk("e1", "b", ["y", "z"], 10) + walk("k1", "c", ["x", "z"], 20))
+    await worker_steps(
+        world, walk("e1", "a", ["x", "y"]) + walk("e1", "b", ["y", "z"], 10) + walk("k1", "c", ["x", "z"], 20)
+    )
     assert len(await store.sessions_of("e1")) == 2
     await people.erase("e1")
     assert await store.sessions_of("e1") == []
@@ -98,10 +85,10 @@ async def test_erasure_removes_every_session_of_the_person(world, redis_client):
 
 async def test_every_session_holding_the_last_item_is_read_before_the_most_recent_others(world):
     _, _, store = world
-    await run(world, walk("old", "s", ["z", "p"]))
+    await worker_steps(world, walk("old", "s", ["z", "p"]))
     for n in range(2):  # the pool holds 4 sessions: these, the old one and mine
-        await run(world, walk(f"new{n}", "s", ["x", f"q{n}"], 10 + n))
-    await run(world, walk("me", "s", ["x", "z"], 20))
+        await worker_steps(world, walk(f"new{n}", "s", ["x", f"q{n}"], 10 + n))
+    await worker_steps(world, walk("me", "s", ["x", "z"], 20))
     _, others = await read(store, "me", "s", sample=2)
     assert list(others) == [pool.session_key("old", "s"), pool.session_key("new1", "s")]
 
@@ -125,9 +112,9 @@ async def test_from_the_threshold_on_the_last_items_pair_counts_are_read_instead
 
 async def test_the_item_looked_at_now_is_read_as_the_sessions_latest_moved_or_added_at_its_end(world):
     _, _, store = world
-    await run(world, walk("me", "s", ["x", "y", "z"]))
-    await run(world, walk("u1", "s", ["x", "q"], 10))
-    await run(world, walk("u2", "s", ["w", "r"], 20))
+    await worker_steps(world, walk("me", "s", ["x", "y", "z"]))
+    await worker_steps(world, walk("u1", "s", ["x", "q"], 10))
+    await worker_steps(world, walk("u2", "s", ["w", "r"], 20))
     # x, viewed first, is looked at again: the session's latest, and the sessions holding x are read first
     session, others = await read(store, "me", "s", latest="x")
     assert session == ["y", "z", "x"] and list(others) == [pool.session_key("u1", "s")]
@@ -144,13 +131,13 @@ async def test_the_item_looked_at_now_is_read_as_the_sessions_latest_moved_or_ad
 async def test_clear_empties_the_pool_for_a_rebuild_and_the_same_views_rebuild_it(world, redis_client):
     _, _, store = world
     batch = walk("r1", "a", ["x", "y"]) + walk("r2", "b", ["y", "z"], 10)
-    await run(world, batch)
+    await worker_steps(world, batch)
     before = await read(store, "r1", "a")
     await store.clear()
     assert [
         k async for k in redis_client.scan_iter(match=store.base.replace("{", "\\{").replace("}", "\\}") + "*")
     ] == []
-    await run(world, batch)
+    await worker_steps(world, batch)
     assert await read(store, "r1", "a") == before
 
 
