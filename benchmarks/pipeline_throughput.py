@@ -263,6 +263,15 @@ async def freshness(
     return latencies
 
 
+def report_freshness(rate: int, until: str, latencies: list[float]) -> None:
+    print(
+        f"freshness at {rate:,} events/s (202 -> {until}, {len(latencies)} probes): "
+        f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
+        f"p99 {percentile(latencies, 99):.0f} ms",
+        flush=True,
+    )
+
+
 async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> None:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
     print(f"commit: {commit_id()}")
@@ -410,12 +419,7 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                 await freshness(redis, client, settings, 1_000, 2.0)
             for rate in (1_000, 5_000) if "freshness" in parts else ():
                 latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0)
-                print(
-                    f"freshness at {rate:,} events/s (202 -> profile in Redis, {len(latencies)} probes): "
-                    f"p50 {statistics.median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
-                    f"p99 {percentile(latencies, 99):.0f} ms",
-                    flush=True,
-                )
+                report_freshness(rate, "profile in Redis", latencies)
             if "decide" in parts:
                 api_port = free_port()
                 api_process = spawn(
@@ -429,12 +433,7 @@ async def main(n: int, quick: bool, with_scale_out: bool, parts: set[str]) -> No
                     await freshness(redis, client, settings, 1_000, 1.0, api)  # the API's cold start: not measured
                     for rate in (1_000, 5_000):
                         latencies = await freshness(redis, client, settings, rate, 5.0 if quick else 20.0, api)
-                        print(
-                            f"freshness at {rate:,} events/s (202 -> decide answers with the new segment, "
-                            f"{len(latencies)} probes): p50 {statistics.median(latencies):.0f} ms, "
-                            f"p95 {percentile(latencies, 95):.0f} ms, p99 {percentile(latencies, 99):.0f} ms",
-                            flush=True,
-                        )
+                        report_freshness(rate, "decide answers with the new segment", latencies)
     finally:
         for process in processes:
             process.terminate()
