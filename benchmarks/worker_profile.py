@@ -7,7 +7,11 @@ benchmark stream (benchmarks/events.py), against the real Redis, without the bro
 records are built in memory as aiokafka hands them over. Prints events/s, each
 step's share of the batch time, and Redis round trips and script calls per batch.
 
-Usage: python benchmarks/worker_profile.py [N] [--batch 10000] [--cprofile]
+With `--serial` the steps that usually run side by side run one after another, and
+the Redis server's CPU time during each step (INFO cpu before and after it) is
+printed beside its wall time: the attribution the concurrent run cannot give.
+
+Usage: python benchmarks/worker_profile.py [N] [--batch 10000] [--cprofile] [--serial]
 """
 
 from __future__ import annotations
@@ -87,13 +91,30 @@ async def redis_usec(redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
 
 
-def timed(name: str, fn, spent: dict):
+async def redis_cpu_usec(redis) -> float:
+    """The Redis server's CPU time so far (a script's inner commands are not counted twice, as in commandstats)."""
+    cpu = await redis.info("cpu")
+    return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
+
+
+def timed(name: str, fn, spent: dict, redis_spent: dict | None = None, redis=None, wire=None, sent=None):
+    """`fn`, adding its wall time to spent[name] (and, given `redis`, Redis' CPU time to redis_spent[name]
+    and the commands it sent, by name, to sent[name])."""
+
     async def wrapper(*args):
+        before = await redis_cpu_usec(redis) if redis is not None else 0
+        names = dict(wire.names) if wire is not None else {}
         started = time.perf_counter()
         try:
             return await fn(*args)
         finally:
             spent[name] += time.perf_counter() - started
+            if redis is not None:
+                redis_spent[name] += await redis_cpu_usec(redis) - before
+            if wire is not None:
+                for command, count in wire.names.items():
+                    if command != "INFO" and count > names.get(command, 0):
+                        sent[name][command] += count - names.get(command, 0)
 
     return wrapper
 
@@ -114,7 +135,7 @@ def records_of(events: list[dict], offsets: dict[int, int]) -> dict:
     return fetched
 
 
-async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
+async def run(n: int, batch: int, profile: bool, redis_url: str, serial: bool = False) -> dict:
     tag = uuid.uuid4().hex[:6]
     data = Path(tempfile.mkdtemp(prefix="worker-profile-"))
     settings = Settings(redis=redis_url, redis_prefix=f"wp{tag}", data_dir=data, topic="bench", log_level="warning")
@@ -124,18 +145,30 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
     handlers = batch_handlers(settings, stores, rules)
     processor = handlers[0]
     spent: dict[str, float] = defaultdict(float)
-    processor.store.apply_batch = timed("profiles: read, fold, commit", processor.store.apply_batch, spent)
-    processor.people.link = timed("identity links", processor.people.link, spent)
-    processor.orders.mark = timed("order trust", processor.orders.mark, spent)
-    processor.after_batch = [
-        timed(type(step).__name__ if not hasattr(step, "__self__") else step.__name__, step, spent)
-        for step in processor.after_batch
-    ]
+    redis_spent: dict[str, float] = defaultdict(float)  # Redis' CPU usec, with --serial
+    sent: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # commands by step, with --serial
+    wire = Wire()
+    attribute = {"redis_spent": redis_spent, "redis": stores.redis, "wire": wire, "sent": sent} if serial else {}
+
+    def step_name(step) -> str:
+        return type(step).__name__ if not hasattr(step, "__self__") else step.__name__
+
+    processor.store.apply_batch = timed("profiles: read, fold, commit", processor.store.apply_batch, spent, **attribute)
+    processor.people.link = timed("identity links", processor.people.link, spent, **attribute)
+    processor.orders.mark = timed("order trust", processor.orders.mark, spent, **attribute)
     # Steps beside the ordered ones run concurrently with them: their times overlap (getattr: an engine from
-    # before them, for a before/after run, has none).
-    processor_beside = getattr(processor, "beside_batch", None)
-    if processor_beside is not None:
-        processor.beside_batch = [timed(f"{type(step).__name__} (beside)", step, spent) for step in processor_beside]
+    # before them, for a before/after run, has none). With --serial they run after the ordered ones.
+    processor_beside = getattr(processor, "beside_batch", None) or []
+    if serial:
+        processor.after_batch = processor.after_batch + processor_beside
+        processor_beside = processor.beside_batch = []
+    processor.after_batch = [timed(step_name(step), step, spent, **attribute) for step in processor.after_batch]
+    if processor_beside:
+        processor.beside_batch = [timed(f"{step_name(step)} (beside)", step, spent) for step in processor_beside]
+    if getattr(processor, "after_all", None):
+        processor.after_all = [timed(step_name(step), step, spent, **attribute) for step in processor.after_all]
+    for n_handler, handler in enumerate(handlers[1:], 1):  # an engine from before after_all: credit was one
+        handlers[n_handler] = timed(step_name(handler), handler, spent, **attribute)
     from engine.stream.archive import open_archive
 
     consumer = BatchConsumer(settings, handlers, archive=open_archive(settings))
@@ -145,10 +178,11 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
     events = collected(make_events(n + batch, tag, now_ms=now_ms - n - batch - 60_000))
     offsets = defaultdict(int)
     warm, rest = events[:batch], events[batch:]
-    wire = Wire()
     try:
         await consumer._handle(records_of(warm, offsets), lambda: False)  # first sight of every visitor
         spent.clear()
+        redis_spent.clear()
+        sent.clear()
         fetches = [records_of(rest[i : i + batch], offsets) for i in range(0, len(rest), batch)]
         wire.round_trips = wire.scripts = wire.commands = 0
         wire.names.clear()
@@ -184,6 +218,8 @@ async def run(n: int, batch: int, profile: bool, redis_url: str) -> dict:
         "elapsed": elapsed,
         "per_cpu_s": n / cpu,
         "spent": dict(spent),
+        "redis_spent": {k: v / 1000 / len(fetches) for k, v in redis_spent.items()},
+        "sent": {k: {c: n / len(fetches) for c, n in v.items()} for k, v in sent.items()},
         "batches": len(fetches),
         "redis_ms": {
             k: (redis_after.get(k, 0) - v) / 1000 / len(fetches)
@@ -214,13 +250,14 @@ def main() -> None:
     )
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--serial", action="store_true", help="every step in turn, with its share of Redis' own time")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(
         f"data: {args.n:,} mixed events ({VISITORS:,} visitors), batches of {args.batch:,}, demo rules "
         f"(3 segments, a model slot), archive on, Redis on the same machine"
     )
-    out = asyncio.run(run(args.n, args.batch, args.cprofile, args.redis))
+    out = asyncio.run(run(args.n, args.batch, args.cprofile, args.redis, args.serial))
     print(
         f"batch path: {out['events_per_s']:,.0f} events/s ({out['elapsed']:.2f} s); "
         f"{out['per_cpu_s']:,.0f} events per CPU second of this process (Redis not included)"
@@ -239,7 +276,12 @@ def main() -> None:
     )
     total = out["elapsed"]
     for name, seconds in sorted(out["spent"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<40} {seconds / out['batches'] * 1000:8.1f} ms/batch  {100 * seconds / total:5.1f}%")
+        redis_ms = out["redis_spent"].get(name)
+        in_redis = f"  (Redis CPU {redis_ms:6.1f} ms)" if redis_ms is not None else ""
+        commands = sorted(out["sent"].get(name, {}).items(), key=lambda kv: -kv[1])
+        if commands:
+            in_redis += "  " + ", ".join(f"{c} {n:.0f}" for c, n in commands[:4])
+        print(f"  {name:<40} {seconds / out['batches'] * 1000:8.1f} ms/batch  {100 * seconds / total:5.1f}%{in_redis}")
     if "profile" in out:
         print(out["profile"])
 

@@ -292,7 +292,8 @@ def batch_handlers(settings: Settings, stores: Stores, rules: LiveRules, emit: b
         stores.sessions,
         stores.recent,
     ]
-    return [processor, ExperimentCredit(stores.experiments, stores.profiles, stores.people)]
+    processor.after_all.append(ExperimentCredit(stores.experiments, stores.profiles, stores.people))
+    return [processor]
 
 
 def reward_cap(rules: LiveRules, slot: str) -> float:

@@ -1,7 +1,9 @@
 """The worker's experiments step: exposures from the log, and the outcomes they earn.
 
-A batch handler (engine.wiring.batch_handlers), after the profile step, so the
-profiles it reads for consent and identity include the batch. Per event:
+A step of the profile step, after every run of the batch (ProfileProcessor.after_all,
+wired in engine.wiring.batch_handlers), so the profiles it reads for consent and
+identity include the batch: it takes them from the batch's result and reads only the
+rest. Per event:
 
     server:exposure                 the person enters the experiments it names (once per event id)
     impression, content_click       counts for the experiments of the event's slot (and global)
@@ -24,6 +26,7 @@ from engine.experiments.store import ExperimentStore
 from engine.profiles import changes, orders
 from engine.profiles.model import has_analytics_consent
 from engine.profiles.processor import people_events
+from engine.profiles.store import BatchResult
 
 OUTCOMES = {"impression": "imp", "content_click": "clk", "add_to_cart": "atc", "purchase": "buy"}
 
@@ -93,7 +96,8 @@ class ExperimentCredit:
         self.profiles = profiles  # engine.profiles.store.ProfileStore
         self.people = people  # engine.profiles.people.People
 
-    async def __call__(self, events: list[dict]) -> None:
+    async def __call__(self, events: list[dict], done: BatchResult | None = None) -> None:
+        """Credits the batch; `done` is the profile step's result for it (its profiles are not read again)."""
         events = [e for e in people_events(events) if type(e) is dict and isinstance(e.get("visitor_id"), str)]
         wanted = [
             e
@@ -105,7 +109,7 @@ class ExperimentCredit:
         if not wanted:
             return
         visitors = sorted({e["visitor_id"] for e in wanted})
-        profiles = await self.profiles.get_many(visitors)
+        profiles = await self._profiles(visitors, done.profiles if done is not None else {})
         persons = await self._persons(profiles)
         ops: dict[str, list[dict]] = defaultdict(list)
         withdrawn: set[str] = set()
@@ -145,6 +149,17 @@ class ExperimentCredit:
             await self.store.apply(dict(ops))
         if withdrawn:
             await self.store.forget(sorted(withdrawn))
+
+    async def _profiles(self, visitors: list[str], known: dict[str, dict | None]) -> dict[str, dict]:
+        """The visitors' profiles as get_many reads them: the batch's own (None: erased) and the rest from Redis."""
+        profiles = {vid: known[vid] for vid in visitors if known.get(vid) is not None}
+        hidden = await self.profiles.hidden(list(profiles))  # an erasure requested, not yet reached in the log
+        for vid in hidden:
+            del profiles[vid]
+        unknown = [vid for vid in visitors if vid not in known]
+        if unknown:
+            profiles.update(await self.profiles.get_many(unknown))
+        return profiles
 
     async def _persons(self, profiles: dict[str, dict]) -> dict[str, str]:
         """visitor id -> "u:<digest>" for visitors linked to a verified user."""

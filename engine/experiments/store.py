@@ -66,15 +66,14 @@ class ExperimentStore:
         """Credits each person's operations in order, one script call each, then indexes who entered what.
 
         An outcome counts only for the arms a person was exposed to before it, so a person with
-        outcomes and no exposure, in this batch or kept, is left out after one cheap EXISTS:
-        most of a shop's visitors are in no experiment, and the script was most of this step."""
+        outcomes and no exposure, in this batch or kept, is left out: most of a shop's visitors
+        are in no experiment, and the script was most of this step. Who was exposed is read
+        from the experiments' people sets, one SMISMEMBER per experiment for the whole batch
+        (a command per person cost more than the rest of the step); someone whose record has
+        expired may still be in a set, which only costs a script call that finds nothing."""
         outcome_only = [person for person, ops in ops_by_person.items() if all(op["k"] != "x" for op in ops)]
         if outcome_only:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for person in outcome_only:
-                    pipe.exists(self.arms_key(person))
-                exposed = await pipe.execute()
-            unexposed = {person for person, there in zip(outcome_only, exposed) if not there}
+            unexposed = set(outcome_only) - await self._exposed(outcome_only)
             ops_by_person = {person: ops for person, ops in ops_by_person.items() if person not in unexposed}
         people = list(ops_by_person)
         if not people:
@@ -98,6 +97,17 @@ class ExperimentStore:
                     pipe.sadd(self.people_key(experiment), person)
                 pipe.sadd(self.index_key, *{e for _, e in entered})
                 await pipe.execute()
+
+    async def _exposed(self, people: list[str]) -> set[str]:
+        """Those of `people` in some experiment's people set."""
+        experiments = await self.redis.smembers(self.index_key)
+        if not experiments:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for experiment in experiments:
+                pipe.smismember(self.people_key(experiment.decode()), people)
+            replies = await pipe.execute()
+        return {person for reply in replies for person, there in zip(people, reply) if there}
 
     async def experiments(self) -> list[str]:
         return sorted(e.decode() for e in await self.redis.smembers(self.index_key))

@@ -66,6 +66,9 @@ class ProfileProcessor:
         # Steps that read only the batch and its profiles and write only their own keys: they run beside the
         # ordered ones, so one's Redis round trips and scripts overlap another's Python work.
         self.beside_batch: list[AfterBatch] = []
+        # Steps over the whole batch, its state changes too, once every run is applied: given the batch's
+        # profiles (BatchResult.profiles), so they need not read them again.
+        self.after_all: list[AfterBatch] = []
         # Called with each catalog change the log brings: (items, at ms).
         self.on_catalog: list[Callable[[list, int], Awaitable[object]]] = []
 
@@ -92,6 +95,8 @@ class ProfileProcessor:
             in_run.add(event.get("visitor_id") if kind is not None else None)
         if run:
             await self._events(run, outcome)
+        for step in self.after_all:
+            await step(events, outcome)
         return outcome
 
     async def _events(self, events: list[dict], outcome: BatchResult) -> None:

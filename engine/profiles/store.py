@@ -186,6 +186,7 @@ PROFILES_PER_CALL = 500  # bounds how long one script holds Redis
 
 # KEYS: the profile, its :seen hash.  ARGV: when (ms).
 ERASE = lua("profiles", "erase.lua")
+HIDDEN = lua("profiles", "hidden.lua")
 
 
 class _StaleCopy(Exception):
@@ -325,6 +326,7 @@ class ProfileStore:
         self._read = redis.register_script(READ)
         self._commit = redis.register_script(COMMIT)
         self._erase = redis.register_script(ERASE)
+        self._hidden = redis.register_script(HIDDEN)
 
     def profile_key(self, profile_id: str) -> str:
         return f"{self.prefix}:{{v:{profile_id}}}:p"
@@ -353,6 +355,17 @@ class ProfileStore:
         return {
             pid: unpack_profile(blob) for pid, (blob, pending) in zip(profile_ids, rows) if blob and pending is None
         }
+
+    async def hidden(self, profile_ids: list[str]) -> set[str]:
+        """Those of profile_ids an erasure request hides (what get_many leaves out): one script call per chunk."""
+        if not profile_ids:
+            return set()
+        chunks = self._chunks(profile_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for chunk in chunks:
+                await self._hidden(keys=[self.profile_key(pid) for pid in chunk], client=pipe)
+            replies = await pipe.execute()
+        return {chunk[int(at) - 1] for chunk, found in zip(chunks, replies) for at in found}
 
     async def erase(self, profile_id: str, now_ms: int) -> None:
         """Delete the profile and its seen ids and leave a tombstone, so neither the stream nor a replay brings it back."""

@@ -217,3 +217,15 @@ async def test_an_erasure_in_the_same_batch_wins_over_what_came_before_it(world)
         ]
     )
     assert [r["arm"] for r in await stores.experiments.records("rule:r:hero")] == ["sun"]
+
+
+async def test_a_visitor_whose_erasure_is_requested_earns_nothing_meanwhile(world):
+    """The step takes the batch's own profiles; one hidden by an erasure request still counts for nothing."""
+    stores, run = world
+    await run([exposure(vid, vid, T0, "umbrella") for vid in ("vh", "vk")] + [ev("page_view", "vh", T0 + 1)])
+    await run([ev("page_view", "vk", T0 + 2)])
+    await stores.profiles.hide("vh", "erasure-1")
+    assert await stores.profiles.hidden(["vh", "vk", "nobody"]) == {"vh"}
+    await run([purchase("vh", T0 + 10, 20.0), purchase("vk", T0 + 11, 30.0)])  # both folded in this batch
+    bought = sorted(r["buy"] for r in await stores.experiments.records("rule:r:hero"))
+    assert bought == [0, 1]
