@@ -25,10 +25,10 @@ from collections import defaultdict
 from engine.experiments.store import ExperimentStore
 from engine.profiles import changes, orders
 from engine.profiles.model import has_analytics_consent
-from engine.profiles.processor import people_events
 from engine.profiles.store import BatchResult
 
 OUTCOMES = {"impression": "imp", "content_click": "clk", "add_to_cart": "atc", "purchase": "buy"}
+WANTED = {*OUTCOMES, changes.EXPOSURE, changes.ERASE, "consent"}
 
 
 def _when(event: dict) -> int | None:
@@ -98,13 +98,14 @@ class ExperimentCredit:
 
     async def __call__(self, events: list[dict], done: BatchResult | None = None) -> None:
         """Credits the batch; `done` is the profile step's result for it (its profiles are not read again)."""
-        events = [e for e in people_events(events) if type(e) is dict and isinstance(e.get("visitor_id"), str)]
-        wanted = [
+        wanted = [  # one pass: most of a batch is page views and pings, which concern no experiment
             e
             for e in events
-            if e.get("type") in OUTCOMES
-            or e.get("type") in (changes.EXPOSURE, changes.ERASE)
-            or (e.get("type") == "consent" and _withdraws(e))
+            if type(e) is dict
+            and e.get("type") in WANTED
+            and e.get("bot") is not True  # as people_events
+            and isinstance(e.get("visitor_id"), str)
+            and (e["type"] != "consent" or _withdraws(e))
         ]
         if not wanted:
             return

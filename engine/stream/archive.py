@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import msgpack
 import zstandard
@@ -146,7 +146,7 @@ class Segment:
 
 
 def encode_segment(records: list[Record]) -> bytes:
-    return _compress(msgpack.packb([list(r) for r in records], use_bin_type=True))
+    return _compress(msgpack.packb(records, use_bin_type=True))  # a tuple packs as the array a list does
 
 
 def decode_segment(data: bytes) -> list[Record]:
@@ -230,11 +230,11 @@ class Archive:
             return None
         with self.store.lock():
             erased = self.erased()
+            hashed = _hasher()
             kept = [
                 r
                 for r in records
-                if not erased
-                or not (subject_hash(r[1]) in erased or (r[3] is not None and subject_hash(r[3]) in erased))
+                if not erased or not (hashed(r[1]) in erased or (r[3] is not None and hashed(r[3]) in erased))
             ]
             segment = Segment(log_id, partition, first, last)
             subjects = _subjects(kept)
@@ -310,15 +310,29 @@ def _about(record: Record, hashes: set[bytes]) -> bool:
     return user is not None and subject_hash(user) in hashes
 
 
+def _hasher() -> Callable[[str | bytes], bytes]:
+    """subject_hash, each subject hashed once: a segment holds many events of each visitor and user."""
+    known: dict[str | bytes, bytes] = {}
+
+    def hashed(subject: str | bytes) -> bytes:
+        found = known.get(subject)
+        if found is None:
+            found = known[subject] = subject_hash(subject)
+        return found
+
+    return hashed
+
+
 def _subjects(records) -> bytes:
+    hashed = _hasher()
     found = set()
     for record in records:
         key = record[1]
         user = record[3] if len(record) > 3 else _user_of(record[2])
         if key is not None:
-            found.add(subject_hash(key))
+            found.add(hashed(key))
         if user:
-            found.add(subject_hash(user))
+            found.add(hashed(user))
     return b"".join(sorted(found))
 
 

@@ -27,18 +27,26 @@ WHAT_MAX = 120  # characters of the summary line
 _json = msgspec.json.Encoder().encode  # compact, keys in the entry's order (as json.dumps with no spaces)
 
 
+SUMMARY_KEYS = ("order_id", "revenue", "slot", "variant")
+
+
 def summary(event: dict) -> str:
     """One line of what the event says: its product, its page, its order (never its ids)."""
-    props = event.get("props") if isinstance(event.get("props"), dict) else {}
-    product = props.get("product") if isinstance(props.get("product"), dict) else {}
+    props = event.get("props")
     parts = []
-    if isinstance(product.get("id"), str):
-        parts.append(product["id"] + (f" ({product['category']})" if isinstance(product.get("category"), str) else ""))
-    for key in ("order_id", "revenue", "slot", "variant"):
-        if isinstance(props.get(key), (str, int, float)) and not isinstance(props.get(key), bool):
-            parts.append(f"{key} {props[key]}")
-    if not parts and isinstance(event.get("url"), str):
-        parts.append(event.get("title") if isinstance(event.get("title"), str) else event["url"])
+    if isinstance(props, dict) and props:
+        product = props.get("product")
+        if isinstance(product, dict) and isinstance(product.get("id"), str):
+            category = product.get("category")
+            parts.append(product["id"] + (f" ({category})" if isinstance(category, str) else ""))
+        if not props.keys().isdisjoint(SUMMARY_KEYS):  # most events have none of them
+            for key in SUMMARY_KEYS:
+                value = props.get(key)
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    parts.append(f"{key} {value}")
+    if not parts:
+        url, title = event.get("url"), event.get("title")
+        return ((title if isinstance(title, str) else url) if isinstance(url, str) else "")[:WHAT_MAX]
     return " · ".join(parts)[:WHAT_MAX]
 
 
