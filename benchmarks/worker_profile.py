@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -83,6 +84,20 @@ class Wire:
             setattr(Connection, "send_packed_command", send),
             setattr(Connection, "pack_commands", pack),
         )
+
+
+class GcTime:
+    """A gc callback: the time spent in collections, and how many of each generation."""
+
+    def __init__(self) -> None:
+        self.seconds, self.runs, self._start = 0.0, [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.runs[info["generation"]] += 1
 
 
 async def redis_usec(redis) -> dict[str, int]:
@@ -188,6 +203,8 @@ async def run(n: int, batch: int, profile: bool, redis_url: str, serial: bool = 
         wire.names.clear()
         redis_before = await redis_usec(stores.redis)
         profiler = cProfile.Profile() if profile else None
+        collecting = GcTime()
+        gc.callbacks.append(collecting)
         started, cpu = time.perf_counter(), time.process_time()
         seal_s = 0.0
         if profiler:
@@ -201,6 +218,7 @@ async def run(n: int, batch: int, profile: bool, redis_url: str, serial: bool = 
         if profiler:
             profiler.disable()
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        gc.callbacks.remove(collecting)
         redis_after = await redis_usec(stores.redis)
     finally:
         wire.restore()
@@ -217,6 +235,8 @@ async def run(n: int, batch: int, profile: bool, redis_url: str, serial: bool = 
         "events_per_s": n / elapsed,
         "elapsed": elapsed,
         "per_cpu_s": n / cpu,
+        "gc_s": collecting.seconds,
+        "gc_runs": collecting.runs,
         "spent": dict(spent),
         "redis_spent": {k: v / 1000 / len(fetches) for k, v in redis_spent.items()},
         "sent": {k: {c: n / len(fetches) for c, n in v.items()} for k, v in sent.items()},
@@ -267,6 +287,10 @@ def main() -> None:
         f"{out['commands']:.1f} commands ("
         + ", ".join(f"{k} {v:.0f}" for k, v in list(out["by_name"].items())[:6])
         + ")"
+    )
+    print(
+        f"garbage collection: {out['gc_s'] / out['batches'] * 1000:.1f} ms per batch "
+        f"({100 * out['gc_s'] / out['elapsed']:.1f}%), collections by generation {out['gc_runs']}"
     )
     busiest = sorted(out["redis_ms"].items(), key=lambda kv: -kv[1])[:6]
     print(

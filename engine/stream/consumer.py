@@ -365,6 +365,16 @@ class BatchConsumer:
             log.info("could not commit the earliest offsets: %r", exc)
 
     async def _handle(self, fetched: dict, should_stop: Callable[[], bool], epoch: int | None = None) -> None:
+        # The batch's events live until it is done: a young collection on the way would only scan them and
+        # move them to older generations, to be scanned again. Reference counting frees them after the batch;
+        # the cycles the batch leaves wait for the next collection, once it is over.
+        gc.disable()
+        try:
+            await self._handle_batch(fetched, should_stop, epoch)
+        finally:
+            gc.enable()
+
+    async def _handle_batch(self, fetched: dict, should_stop: Callable[[], bool], epoch: int | None) -> None:
         events, sources = [], []  # sources[n]: the record events[n] came from
         archived: dict[int, list] = {}
         for tp, records in fetched.items():
