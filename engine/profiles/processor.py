@@ -109,6 +109,7 @@ class ProfileProcessor:
         await together([self._in_order(events, result), *(step(events, result) for step in self.beside_batch)])
         outcome.applied += result.applied
         outcome.profiles.update(result.profiles)
+        outcome.first_time |= result.first_time
         outcome.malformed += rejected
 
     async def _in_order(self, events: list[dict], result: BatchResult) -> None:

@@ -199,6 +199,9 @@ class BatchResult:
     profiles: dict[str, dict | None] = field(default_factory=dict)  # visitor id -> profile now (None: erased)
     malformed: list[tuple[dict, str]] = field(default_factory=list)  # events without a usable envelope
     unapplied: dict[str, list[tuple[dict, str]]] = field(default_factory=dict)  # visitor id -> events the fold refused
+    # id() of the events this batch applied for the first time: a later step may skip its own check
+    # for a redelivered event on them (the rest were applied before, and may be in its keys already).
+    first_time: set[int] = field(default_factory=set)
 
     @property
     def rejected(self) -> list[tuple[dict, str]]:
@@ -496,7 +499,7 @@ class ProfileStore:
                     new_ids,
                     ttl,
                     moves,
-                    len(fresh),
+                    fresh,
                     profile,
                     seen_after if len(seen_after) <= SEEN_CACHED * ID_BYTES else None,
                 )
@@ -524,7 +527,8 @@ class ProfileStore:
                 old[vid] |= seen_hashes(found[n + 1])
             for vid, flag in zip(chunk, flags.decode()):
                 if flag == "1":
-                    result.applied += writes[vid][6]
+                    result.applied += len(writes[vid][6])
+                    result.first_time.update(map(id, writes[vid][6]))
                     if self.cache_size:
                         cache[vid] = (writes[vid][1], writes[vid][7], writes[vid][8])
                 elif flag == "2":

@@ -89,6 +89,10 @@ class RecentEvents:
     async def __call__(self, events: list[dict], result) -> None:
         """After-batch step of the worker."""
         by_visitor: dict[str, list[dict]] = {}
+        # A visitor whose every event here is new to the engine (result.first_time) cannot have
+        # them listed already: Redis need not read the list. A redelivered one can.
+        first_time = getattr(result, "first_time", None) or ()
+        check: set[str] = set()
         for event in events:
             vid = event.get("visitor_id")
             profile = result.profiles.get(vid)
@@ -97,6 +101,8 @@ class RecentEvents:
             if event.get("type") != "consent" and not has_analytics_consent(profile, self.config):
                 continue
             by_visitor.setdefault(vid, []).append(entry(event))
+            if id(event) not in first_time:
+                check.add(vid)
         if not by_visitor:
             return
         # One script call per chunk of visitors: Redis skips what is listed already, so only
@@ -108,8 +114,9 @@ class RecentEvents:
                 packed = msgpack.packb(
                     [_encoded(merged([], by_visitor[vid], self.kept)[::-1]) for vid in chunk], use_bin_type=False
                 )
+                checks = "".join("1" if vid in check else "0" for vid in chunk)
                 await self._add(
-                    keys=[self.key(vid) for vid in chunk], args=[self.kept, self.ttl_s, packed], client=pipe
+                    keys=[self.key(vid) for vid in chunk], args=[self.kept, self.ttl_s, packed, checks], client=pipe
                 )
             await pipe.execute()
 

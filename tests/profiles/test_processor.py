@@ -141,3 +141,18 @@ async def test_a_malformed_state_change_is_rejected_with_its_reason(worlds):
         "state change: props.document: expected a non-empty string",
         "state change: type: unknown state change 'server:nothing'",
     ]
+
+
+async def test_a_redelivered_batch_leaves_every_key_as_one_delivery(worlds, redis_client):
+    """Redelivered events are not first-time ones: the steps that trust first-time events check them again."""
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    log = [viewed(a, 1, "x"), ev("page_view", a, 2, url="https://s/2"), bought(b, 3, "x", "y"), viewed(b, 4, "z")]
+    (p1, _, one), (p2, _, other) = worlds(), worlds()
+    await one(log)
+    await other(log[:2])
+    await other(log)  # the first two again, with the rest
+    await other(log[1:] + [viewed(a, 5, "y")])  # all but one again, and a new one
+    await one([viewed(a, 5, "y")])
+    first, second = await dump(redis_client, p1), await dump(redis_client, p2)
+    assert first == second
+    assert len(first[f":recent:{a}"]) == 3 and len(first[f":recent:{b}"]) == 2
