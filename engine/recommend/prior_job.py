@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Awaitable, Callable
@@ -42,12 +43,28 @@ POPULAR = 100  # the popular list as served competes with the pairs (service: ca
 _chooser: ProcessPoolExecutor | None = None
 
 
+def _start_chooser(parent: int) -> None:
+    """In the chooser process: a lower priority, and an exit once the worker is gone, however it ended
+    (a worker killed outright leaves its pool's process waiting on a queue nobody writes to)."""
+    os.nice(10)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def chooser() -> ProcessPoolExecutor:
     """One spawned process, niced, kept for the worker's life (it exits when the worker does)."""
     global _chooser
     if _chooser is None:
         _chooser = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(10,)
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_chooser,
+            initargs=(os.getpid(),),
         )
     return _chooser
 

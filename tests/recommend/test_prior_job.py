@@ -77,3 +77,36 @@ async def test_also_bought_scoring_uses_the_stored_m_and_falls_back_without_one(
     assert await served() == pytest.approx(expected(1024.0), rel=1e-12)
     unstored = await store.similar_counted([seed], "purchase", "shrunk", 1, 50, 16.0, popular)
     assert unstored[seed].scores == pytest.approx(expected(16.0), rel=1e-12)  # only when asked to
+
+
+def test_the_chooser_process_exits_when_its_worker_is_killed(tmp_path):
+    """A worker killed outright (SIGKILL: no shutdown) leaves no chooser process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from engine.recommend import prior_job\n"
+        "print(prior_job.chooser().submit(os.getpid).result(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(worker.stdout.readline())
+        os.kill(child, 0)  # the chooser runs
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the chooser outlived its worker by 10 s")
+    finally:
+        worker.kill()
