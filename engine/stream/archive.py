@@ -426,11 +426,31 @@ class ArchiveWriter:
 
     def seal(self, log_id: str, partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Writes the buffered records of `partitions` (default all); returns {partition: next offset}."""
-        sealed = {}
+        return self.write(log_id, self.take(partitions))
+
+    def take(self, partitions: Iterable[int] | None = None) -> dict[int, "_Buffer"]:
+        """Takes the buffers of `partitions` (default all) out, to `write` them while new records are added."""
+        taken = {}
         for partition in sorted(self.buffers if partitions is None else partitions):
             buffer = self.buffers.pop(partition, None)
-            if buffer is None or buffer.first is None:
-                continue
+            if buffer is not None and buffer.first is not None:
+                taken[partition] = buffer
+        return taken
+
+    def put_back(self, taken: dict[int, "_Buffer"]) -> None:
+        """Returns taken buffers that could not be written, in front of what was added since."""
+        for partition, buffer in taken.items():
+            since = self.buffers.get(partition)
+            if since is not None and since.first is not None:
+                buffer.records.extend(since.records)
+                buffer.end = max(buffer.end, since.end)
+            self.buffers[partition] = buffer
+
+    def write(self, log_id: str, taken: dict[int, "_Buffer"]) -> dict[int, int]:
+        """Seals taken buffers into segments; returns {partition: next offset}. Touches no buffer still
+        open, so a thread may run it while the event loop adds records (one write at a time)."""
+        sealed = {}
+        for partition, buffer in taken.items():
             key = (log_id, partition)
             if key not in self.archived:
                 self.archived[key] = self.archive.ends(log_id).get(partition, 0)

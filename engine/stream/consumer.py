@@ -16,7 +16,10 @@ backoff and commits nothing, so nothing is lost. Offsets are committed only once
 every dead letter is on its topic.
 
 Applied records go to the archive (engine.stream.archive) and offsets are committed
-once their segment is sealed. A broker whose log was reset (a new log id, an end
+once their segment is sealed. The loop writes segments beside itself: it takes the
+buffers and goes on applying batches while a thread writes them, one write at a time
+and in order, and commits their offsets itself once the write is done (never from
+beside the loop, where a commit could meet a rebalance). A broker whose log was reset (a new log id, an end
 offset below this worker's position, an offset out of range) is never skipped over
 in silence: `_reset` logs how many events may be missing, counts it in the stats
 (/healthz, /metrics), and reads the new log from its earliest offset. A reset can
@@ -174,7 +177,10 @@ class BatchConsumer:
         self.seen_end: dict[TopicPartition, int] = {}  # the highest end offset seen, for the loss estimate
         self.epoch = 0  # one per log read: records of an earlier epoch are never archived or committed
         self._checked = 0.0
-        self._sealing = asyncio.Lock()  # a rebalance may seal while a batch is being handled
+        self._sealing = asyncio.Lock()  # the buffers and `applied`: a rebalance may seal while a batch is handled
+        self._seal_order = asyncio.Lock()  # one seal at a time, in order: segments are written as they were taken
+        self._seal_task: asyncio.Task | None = None  # the archive write the loop started and goes on beside
+        self._archived: dict[TopicPartition, int] = {}  # offsets whose records the archive holds, not yet committed
 
     async def start(self) -> None:
         if self.identity is not None:
@@ -188,6 +194,10 @@ class BatchConsumer:
 
     async def stop(self) -> None:
         if self.consumer is not None:
+            try:
+                await self._sealed()
+            except Exception as exc:  # its records are back in the buffers: the seal below tries them again
+                log.warning("an archive write failed: %r", exc)
             try:
                 await self.seal_and_commit(verify=False)
             except Exception as exc:
@@ -203,6 +213,9 @@ class BatchConsumer:
             await self._run_once(should_stop)
 
     async def _run_once(self, should_stop: Callable[[], bool]) -> None:
+        if self._seal_task is not None and self._seal_task.done():
+            await self._sealed()  # a write that failed fails the loop, as it did when the loop waited for it
+            await self._commit(self._take_archived())  # here, not beside the loop: never during a rebalance
         consumer = self.consumer
         epoch = self.epoch
         try:
@@ -225,9 +238,28 @@ class BatchConsumer:
         if now - self._checked >= self.settings.log_check_s:
             self._checked = now
             await self._check_log()
-        if self.writer is not None and self.writer.due():
-            await self.seal_and_commit()
+        if self.writer is not None and self._seal_task is None and self.writer.due() and await self._log_holds():
+            # Beside the loop: the next batches are applied while these segments are written (10 s of events
+            # take a tenth of a second or more, which every event arriving meanwhile used to wait for). The
+            # offsets are committed by the loop once the write is done.
+            self._seal_task = asyncio.create_task(self._archive())
         await self._update_lag()
+
+    async def _sealed(self) -> None:
+        """Waits for the archive write the loop started, and raises what it raised."""
+        task, self._seal_task = self._seal_task, None
+        if task is not None:
+            await task
+
+    async def _log_holds(self) -> bool:
+        """Whether the broker still holds the log this worker reads (else it starts over: see _reset)."""
+        if self.identity is None:
+            return True
+        try:
+            return not await self._log_changed()
+        except KafkaError as exc:  # the broker is away: keep the buffers, seal later
+            log.info("could not read the log id before sealing, will retry: %r", exc)
+            return False
 
     async def seal_and_commit(self, verify: bool = True) -> None:
         """Archives what was applied, then commits it; a committed offset is an archived one.
@@ -237,25 +269,45 @@ class BatchConsumer:
         offsets that were lost. Dropping them is safe: the collectors' spools keep
         every batch until the archive holds it.
         """
-        async with self._sealing:
-            if self.writer is not None and self.writer.holding():
-                if verify and self.identity is not None:
-                    try:
-                        if await self._log_changed():
-                            return
-                    except KafkaError as exc:  # the broker is away: keep the buffers, seal later
-                        log.info("could not read the log id before sealing, will retry: %r", exc)
-                        return
-                await asyncio.to_thread(self.writer.seal, self.log_id or "unknown")
-                self.stats.archived_events, self.stats.archive_segments = self.writer.events, self.writer.segments
-                self.stats.archive_pending = 0
-            await self._commit()
-
-    async def _commit(self) -> None:
-        if not self.applied:
+        if self.writer is not None and self.writer.holding() and verify and not await self._log_holds():
             return
-        offsets = {tp: offset for tp, offset in self.applied.items() if tp in self.consumer.assignment()}
-        self.applied = {}
+        await self._archive()
+        await self._commit(self._take_archived())
+
+    async def _archive(self) -> None:
+        """Takes what is buffered, writes it to the archive, and makes its offsets committable (`_archived`)."""
+        async with self._seal_order:
+            taken = {}
+            async with self._sealing:  # only to take the buffers: batches are applied and added while they are written
+                if self.writer is not None:
+                    taken = self.writer.take()
+                applied, self.applied = self.applied, {}
+                epoch, log_id = self.epoch, self.log_id or "unknown"
+            if taken:
+                try:
+                    await asyncio.to_thread(self.writer.write, log_id, taken)
+                except BaseException:
+                    async with self._sealing:
+                        if self.epoch == epoch:  # back in front of what came since, to be written and committed later
+                            self.writer.put_back(taken)
+                            self.applied = {**applied, **self.applied}
+                    raise
+                self.stats.archived_events, self.stats.archive_segments = self.writer.events, self.writer.segments
+                self.stats.archive_pending = self.writer.pending()
+            if self.epoch == epoch:  # else the log was reset meanwhile: these offsets are the old log's
+                self._archived.update(applied)
+
+    def _take_archived(self) -> dict[TopicPartition, int]:
+        archived, self._archived = self._archived, {}
+        return archived
+
+    async def _commit(self, applied: dict[TopicPartition, int] | None = None) -> None:
+        """Commits `applied` (default: everything applied so far)."""
+        if applied is None:
+            applied, self.applied = self.applied, {}
+        if not applied:
+            return
+        offsets = {tp: offset for tp, offset in applied.items() if tp in self.consumer.assignment()}
         try:
             await self.consumer.commit(offsets)
         except Exception as exc:  # partitions moved away mid-batch: redelivery is harmless
@@ -346,7 +398,7 @@ class BatchConsumer:
         """Starts a new epoch: what was applied of the old log is neither archived nor committed. Returns how
         many applied records are dropped from the archive's buffers (the collectors' spools still hold them)."""
         self.epoch += 1
-        self.applied, self.seen_end = {}, {}
+        self.applied, self.seen_end, self._archived = {}, {}, {}
         return self.writer.discard() if self.writer is not None else 0
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
