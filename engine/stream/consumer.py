@@ -19,9 +19,10 @@ Applied records go to the archive (engine.stream.archive) and offsets are commit
 once their segment is sealed. The loop writes segments beside itself: it takes the
 buffers and goes on applying batches while a thread writes them, one write at a time
 and in order, and commits their offsets itself once the write is done (never from
-beside the loop, where a commit could meet a rebalance). A broker whose log was reset (a new log id, an end
-offset below this worker's position, an offset out of range) is never skipped over
-in silence: `_reset` logs how many events may be missing, counts it in the stats
+beside the loop, where a commit could meet a rebalance).
+
+A broker whose log was reset (a new log id, an end offset below this worker's
+position, an offset out of range) is never skipped over in silence: `_reset` logs how many events may be missing, counts it in the stats
 (/healthz, /metrics), and reads the new log from its earliest offset. A reset can
 happen while a batch is being applied (a rebalance seals from aiokafka's own task):
 each reset starts a new epoch, and a batch fetched in an earlier epoch is never
