@@ -116,8 +116,14 @@ def timed(name: str, fn, spent: dict, redis_spent: dict | None = None, redis=Non
     """`fn`, adding its wall time to spent[name] (and, given `redis`, Redis' CPU time to redis_spent[name]
     and the commands it sent, by name, to sent[name])."""
 
+    async def probe() -> float:
+        usec = await redis_cpu_usec(redis)
+        if wire is not None:
+            wire.round_trips -= 1  # the probe's own: not the step's
+        return usec
+
     async def wrapper(*args):
-        before = await redis_cpu_usec(redis) if redis is not None else 0
+        before = await probe() if redis is not None else 0
         names = dict(wire.names) if wire is not None else {}
         started = time.perf_counter()
         try:
@@ -125,7 +131,7 @@ def timed(name: str, fn, spent: dict, redis_spent: dict | None = None, redis=Non
         finally:
             spent[name] += time.perf_counter() - started
             if redis is not None:
-                redis_spent[name] += await redis_cpu_usec(redis) - before
+                redis_spent[name] += await probe() - before
             if wire is not None:
                 for command, count in wire.names.items():
                     if command != "INFO" and count > names.get(command, 0):
