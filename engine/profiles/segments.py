@@ -50,8 +50,14 @@ def next_change(person: dict, segments: Iterable, now_ms: int) -> int | None:
     """When any of the person's memberships may next change with no new event (None: never by time).
 
     `person` is derived (its `segments` filled in), so a segment built on another sees it."""
-    moments = [m for m in (s.condition.next_change(person, {}, now_ms) for s in segments) if m is not None]
-    return min(moments) if moments else None
+    soonest = None
+    for segment in segments:
+        horizon = segment.condition.horizon  # None: time alone never changes this one
+        if horizon is not None:
+            moment = horizon(person, {}, now_ms)
+            if moment is not None and (soonest is None or moment < soonest):
+                soonest = moment
+    return soonest
 
 
 def derive(

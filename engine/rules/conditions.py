@@ -271,14 +271,15 @@ def _history(p: HistoryParams, at: At) -> Condition:
         if "daily" not in pr:
             return None
         today = n // DAY_MS
-        counted = sorted(
-            (int(day), bucket.get(key, 0))
+        counted = [
+            (int(day), bucket[key])
             for day, bucket in pr["daily"].items()
-            if today - int(day) < days and bucket.get(key, 0)
-        )
+            if key in bucket and today - int(day) < days and bucket[key]
+        ]
         total = sum(count for _, count in counted)
         if total < minimum:
             return None  # counts only fall as time passes
+        counted.sort()
         for day, count in counted:
             total -= count
             if total < minimum:
