@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,8 +37,9 @@ def decode_cursor(text: str | None) -> tuple[float, str] | None:
     try:
         score, member = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         if isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(member, str):
-            return float(score), member
-    except (ValueError, TypeError):
+            if not math.isnan(float(score)):  # NaN is no score to page from (and a huge integer no float)
+                return float(score), member
+    except (ValueError, TypeError, OverflowError):
         pass
     raise InvalidInput("cursor: expected the next_cursor of a previous page")
 
