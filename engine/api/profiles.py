@@ -16,13 +16,15 @@ from starlette.routing import Route
 from engine.api.access import Access, guarded, path_param
 from engine.api.body import json_body
 from engine.api.responses import JSONResponse
-from engine.errors import NotFound
+from engine.errors import InvalidInput, NotFound
 from engine.profiles.model import ProfileConfig, interest_scores
 from engine.profiles.people import People
 from engine.profiles.preferences import PREFERENCES_MAX_BYTES, check_preferences
 from engine.profiles.segments import derive
 from engine.profiles.value_store import ValueStore
 from engine.rules.live import LiveRules
+
+USER_ID_MAX = 128  # the contract's bound on user_id; a visitor id is shorter
 
 
 def person_view(values: ValueStore, rules: LiveRules, config: ProfileConfig) -> Callable:
@@ -73,6 +75,8 @@ def profile_routes(access: Access, people: People, public_view: Callable) -> lis
 
     async def put_preferences(request: Request) -> JSONResponse:
         profile_id = request.path_params["profile_id"]
+        if len(profile_id) > USER_ID_MAX:
+            raise InvalidInput(f"id: longer than {USER_ID_MAX} characters (a visitor id or a user id)")
         document = check_preferences(await json_body(request, PREFERENCES_MAX_BYTES))
         preferences = await people.set_preferences(profile_id, document)
         return JSONResponse({"id": profile_id, "preferences": preferences})

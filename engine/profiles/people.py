@@ -38,6 +38,7 @@ from typing import Awaitable, Callable
 from redis.asyncio import Redis
 
 from engine.errors import NotFound
+from engine.ingest.visitor_ids import is_visitor_id
 from engine.profiles import changes
 from engine.profiles.identity import merge_all
 from engine.profiles.user_ids import is_identity_id
@@ -299,9 +300,15 @@ class People:
     async def set_preferences(self, profile_id: str, preferences: dict) -> dict:
         """Stores the choices where the next decide reads them (the user's, else the visitor's), through the log."""
         user_id, visitor_ids = await self.resolve(profile_id)
+        if user_id is None and not visitor_ids and not is_visitor_id(profile_id):
+            # A user id no visitor is linked to yet (a back end's call): the user's choices, kept
+            # under the user's digest where their first verified login finds them (none once erased).
+            if await self.redis.exists(self._key(profile_id, "tomb")):
+                raise NotFound("no such profile", {"id": profile_id})
+            user_id = profile_id
         if user_id is None and (await self.redis.hmget(self.store.profile_key(profile_id), ["t", "e"])) != [None, None]:
             raise NotFound("no such profile", {"id": profile_id})
-        current = await self.preferences(profile_id, user_id, visitor_ids or [profile_id])
+        current = await self.preferences(profile_id, user_id, visitor_ids or ([] if user_id else [profile_id]))
         current.update(preferences)
         if user_id:
             stored = await self.redis.get(self._key(user_id, "prefs_at"))
