@@ -112,6 +112,7 @@ class ExperimentCredit:
         visitors = sorted({e["visitor_id"] for e in wanted})
         profiles = await self._profiles(visitors, done.profiles if done is not None else {})
         persons = await self._persons(profiles)
+        erased = await self._erased([e for e in wanted if e["type"] == changes.EXPOSURE], profiles)
         ops: dict[str, list[dict]] = defaultdict(list)
         withdrawn: set[str] = set()
         for event in wanted:
@@ -132,7 +133,7 @@ class ExperimentCredit:
                 if profile is not None and not has_analytics_consent(profile):
                     continue
                 found = exposure_op(event)
-                if found is not None:
+                if found is not None and not {vid, found[0]} & erased:  # an erased person enters nothing again
                     ops[found[0]].append(found[1])
                 continue
             if profile is None:
@@ -161,6 +162,25 @@ class ExperimentCredit:
         if unknown:
             profiles.update(await self.profiles.get_many(unknown))
         return profiles
+
+    async def _erased(self, exposures: list[dict], profiles: dict[str, dict]) -> set[str]:
+        """The visitor ids and "u:<digest>" people of these exposures that an erasure left a tombstone for."""
+        names = {e["visitor_id"] for e in exposures if profiles.get(e["visitor_id"]) is None}
+        for event in exposures:
+            person = (event.get("props") or {}).get("person")
+            if isinstance(person, str) and person.startswith("u:"):
+                names.add(person)
+        if not names:
+            return set()
+        ordered = sorted(names)
+        async with self.profiles.redis.pipeline(transaction=False) as pipe:
+            for name in ordered:
+                if name.startswith("u:"):
+                    pipe.exists(self.people._digest_key(name[2:], "tomb"))
+                else:
+                    pipe.hexists(self.profiles.profile_key(name), "t")
+            found = await pipe.execute()
+        return {name for name, hit in zip(ordered, found) if hit}
 
     async def _persons(self, profiles: dict[str, dict]) -> dict[str, str]:
         """visitor id -> "u:<digest>" for visitors linked to a verified user."""
