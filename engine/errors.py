@@ -3,7 +3,8 @@
     EngineError
     ├── SettingsError        a CLICKSTREAM_* variable has a bad value (names the variable)
     ├── InvalidInput         something a caller sent is refused; the message names the field
-    │   └── TooLarge         a body over its size limit, or too many events in one request
+    │   ├── TooLarge         a body over its size limit, or too many events in one request
+    │   └── TooSlow          a body that did not arrive in time
     ├── NotAuthenticated     no credential, or a wrong API key
     ├── AccessDenied         a credential that does not reach this person or action
     ├── NotFound             no such profile, segment, slot...
@@ -39,6 +40,10 @@ class InvalidInput(EngineError):
 
 
 class TooLarge(InvalidInput):
+    pass
+
+
+class TooSlow(InvalidInput):
     pass
 
 

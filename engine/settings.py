@@ -198,6 +198,7 @@ class Settings:
     interest_half_life_days: float = _env_field(14.0, _positive_float)
     profile_cache_size: int = _env_field(20_000, _positive_int)
     max_body_bytes: int = _env_field(1 << 20, _positive_int)
+    body_timeout_s: float = _env_field(30.0, _positive_float)  # a request's whole body must arrive within this
     max_events: int = _env_field(500, _positive_int)
     cookie_domain: str | None = _env_field(None)
     country_header: str = _env_field("cf-ipcountry")

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from engine.api.access import Access
+from engine.api.body import BodyDeadline
 from engine.api.catalog import catalog_routes
 from engine.api.collector import collector_routes
 from engine.api.decide import decide_routes
@@ -237,6 +238,7 @@ def build_app(settings: Settings, services: HttpServices) -> Starlette:
 
     middleware = [
         Middleware(LatencyMiddleware),
+        Middleware(BodyDeadline, timeout_s=settings.body_timeout_s),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.site_origins),

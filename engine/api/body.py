@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.errors import InvalidInput, TooLarge
+from engine.errors import InvalidInput, TooLarge, TooSlow
 from engine.ingest import jsondoc
 
 _PARSED = "parsed_json"
@@ -39,3 +41,40 @@ async def json_body(request: Request, limit: int) -> Any:
     if _PARSED not in request.scope:
         request.scope[_PARSED] = decode_json(await read_body(request, limit))
     return request.scope[_PARSED]
+
+
+class BodyDeadline:
+    """ASGI middleware: a request's body must arrive whole within `timeout_s` of the request (else 408).
+
+    uvicorn bounds idle connections, not a body that stops part way, so a client that
+    declares 100 bytes and sends 8 would hold its connection and its handler for good.
+    Only reads of the body are timed: once it is complete, a route that waits on the
+    connection (for a disconnect, say) waits as long as it likes."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise TooSlow(
+                    f"body: not received within {self.timeout_s:g} s", {"timeout_s": self.timeout_s}
+                ) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)

@@ -22,6 +22,7 @@ log = logging.getLogger("engine.api")
 STATUS: dict[type[errors.EngineError], int] = {
     errors.InvalidInput: 400,
     errors.TooLarge: 413,
+    errors.TooSlow: 408,
     errors.NotAuthenticated: 401,
     errors.AccessDenied: 403,
     errors.NotFound: 404,
