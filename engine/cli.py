@@ -61,6 +61,10 @@ def _require(settings: Settings, *names: str) -> None:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # aiokafka says "Updating subscribed topics" at INFO on every assignment, and the log id
+        # check assigns a consumer every CLICKSTREAM_LOG_CHECK_S: a line a second that tells nothing.
+        logging.getLogger("aiokafka.consumer.subscription_state").setLevel(logging.WARNING)
 
 
 def _check_catalog(settings: Settings) -> None:
