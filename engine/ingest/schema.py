@@ -22,7 +22,9 @@ from typing import Annotated, Any, Callable, ClassVar, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from engine.errors import InvalidInput
 from engine.profiles.model import MONEY_MAX, QTY_MAX
+from engine.profiles.preferences import check_preferences
 
 SCHEMA_VERSION = 1
 
@@ -169,6 +171,12 @@ class SlotProps(Props):
 
 class PreferenceProps(Props):
     preferences: dict[str, Any]
+
+    def normalize(self, props: dict) -> None:
+        try:  # the document PUT /v1/profiles/{id}/preferences takes, refused the same way
+            props["preferences"] = check_preferences(self.preferences)
+        except InvalidInput as exc:
+            raise InvalidEvent(f"props.preferences.{exc.error}") from None
 
 
 class ConsentProps(Props):

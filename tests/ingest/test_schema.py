@@ -73,6 +73,13 @@ def test_purchase_revenue_defaults_to_item_total():
         ({"type": "impression", "props": {"slot": "hero"}}, "props.content"),
         ({"type": "consent", "props": {"consent": {"analytics": "yes"}}}, "props.consent.analytics"),
         ({"type": "preference", "props": {"preferences": 3}}, "props.preferences"),
+        # the document PUT .../preferences refuses is refused as an event too
+        ({"type": "preference", "props": {"preferences": {"show": "shoes"}}}, "props.preferences.show"),
+        (
+            {"type": "preference", "props": {"preferences": {"do_not_personalize": "yes"}}},
+            "props.preferences.do_not_personalize",
+        ),
+        ({"type": "preference", "props": {"preferences": {"language": 5}}}, "props.preferences.language"),
     ],
 )
 def test_bad_events_name_the_field(raw, field):

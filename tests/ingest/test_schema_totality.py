@@ -2,8 +2,9 @@
 
 The events are generated from the schema itself: a walk over msgspec's view of each
 declared Struct builds the strategies (every field, optional ones present or not,
-the bounds of each type, unknown keys wherever the schema keeps them), and the free
-form parts (`Any`) get whatever engine.ingest.jsondoc lets through. Each batch goes
+the bounds of each type, unknown keys wherever the schema keeps them), the free
+form parts (`Any`) get whatever engine.ingest.jsondoc lets through, and a part the schema
+checks in code (a preference document) what that check takes. Each batch goes
 the collector's way (JSON bytes, parse_body, collect), then through the fold on a new
 and on a busy profile, the store's packing, the merge of a person and strict JSON.
 """
@@ -75,9 +76,28 @@ def strategy(info: mi.Type) -> st.SearchStrategy:
     raise TypeError(f"no strategy for {info!r}: declare it here when the schema starts using it")
 
 
+# Fields declared free form whose content the schema checks in code: what it takes there.
+_PLAIN_KEYS = text.filter(lambda k: k not in ("show", "hide", "language", "do_not_personalize"))
+CHECKED_IN_CODE = {
+    (schema.PreferenceProps, "preferences"): st.builds(
+        lambda named, custom: {**custom, **named},
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "show": st.lists(st.text(min_size=1, max_size=64), max_size=3),
+                "hide": st.lists(st.text(min_size=1, max_size=64), max_size=3),
+                "language": st.text(min_size=2, max_size=16),
+                "do_not_personalize": st.booleans(),
+            },
+        ),
+        st.dictionaries(_PLAIN_KEYS, json_leaves, max_size=2),
+    ),
+}
+
+
 def struct_strategy(info: mi.StructType) -> st.SearchStrategy:
     """Its required fields, any of the optional ones, and unknown keys (kept where the schema keeps them)."""
-    fields = {f.encode_name: strategy(f.type) for f in info.fields}
+    fields = {f.encode_name: CHECKED_IN_CODE.get((info.cls, f.encode_name)) or strategy(f.type) for f in info.fields}
     required = {name for f in info.fields if f.required for name in [f.encode_name]}
     unknown = st.dictionaries(text.filter(lambda k: k not in fields), json_values, max_size=EXTRA_KEYS)
     # `one_of`: the struct's own rule that at least one of these optional fields is present.
