@@ -19,7 +19,7 @@ The popular list is the served one, held fixed: one order moves it by at most on
 purchase. What the served list does past the ranking is left out: the per-category cap
 and availability filters, and the fill's preference for the seed's category (here the
 fill is the overall popular list, which matters only where the pairs leave the list
-short: m = 0, or a seed with few partners). Pure: no I/O.
+short: a seed with few partners). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from engine.recommend import shrink
 from engine.recommend.cooccur import order_items
 
-GRID = (0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+# No 0: m = 0 ranks the seed's pair counts with ties by item id, which means nothing on real
+# ids (and on a generated catalogue whose ids follow popularity looks better than it is). m = 1
+# is the raw counts with ties by popularity (the prior adds less than one order), so the plain
+# counts are always on the grid, and a larger m is served only where the orders rank better with it.
+GRID = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
 K = 10  # HitRate@K: the length of a product page's list
 MIN_QUERIES = 100  # fewer (seed, held-out) pairs than this: too little to move away from the default
 BUDGET = 2_000_000  # scored candidates per m (a seed's partners plus the popular list, summed over seeds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from engine.recommend import cooccur, shrink
+from engine.recommend import cooccur, prior_choice, shrink
 
 COUNTS = {"milk": 500, "bread": 300, "caviar": 4, "blini": 3, "dill": 10}
 N = 1000
@@ -66,3 +66,16 @@ def test_a_partner_is_never_below_one_bought_with_it_less_and_no_more_popular(pa
         for b in pairs:
             if pairs[a] > pairs[b] and COUNTS[a] >= COUNTS[b]:
                 assert ranked.index(a) < ranked.index(b)
+
+
+@given(
+    st.dictionaries(st.sampled_from([f"i{n}" for n in range(12)]), st.integers(1, 6), min_size=1),
+    st.dictionaries(st.sampled_from([f"i{n}" for n in range(12)]), st.integers(1, 99), min_size=12),
+)
+def test_the_smallest_m_of_the_grid_is_raw_counts_with_ties_by_popularity(pairs, bought):
+    """m = 1 (prior_choice.GRID's smallest) adds less than one order: the plain counts, ties by popularity."""
+    assert min(prior_choice.GRID) == 1.0
+    counts = {b: max(n, pairs.get(b, 0)) for b, n in bought.items()}
+    n_orders = 100  # every item is in fewer orders than this, so no prior share reaches 1
+    raw = sorted(pairs, key=lambda b: (-pairs[b], -counts[b], b))
+    assert ids(shrink.rank(pairs, max(pairs.values()), counts, n_orders, strength=1.0)) == raw
