@@ -112,6 +112,7 @@ FLOW = {
     ),
     "profile_cache_size": ("321", lambda s: s.profile_cache_size, 321),
     "max_body_bytes": ("4096", lambda s: s.max_body_bytes, 4096),
+    "body_timeout_s": ("2.5", lambda s: _body_deadline(s), 2.5),
     "max_events": ("12", lambda s: s.max_events, 12),
     "cookie_domain": (".shop.example", lambda s: s.cookie_domain, ".shop.example"),
     "country_header": ("x-country", lambda s: s.country_header, "x-country"),
@@ -194,6 +195,12 @@ async def _key_statuses(settings):
         erase = await client.delete(f"/v1/profiles/{vid}", headers={"Authorization": "Bearer k1"})
         unknown = await client.get(f"/v1/profiles/{vid}", headers={"Authorization": "Bearer k2"})
     return {"read": read.status_code, "erase": erase.status_code, "unknown": unknown.status_code}
+
+
+def _body_deadline(settings):
+    app = wiring.build_app(settings, services(settings))
+    deadline = next(m for m in app.user_middleware if m.cls.__name__ == "BodyDeadline")
+    return deadline.kwargs["timeout_s"]
 
 
 def _cors_origins(settings):
