@@ -564,18 +564,6 @@ async def test_model_swap_while_serving_never_pauses_or_fails(shop, monkeypatch)
     assert all(("old-pick" in ids(out)) != ("new-pick" in ids(out)) for out in served)  # one model at a time
 
 
-def test_kept_entries_are_bounded_and_the_oldest_go_first():
-    from engine.recommend.caches import kept
-
-    cache = kept(60.0, maxsize=3)  # as the service keeps neighbours and rankings
-    for n in range(5):
-        cache[n] = f"v{n}"
-    assert list(cache) == [2, 3, 4]
-    cache[2] = "again"  # stored anew: now the newest
-    cache[5] = "v5"
-    assert cache == {4: "v4", 2: "again", 5: "v5"}
-
-
 async def test_a_cold_item_with_a_cold_cart_gets_its_category_first(shop):
     await shop.feed([add_to_cart("browsing", "t2", T0 + 20)])  # t2: bought once, alone
     out = await shop.service.also_bought("z", k=2, visitor_id="browsing")
