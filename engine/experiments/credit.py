@@ -176,7 +176,7 @@ class ExperimentCredit:
         async with self.profiles.redis.pipeline(transaction=False) as pipe:
             for name in ordered:
                 if name.startswith("u:"):
-                    pipe.exists(self.people._digest_key(name[2:], "tomb"))
+                    pipe.exists(self.people.tombstone_key(name[2:]))
                 else:
                     pipe.hexists(self.profiles.profile_key(name), "t")
             found = await pipe.execute()

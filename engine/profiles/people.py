@@ -99,6 +99,10 @@ class People:
     def _digest_key(self, digest: str, kind: str) -> str:
         return f"{self.prefix}:{{u:{digest}}}:{kind}"
 
+    def tombstone_key(self, digest: str) -> str:
+        """Where an erased user's tombstone is (set once they are erased; their digest, never their id)."""
+        return self._digest_key(digest, "tomb")
+
     # --- the worker's side -------------------------------------------------
 
     async def link(self, events: list[dict], result: BatchResult) -> None:
