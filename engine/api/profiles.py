@@ -17,14 +17,13 @@ from engine.api.access import Access, guarded, path_param
 from engine.api.body import json_body
 from engine.api.responses import JSONResponse
 from engine.errors import InvalidInput, NotFound
+from engine.ingest.schema import USER_ID_MAX  # the events' bound on user_id; a visitor id is shorter
 from engine.profiles.model import ProfileConfig, interest_scores
 from engine.profiles.people import People
 from engine.profiles.preferences import PREFERENCES_MAX_BYTES, check_preferences
 from engine.profiles.segments import derive
 from engine.profiles.value_store import ValueStore
 from engine.rules.live import LiveRules
-
-USER_ID_MAX = 128  # the contract's bound on user_id; a visitor id is shorter
 
 
 def person_view(values: ValueStore, rules: LiveRules, config: ProfileConfig) -> Callable:

@@ -49,6 +49,7 @@ EVENT_TYPES = frozenset(
 CUSTOM_TYPE = re.compile(r"custom:[A-Za-z0-9_.\-]{1,64}")
 SERVER_ONLY = "server:"  # the engine's own state changes (engine.profiles.changes): never from outside
 ID_MAX = 64
+USER_ID_MAX = 128
 TEXT_MAX = 2048
 ITEMS_MAX = 500
 EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a broken client clock
@@ -195,7 +196,7 @@ class Event(Schema):
     event_id: Id | None = None
     visitor_id: Id | None = None
     session_id: Id | None = None
-    user_id: _text(128) | None = None
+    user_id: _text(USER_ID_MAX) | None = None
     ts: Timestamp | None = None
     url: Text | None = None
     referrer: Text | None = None
@@ -215,7 +216,7 @@ class PurchaseEvent(Event, kw_only=True):
 
 class IdentifyEvent(Event, kw_only=True):
     type: Literal["identify"]
-    user_id: _text(128, 1)
+    user_id: _text(USER_ID_MAX, 1)
     props: IdentifyProps | None = None
 
 

@@ -307,7 +307,7 @@ class People:
         if user_id is None and not visitor_ids and not is_visitor_id(profile_id):
             # A user id no visitor is linked to yet (a back end's call): the user's choices, kept
             # under the user's digest where their first verified login finds them (none once erased).
-            if await self.redis.exists(self._key(profile_id, "tomb")):
+            if await self.redis.exists(self.tombstone_key(self.digest(profile_id))):
                 raise NotFound("no such profile", {"id": profile_id})
             user_id = profile_id
         if user_id is None and (await self.redis.hmget(self.store.profile_key(profile_id), ["t", "e"])) != [None, None]:
@@ -341,7 +341,7 @@ class People:
             keys = [
                 self._digest_key(digest, "prefs"),
                 self._digest_key(digest, "prefs_at"),
-                self._digest_key(digest, "tomb"),
+                self.tombstone_key(digest),
             ]
             return bool(await self._user_prefs(keys=keys, args=args))
         return bool(await self._visitor_prefs(keys=[self.store.profile_key(change["visitor_id"])], args=args))
@@ -420,7 +420,7 @@ class People:
             await self.redis.delete(
                 *(self._digest_key(digest, kind) for kind in ("links", "audit", "prefs", "prefs_at"))
             )
-            await self.redis.set(self._digest_key(digest, "tomb"), at)
+            await self.redis.set(self.tombstone_key(digest), at)
 
     async def _forget_refusals(self, digest: str) -> None:
         """The other user's copies of the refusals that name this one (the entries of both are about both)."""
